@@ -1,0 +1,245 @@
+/**
+ * The handoff protocol between a running process (the parent) and its successor.
+ *
+ * 1. The parent spawns `process.execPath` with its own execArgv and argv, in the directory
+ *    it was started from (re-resolved, so a switched `current` symlink is followed), with
+ *    stdio inherited, its listening sockets at fds 3…3+n-1 described by LISTEN_FDS /
+ *    LISTEN_FDNAMES, and one more fd: the private readiness channel (a socketpair, never a
+ *    network port), whose number is in GRACE_RESTART_READY_FD.
+ * 2. The successor listens on the inherited sockets and, once it can serve, writes one
+ *    JSON line `{"type":"ready","pid":…}` on the channel and closes it.
+ * 3. The parent then stops accepting and drains (see drain.ts). If the successor exits, or
+ *    is not ready within the timeout, the parent stops it (SIGTERM, then SIGKILL) and keeps
+ *    serving: a rollback.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, realpathSync, writeSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { relative, resolve, sep } from 'node:path';
+import { UpgradeError } from './errors.js';
+import { LISTEN_FDS_START, listenFdsEnv } from './listen-fds.js';
+
+const ENV_READY_FD = 'GRACE_RESTART_READY_FD';
+const ENV_GENERATION = 'GRACE_RESTART_GENERATION';
+const ENV_PARENT_PID = 'GRACE_RESTART_PARENT_PID';
+const DECIMAL = /^[1-9][0-9]*$/;
+
+/** What a successor learns from its parent through the environment. */
+export interface HandoffEnv {
+  /** 1 for a process started by hand, parent's generation + 1 for a successor. */
+  generation: number;
+  /** pid of the process that started this one as its successor. */
+  parentPid: number | undefined;
+  /** fd of the readiness channel, when started as a successor. */
+  readyFd: number | undefined;
+  problems: string[];
+}
+
+/** Reads and removes the handoff variables; malformed ones are reported and ignored. */
+export function takeHandoffEnv(env: NodeJS.ProcessEnv): HandoffEnv {
+  const read = (key: string): number | undefined | Error => {
+    const value = env[key];
+    delete env[key];
+    if (value === undefined || value === '') return undefined;
+    if (!DECIMAL.test(value) || !Number.isSafeInteger(Number(value))) {
+      return new Error(`ignoring ${key}=${JSON.stringify(value)}: expected a positive integer`);
+    }
+    return Number(value);
+  };
+  const problems: string[] = [];
+  const valid = (v: number | undefined | Error): number | undefined => {
+    if (v instanceof Error) {
+      problems.push(v.message);
+      return undefined;
+    }
+    return v;
+  };
+  const generation = valid(read(ENV_GENERATION)) ?? 1;
+  const parentPid = valid(read(ENV_PARENT_PID));
+  let readyFd = valid(read(ENV_READY_FD));
+  if (readyFd !== undefined && readyFd < LISTEN_FDS_START) {
+    problems.push(`ignoring ${ENV_READY_FD}=${readyFd}: it would be one of stdin/stdout/stderr`);
+    readyFd = undefined;
+  }
+  return { generation, parentPid, readyFd, problems };
+}
+
+/** Tells the parent this successor is serving. Returns false if the parent is gone. */
+export function reportReady(readyFd: number): boolean {
+  try {
+    writeSync(readyFd, `${JSON.stringify({ type: 'ready', pid: process.pid })}\n`);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    try {
+      closeSync(readyFd);
+    } catch {
+      // already closed: nothing to release
+    }
+  }
+}
+
+/** How the successor is started: the same program, arguments and start directory. */
+export interface SuccessorCommand {
+  file: string;
+  args: string[];
+  cwd: string;
+}
+
+/**
+ * Where this process was started, as the user saw it. `process.cwd()` is the physical
+ * directory (symlinks resolved); $PWD, when it names the same directory, keeps the symlink
+ * (`/srv/app/current`) that a deploy switches to a new release.
+ */
+export function startDirectory(env: NodeJS.ProcessEnv = process.env): string {
+  const physical = process.cwd();
+  const logical = env['PWD'];
+  if (logical === undefined || !logical.startsWith(sep)) return physical;
+  try {
+    return realpathSync(logical) === physical ? logical : physical;
+  } catch {
+    return physical;
+  }
+}
+
+/**
+ * The command that starts a successor. A script path under the physical start directory is
+ * rewritten relative to the logical one, so `node dist/server.js` run from
+ * `/srv/app/current` re-runs the script of whatever release `current` points to then.
+ */
+export function successorCommand(startDir: string): SuccessorCommand {
+  const physical = process.cwd();
+  const args = [...process.execArgv, ...process.argv.slice(1)];
+  const script = process.argv[1];
+  if (script !== undefined && startDir !== physical && script.startsWith(physical + sep)) {
+    args[process.execArgv.length] = resolve(startDir, relative(physical, script));
+  }
+  return { file: process.execPath, args, cwd: startDir };
+}
+
+/** A listening socket handed to the successor. */
+export interface HandoffListener {
+  fd: number;
+  name: string;
+}
+
+/** Settings of one upgrade attempt. */
+export interface SpawnSuccessorOptions {
+  command: SuccessorCommand;
+  listeners: readonly HandoffListener[];
+  generation: number;
+  readyTimeout: number;
+  killTimeout: number;
+  startedAt: number;
+  /** Rejects the attempt early (e.g. the parent got SIGTERM meanwhile). */
+  signal?: AbortSignal;
+}
+
+/** A successor that reported ready. */
+export interface ReadySuccessor {
+  pid: number;
+  /** The successor process; unref'd, so the parent may exit before it. */
+  child: ChildProcess;
+}
+
+/**
+ * Starts a successor and waits for its ready report. Rejects with an {@link UpgradeError}
+ * after stopping the successor and releasing the channel if it exits, times out, or the
+ * attempt is aborted.
+ */
+export function spawnSuccessor(options: SpawnSuccessorOptions): Promise<ReadySuccessor> {
+  const { command, listeners, startedAt } = options;
+  const readyIndex = LISTEN_FDS_START + listeners.length;
+  const env = {
+    ...process.env,
+    ...listenFdsEnv(listeners.map((l) => l.name)),
+    [ENV_READY_FD]: String(readyIndex),
+    [ENV_GENERATION]: String(options.generation + 1),
+    [ENV_PARENT_PID]: String(process.pid),
+  };
+  const stdio: ('inherit' | 'pipe' | number)[] = ['inherit', 'inherit', 'inherit', ...listeners.map((l) => l.fd), 'pipe'];
+
+  return new Promise<ReadySuccessor>((resolvePromise, rejectPromise) => {
+    let child: ChildProcess;
+    const elapsed = (): number => Date.now() - startedAt;
+    try {
+      child = spawn(command.file, command.args, { cwd: command.cwd, env, stdio });
+    } catch (cause) {
+      rejectPromise(new UpgradeError('spawn', `could not start the successor: ${String(cause)}`, { durationMs: elapsed(), cause }));
+      return;
+    }
+    // 'pipe' entries beyond stdio 0–2 are duplex unix sockets.
+    const channel = child.stdio[readyIndex] as Socket | null | undefined;
+    let settled = false;
+    let buffered = '';
+
+    const cleanup = (): void => {
+      settled = true;
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+      channel?.destroy();
+    };
+    const fail = (error: UpgradeError): void => {
+      if (settled) return;
+      cleanup();
+      stopChild(child, options.killTimeout).then(() => rejectPromise(error));
+    };
+    const onAbort = (): void => fail(new UpgradeError('aborted', 'upgrade aborted: the process is shutting down', { pid: child.pid, durationMs: elapsed() }));
+    const timer = setTimeout(() => {
+      fail(new UpgradeError('timeout', `successor ${child.pid} was not ready within ${options.readyTimeout} ms`, { pid: child.pid, durationMs: elapsed() }));
+    }, options.readyTimeout);
+
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    child.once('error', (cause) => {
+      fail(new UpgradeError('spawn', `could not start the successor: ${cause.message}`, { pid: child.pid, durationMs: elapsed(), cause }));
+    });
+    child.once('exit', (exitCode, signal) => {
+      const how = signal === null ? `exit code ${exitCode}` : `signal ${signal}`;
+      fail(new UpgradeError('exited', `successor ${child.pid} exited (${how}) before it was ready`, { pid: child.pid, exitCode, signal, durationMs: elapsed() }));
+    });
+    channel?.setEncoding('utf8');
+    channel?.on('error', () => {
+      // The successor closing its end early shows up as its exit; nothing to add here.
+    });
+    channel?.on('data', (chunk: string) => {
+      buffered += chunk;
+      if (!buffered.includes('\n') || settled) return;
+      const message = parseReadyLine(buffered.slice(0, buffered.indexOf('\n')));
+      if (message === undefined || message.pid !== child.pid) {
+        fail(new UpgradeError('exited', `successor ${child.pid} sent an invalid ready message`, { pid: child.pid, durationMs: elapsed() }));
+        return;
+      }
+      cleanup();
+      child.removeAllListeners('exit');
+      child.unref();
+      resolvePromise({ pid: message.pid, child });
+    });
+  });
+}
+
+function parseReadyLine(line: string): { pid: number } | undefined {
+  try {
+    const value: unknown = JSON.parse(line);
+    if (typeof value === 'object' && value !== null && (value as { type?: unknown }).type === 'ready') {
+      const pid = (value as { pid?: unknown }).pid;
+      if (typeof pid === 'number') return { pid };
+    }
+  } catch {
+    // fall through: not a ready message
+  }
+  return undefined;
+}
+
+/** SIGTERM, then SIGKILL after `killTimeout`; resolves once the child has exited. */
+function stopChild(child: ChildProcess, killTimeout: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return Promise.resolve();
+  return new Promise((resolveStop) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), killTimeout);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolveStop();
+    });
+    child.kill('SIGTERM');
+  });
+}

@@ -1,0 +1,180 @@
+/**
+ * The listeners of one process: claiming inherited sockets, binding fresh ones, and
+ * stopping them at drain time.
+ */
+import { closeSync, lstatSync, unlinkSync } from 'node:fs';
+import { Server as NetServer, type Server } from 'node:net';
+import { isAbsolute, relative } from 'node:path';
+import { addressName, describeAddress, type ListenOptions } from './address.js';
+import { ConnectionTracker } from './drain.js';
+import { GraceError } from './errors.js';
+import type { HandoffListener } from './handoff.js';
+import type { InheritedFd } from './listen-fds.js';
+import type { Logger } from './logger.js';
+import { closeKeepingSocketFile, listeningFd } from './server-internals.js';
+
+/** unix socket paths are limited to 107 bytes on Linux (sun_path). */
+const MAX_UNIX_PATH = 107;
+
+interface Listener {
+  server: Server;
+  name: string;
+  options: ListenOptions;
+  tracker: ConnectionTracker;
+  /** Bound here (not inherited) to a unix path with a relative name: see closeKeepingSocketFile. */
+  boundRelativePath: boolean;
+}
+
+export class ListenerSet {
+  readonly #inherited: InheritedFd[];
+  readonly #listeners: Listener[] = [];
+  readonly #logger: Logger;
+  #pending = 0;
+
+  constructor(inherited: readonly InheritedFd[], logger: Logger) {
+    this.#inherited = [...inherited];
+    this.#logger = logger;
+  }
+
+  /** Listens pending right now. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  get trackers(): ConnectionTracker[] {
+    return this.#listeners.map((l) => l.tracker);
+  }
+
+  get servers(): Server[] {
+    return this.#listeners.map((l) => l.server);
+  }
+
+  /** Whether any inherited fd is still waiting for its `listen()`. */
+  get hasUnclaimed(): boolean {
+    return this.#inherited.length > 0;
+  }
+
+  /** Listens on the inherited socket named like `options`, or binds a fresh one. */
+  async listen(server: Server, options: ListenOptions): Promise<void> {
+    const name = options.fdName ?? addressName(options);
+    const index = this.#inherited.findIndex((fd) => fd.name === name);
+    const inherited = index === -1 ? undefined : this.#inherited.splice(index, 1)[0];
+    const { fdName: _fdName, ...listenOptions } = options;
+    let boundRelativePath = false;
+    let target: ListenOptions | { fd: number; backlog?: number };
+    if (inherited !== undefined) {
+      target = options.backlog === undefined ? { fd: inherited.fd } : { fd: inherited.fd, backlog: options.backlog };
+    } else if (options.path !== undefined) {
+      const path = relativeSocketPath(options.path);
+      boundRelativePath = !isAbsolute(path);
+      if (!boundRelativePath) this.#logger.warn({ path }, 'unix socket path too long to bind relatively: an upgrade will remove the socket file');
+      target = { ...listenOptions, path };
+    } else {
+      target = listenOptions;
+    }
+
+    this.#pending += 1;
+    try {
+      await listenOnce(server, target, inherited === undefined ? describeAddress(options) : `inherited fd ${inherited.fd} (${name})`);
+    } finally {
+      this.#pending -= 1;
+    }
+    this.#logger.debug({ address: describeAddress(options), name, inherited: inherited?.fd }, 'listening');
+    this.#listeners.push({ server, name, options, tracker: new ConnectionTracker(server), boundRelativePath });
+  }
+
+  /** Closes inherited fds that no `listen()` claimed, so none leaks. */
+  closeUnclaimed(): void {
+    for (const { fd, name } of this.#inherited.splice(0)) {
+      this.#logger.warn({ fd, name }, 'closing an inherited listener that this version does not listen on');
+      try {
+        closeSync(fd);
+      } catch (error) {
+        this.#logger.warn({ fd, err: String(error) }, 'could not close an inherited fd');
+      }
+    }
+  }
+
+  /** The listening sockets to pass to a successor, in a stable order. */
+  handoffList(): HandoffListener[] {
+    return this.#listeners.filter((l) => l.server.listening).map((l) => ({ fd: listeningFd(l.server), name: l.name }));
+  }
+
+  /**
+   * Stops accepting on every server. Uses net.Server's close rather than http.Server's,
+   * which would also close idle keep-alive sockets at once (see drain.ts). With
+   * `handoff`, unix socket files are kept for the successor.
+   */
+  stopAccepting(handoff: boolean): void {
+    for (const listener of this.#listeners) {
+      const { server } = listener;
+      if (!server.listening) continue;
+      const close = (): void => {
+        NetServer.prototype.close.call(server);
+      };
+      if (handoff && listener.boundRelativePath) closeKeepingSocketFile(close);
+      else close();
+    }
+  }
+
+  /**
+   * After a final stop: lets http servers release their timers, and removes the socket
+   * files of unix listeners this process inherited (libuv removes only those it bound).
+   */
+  release(stopped: boolean): void {
+    for (const { server, options, boundRelativePath } of this.#listeners) {
+      server.close(() => undefined);
+      if (stopped && options.path !== undefined && !boundRelativePath) removeSocketFile(options.path);
+    }
+  }
+}
+
+/** A path relative to the working directory that names the same socket, if one fits. */
+function relativeSocketPath(path: string): string {
+  if (!isAbsolute(path)) return path;
+  const rel = relative(process.cwd(), path);
+  return rel !== '' && Buffer.byteLength(rel) <= MAX_UNIX_PATH ? rel : path;
+}
+
+function removeSocketFile(path: string): void {
+  try {
+    if (lstatSync(path).isSocket()) unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
+
+function listenOnce(server: Server, target: object, description: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException): void => {
+      server.removeListener('listening', onListening);
+      reject(new GraceError('GRACE_ERR_LISTEN', `cannot listen on ${description}: ${explain(error)}`, { cause: error }));
+    };
+    const onListening = (): void => {
+      server.removeListener('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    try {
+      server.listen(target);
+    } catch (error) {
+      server.removeListener('error', onError);
+      server.removeListener('listening', onListening);
+      reject(new GraceError('GRACE_ERR_LISTEN', `cannot listen on ${description}: ${explain(error as NodeJS.ErrnoException)}`, { cause: error }));
+    }
+  });
+}
+
+function explain(error: NodeJS.ErrnoException): string {
+  switch (error.code) {
+    case 'EADDRINUSE':
+      return 'the address is already in use (EADDRINUSE): another process listens there';
+    case 'EACCES':
+      return 'permission denied (EACCES): ports below 1024 need privileges';
+    case 'EADDRNOTAVAIL':
+      return 'this host has no such address (EADDRNOTAVAIL)';
+    default:
+      return error.message;
+  }
+}

@@ -1,0 +1,37 @@
+/**
+ * The subset of a pino logger grace-restart calls: `logger.info({ ...fields }, 'message')`.
+ * A pino instance, Fastify's `fastify.log`, or any object with these four methods fits.
+ */
+export interface Logger {
+  error(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+}
+
+const LEVELS = { debug: 20, info: 30, warn: 40, error: 50 } as const;
+type LevelName = keyof typeof LEVELS;
+
+/**
+ * A dependency-free logger writing one JSON line per event to stderr, in pino's shape.
+ * `level` defaults to `error`: quiet in normal operation, loud when something failed.
+ */
+export function createJsonLogger(level: LevelName | 'silent' = 'error', stream: NodeJS.WritableStream = process.stderr): Logger {
+  const threshold = level === 'silent' ? Infinity : LEVELS[level];
+  const write = (name: LevelName) => (obj: object, msg?: string): void => {
+    if (LEVELS[name] < threshold) return;
+    const line = { level: LEVELS[name], time: Date.now(), pid: process.pid, name: 'grace-restart', ...obj, msg };
+    stream.write(`${JSON.stringify(line)}\n`);
+  };
+  return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
+}
+
+/** Reads GRACE_RESTART_LOG_LEVEL so an operator can turn logs up without a code change. */
+export function defaultLogger(env: NodeJS.ProcessEnv = process.env): Logger {
+  const wanted = env['GRACE_RESTART_LOG_LEVEL'];
+  if (wanted === undefined || wanted === '') return createJsonLogger('error');
+  if (wanted === 'silent' || wanted in LEVELS) return createJsonLogger(wanted as LevelName | 'silent');
+  const logger = createJsonLogger('error');
+  logger.error({ value: wanted }, 'ignoring invalid GRACE_RESTART_LOG_LEVEL: expected debug, info, warn, error or silent');
+  return logger;
+}

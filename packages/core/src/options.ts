@@ -1,0 +1,140 @@
+/** Options of {@link createGrace}, their defaults and their validation. */
+import { constants } from 'node:os';
+import { GraceError } from './errors.js';
+import { defaultLogger, type Logger } from './logger.js';
+
+/** Information given to `onDrain` hooks. */
+export interface DrainInfo {
+  /** `upgrade`: a successor took over; `stop`: the service is stopping. */
+  reason: 'upgrade' | 'stop';
+}
+
+/** Options of {@link createGrace}. Every field is optional. */
+export interface GraceOptions {
+  /** pino-compatible logger. Default: JSON lines on stderr, errors only (`GRACE_RESTART_LOG_LEVEL` raises it). */
+  logger?: Logger;
+  /** Signal that triggers an upgrade, or `false` to disable. Default `'SIGUSR2'`. */
+  upgradeSignal?: NodeJS.Signals | false;
+  /** Signals that stop gracefully (a second one exits at once), or `false`. Default `['SIGTERM', 'SIGINT']`. */
+  stopSignals?: readonly NodeJS.Signals[] | false;
+  /** Signal bound to `onReload`, or `false`. Default `'SIGHUP'` (installed only when `onReload` is given). */
+  reloadSignal?: NodeJS.Signals | false;
+  /** How long a successor may take to report ready before the upgrade is rolled back (ms). Default 30000. */
+  readyTimeout?: number;
+  /** Hard limit on a drain: connections still open then are destroyed (ms). Default 30000. */
+  drainTimeout?: number;
+  /** A keep-alive socket is closed only after staying idle this long during a drain (ms). Default 500. */
+  idleGrace?: number;
+  /** A failed successor gets SIGTERM, then SIGKILL after this long (ms). Default 5000. */
+  killTimeout?: number;
+  /** On a stop signal, keep serving this long with `isDraining` already true, so load balancers deregister first (ms). Default 0. */
+  shutdownDelay?: number;
+  /** Report ready as soon as every inherited listener listens again. Default `true`; with `false` call `ready()`. */
+  autoReady?: boolean;
+  /** Path of a PID file, written by the process that currently serves. */
+  pidFile?: string;
+  /** Exit the process (code 0) after a stop signal or a completed handoff. Default `true`. */
+  exit?: boolean;
+  /** Called when a drain starts: close WebSockets (code 1001) and other long-lived streams here. */
+  onDrain?: (info: DrainInfo) => void | Promise<void>;
+  /** Called after the drain, before the process exits: close DB pools here. */
+  onShutdown?: (info: DrainInfo) => void | Promise<void>;
+  /** Called on `reloadSignal`: reload configuration without a restart. */
+  onReload?: () => void | Promise<void>;
+}
+
+/** Options with every default applied. */
+export interface ResolvedOptions {
+  logger: Logger;
+  upgradeSignal: NodeJS.Signals | false;
+  stopSignals: readonly NodeJS.Signals[];
+  reloadSignal: NodeJS.Signals | false;
+  readyTimeout: number;
+  drainTimeout: number;
+  idleGrace: number;
+  killTimeout: number;
+  shutdownDelay: number;
+  autoReady: boolean;
+  pidFile: string | undefined;
+  exit: boolean;
+  onDrain: ((info: DrainInfo) => void | Promise<void>) | undefined;
+  onShutdown: ((info: DrainInfo) => void | Promise<void>) | undefined;
+  onReload: (() => void | Promise<void>) | undefined;
+}
+
+const KNOWN = new Set([
+  'logger', 'upgradeSignal', 'stopSignals', 'reloadSignal', 'readyTimeout', 'drainTimeout', 'idleGrace',
+  'killTimeout', 'shutdownDelay', 'autoReady', 'pidFile', 'exit', 'onDrain', 'onShutdown', 'onReload',
+]);
+
+const fail = (message: string): never => {
+  throw new GraceError('GRACE_ERR_OPTIONS', `grace-restart: ${message}`);
+};
+
+function duration(value: unknown, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 2 ** 31 - 1) {
+    fail(`option "${name}" must be a whole number of milliseconds (0 to 2147483647), got ${JSON.stringify(value)}`);
+  }
+  return value as number;
+}
+
+function signal(value: unknown, name: string, fallback: NodeJS.Signals | false): NodeJS.Signals | false {
+  if (value === undefined) return fallback;
+  if (value === false) return false;
+  if (typeof value !== 'string' || !(value in constants.signals) || value === 'SIGKILL' || value === 'SIGSTOP') {
+    fail(`option "${name}" must be a catchable signal name such as "SIGUSR2", or false, got ${JSON.stringify(value)}`);
+  }
+  return value as NodeJS.Signals;
+}
+
+function hook<T>(value: unknown, name: string): T | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'function') fail(`option "${name}" must be a function, got ${typeof value}`);
+  return value as T;
+}
+
+function isLogger(value: unknown): value is Logger {
+  if (typeof value !== 'object' || value === null) return false;
+  const candidate = value as Record<string, unknown>;
+  return ['error', 'warn', 'info', 'debug'].every((level) => typeof candidate[level] === 'function');
+}
+
+/** Validates user options and applies defaults; throws a GraceError naming the bad option. */
+export function resolveOptions(input: unknown = {}): ResolvedOptions {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) fail('options must be an object');
+  const o = input as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!KNOWN.has(key)) fail(`unknown option "${key}"`);
+  }
+  if (o['logger'] !== undefined && !isLogger(o['logger'])) fail('option "logger" must have error, warn, info and debug methods (a pino logger fits)');
+  let stopSignals: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'];
+  if (o['stopSignals'] === false) stopSignals = [];
+  else if (o['stopSignals'] !== undefined) {
+    if (!Array.isArray(o['stopSignals'])) fail('option "stopSignals" must be an array of signal names, or false');
+    stopSignals = (o['stopSignals'] as unknown[]).map((s) => signal(s, 'stopSignals', false) || fail('option "stopSignals" must not contain false'));
+  }
+  if (o['pidFile'] !== undefined && (typeof o['pidFile'] !== 'string' || o['pidFile'] === '')) {
+    fail(`option "pidFile" must be a non-empty path, got ${JSON.stringify(o['pidFile'])}`);
+  }
+  for (const flag of ['autoReady', 'exit']) {
+    if (o[flag] !== undefined && typeof o[flag] !== 'boolean') fail(`option "${flag}" must be true or false, got ${JSON.stringify(o[flag])}`);
+  }
+  return {
+    logger: (o['logger'] as Logger | undefined) ?? defaultLogger(),
+    upgradeSignal: signal(o['upgradeSignal'], 'upgradeSignal', 'SIGUSR2'),
+    stopSignals,
+    reloadSignal: signal(o['reloadSignal'], 'reloadSignal', 'SIGHUP'),
+    readyTimeout: duration(o['readyTimeout'], 'readyTimeout', 30_000),
+    drainTimeout: duration(o['drainTimeout'], 'drainTimeout', 30_000),
+    idleGrace: duration(o['idleGrace'], 'idleGrace', 500),
+    killTimeout: duration(o['killTimeout'], 'killTimeout', 5_000),
+    shutdownDelay: duration(o['shutdownDelay'], 'shutdownDelay', 0),
+    autoReady: (o['autoReady'] as boolean | undefined) ?? true,
+    pidFile: o['pidFile'] as string | undefined,
+    exit: (o['exit'] as boolean | undefined) ?? true,
+    onDrain: hook(o['onDrain'], 'onDrain'),
+    onShutdown: hook(o['onShutdown'], 'onShutdown'),
+    onReload: hook(o['onReload'], 'onReload'),
+  };
+}

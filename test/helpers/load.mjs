@@ -1,0 +1,84 @@
+// A keep-alive HTTP load generator that counts every request as a client sees it:
+// no retries, so a reset, a refused connect, a timeout or a non-2xx is one failure each.
+import http from 'node:http';
+
+export function startLoad({ port, host = '127.0.0.1', socketPath, connections = 20, path = '/', timeout = 10_000 }) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
+  const stats = { ok: 0, failed: 0, errors: {}, pids: new Map() };
+  let running = true;
+
+  const once = () =>
+    new Promise((resolve) => {
+      const req = http.request({ host, port, socketPath, path, agent, timeout }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (body += d));
+        res.on('end', () => {
+          if (res.statusCode >= 200 && res.statusCode < 300) {
+            stats.ok += 1;
+            try {
+              const pid = JSON.parse(body).pid;
+              stats.pids.set(pid, (stats.pids.get(pid) ?? 0) + 1);
+            } catch {
+              // not JSON: counted as ok all the same
+            }
+          } else fail(`http ${res.statusCode}`);
+          resolve();
+        });
+        res.on('error', (err) => {
+          fail(err.code ?? err.message);
+          resolve();
+        });
+      });
+      req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
+      req.on('error', (err) => {
+        fail(err.code ?? err.message);
+        resolve();
+      });
+      req.end();
+    });
+  const fail = (kind) => {
+    stats.failed += 1;
+    stats.errors[kind] = (stats.errors[kind] ?? 0) + 1;
+  };
+
+  const loops = Array.from({ length: connections }, async () => {
+    while (running) await once();
+  });
+  return {
+    stats,
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+      agent.destroy();
+      return { ok: stats.ok, failed: stats.failed, errors: stats.errors, pids: Object.fromEntries(stats.pids) };
+    },
+  };
+}
+
+/** One request with a fresh connection; resolves { status, body, headers }. */
+export function request({ port, host = '127.0.0.1', socketPath, path = '/', method = 'GET', body, agent = false, timeout = 30_000 }) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host, port, socketPath, path, method, agent, timeout }, (res) => {
+      let data = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (data += d));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: data, json: safeJson(data) }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    if (body !== undefined) {
+      if (typeof body === 'function') body(req);
+      else req.end(body);
+    } else req.end();
+  });
+}
+
+function safeJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,110 @@
+// Helpers to run fixtures as real processes and watch them from outside.
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+
+/** Polls `check` until it returns a truthy value or the deadline passes. */
+export async function waitFor(check, { timeout = 20_000, interval = 20, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, interval));
+  }
+}
+
+export function isAlive(pid) {
+  try {
+    process.kill(pid, 0);
+    // A zombie still answers kill(0); /proc tells the truth.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^\d+ \(.*\) Z /.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+export function isZombie(pid) {
+  try {
+    return /^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** Open fds of a process, as /proc/<pid>/fd lists them. */
+export function fdCount(pid) {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/**
+ * Spawns `node script` with stdout parsed as JSON lines (successors share the pipe, so the
+ * stream carries every generation's events). `cleanup()` kills every pid ever seen.
+ */
+export function startFixture(script, { env = {}, args = [], cwd } = {}) {
+  const child = spawn(process.execPath, [script, ...args], {
+    cwd,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const events = [];
+  const pids = new Set([child.pid]);
+  const waiters = new Set();
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d) => (stderr += d));
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    let event;
+    try {
+      event = JSON.parse(line);
+    } catch {
+      return;
+    }
+    events.push(event);
+    if (typeof event.pid === 'number') pids.add(event.pid);
+    for (const w of waiters) w();
+  });
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+
+  /** Resolves with the first event matching `match` (an object of expected fields, or a function). */
+  function waitForEvent(match, { timeout = 20_000, after = 0 } = {}) {
+    const test = typeof match === 'function' ? match : (e) => Object.entries(match).every(([k, v]) => e[k] === v);
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const found = events.slice(after).find(test);
+        if (found) {
+          waiters.delete(check);
+          clearTimeout(timer);
+          resolve(found);
+        }
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(check);
+        reject(new Error(`timed out waiting for ${JSON.stringify(match)}; events: ${JSON.stringify(events)}; stderr: ${stderr}`));
+      }, timeout);
+      waiters.add(check);
+      check();
+    });
+  }
+
+  return {
+    child,
+    pid: child.pid,
+    events,
+    exited,
+    get stderr() {
+      return stderr;
+    },
+    waitForEvent,
+    cleanup() {
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    },
+  };
+}

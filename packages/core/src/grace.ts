@@ -9,6 +9,7 @@ import { drainConnections, type DrainResult } from './drain.js';
 import { GraceError, UpgradeError } from './errors.js';
 import { reportReady, spawnSuccessor, startDirectory, successorCommand, takeHandoffEnv, type HandoffEnv } from './handoff.js';
 import { takeInheritedListeners, type InheritedListeners } from './listen-fds.js';
+import { parseListenArgs } from './listen-args.js';
 import { ListenerSet } from './listeners.js';
 import { resolveOptions, type DrainInfo, type GraceOptions, type ResolvedOptions } from './options.js';
 import { removePidFile, writePidFile } from './pid-file.js';
@@ -133,6 +134,29 @@ export class Grace extends EventEmitter<GraceEvents> {
     }
     await this.#listeners.listen(server, opts);
     if (this.#options.autoReady) this.#scheduleAutoReady();
+  }
+
+  /**
+   * Routes `server.listen(...)` through {@link Grace.listen}, for frameworks that call
+   * `server.listen()` themselves (`app.listen(port)`). Any of listen's signatures works;
+   * the callback and the 'listening' event behave as usual. On failure the server emits
+   * 'error' as Node would, with a {@link GraceError} that says why.
+   */
+  adopt<S extends Server>(server: S): S {
+    const listen = (...args: unknown[]): S => {
+      const { options, callback } = parseListenArgs(args);
+      if (callback) server.once('listening', callback);
+      this.listen(server, options).catch((error: unknown) => {
+        if (callback) server.removeListener('listening', callback);
+        // Listeners attached before listen() already saw Node's own error event.
+        if (!(error instanceof GraceError && error.code === 'GRACE_ERR_LISTEN') || server.listenerCount('error') === 0) {
+          server.emit('error', error);
+        }
+      });
+      return server;
+    };
+    Object.defineProperty(server, 'listen', { value: listen, configurable: true, writable: true });
+    return server;
   }
 
   /**

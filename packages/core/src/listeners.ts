@@ -157,7 +157,8 @@ function listenOnce(server: Server, target: object, description: string): Promis
     server.once('error', onError);
     server.once('listening', onListening);
     try {
-      server.listen(target);
+      // The prototype's listen: the instance's may be Grace.adopt's, which calls back here.
+      NetServer.prototype.listen.call(server, target);
     } catch (error) {
       server.removeListener('error', onError);
       server.removeListener('listening', onListening);

@@ -4,25 +4,22 @@
  */
 import { closeSync, lstatSync, unlinkSync } from 'node:fs';
 import { Server as NetServer, type Server } from 'node:net';
-import { isAbsolute, relative } from 'node:path';
+import { resolve } from 'node:path';
 import { addressName, describeAddress, type ListenOptions } from './address.js';
 import { ConnectionTracker } from './drain.js';
 import { GraceError } from './errors.js';
 import type { HandoffListener } from './handoff.js';
 import type { InheritedFd } from './listen-fds.js';
 import type { Logger } from './logger.js';
-import { closeKeepingSocketFile, listeningFd } from './server-internals.js';
-
-/** unix socket paths are limited to 107 bytes on Linux (sun_path). */
-const MAX_UNIX_PATH = 107;
+import { bindUnixSocket, closeKeepingSocketFile, listeningFd } from './server-internals.js';
 
 interface Listener {
   server: Server;
   name: string;
   options: ListenOptions;
   tracker: ConnectionTracker;
-  /** Bound here (not inherited) to a unix path with a relative name: see closeKeepingSocketFile. */
-  boundRelativePath: boolean;
+  /** Absolute path of a unix socket listener, removed at the final stop. */
+  socketPath: string | undefined;
 }
 
 export class ListenerSet {
@@ -60,27 +57,29 @@ export class ListenerSet {
     const index = this.#inherited.findIndex((fd) => fd.name === name);
     const inherited = index === -1 ? undefined : this.#inherited.splice(index, 1)[0];
     const { fdName: _fdName, ...listenOptions } = options;
-    let boundRelativePath = false;
-    let target: ListenOptions | { fd: number; backlog?: number };
+    const socketPath = options.path === undefined ? undefined : resolve(options.path);
+    let start: () => void;
+    let description = describeAddress(options);
     if (inherited !== undefined) {
-      target = options.backlog === undefined ? { fd: inherited.fd } : { fd: inherited.fd, backlog: options.backlog };
+      const target = options.backlog === undefined ? { fd: inherited.fd } : { fd: inherited.fd, backlog: options.backlog };
+      description = `inherited fd ${inherited.fd} (${name})`;
+      // The prototype's listen: the instance's may be Grace.adopt's, which calls back here.
+      start = () => NetServer.prototype.listen.call(server, target);
     } else if (options.path !== undefined) {
-      const path = relativeSocketPath(options.path);
-      boundRelativePath = !isAbsolute(path);
-      if (!boundRelativePath) this.#logger.warn({ path }, 'unix socket path too long to bind relatively: an upgrade will remove the socket file');
-      target = { ...listenOptions, path };
+      const path = options.path;
+      start = () => bindUnixSocket(server, { ...listenOptions, path });
     } else {
-      target = listenOptions;
+      start = () => NetServer.prototype.listen.call(server, listenOptions);
     }
 
     this.#pending += 1;
     try {
-      await listenOnce(server, target, inherited === undefined ? describeAddress(options) : `inherited fd ${inherited.fd} (${name})`);
+      await listenOnce(server, start, description);
     } finally {
       this.#pending -= 1;
     }
     this.#logger.debug({ address: describeAddress(options), name, inherited: inherited?.fd }, 'listening');
-    this.#listeners.push({ server, name, options, tracker: new ConnectionTracker(server), boundRelativePath });
+    this.#listeners.push({ server, name, options, tracker: new ConnectionTracker(server), socketPath });
   }
 
   /** Closes inherited fds that no `listen()` claimed, so none leaks. */
@@ -112,7 +111,8 @@ export class ListenerSet {
       const close = (): void => {
         NetServer.prototype.close.call(server);
       };
-      if (handoff && listener.boundRelativePath) closeKeepingSocketFile(close);
+      // libuv unlinks a socket file on close: only we decide when it goes (release()).
+      if (listener.socketPath !== undefined) closeKeepingSocketFile(close);
       else close();
     }
   }
@@ -122,18 +122,11 @@ export class ListenerSet {
    * files of unix listeners this process inherited (libuv removes only those it bound).
    */
   release(stopped: boolean): void {
-    for (const { server, options, boundRelativePath } of this.#listeners) {
+    for (const { server, socketPath } of this.#listeners) {
       server.close(() => undefined);
-      if (stopped && options.path !== undefined && !boundRelativePath) removeSocketFile(options.path);
+      if (stopped && socketPath !== undefined) removeSocketFile(socketPath);
     }
   }
-}
-
-/** A path relative to the working directory that names the same socket, if one fits. */
-function relativeSocketPath(path: string): string {
-  if (!isAbsolute(path)) return path;
-  const rel = relative(process.cwd(), path);
-  return rel !== '' && Buffer.byteLength(rel) <= MAX_UNIX_PATH ? rel : path;
 }
 
 function removeSocketFile(path: string): void {
@@ -144,7 +137,7 @@ function removeSocketFile(path: string): void {
   }
 }
 
-function listenOnce(server: Server, target: object, description: string): Promise<void> {
+function listenOnce(server: Server, start: () => void, description: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException): void => {
       server.removeListener('listening', onListening);
@@ -157,8 +150,7 @@ function listenOnce(server: Server, target: object, description: string): Promis
     server.once('error', onError);
     server.once('listening', onListening);
     try {
-      // The prototype's listen: the instance's may be Grace.adopt's, which calls back here.
-      NetServer.prototype.listen.call(server, target);
+      start();
     } catch (error) {
       server.removeListener('error', onError);
       server.removeListener('listening', onListening);

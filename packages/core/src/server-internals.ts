@@ -1,12 +1,12 @@
 /**
- * The only two places grace-restart depends on Node's internals or libuv's behaviour.
+ * The only places grace-restart depends on Node's internals or libuv's behaviour.
  * Both are covered by test/server-internals.test.mjs so a Node release that changes them
  * fails loudly here instead of silently breaking upgrades.
  */
 import { mkdtempSync, rmdirSync } from 'node:fs';
-import type { Server } from 'node:net';
+import { Server as NetServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 
 /**
  * Returns the fd of a listening server's socket, to pass it to a successor.
@@ -24,14 +24,26 @@ export function listeningFd(server: Server): number {
 }
 
 /**
- * Stops `server` accepting without removing its unix socket file.
+ * Binds `server` to the unix socket `path` so that libuv will never unlink the file itself.
  *
  * libuv unlinks the path a pipe was bound to when its handle closes (uv__pipe_close), even
- * though a successor still listens on the same socket, which would make the address vanish
- * after every upgrade. We bind unix sockets with a path relative to the working directory
- * (see `bindPath`) and close from inside an empty directory, so that unlink misses.
- * `process.chdir` is synchronous and the close is too, so no other code runs in between.
+ * when a successor still listens on the same socket: the address would vanish after every
+ * upgrade. So we bind by basename from inside the socket's directory; every later close
+ * runs from an empty directory (see {@link closeKeepingSocketFile}), where that unlink
+ * misses, and the final stop removes the file by its real path. `process.chdir` and the
+ * bind are synchronous, so no other code runs while the directory is changed.
  */
+export function bindUnixSocket(server: Server, options: object & { path: string }): void {
+  const previous = process.cwd();
+  try {
+    process.chdir(dirname(resolve(options.path)));
+    NetServer.prototype.listen.call(server, { ...options, path: basename(options.path) });
+  } finally {
+    process.chdir(previous);
+  }
+}
+
+/** Runs `close` (which closes a server bound by {@link bindUnixSocket}) from an empty directory. */
 export function closeKeepingSocketFile(close: () => void): void {
   const previous = process.cwd();
   const empty = mkdtempSync(join(tmpdir(), 'grace-restart-'));

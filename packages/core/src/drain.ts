@@ -49,25 +49,42 @@ export class ConnectionTracker {
   readonly httpSockets = new Set<TrackedSocket>();
   readonly sessions = new Set<Http2Session>();
   #draining = false;
+  readonly #installed: [string, (...args: unknown[]) => void][] = [];
 
   constructor(readonly server: Server) {
     const isHttp1 = server instanceof HttpServer || server instanceof HttpsServer;
-    server.on('connection', (socket: Socket) => this.#add(this.connections, socket));
+    this.#on('connection', (socket: Socket) => this.#add(this.connections, socket));
     // HTTPS requests arrive on the TLS socket, not on the raw one 'connection' gives.
-    server.on(server instanceof TlsServer ? 'secureConnection' : 'connection', (socket: TrackedSocket) => {
+    this.#on(server instanceof TlsServer ? 'secureConnection' : 'connection', (socket: TrackedSocket) => {
       if (isHttp1) this.#add(this.httpSockets, socket);
     });
-    server.on('session', (session: Http2Session) => {
+    this.#on('session', (session: Http2Session) => {
       this.sessions.add(session);
       session.once('close', () => this.sessions.delete(session));
     });
     // Runs before the app's handler, so the header can still be set.
-    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
-      if (req.httpVersionMajor !== 1) return;
-      (req.socket as TrackedSocket)[kLastResponse] = res;
-      if (this.#draining) res.setHeader('Connection', 'close');
-    });
+    this.#on(
+      'request',
+      (req: IncomingMessage, res: ServerResponse) => {
+        if (req.httpVersionMajor !== 1) return;
+        (req.socket as TrackedSocket)[kLastResponse] = res;
+        if (this.#draining) res.setHeader('Connection', 'close');
+      },
+      true,
+    );
     this.#markUpgradedSockets();
+  }
+
+  /** Removes every listener this tracker added to the server. */
+  dispose(): void {
+    for (const [event, listener] of this.#installed.splice(0)) this.server.removeListener(event, listener);
+  }
+
+  #on<A extends unknown[]>(event: string, typed: (...args: A) => void, prepend = false): void {
+    const listener = typed as unknown as (...args: unknown[]) => void;
+    if (prepend) this.server.prependListener(event, listener);
+    else this.server.on(event, listener);
+    this.#installed.push([event, listener]);
   }
 
   get draining(): boolean {
@@ -100,11 +117,11 @@ export class ConnectionTracker {
     const install = (): void => {
       if (installed) return;
       installed = true;
-      this.server.prependListener('upgrade', mark);
+      this.#on('upgrade', mark, true);
     };
     if (this.server.listenerCount('upgrade') > 0) install();
     else {
-      this.server.on('newListener', (event: string | symbol) => {
+      this.#on('newListener', (event: string | symbol) => {
         if (event === 'upgrade') queueMicrotask(install);
       });
     }

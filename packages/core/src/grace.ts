@@ -146,12 +146,13 @@ export class Grace extends EventEmitter<GraceEvents> {
     const listen = (...args: unknown[]): S => {
       const { options, callback } = parseListenArgs(args);
       if (callback) server.once('listening', callback);
+      // Error listeners present now receive Node's own error event during the listen.
+      const appSawError = server.listenerCount('error') > 0;
       this.listen(server, options).catch((error: unknown) => {
         if (callback) server.removeListener('listening', callback);
-        // Listeners attached before listen() already saw Node's own error event.
-        if (!(error instanceof GraceError && error.code === 'GRACE_ERR_LISTEN') || server.listenerCount('error') === 0) {
-          server.emit('error', error);
-        }
+        if (appSawError && error instanceof GraceError && error.code === 'GRACE_ERR_LISTEN') return;
+        // Unhandled, this throws like Node's own listen error would, with our clearer message.
+        process.nextTick(() => server.emit('error', error));
       });
       return server;
     };

@@ -72,14 +72,20 @@ export class ListenerSet {
       start = () => NetServer.prototype.listen.call(server, listenOptions);
     }
 
+    // Registered before listening, so the app's 'listening' callbacks already see it.
+    const listener: Listener = { server, name, options, tracker: new ConnectionTracker(server), socketPath };
+    this.#listeners.push(listener);
     this.#pending += 1;
     try {
       await listenOnce(server, start, description);
+    } catch (error) {
+      this.#listeners.splice(this.#listeners.indexOf(listener), 1);
+      listener.tracker.dispose();
+      throw error;
     } finally {
       this.#pending -= 1;
     }
     this.#logger.debug({ address: describeAddress(options), name, inherited: inherited?.fd }, 'listening');
-    this.#listeners.push({ server, name, options, tracker: new ConnectionTracker(server), socketPath });
   }
 
   /** Closes inherited fds that no `listen()` claimed, so none leaks. */

@@ -197,3 +197,26 @@ test('a unix socket listener survives upgrades, its file kept, and is removed at
   await waitFor(() => !isAlive(third), { what: 'final stop' });
   assert.equal(existsSync(socketPath), false, 'socket file removed at the final stop');
 });
+
+test('an upgrade follows a switched `current` symlink to the new release', async (t) => {
+  const root = tempDir();
+  const { mkdirSync, renameSync, symlinkSync } = await import('node:fs');
+  const { FIXTURE } = await import('./helpers.mjs');
+  for (const version of ['v1', 'v2']) {
+    mkdirSync(join(root, 'releases', version), { recursive: true });
+    // Each release's entry point sets its version, then runs the shared fixture.
+    writeFileSync(join(root, 'releases', version, 'server.mjs'), `process.env.APP_VERSION = '${version}';\nawait import(${JSON.stringify(FIXTURE)});\n`);
+  }
+  const current = join(root, 'current');
+  symlinkSync(join(root, 'releases', 'v1'), current);
+  // Started as an operator would: `cd /srv/app/current && node server.mjs` (the shell sets PWD).
+  const { fixture, port } = await startServer(t, { PWD: current }, { script: 'server.mjs', cwd: current });
+  assert.equal((await request({ port })).json.version, 'v1');
+  // A deploy switches the symlink atomically.
+  symlinkSync(join(root, 'releases', 'v2'), join(root, 'current.next'));
+  renameSync(join(root, 'current.next'), current);
+  const next = await upgrade(fixture, fixture.pid);
+  const res = await request({ port });
+  assert.equal(res.json.pid, next);
+  assert.equal(res.json.version, 'v2');
+});

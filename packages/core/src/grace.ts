@@ -14,6 +14,7 @@ import { ListenerSet } from './listeners.js';
 import { resolveOptions, type DrainInfo, type GraceOptions, type ResolvedOptions } from './options.js';
 import { removePidFile, writePidFile } from './pid-file.js';
 import { installSignalHandlers } from './signals.js';
+import { takeSupervision, type Supervision } from './supervised.js';
 
 /** Where a Grace instance is in its life. */
 export type GraceState = 'starting' | 'ready' | 'upgrading' | 'draining' | 'closed';
@@ -40,12 +41,15 @@ export interface GraceEvents {
 }
 
 // Read once per process: the variables are removed from process.env when read.
-let processEnv: { listeners: InheritedListeners; handoff: HandoffEnv; startDir: string } | undefined;
+let processEnv:
+  | { listeners: InheritedListeners; handoff: HandoffEnv; startDir: string; supervision: ReturnType<typeof takeSupervision> }
+  | undefined;
 function takeProcessEnv(): NonNullable<typeof processEnv> {
   processEnv ??= {
     listeners: takeInheritedListeners(process.env, process.pid),
     handoff: takeHandoffEnv(process.env),
     startDir: startDirectory(),
+    supervision: takeSupervision(process.env),
   };
   return processEnv;
 }
@@ -67,6 +71,7 @@ export class Grace extends EventEmitter<GraceEvents> {
   readonly #listeners: ListenerSet;
   readonly #readyFd: number | undefined;
   readonly #startDir: string;
+  readonly #supervision: Supervision | undefined;
   readonly #createdAt = Date.now();
   readonly #hooks: Record<HookKind, Hook[]> = { onDrain: [], onShutdown: [] };
   readonly #uninstallSignals: () => void;
@@ -81,7 +86,10 @@ export class Grace extends EventEmitter<GraceEvents> {
     this.#options = resolveOptions(options);
     const env = takeProcessEnv();
     const log = this.#options.logger;
-    for (const problem of [...env.listeners.problems, ...env.handoff.problems]) log.error({}, `grace-restart: ${problem}`);
+    for (const problem of [...env.listeners.problems, ...env.handoff.problems, ...env.supervision.problems]) {
+      log.error({}, `grace-restart: ${problem}`);
+    }
+    this.#supervision = env.supervision.supervision;
     this.generation = env.handoff.generation;
     this.parentPid = env.handoff.parentPid;
     this.#readyFd = env.handoff.readyFd;
@@ -94,7 +102,9 @@ export class Grace extends EventEmitter<GraceEvents> {
     if (this.#options.onDrain) this.#hooks.onDrain.push(this.#options.onDrain);
     if (this.#options.onShutdown) this.#hooks.onShutdown.push(this.#options.onShutdown);
     const { onReload } = this.#options;
-    this.#uninstallSignals = installSignalHandlers(this.#options, {
+    // Under `grace-restart run` the supervisor upgrades: SIGUSR2 belongs to it.
+    const signals = this.#supervision ? { ...this.#options, upgradeSignal: false as const } : this.#options;
+    this.#uninstallSignals = installSignalHandlers(signals, {
       upgrade: (signal) => this.#upgradeFromTrigger(signal),
       stop: (signal) => this.#stopFromSignal(signal),
       reload: onReload && ((signal) => this.#reload(signal, onReload)),
@@ -109,6 +119,11 @@ export class Grace extends EventEmitter<GraceEvents> {
   /** True from the moment this process starts letting go of its connections (a stop signal or a handoff). */
   get isDraining(): boolean {
     return this.#state === 'draining' || this.#state === 'closed';
+  }
+
+  /** pid of the `grace-restart run` supervisor when this process is one of its workers. */
+  get supervisorPid(): number | undefined {
+    return this.#supervision?.supervisorPid;
   }
 
   /** True once this process has reported ready. */
@@ -169,7 +184,7 @@ export class Grace extends EventEmitter<GraceEvents> {
     this.#state = 'ready';
     this.#listeners.closeUnclaimed();
     const log = this.#options.logger;
-    if (this.#options.pidFile !== undefined) {
+    if (this.#options.pidFile !== undefined && !this.#supervision) {
       try {
         writePidFile(this.#options.pidFile);
       } catch (error) {
@@ -179,6 +194,7 @@ export class Grace extends EventEmitter<GraceEvents> {
     if (this.#readyFd !== undefined && !reportReady(this.#readyFd)) {
       log.warn({ parentPid: this.parentPid }, 'the previous process is gone: serving alone');
     }
+    this.#supervision?.notify({ type: 'ready', generation: this.generation });
     const event = { pid: process.pid, generation: this.generation, durationMs: Date.now() - this.#createdAt };
     log.info(event, 'ready');
     this.emit('ready', event);
@@ -218,6 +234,10 @@ export class Grace extends EventEmitter<GraceEvents> {
     if (this.#upgrade) {
       this.#options.logger.info({ trigger }, 'an upgrade is already running: joining it');
       return this.#upgrade;
+    }
+    if (this.#supervision) {
+      const { supervisorPid } = this.#supervision;
+      return Promise.reject(new GraceError('GRACE_ERR_NOT_SUPPORTED', `grace-restart: this worker is supervised; upgrade through its supervisor (kill -USR2 ${supervisorPid}, or grace-restart upgrade --pid ${supervisorPid})`));
     }
     if (process.platform === 'win32') {
       return Promise.reject(new GraceError('GRACE_ERR_NOT_SUPPORTED', 'grace-restart: upgrades need fd passing, which Windows does not support; graceful stop still works'));
@@ -307,6 +327,8 @@ export class Grace extends EventEmitter<GraceEvents> {
       await new Promise((resolve) => setTimeout(resolve, shutdownDelay));
     }
     this.#listeners.stopAccepting(reason === 'upgrade');
+    const connections = this.#listeners.trackers.reduce((n, t) => n + t.connections.size, 0);
+    this.#supervision?.notify({ type: 'drain-start', reason, connections });
     const result = await drainConnections(this.#listeners.trackers, {
       idleGrace,
       timeout: drainTimeout,
@@ -315,9 +337,10 @@ export class Grace extends EventEmitter<GraceEvents> {
     const level = result.forced > 0 ? 'warn' : 'info';
     log[level]({ ...result, reason }, result.forced > 0 ? `drain deadline reached: destroyed ${result.forced} connections` : 'drained');
     this.emit('drain-end', { ...result, reason });
+    this.#supervision?.notify({ type: 'drain-end', reason, durationMs: result.durationMs, forced: result.forced });
     this.#listeners.release(reason === 'stop');
     await this.#runHooks('onShutdown', { reason });
-    if (pidFile !== undefined && reason === 'stop') removePidFile(pidFile);
+    if (pidFile !== undefined && reason === 'stop' && !this.#supervision) removePidFile(pidFile);
     this.#state = 'closed';
     this.#uninstallSignals();
     if (exit) process.exit(0);

@@ -1,0 +1,231 @@
+#!/usr/bin/env node
+/**
+ * The grace-restart command line: the operator's surface.
+ *   grace-restart run [options] -- node dist/server.js   supervisor with a stable PID
+ *   grace-restart upgrade [--pid-file F | --pid N]       trigger an upgrade, print the outcome
+ *   grace-restart status  [--pid-file F | --pid N]       generation, workers, uptime
+ */
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { parseArgs } from 'node:util';
+import { createJsonLogger, readPidFile, startDirectory } from '@grace-restart/core';
+import { controlSocketPath, sendControl, serveControl } from './control.js';
+import { Supervisor, type SupervisorStatus, type UpgradeOutcome } from './supervisor.js';
+import { parseWorkerCommand } from './worker-command.js';
+
+const USAGE = `Usage:
+  grace-restart run [options] -- node [node options] <script> [args]
+      --workers N|auto      workers sharing the listeners (default 1; auto = CPU count)
+      --pid-file PATH       write the supervisor's pid here once serving
+      --ready-timeout MS    a new worker must be ready within this (default 30000)
+      --drain-timeout MS    a retired worker is killed after this (default 30000)
+      --shutdown-delay MS   keep serving this long after SIGTERM (default 0)
+      --watch PATH          upgrade when PATH (e.g. a "current" symlink) changes target
+      --control-dir DIR     private directory of the control socket
+      --log-level LEVEL     debug, info (default), warn, error, silent
+  grace-restart upgrade [--pid-file PATH | --pid N] [--timeout MS] [--json]
+  grace-restart status  [--pid-file PATH | --pid N] [--json]
+
+Signals to the supervisor: SIGUSR2 upgrades, SIGHUP is forwarded to the workers,
+SIGTERM/SIGINT drain and stop (a second one kills at once).`;
+
+class UsageError extends Error {}
+
+function integer(value: string | undefined, flag: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new UsageError(`${flag} must be a whole number, got "${value}"`);
+  return Number(value);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return command === undefined ? 2 : 0;
+  }
+  if (command === 'run') return run(rest);
+  if (command === 'upgrade') return upgrade(rest);
+  if (command === 'status') return status(rest);
+  throw new UsageError(`unknown command "${command}"`);
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      workers: { type: 'string' },
+      'pid-file': { type: 'string' },
+      'ready-timeout': { type: 'string' },
+      'drain-timeout': { type: 'string' },
+      'kill-timeout': { type: 'string' },
+      'shutdown-delay': { type: 'string' },
+      watch: { type: 'string' },
+      'watch-interval': { type: 'string' },
+      'control-dir': { type: 'string' },
+      'log-level': { type: 'string' },
+    },
+  });
+  const workers = values.workers === 'auto' ? availableParallelism() : integer(values.workers, '--workers', 1);
+  if (workers < 1) throw new UsageError('--workers must be at least 1');
+  const level = values['log-level'] ?? 'info';
+  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(level)) throw new UsageError(`--log-level must be debug, info, warn, error or silent, got "${level}"`);
+  const logger = createJsonLogger(level as 'info');
+  let command;
+  try {
+    command = parseWorkerCommand(positionals);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const startDir = startDirectory();
+  const supervisor = new Supervisor({
+    command,
+    startDir,
+    workers,
+    readyTimeout: integer(values['ready-timeout'], '--ready-timeout', 30_000),
+    drainTimeout: integer(values['drain-timeout'], '--drain-timeout', 30_000),
+    killTimeout: integer(values['kill-timeout'], '--kill-timeout', 5_000),
+    shutdownDelay: integer(values['shutdown-delay'], '--shutdown-delay', 0),
+    pidFile: values['pid-file'],
+    watch: values.watch,
+    watchInterval: integer(values['watch-interval'], '--watch-interval', 1_000),
+    logger,
+  });
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      logger.warn({ signal }, 'second stop signal: killing workers');
+      supervisor.kill();
+      process.exit(1);
+    }
+    stopping = true;
+    supervisor.stop(signal).then(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGHUP', () => supervisor.forward('SIGHUP'));
+  process.on('SIGUSR2', () => void supervisor.upgrade('SIGUSR2'));
+
+  try {
+    await supervisor.start();
+  } catch (error) {
+    logger.error({}, `could not start the workers: ${(error as Error).message}`);
+    return 1;
+  }
+  await serveControl(controlSocketPath(process.pid, values['control-dir']), async (request) => {
+    if (request.cmd === 'status') return { ok: true, status: supervisor.status() };
+    const outcome = await supervisor.upgrade('control');
+    return { ok: outcome.ok, outcome };
+  });
+  // Keep running: the workers and signal handlers hold the process; the stop handler exits.
+  return new Promise<number>(() => undefined);
+}
+
+function targetPid(values: { 'pid-file'?: string | undefined; pid?: string | undefined }): number {
+  if (values.pid !== undefined && values['pid-file'] !== undefined) throw new UsageError('give --pid or --pid-file, not both');
+  let pid: number | undefined;
+  if (values.pid !== undefined) pid = integer(values.pid, '--pid', 0);
+  else if (values['pid-file'] !== undefined) {
+    pid = readPidFile(values['pid-file']);
+    if (pid === undefined) throw new Error(`cannot read a pid from ${values['pid-file']}: missing, unreadable or not a pid`);
+  } else throw new UsageError('give --pid-file PATH or --pid N');
+  try {
+    process.kill(pid, 0);
+  } catch {
+    throw new Error(`no process ${pid} is running (stale PID file?)`);
+  }
+  return pid;
+}
+
+async function upgrade(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { 'pid-file': { type: 'string' }, pid: { type: 'string' }, timeout: { type: 'string' }, json: { type: 'boolean' }, 'control-dir': { type: 'string' } },
+  });
+  const pid = targetPid(values);
+  const timeout = integer(values.timeout, '--timeout', 60_000);
+  const socket = controlSocketPath(pid, values['control-dir']);
+  if (existsSync(socket)) {
+    const response = await sendControl(socket, { cmd: 'upgrade' }, timeout);
+    const outcome = response['outcome'] as UpgradeOutcome | undefined;
+    if (values.json) process.stdout.write(`${JSON.stringify(response)}\n`);
+    else if (outcome) process.stdout.write(`${describeOutcome(outcome)}\n`);
+    else process.stdout.write(`upgrade failed: ${String(response['error'])}\n`);
+    return response['ok'] === true ? 0 : 1;
+  }
+  return upgradeSelf(pid, values['pid-file'], timeout, values.json === true);
+}
+
+/** A process that upgrades itself: SIGUSR2, then watch the PID file and the old pid. */
+async function upgradeSelf(pid: number, pidFile: string | undefined, timeout: number, json: boolean): Promise<number> {
+  const started = Date.now();
+  process.kill(pid, 'SIGUSR2');
+  const alive = (p: number): boolean => {
+    try {
+      process.kill(p, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  while (Date.now() - started < timeout) {
+    const current = pidFile === undefined ? undefined : readPidFile(pidFile);
+    if (current !== undefined && current !== pid && alive(current)) {
+      const result = { ok: true, oldPid: pid, newPid: current, readyMs: Date.now() - started };
+      process.stdout.write(json ? `${JSON.stringify(result)}\n` : `upgraded: ${pid} -> ${current}, ready in ~${result.readyMs} ms\n`);
+      return 0;
+    }
+    if (pidFile === undefined && !alive(pid)) {
+      process.stdout.write(json ? `${JSON.stringify({ ok: true, oldPid: pid })}\n` : `upgraded: ${pid} handed over and exited\n`);
+      return 0;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const message = `upgrade failed: ${pid} still serves after ${timeout} ms (the successor failed and was rolled back, or is still starting); see the process logs`;
+  process.stdout.write(json ? `${JSON.stringify({ ok: false, oldPid: pid, error: message })}\n` : `${message}\n`);
+  return 1;
+}
+
+function describeOutcome(outcome: UpgradeOutcome): string {
+  const lines = outcome.replaced.map((r) => `  slot ${r.slot}: ${r.oldPid ?? '-'} -> ${r.newPid} (ready in ${r.readyMs} ms)`);
+  const head = outcome.ok
+    ? `upgraded to generation ${outcome.generation} in ${outcome.durationMs} ms`
+    : `upgrade failed after ${outcome.durationMs} ms, still serving generation ${outcome.generation}: ${outcome.error}`;
+  return [head, ...lines].join('\n');
+}
+
+async function status(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { 'pid-file': { type: 'string' }, pid: { type: 'string' }, json: { type: 'boolean' }, 'control-dir': { type: 'string' } } });
+  const pid = targetPid(values);
+  const socket = controlSocketPath(pid, values['control-dir']);
+  if (!existsSync(socket)) {
+    const line = { pid, running: true, supervisor: false };
+    process.stdout.write(values.json ? `${JSON.stringify(line)}\n` : `pid ${pid} is running (a self-upgrading process: no supervisor control socket)\n`);
+    return 0;
+  }
+  const response = await sendControl(socket, { cmd: 'status' }, 5_000);
+  const s = response['status'] as SupervisorStatus;
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(s)}\n`);
+    return 0;
+  }
+  const rows = s.workers.map((w) => `  ${String(w.pid).padEnd(8)} ${String(w.slot).padEnd(5)} ${String(w.generation).padEnd(11)} ${w.state.padEnd(9)} ${Math.round(w.uptimeMs / 1000)}s`);
+  process.stdout.write(
+    [
+      `supervisor ${s.pid}: ${s.state}, generation ${s.generation}, up ${Math.round(s.uptimeMs / 1000)}s`,
+      `  ${'PID'.padEnd(8)} ${'SLOT'.padEnd(5)} ${'GENERATION'.padEnd(11)} ${'STATE'.padEnd(9)} UPTIME`,
+      ...rows,
+    ].join('\n') + '\n',
+  );
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    const usage = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    process.stderr.write(`grace-restart: ${(error as Error).message}${usage ? '\nSee grace-restart --help' : ''}\n`);
+    process.exit(usage ? 2 : 1);
+  },
+);

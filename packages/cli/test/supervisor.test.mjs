@@ -1,0 +1,177 @@
+// grace-restart run / upgrade / status, as real processes on 127.0.0.1.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, statSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { request, startLoad } from '../../../test/helpers/load.mjs';
+import { isAlive, startFixture, waitFor } from '../../../test/helpers/process.mjs';
+
+const BIN = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
+const APP = fileURLToPath(new URL('../../core/test/fixtures/server.mjs', import.meta.url));
+const tempDir = () => mkdtempSync(join(tmpdir(), 'grace-cli-test-'));
+
+/** Runs the CLI to completion; resolves { code, stdout, stderr }. */
+function cli(args, options = {}) {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { timeout: 60_000, ...options }, (error, stdout, stderr) => {
+      resolve({ code: error ? (error.code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+/** Starts `grace-restart run`, waits until it serves; returns the supervisor, its port and PID file. */
+async function startSupervisor(t, { workers = 2, env = {}, runArgs = [], app = APP, cwd } = {}) {
+  const dir = tempDir();
+  const pidFile = join(dir, 'sup.pid');
+  const supervisor = startFixture(BIN, { args: ['run', '--workers', String(workers), '--pid-file', pidFile, ...runArgs, '--', 'node', app], env: { PORT: '0', ...env }, cwd });
+  t.after(() => supervisor.cleanup());
+  const listening = await supervisor.waitForEvent({ event: 'listening' });
+  await waitFor(() => existsSync(pidFile), { what: 'the supervisor PID file' });
+  return { supervisor, port: listening.address.port, pidFile, dir };
+}
+
+const workerPids = async (pidFile) => JSON.parse((await cli(['status', '--pid-file', pidFile, '--json'])).stdout).workers.map((w) => w.pid);
+
+test('10 rolling upgrades of 2 workers under keep-alive load: no failed request, the supervisor keeps its pid', async (t) => {
+  const { supervisor, port, pidFile } = await startSupervisor(t, { workers: 2 });
+  const load = startLoad({ port, connections: 20 });
+  await waitFor(() => load.stats.ok > 300, { what: 'load to flow' });
+  const seen = new Set(await workerPids(pidFile));
+  for (let i = 0; i < 10; i++) {
+    const result = await cli(['upgrade', '--pid-file', pidFile]);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.match(result.stdout, new RegExp(`upgraded to generation ${i + 2}`));
+    const ok = load.stats.ok;
+    await waitFor(() => load.stats.ok > ok + 100, { what: 'load to flow after the upgrade' });
+  }
+  const stats = await load.stop();
+  assert.equal(stats.failed, 0, JSON.stringify(stats));
+  const now = await workerPids(pidFile);
+  assert.equal(now.length, 2);
+  for (const pid of now) assert.ok(!seen.has(pid), 'workers were replaced');
+  assert.ok(isAlive(supervisor.pid), 'the supervisor still runs, same pid');
+  assert.equal((await request({ port })).status, 200);
+});
+
+test('a watched symlink switched to a new release makes the workers serve it', async (t) => {
+  const root = tempDir();
+  for (const version of ['v1', 'v2']) {
+    mkdirSync(join(root, 'releases', version), { recursive: true });
+    writeFileSync(join(root, 'releases', version, 'server.mjs'), `process.env.APP_VERSION = '${version}';\nawait import(${JSON.stringify(APP)});\n`);
+  }
+  const current = join(root, 'current');
+  symlinkSync(join(root, 'releases', 'v1'), current);
+  const { supervisor, port } = await startSupervisor(t, {
+    workers: 1,
+    app: 'server.mjs',
+    cwd: current,
+    env: { PWD: current },
+    runArgs: ['--watch', current, '--watch-interval', '100'],
+  });
+  assert.equal((await request({ port })).json.version, 'v1');
+  symlinkSync(join(root, 'releases', 'v2'), join(root, 'next'));
+  renameSync(join(root, 'next'), current);
+  await waitFor(async () => (await request({ port })).json.version === 'v2', { what: 'v2 to serve' });
+  assert.ok(isAlive(supervisor.pid));
+});
+
+test('a release that crashes at boot: old workers keep serving and upgrade exits non-zero', async (t) => {
+  const behaviour = join(tempDir(), 'behaviour');
+  writeFileSync(behaviour, 'ok');
+  const { port, pidFile } = await startSupervisor(t, { workers: 2, env: { BEHAVIOUR_FILE: behaviour } });
+  const before = await workerPids(pidFile);
+  const load = startLoad({ port, connections: 10 });
+  await waitFor(() => load.stats.ok > 100, { what: 'load to flow' });
+  writeFileSync(behaviour, 'crash-at-boot');
+  const result = await cli(['upgrade', '--pid-file', pidFile]);
+  assert.equal(result.code, 1);
+  assert.match(result.stdout, /upgrade failed .* exited \(exit code 3\) before it was ready/);
+  const ok = load.stats.ok;
+  await waitFor(() => load.stats.ok > ok + 100, { what: 'old workers to keep serving' });
+  const stats = await load.stop();
+  assert.equal(stats.failed, 0, JSON.stringify(stats));
+  assert.deepEqual((await workerPids(pidFile)).sort(), before.sort());
+});
+
+test('a killed worker is restarted', async (t) => {
+  const { pidFile, port } = await startSupervisor(t, { workers: 2 });
+  const [victim, survivor] = await workerPids(pidFile);
+  process.kill(victim, 'SIGKILL');
+  const now = await waitFor(async () => {
+    const pids = await workerPids(pidFile);
+    return pids.length === 2 && !pids.includes(victim) ? pids : undefined;
+  }, { what: 'a replacement worker' });
+  assert.ok(now.includes(survivor));
+  assert.equal((await request({ port })).status, 200);
+});
+
+test('SIGTERM drains every worker, removes the PID file and exits 0', async (t) => {
+  const { supervisor, pidFile, port } = await startSupervisor(t, { workers: 2 });
+  const workers = await workerPids(pidFile);
+  const slow = request({ port, path: '/slow?ms=700' });
+  await request({ port });
+  process.kill(supervisor.pid, 'SIGTERM');
+  const res = await slow;
+  assert.equal(res.status, 200);
+  assert.equal((await supervisor.exited).code, 0);
+  for (const pid of workers) assert.equal(isAlive(pid), false);
+  assert.equal(existsSync(pidFile), false);
+});
+
+test('status prints the generation and each worker', async (t) => {
+  const { supervisor, pidFile } = await startSupervisor(t, { workers: 2 });
+  const result = await cli(['status', '--pid', String(supervisor.pid)]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stdout, new RegExp(`supervisor ${supervisor.pid}: running, generation 1`));
+  for (const pid of await workerPids(pidFile)) assert.match(result.stdout, new RegExp(`\\n  ${pid} +\\d +1 +ready`));
+  // The control socket is private: 0600 in a 0700 directory owned by us.
+  const socket = join(tmpdir(), `grace-restart-${process.getuid()}`, `${supervisor.pid}.sock`);
+  assert.equal(statSync(socket).mode & 0o777, 0o600);
+  assert.equal(statSync(join(socket, '..')).mode & 0o777, 0o700);
+});
+
+test('a control directory that others can enter is refused', async () => {
+  const dir = tempDir();
+  chmodSync(dir, 0o755);
+  const result = await cli(['status', '--pid', String(process.pid), '--control-dir', dir]);
+  assert.equal(result.code, 1);
+  assert.match(result.stderr, /must be a directory owned by this user with mode 0700/);
+});
+
+test('upgrade against a self-upgrading process reports the new pid', async (t) => {
+  const pidFile = join(tempDir(), 'app.pid');
+  const app = startFixture(APP, { env: { PID_FILE: pidFile } });
+  t.after(() => app.cleanup());
+  await app.waitForEvent({ event: 'ready' });
+  const result = await cli(['upgrade', '--pid-file', pidFile]);
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  const successor = await app.waitForEvent((e) => e.event === 'ready' && e.pid !== app.pid);
+  assert.match(result.stdout, new RegExp(`upgraded: ${app.pid} -> ${successor.pid}`));
+});
+
+test('bad input gets a clear message and a non-zero exit', async () => {
+  const dir = tempDir();
+  const cases = [
+    [[], 2, /Usage:/],
+    [['launch'], 2, /unknown command "launch"/],
+    [['run', '--wrokers', '2', '--', 'node', APP], 2, /Unknown option '--wrokers'/],
+    [['run', '--workers', 'two', '--', 'node', APP], 2, /--workers must be a whole number/],
+    [['run'], 2, /missing the app to run/],
+    [['upgrade'], 2, /give --pid-file PATH or --pid N/],
+    [['upgrade', '--pid-file', join(dir, 'nope.pid')], 1, /cannot read a pid from .*nope\.pid/],
+    [['status', '--pid', '999999999'], 1, /no process 999999999 is running/],
+  ];
+  for (const [args, code, message] of cases) {
+    const result = await cli(args);
+    assert.equal(result.code, code, `${args.join(' ')}: ${result.stderr}`);
+    assert.match(result.stdout + result.stderr, message, args.join(' '));
+    assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
+  }
+  writeFileSync(join(dir, 'garbage.pid'), 'not a pid');
+  const garbage = await cli(['status', '--pid-file', join(dir, 'garbage.pid')]);
+  assert.equal(garbage.code, 1);
+  assert.match(garbage.stderr, /cannot read a pid/);
+});

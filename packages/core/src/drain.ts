@@ -91,6 +91,11 @@ export class ConnectionTracker {
     return this.#draining;
   }
 
+  /** Back to normal serving: later responses keep their connections alive. */
+  stopDraining(): void {
+    this.#draining = false;
+  }
+
   /** From now on every HTTP/1 response closes its connection. */
   startDraining(): void {
     this.#draining = true;
@@ -136,6 +141,8 @@ export interface DrainSettings {
   timeout: number;
   /** Awaited after the drain starts: the app closes WebSockets and other long-lived streams. */
   onDrain: () => Promise<void>;
+  /** Ends the drain early, leaving the remaining connections open (the process serves again). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -160,6 +167,7 @@ export async function drainConnections(trackers: readonly ConnectionTracker[], s
 
   await new Promise<void>((resolve) => {
     const poll = (): void => {
+      if (settings.signal?.aborted) return finish();
       const now = Date.now();
       let open = 0;
       for (const tracker of trackers) {
@@ -183,8 +191,10 @@ export async function drainConnections(trackers: readonly ConnectionTracker[], s
     const timer = setInterval(poll, pollMs);
     const finish = (): void => {
       clearInterval(timer);
+      settings.signal?.removeEventListener('abort', finish);
       resolve();
     };
+    settings.signal?.addEventListener('abort', finish, { once: true });
     poll();
   });
   await hook;

@@ -2,6 +2,7 @@
  * The Grace instance: one per process. It owns the listeners, decides when the process is
  * ready, runs upgrades (handoff.ts), drains (drain.ts) and answers signals (signals.ts).
  */
+import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { Server } from 'node:net';
 import type { ListenOptions } from './address.js';
@@ -79,6 +80,7 @@ export class Grace extends EventEmitter<GraceEvents> {
   #upgrade: Promise<UpgradeResult> | undefined;
   #upgradeAbort: AbortController | undefined;
   #shutdown: Promise<void> | undefined;
+  #drainAbort: AbortController | undefined;
   #readyScheduled = false;
 
   constructor(options?: GraceOptions) {
@@ -263,6 +265,7 @@ export class Grace extends EventEmitter<GraceEvents> {
     this.emit('upgrade-start', { generation: this.generation, trigger });
     log.info({ generation: this.generation, trigger }, 'upgrade started');
     let pid: number;
+    let child: ChildProcess;
     try {
       const successor = await spawnSuccessor({
         command: successorCommand(this.#startDir),
@@ -274,7 +277,8 @@ export class Grace extends EventEmitter<GraceEvents> {
         signal,
       });
       pid = successor.pid;
-      successor.child.once('exit', (code, sig) => log.warn({ pid, code, signal: sig }, 'the successor exited while this process was draining'));
+      child = successor.child;
+      successor.child.once('exit', (code, sig) => this.#successorLost(pid, code, sig, startedAt));
     } catch (error) {
       const failure = error instanceof UpgradeError ? error : new UpgradeError('spawn', String(error), { durationMs: Date.now() - startedAt, cause: error });
       if (this.#state === 'upgrading') this.#state = 'ready';
@@ -286,9 +290,54 @@ export class Grace extends EventEmitter<GraceEvents> {
     log.info({ successorPid: pid, generation: result.generation, durationMs: result.durationMs }, 'upgrade ready: draining this process');
     this.emit('upgrade-ready', result);
     setImmediate(() => {
+      // #successorLost handles a successor that dies from here on; this, one that died already.
+      if (child.exitCode !== null || child.signalCode !== null) {
+        this.#state = 'ready';
+        return;
+      }
       this.#drainAndShutdown('upgrade', this.#options.exit).catch((err: unknown) => this.#fatal(err));
     });
     return result;
+  }
+
+  /**
+   * The successor died after it was ready. If this process is still draining it binds its
+   * addresses again and goes back to serving, so the service outlives a new version that
+   * crashes shortly after start; connections in the gap between the two are refused.
+   */
+  #successorLost(pid: number, code: number | null, signal: NodeJS.Signals | null, startedAt: number): void {
+    const log = this.#options.logger;
+    const error = new UpgradeError('exited', `successor ${pid} exited (${signal ?? `exit code ${code}`}) after it was ready`, {
+      pid,
+      exitCode: code,
+      signal,
+      durationMs: Date.now() - startedAt,
+    });
+    if (this.#state === 'upgrading') {
+      log.error({ pid, code, signal }, `${error.message}: this process keeps serving`);
+      this.emit('upgrade-failed', error);
+      return;
+    }
+    if (this.#state !== 'draining' || this.#drainAbort === undefined || this.#drainAbort.signal.aborted) {
+      log.warn({ pid, code, signal }, error.message);
+      return;
+    }
+    this.#drainAbort.abort();
+    for (const tracker of this.#listeners.trackers) tracker.stopDraining();
+    this.#listeners.relisten().then(
+      () => {
+        this.#state = 'ready';
+        this.#shutdown = undefined;
+        if (this.#options.pidFile !== undefined && !this.#supervision) writePidFile(this.#options.pidFile);
+        log.error({ pid, code, signal }, `${error.message}: this process serves again`);
+        this.emit('upgrade-failed', error);
+      },
+      (relistenError: unknown) => {
+        log.error({ pid, err: String(relistenError) }, `${error.message} and this process cannot bind again: stopping`);
+        this.#shutdown = undefined;
+        this.#drainAndShutdown('stop', this.#options.exit).catch((err: unknown) => this.#fatal(err));
+      },
+    );
   }
 
   #upgradeFromTrigger(trigger: string): void {
@@ -326,6 +375,8 @@ export class Grace extends EventEmitter<GraceEvents> {
       log.info({ shutdownDelay }, 'still serving while load balancers deregister');
       await new Promise((resolve) => setTimeout(resolve, shutdownDelay));
     }
+    this.#drainAbort = new AbortController();
+    const { signal } = this.#drainAbort;
     this.#listeners.stopAccepting(reason === 'upgrade');
     const connections = this.#listeners.trackers.reduce((n, t) => n + t.connections.size, 0);
     this.#supervision?.notify({ type: 'drain-start', reason, connections });
@@ -333,7 +384,9 @@ export class Grace extends EventEmitter<GraceEvents> {
       idleGrace,
       timeout: drainTimeout,
       onDrain: () => this.#runHooks('onDrain', { reason }),
+      signal,
     });
+    if (signal.aborted) return; // the successor died: this process serves again (#successorLost)
     const level = result.forced > 0 ? 'warn' : 'info';
     log[level]({ ...result, reason }, result.forced > 0 ? `drain deadline reached: destroyed ${result.forced} connections` : 'drained');
     this.emit('drain-end', { ...result, reason });

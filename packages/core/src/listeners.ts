@@ -20,6 +20,8 @@ interface Listener {
   tracker: ConnectionTracker;
   /** Absolute path of a unix socket listener, removed at the final stop. */
   socketPath: string | undefined;
+  /** The TCP port actually bound (differs from options.port when that is 0). */
+  port: number | undefined;
 }
 
 export class ListenerSet {
@@ -73,7 +75,7 @@ export class ListenerSet {
     }
 
     // Registered before listening, so the app's 'listening' callbacks already see it.
-    const listener: Listener = { server, name, options, tracker: new ConnectionTracker(server), socketPath };
+    const listener: Listener = { server, name, options, tracker: new ConnectionTracker(server), socketPath, port: undefined };
     this.#listeners.push(listener);
     this.#pending += 1;
     try {
@@ -85,6 +87,8 @@ export class ListenerSet {
     } finally {
       this.#pending -= 1;
     }
+    const address = server.address();
+    if (address !== null && typeof address === 'object') listener.port = address.port;
     this.#logger.debug({ address: describeAddress(options), name, inherited: inherited?.fd }, 'listening');
   }
 
@@ -120,6 +124,26 @@ export class ListenerSet {
       // libuv unlinks a socket file on close: only we decide when it goes (release()).
       if (listener.socketPath !== undefined) closeKeepingSocketFile(close);
       else close();
+    }
+  }
+
+  /**
+   * Binds every listener again, on the same address (and the same port when it was 0),
+   * after the successor that held the sockets died. Rejects if an address cannot be bound.
+   */
+  async relisten(): Promise<void> {
+    for (const listener of this.#listeners) {
+      const { server, options, socketPath, port } = listener;
+      if (server.listening) continue;
+      const { fdName: _fdName, ...listenOptions } = options;
+      if (socketPath !== undefined) {
+        removeSocketFile(socketPath);
+        await listenOnce(server, () => bindUnixSocket(server, { ...listenOptions, path: socketPath }), describeAddress(options));
+      } else {
+        const target = { ...listenOptions, port: port ?? options.port };
+        await listenOnce(server, () => NetServer.prototype.listen.call(server, target), describeAddress(target));
+      }
+      listener.tracker.stopDraining();
     }
   }
 

@@ -220,3 +220,28 @@ test('an upgrade follows a switched `current` symlink to the new release', async
   assert.equal(res.json.pid, next);
   assert.equal(res.json.version, 'v2');
 });
+
+test('a successor that crashes during the old process drain: the old process binds again and serves', async (t) => {
+  const behaviour = join(tempDir(), 'behaviour');
+  writeFileSync(behaviour, 'ok');
+  const pidFile = join(tempDir(), 'app.pid');
+  const { fixture, port } = await startServer(t, { BEHAVIOUR_FILE: behaviour, PID_FILE: pidFile });
+  // A slow request keeps the old process draining while its successor dies.
+  const slow = request({ port, path: '/slow?ms=3000' });
+  await request({ port });
+  writeFileSync(behaviour, 'crash-after-ready:300');
+  process.kill(fixture.pid, 'SIGUSR2');
+  const successor = await fixture.waitForEvent((e) => e.event === 'ready' && e.pid !== fixture.pid);
+  await fixture.waitForEvent({ event: 'drain-start', pid: fixture.pid });
+  await waitFor(() => !isAlive(successor.pid), { what: 'the successor to crash' });
+  const failed = await fixture.waitForEvent({ event: 'upgrade-failed' });
+  assert.match(failed.message, /exited \(exit code 7\) after it was ready/);
+  assert.equal(await servingPid({ port }), fixture.pid, 'the old process serves again');
+  assert.equal((await slow).json.pid, fixture.pid);
+  assert.ok(isAlive(fixture.pid));
+  assert.equal(readFileSync(pidFile, 'utf8').trim(), String(fixture.pid), 'PID file names the serving process again');
+  // And it can still be upgraded once the release is fixed.
+  writeFileSync(behaviour, 'ok');
+  const next = await upgrade(fixture, fixture.pid);
+  assert.equal(await servingPid({ port }), next);
+});

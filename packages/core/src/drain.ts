@@ -53,11 +53,22 @@ export class ConnectionTracker {
 
   constructor(readonly server: Server) {
     const isHttp1 = server instanceof HttpServer || server instanceof HttpsServer;
-    this.#on('connection', (socket: Socket) => this.#add(this.connections, socket));
-    // HTTPS requests arrive on the TLS socket, not on the raw one 'connection' gives.
-    this.#on(server instanceof TlsServer ? 'secureConnection' : 'connection', (socket: TrackedSocket) => {
-      if (isHttp1) this.#add(this.httpSockets, socket);
+    const isTls = server instanceof TlsServer;
+    this.#on('connection', (socket: Socket) => {
+      this.connections.add(socket);
+      if (isHttp1 && !isTls) this.httpSockets.add(socket);
+      socket.once('close', () => {
+        this.connections.delete(socket);
+        this.httpSockets.delete(socket);
+      });
     });
+    // HTTPS requests arrive on the TLS socket, not on the raw one 'connection' gives.
+    if (isHttp1 && isTls) {
+      this.#on('secureConnection', (socket: TrackedSocket) => {
+        this.httpSockets.add(socket);
+        socket.once('close', () => this.httpSockets.delete(socket));
+      });
+    }
     this.#on('session', (session: Http2Session) => {
       this.sessions.add(session);
       session.once('close', () => this.sessions.delete(session));
@@ -103,11 +114,6 @@ export class ConnectionTracker {
       const res = socket[kLastResponse];
       if (res !== undefined && !res.writableFinished && !res.headersSent) res.setHeader('Connection', 'close');
     }
-  }
-
-  #add(set: Set<Socket>, socket: Socket): void {
-    set.add(socket);
-    socket.once('close', () => set.delete(socket));
   }
 
   /**

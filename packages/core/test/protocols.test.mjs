@@ -1,6 +1,11 @@
 // Long-lived protocols across an upgrade: WebSocket (close 1001 via onDrain) and HTTP/2 (GOAWAY).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
 import http2 from 'node:http2';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
@@ -52,5 +57,37 @@ test('HTTP/2 sessions get GOAWAY; the stream in flight completes; new sessions r
   assert.notEqual(res.pid, app.pid);
   const drain = app.events.find((e) => e.event === 'drain-end' && e.pid === app.pid);
   assert.equal(drain.sessions, 1);
+  assert.equal(drain.forced, 0);
+});
+
+test('HTTPS keep-alive clients are drained with Connection: close and fail no request', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'grace-tls-'));
+  const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+  const { fixture: app, port } = await startServer(t, { TLS_KEY: key, TLS_CERT: cert }, { script: fixture('https.mjs') });
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 4, rejectUnauthorized: false });
+  t.after(() => agent.destroy());
+  const get = () =>
+    new Promise((resolve, reject) => {
+      https.get({ host: '127.0.0.1', port, agent, rejectUnauthorized: false }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d)).on('end', () => resolve({ pid: JSON.parse(body).pid, connection: res.headers.connection }));
+      }).on('error', reject);
+    });
+  let running = true;
+  const results = [];
+  const errors = [];
+  const loops = Array.from({ length: 4 }, async () => {
+    while (running) await get().then((r) => results.push(r), (e) => errors.push(e.code ?? e.message));
+  });
+  await waitFor(() => results.length > 20, { what: 'https load' });
+  const next = await upgrade(app, app.pid);
+  const after = results.length;
+  await waitFor(() => results.slice(after).some((r) => r.pid === next), { what: 'the successor to serve https' });
+  running = false;
+  await Promise.all(loops);
+  assert.deepEqual(errors, []);
+  assert.ok(results.some((r) => r.pid === app.pid && r.connection === 'close'), 'old process answered with Connection: close while draining');
+  const drain = app.events.find((e) => e.event === 'drain-end' && e.pid === app.pid);
   assert.equal(drain.forced, 0);
 });

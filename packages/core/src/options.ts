@@ -23,7 +23,12 @@ export interface GraceOptions {
   readyTimeout?: number;
   /** Hard limit on a drain: connections still open then are destroyed (ms). Default 30000. */
   drainTimeout?: number;
-  /** A keep-alive socket is closed only after staying idle this long during a drain (ms). Default 500. */
+  /**
+   * During a drain, a keep-alive socket is closed only after staying idle this long (ms). Default 3000.
+   * Longer than the usual cadence of keep-alive clients, so nearly every socket carries one more
+   * request (answered with `Connection: close`) instead of being closed under a request on the wire;
+   * shorter than Node's `keepAliveTimeout` (5 s), so it adds no race Node does not already have.
+   */
   idleGrace?: number;
   /** A failed successor gets SIGTERM, then SIGKILL after this long (ms). Default 5000. */
   killTimeout?: number;
@@ -127,7 +132,7 @@ export function resolveOptions(input: unknown = {}): ResolvedOptions {
     reloadSignal: signal(o['reloadSignal'], 'reloadSignal', 'SIGHUP'),
     readyTimeout: duration(o['readyTimeout'], 'readyTimeout', 30_000),
     drainTimeout: duration(o['drainTimeout'], 'drainTimeout', 30_000),
-    idleGrace: duration(o['idleGrace'], 'idleGrace', 500),
+    idleGrace: duration(o['idleGrace'], 'idleGrace', 3_000),
     killTimeout: duration(o['killTimeout'], 'killTimeout', 5_000),
     shutdownDelay: duration(o['shutdownDelay'], 'shutdownDelay', 0),
     autoReady: (o['autoReady'] as boolean | undefined) ?? true,

@@ -5,13 +5,13 @@
  *   grace-restart upgrade [--pid-file F | --pid N]       trigger an upgrade, print the outcome
  *   grace-restart status  [--pid-file F | --pid N]       generation, workers, uptime
  */
-import { existsSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism, constants } from 'node:os';
 import { parseArgs } from 'node:util';
 import { createJsonLogger, readPidFile, startDirectory } from '@grace-restart/core';
 import { controlSocketPath, sendControl, serveControl } from './control.js';
 import { Supervisor, type SupervisorStatus, type UpgradeOutcome } from './supervisor.js';
-import { parseWorkerCommand } from './worker-command.js';
+import { parseWorkerCommand, scriptPath } from './worker-command.js';
 
 const USAGE = `Usage:
   grace-restart run [options] -- node [node options] <script> [args]
@@ -31,9 +31,12 @@ SIGTERM/SIGINT drain and stop (a second one kills at once).`;
 
 class UsageError extends Error {}
 
-function integer(value: string | undefined, flag: string, fallback: number): number {
+/** setTimeout's limit: a larger duration would fire at once. */
+const MAX_DURATION = 2 ** 31 - 1;
+
+function integer(value: string | undefined, flag: string, fallback: number, max = MAX_DURATION): number {
   if (value === undefined) return fallback;
-  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new UsageError(`${flag} must be a whole number, got "${value}"`);
+  if (!/^[0-9]+$/.test(value) || Number(value) > max) throw new UsageError(`${flag} must be a whole number from 0 to ${max}, got "${value}"`);
   return Number(value);
 }
 
@@ -66,7 +69,7 @@ async function run(argv: string[]): Promise<number> {
       'log-level': { type: 'string' },
     },
   });
-  const workers = values.workers === 'auto' ? availableParallelism() : integer(values.workers, '--workers', 1);
+  const workers = values.workers === 'auto' ? availableParallelism() : integer(values.workers, '--workers', 1, 256);
   if (workers < 1) throw new UsageError('--workers must be at least 1');
   const level = values['log-level'] ?? 'info';
   if (!['debug', 'info', 'warn', 'error', 'silent'].includes(level)) throw new UsageError(`--log-level must be debug, info, warn, error or silent, got "${level}"`);
@@ -78,6 +81,7 @@ async function run(argv: string[]): Promise<number> {
     throw new UsageError((error as Error).message);
   }
   const startDir = startDirectory();
+  if (!existsSync(scriptPath(command, startDir))) throw new Error(`cannot find the app to run: ${scriptPath(command, startDir)}`);
   const supervisor = new Supervisor({
     command,
     startDir,
@@ -110,7 +114,7 @@ async function run(argv: string[]): Promise<number> {
   try {
     await supervisor.start();
   } catch (error) {
-    logger.error({}, `could not start the workers: ${(error as Error).message}`);
+    logger.error({}, `could not start: ${(error as Error).message}`);
     return 1;
   }
   await serveControl(controlSocketPath(process.pid, values['control-dir']), async (request) => {
@@ -125,7 +129,11 @@ async function run(argv: string[]): Promise<number> {
 function targetPid(values: { 'pid-file'?: string | undefined; pid?: string | undefined }): number {
   if (values.pid !== undefined && values['pid-file'] !== undefined) throw new UsageError('give --pid or --pid-file, not both');
   let pid: number | undefined;
-  if (values.pid !== undefined) pid = integer(values.pid, '--pid', 0);
+  if (values.pid !== undefined) {
+    pid = integer(values.pid, '--pid', 0, 2 ** 22);
+    // 0 would signal our own process group, 1 is init, and we are not the target.
+    if (pid < 2 || pid === process.pid) throw new UsageError(`--pid ${pid} cannot name a grace-restart process`);
+  }
   else if (values['pid-file'] !== undefined) {
     pid = readPidFile(values['pid-file']);
     if (pid === undefined) throw new Error(`cannot read a pid from ${values['pid-file']}: missing, unreadable or not a pid`);
@@ -136,6 +144,24 @@ function targetPid(values: { 'pid-file'?: string | undefined; pid?: string | und
     throw new Error(`no process ${pid} is running (stale PID file?)`);
   }
   return pid;
+}
+
+/**
+ * SIGUSR2 kills a process that does not handle it. A stale PID file may name a stranger that
+ * reused the pid: refuse unless the target catches SIGUSR2 (SigCgt in /proc, where there is one).
+ */
+function assertCatchesSigusr2(pid: number): void {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return; // no /proc on this platform: nothing to check with
+  }
+  const caught = /^SigCgt:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  const bit = 1n << BigInt(constants.signals.SIGUSR2 - 1);
+  if (caught !== undefined && (BigInt(`0x${caught}`) & bit) === 0n) {
+    throw new Error(`process ${pid} does not handle SIGUSR2, so it is not a grace-restart process (stale PID file?); refusing to signal it`);
+  }
 }
 
 async function upgrade(argv: string[]): Promise<number> {
@@ -160,6 +186,7 @@ async function upgrade(argv: string[]): Promise<number> {
 /** A process that upgrades itself: SIGUSR2, then watch the PID file and the old pid. */
 async function upgradeSelf(pid: number, pidFile: string | undefined, timeout: number, json: boolean): Promise<number> {
   const started = Date.now();
+  assertCatchesSigusr2(pid);
   process.kill(pid, 'SIGUSR2');
   const alive = (p: number): boolean => {
     try {

@@ -97,7 +97,14 @@ export class Supervisor extends EventEmitter {
       throw error;
     }
     this.#state = 'running';
-    if (this.#o.pidFile !== undefined) writePidFile(this.#o.pidFile);
+    if (this.#o.pidFile !== undefined) {
+      try {
+        writePidFile(this.#o.pidFile);
+      } catch (error) {
+        await this.#stopWorkers();
+        throw new Error(`the workers started, but the PID file ${this.#o.pidFile} could not be written: ${(error as Error).message}`);
+      }
+    }
     this.#watch();
     log.info({ workers: this.#pids(), generation: 1 }, 'supervisor ready');
   }

@@ -1,6 +1,6 @@
 // grace-restart run / upgrade / status, as real processes on 127.0.0.1.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, statSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -154,6 +154,8 @@ test('upgrade against a self-upgrading process reports the new pid', async (t) =
 
 test('bad input gets a clear message and a non-zero exit', async () => {
   const dir = tempDir();
+  // A pid that certainly belonged to a process that is gone.
+  const deadPid = spawnSync(process.execPath, ['-e', '']).pid;
   const cases = [
     [[], 2, /Usage:/],
     [['launch'], 2, /unknown command "launch"/],
@@ -162,7 +164,11 @@ test('bad input gets a clear message and a non-zero exit', async () => {
     [['run'], 2, /missing the app to run/],
     [['upgrade'], 2, /give --pid-file PATH or --pid N/],
     [['upgrade', '--pid-file', join(dir, 'nope.pid')], 1, /cannot read a pid from .*nope\.pid/],
-    [['status', '--pid', '999999999'], 1, /no process 999999999 is running/],
+    [['status', '--pid', String(deadPid)], 1, new RegExp(`no process ${deadPid} is running`)],
+    [['status', '--pid', '999999999'], 2, /--pid must be a whole number from 0 to/],
+    [['upgrade', '--pid', '0'], 2, /--pid 0 cannot name a grace-restart process/],
+    [['run', '--ready-timeout', '3000000000', '--', 'node', APP], 2, /--ready-timeout must be a whole number from 0 to 2147483647/],
+    [['run', '--', 'node', join(dir, 'missing.mjs')], 1, /cannot find the app to run/],
   ];
   for (const [args, code, message] of cases) {
     const result = await cli(args);

@@ -46,13 +46,30 @@ let processEnv:
   | { listeners: InheritedListeners; handoff: HandoffEnv; startDir: string; supervision: ReturnType<typeof takeSupervision> }
   | undefined;
 function takeProcessEnv(): NonNullable<typeof processEnv> {
+  const listeners = processEnv?.listeners ?? takeInheritedListeners(process.env, process.pid);
   processEnv ??= {
-    listeners: takeInheritedListeners(process.env, process.pid),
-    handoff: takeHandoffEnv(process.env),
+    listeners,
+    handoff: takeHandoffEnv(process.env, listeners.fds.map((l) => l.fd)),
     startDir: startDirectory(),
     supervision: takeSupervision(process.env),
   };
   return processEnv;
+}
+
+/** After a handoff the old process outlives its drain until the successor has been ready this long. */
+const SUCCESSOR_PROBATION_MS = 1_000;
+
+function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  if (ms <= 0 || signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 const hookType = ['onDrain', 'onShutdown'] as const;
@@ -81,6 +98,7 @@ export class Grace extends EventEmitter<GraceEvents> {
   #upgradeAbort: AbortController | undefined;
   #shutdown: Promise<void> | undefined;
   #drainAbort: AbortController | undefined;
+  #successorReadyAt = 0;
   #readyScheduled = false;
 
   constructor(options?: GraceOptions) {
@@ -278,11 +296,12 @@ export class Grace extends EventEmitter<GraceEvents> {
       });
       pid = successor.pid;
       child = successor.child;
+      this.#successorReadyAt = Date.now();
       successor.child.once('exit', (code, sig) => this.#successorLost(pid, code, sig, startedAt));
     } catch (error) {
       const failure = error instanceof UpgradeError ? error : new UpgradeError('spawn', String(error), { durationMs: Date.now() - startedAt, cause: error });
       if (this.#state === 'upgrading') this.#state = 'ready';
-      log.error({ reason: failure.reason, pid: failure.pid, exitCode: failure.exitCode, signal: failure.signal, durationMs: failure.durationMs }, `upgrade failed, still serving: ${failure.message}`);
+      log.error({ reason: failure.reason, successorPid: failure.pid, exitCode: failure.exitCode, signal: failure.signal, durationMs: failure.durationMs }, `upgrade failed, still serving: ${failure.message}`);
       this.emit('upgrade-failed', failure);
       throw failure;
     }
@@ -314,12 +333,12 @@ export class Grace extends EventEmitter<GraceEvents> {
       durationMs: Date.now() - startedAt,
     });
     if (this.#state === 'upgrading') {
-      log.error({ pid, code, signal }, `${error.message}: this process keeps serving`);
+      log.error({ successorPid: pid, code, signal }, `${error.message}: this process keeps serving`);
       this.emit('upgrade-failed', error);
       return;
     }
     if (this.#state !== 'draining' || this.#drainAbort === undefined || this.#drainAbort.signal.aborted) {
-      log.warn({ pid, code, signal }, error.message);
+      log.warn({ successorPid: pid, code, signal }, error.message);
       return;
     }
     this.#drainAbort.abort();
@@ -329,11 +348,11 @@ export class Grace extends EventEmitter<GraceEvents> {
         this.#state = 'ready';
         this.#shutdown = undefined;
         if (this.#options.pidFile !== undefined && !this.#supervision) writePidFile(this.#options.pidFile);
-        log.error({ pid, code, signal }, `${error.message}: this process serves again`);
+        log.error({ successorPid: pid, code, signal }, `${error.message}: this process serves again`);
         this.emit('upgrade-failed', error);
       },
       (relistenError: unknown) => {
-        log.error({ pid, err: String(relistenError) }, `${error.message} and this process cannot bind again: stopping`);
+        log.error({ successorPid: pid, err: String(relistenError) }, `${error.message} and this process cannot bind again: stopping`);
         this.#shutdown = undefined;
         this.#drainAndShutdown('stop', this.#options.exit).catch((err: unknown) => this.#fatal(err));
       },
@@ -391,6 +410,12 @@ export class Grace extends EventEmitter<GraceEvents> {
     log[level]({ ...result, reason }, result.forced > 0 ? `drain deadline reached: destroyed ${result.forced} connections` : 'drained');
     this.emit('drain-end', { ...result, reason });
     this.#supervision?.notify({ type: 'drain-end', reason, durationMs: result.durationMs, forced: result.forced });
+    if (reason === 'upgrade') {
+      // A new version that crashes right after its ready report (an error thrown on the next
+      // tick, say) must still find this process able to take the service back.
+      await abortableDelay(this.#successorReadyAt + SUCCESSOR_PROBATION_MS - Date.now(), signal);
+      if (signal.aborted) return;
+    }
     this.#listeners.release(reason === 'stop');
     await this.#runHooks('onShutdown', { reason });
     if (pidFile !== undefined && reason === 'stop' && !this.#supervision) removePidFile(pidFile);

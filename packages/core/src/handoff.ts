@@ -13,7 +13,7 @@
  *    serving: a rollback.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, realpathSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, realpathSync, writeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { relative, resolve, sep } from 'node:path';
 import { UpgradeError } from './errors.js';
@@ -35,8 +35,13 @@ export interface HandoffEnv {
   problems: string[];
 }
 
-/** Reads and removes the handoff variables; malformed ones are reported and ignored. */
-export function takeHandoffEnv(env: NodeJS.ProcessEnv): HandoffEnv {
+/**
+ * Reads and removes the handoff variables; malformed ones are reported and ignored. The
+ * readiness fd is trusted only if our parent is the process that says it started us, and it
+ * is a socket that is not one of the inherited listeners (`listenFds`): a forged value must
+ * not make us write into, or close, an fd that is not the channel.
+ */
+export function takeHandoffEnv(env: NodeJS.ProcessEnv, listenFds: readonly number[] = []): HandoffEnv {
   const read = (key: string): number | undefined | Error => {
     const value = env[key];
     delete env[key];
@@ -60,8 +65,25 @@ export function takeHandoffEnv(env: NodeJS.ProcessEnv): HandoffEnv {
   if (readyFd !== undefined && readyFd < LISTEN_FDS_START) {
     problems.push(`ignoring ${ENV_READY_FD}=${readyFd}: it would be one of stdin/stdout/stderr`);
     readyFd = undefined;
+  } else if (readyFd !== undefined) {
+    const refusal = readyFdRefusal(readyFd, parentPid, listenFds);
+    if (refusal !== undefined) {
+      problems.push(`ignoring ${ENV_READY_FD}=${readyFd}: ${refusal}`);
+      readyFd = undefined;
+    }
   }
   return { generation, parentPid, readyFd, problems };
+}
+
+function readyFdRefusal(fd: number, parentPid: number | undefined, listenFds: readonly number[]): string | undefined {
+  if (parentPid !== process.ppid) return `${ENV_PARENT_PID} does not name this process's parent`;
+  if (listenFds.includes(fd)) return 'it is one of the inherited listeners';
+  try {
+    if (!fstatSync(fd).isSocket()) return 'it is not a socket';
+  } catch {
+    return 'it is not open';
+  }
+  return undefined;
 }
 
 /** Tells the parent this successor is serving. Returns false if the parent is gone. */

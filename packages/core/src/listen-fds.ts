@@ -72,7 +72,7 @@ function describeFd(fd: number): string {
     if (stat.isFile()) return 'a regular file';
     if (stat.isFIFO()) return 'a pipe';
     if (stat.isCharacterDevice()) return 'a character device';
-    return 'not a socket';
+    return 'another kind of file';
   } catch {
     return 'not open';
   }

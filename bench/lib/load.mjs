@@ -1,0 +1,176 @@
+// Keep-alive HTTP load that counts every request as a client sees it.
+//
+// Why not autocannon here: when a server closes a keep-alive socket with a request outstanding,
+// autocannon silently reconnects and re-sends, so its error count hides exactly the failures a
+// restart causes (see bench/README.md). This loader never retries: each request that is refused,
+// reset, times out or gets a non-2xx answer is one failure, sorted by kind.
+//
+// Besides totals it keeps, per time slot (100 ms), the number of answers, failures and a latency
+// histogram, so a report can compute throughput over time and percentiles for any window (steady
+// state vs. during upgrades) after the fact. It also remembers which server pid answered, first
+// and last, so a scenario can tell when a new version started serving and when an old one stopped.
+import http from 'node:http';
+import { Histogram } from './histogram.mjs';
+
+export const SLOT_MS = 100;
+export const FAILURE_KINDS = ['refused', 'reset', 'timeout', 'non2xx', 'other'];
+
+/** Maps a client-side error to one of FAILURE_KINDS. */
+export function classify(error) {
+  const code = error?.code;
+  if (code === 'ECONNREFUSED') return 'refused';
+  // 'socket hang up' is Node's ECONNRESET for a socket closed before any response byte.
+  if (code === 'ECONNRESET' || code === 'EPIPE' || /socket hang up/i.test(error?.message ?? '')) return 'reset';
+  if (code === 'TIMEOUT' || code === 'ETIMEDOUT') return 'timeout';
+  return 'other';
+}
+
+const PID_RE = /"pid":(\d+)/;
+const GEN_RE = /"generation":(\d+)/;
+
+/**
+ * Starts `connections` concurrent request loops (per port), each on its own keep-alive socket.
+ * Options: host, port, path, connections, timeout (ms, per request), thinkMs (pause between a
+ * loop's requests: idle keep-alive connections for the scaling scenario), onNewPid(pid) (the first answer from a new server pid).
+ */
+export function startLoad({ host = '127.0.0.1', port, ports, path = '/', connections = 50, timeout = 4000, thinkMs = 0, onNewPid }) {
+  const targets = ports ?? [port];
+  // One agent (so one keep-alive socket) per loop: a shared agent would hand the few most
+  // recently used sockets around (LIFO) and let the others time out, so "N connections" would
+  // not mean N open sockets — and the scaling scenario is about exactly that.
+  const loopCount = connections * targets.length;
+  const agents = Array.from({ length: loopCount }, () => new http.Agent({ keepAlive: true, maxSockets: 1, maxFreeSockets: 1 }));
+  const t0 = performance.now();
+  const startedAt = Date.now();
+  const slots = []; // index -> { ok, failed, hist }
+  const failures = Object.fromEntries(FAILURE_KINDS.map((k) => [k, 0]));
+  const otherCodes = {};
+  const gaps = []; // { at, ms }: no successful answer from `at` for `ms`
+  const pids = new Map(); // pid -> { first, last, count, generation } (times in ms since start)
+  const state = { ok: 0, failed: 0, lastOkAt: 0, inflight: 0, lastPid: undefined, lastGeneration: undefined };
+  let running = true;
+
+  const slotAt = (ms) => {
+    const i = Math.floor(ms / SLOT_MS);
+    return (slots[i] ??= { ok: 0, failed: 0, hist: new Histogram() });
+  };
+  const fail = (kind, detail) => {
+    const now = performance.now() - t0;
+    state.failed += 1;
+    failures[kind] += 1;
+    if (kind === 'other') otherCodes[detail] = (otherCodes[detail] ?? 0) + 1;
+    slotAt(now).failed += 1;
+  };
+  const succeed = (began, body) => {
+    const now = performance.now() - t0;
+    state.ok += 1;
+    // Pauses in service: any stretch above 50 ms without one successful answer.
+    if (now - state.lastOkAt > 50) gaps.push({ at: state.lastOkAt, ms: now - state.lastOkAt });
+    state.lastOkAt = now;
+    const slot = slotAt(now);
+    slot.ok += 1;
+    slot.hist.recordMs(now - began);
+    const pidMatch = PID_RE.exec(body);
+    if (pidMatch) {
+      const pid = Number(pidMatch[1]);
+      let seen = pids.get(pid);
+      if (!seen) {
+        pids.set(pid, (seen = { first: now, last: now, count: 0, generation: undefined }));
+        onNewPid?.(pid);
+      }
+      seen.last = now;
+      seen.count += 1;
+      const gen = GEN_RE.exec(body);
+      if (gen) seen.generation = Number(gen[1]);
+      state.lastPid = pid;
+      state.lastGeneration = seen.generation;
+    }
+  };
+
+  const once = (loop, target) =>
+    new Promise((resolve) => {
+      const began = performance.now() - t0;
+      state.inflight += 1;
+      let done = false;
+      const finish = (outcome) => {
+        if (done) return;
+        done = true;
+        state.inflight -= 1;
+        outcome();
+        resolve();
+      };
+      const req = http.request({ host, port: targets[target], path, agent: agents[loop], timeout }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (body += d));
+        res.on('end', () => finish(() => (res.statusCode >= 200 && res.statusCode < 300 ? succeed(began, body) : fail('non2xx'))));
+        res.on('error', (err) => finish(() => fail(classify(err), err.code ?? err.message)));
+        res.on('aborted', () => finish(() => fail('reset', 'aborted')));
+      });
+      req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
+      req.on('error', (err) => finish(() => fail(classify(err), err.code ?? err.message)));
+      req.end();
+    });
+
+  const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+  const loops = Array.from({ length: loopCount }, async (_, i) => {
+    const target = i % targets.length;
+    // Spread idle loops over the think interval, so the connections do not fire in lockstep.
+    if (thinkMs > 0) await pause(Math.random() * thinkMs);
+    while (running) {
+      await once(i, target);
+      if (thinkMs > 0 && running) await pause(thinkMs * (0.5 + Math.random()));
+    }
+  });
+
+  return {
+    startedAt,
+    /** Milliseconds since the load started (same clock as every recorded time). */
+    now: () => performance.now() - t0,
+    state,
+    failures,
+    pids,
+    slots,
+    gaps,
+    /** Stops issuing requests; waits for those in flight (each ends by its timeout at worst). */
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+      for (const agent of agents) agent.destroy();
+      const endMs = performance.now() - t0;
+      return { startedAt, durationMs: endMs, ok: state.ok, failed: state.failed, failures: { ...failures }, otherCodes, slots, pids, gaps };
+    },
+  };
+}
+
+/** Merged histogram of the slots overlapping [fromMs, toMs). */
+export function histogramBetween(slots, fromMs, toMs) {
+  const h = new Histogram();
+  const first = Math.max(0, Math.floor(fromMs / SLOT_MS));
+  const last = Math.min(slots.length, Math.ceil(toMs / SLOT_MS));
+  for (let i = first; i < last; i++) if (slots[i]) h.add(slots[i].hist);
+  return h;
+}
+
+/** Successful answers per second, bucketed by `bucketMs`: [{ t (s), rps, failed }]. */
+export function throughputTimeline(slots, durationMs, bucketMs = 500) {
+  const per = bucketMs / SLOT_MS;
+  const out = [];
+  for (let b = 0; b * bucketMs < durationMs; b++) {
+    let ok = 0;
+    let failed = 0;
+    for (let i = b * per; i < (b + 1) * per; i++) {
+      ok += slots[i]?.ok ?? 0;
+      failed += slots[i]?.failed ?? 0;
+    }
+    out.push({ t: (b * bucketMs) / 1000, rps: Math.round((ok * 1000) / bucketMs), failed });
+  }
+  return out;
+}
+
+/** Longest pause without a successful answer that began inside [fromMs, toMs) (ms). */
+export function longestGap(gaps, fromMs, toMs) {
+  let best = 0;
+  for (const g of gaps) if (g.at + g.ms > fromMs && g.at < toMs) best = Math.max(best, g.ms);
+  return Math.round(best);
+}

@@ -1,0 +1,139 @@
+// One "upgrades under load" run: start an app with a method, put keep-alive load on it, trigger
+// K replacements at a fixed pace, and measure what the clients saw. Shared by the bench's
+// upgrades scenario and by scripts/demo.mjs, so both report the same numbers the same way.
+//
+// Per upgrade it records, on the load generator's clock:
+//   servingMs - trigger -> first answer from a pid that was not serving before the trigger
+//   readyMs   - trigger -> the method's own readiness signal (PID file), when it has one
+//   goneMs    - trigger -> every pid that served before the trigger has exited
+//   gapMs     - longest pause without any successful answer around the upgrade
+import { Histogram } from './histogram.mjs';
+import { histogramBetween, longestGap, startLoad, throughputTimeline } from './load.mjs';
+import { isAlive, sleep, track } from './procs.mjs';
+
+const round = (x, digits = 1) => (x === undefined ? undefined : Math.round(x * 10 ** digits) / 10 ** digits);
+
+/** Watches one upgrade until the new version serves and the old processes are gone. */
+async function watchUpgrade(load, handle, oldPids, at, deadlineMs) {
+  const result = { at, servingMs: undefined, readyMs: undefined, goneMs: undefined };
+  while (load.now() < deadlineMs) {
+    const now = load.now();
+    if (result.servingMs === undefined) {
+      for (const [pid, seen] of load.pids) {
+        if (!oldPids.has(pid) && seen.first >= at) result.servingMs = seen.first - at;
+      }
+    }
+    if (result.readyMs === undefined && handle.isReady?.(oldPids)) result.readyMs = now - at;
+    if (result.goneMs === undefined && [...oldPids].every((pid) => !isAlive(pid))) result.goneMs = now - at;
+    if (result.servingMs !== undefined && result.goneMs !== undefined && (result.readyMs !== undefined || !handle.isReady)) break;
+    await sleep(5);
+  }
+  return result;
+}
+
+/**
+ * Options: method (from METHODS), framework, port, dir, upgrades, intervalMs, connections,
+ * warmupMs (excluded from stats), steadyMs (baseline before the first trigger), tailMs (after the
+ * last trigger), timeout (per request), onProgress(snapshot) every 250 ms, onUpgrade(record).
+ */
+export async function runUpgradesUnderLoad(opts) {
+  const { method, framework, port, dir, upgrades, intervalMs, connections = 50, warmupMs = 500, steadyMs = 2000, tailMs = 2000, timeout = 4000 } = opts;
+  const handle = await method.start({ framework, port, dir });
+  let load;
+  const records = [];
+  let progressTimer;
+  try {
+    load = startLoad({ port, connections, timeout, onNewPid: (pid) => track(pid) });
+    const snapshot = () => ({ ...load.state, failures: { ...load.failures }, upgradesDone: records.filter((r) => r.servingMs !== undefined).length, upgrades, elapsedMs: load.now() });
+    if (opts.onProgress) progressTimer = setInterval(() => opts.onProgress(snapshot()), 250);
+    await sleep(warmupMs + steadyMs);
+    const watchers = [];
+    for (let i = 0; i < upgrades; i++) {
+      const at = load.now();
+      // The processes serving right now: whatever answered in the last half second.
+      const oldPids = new Set([...load.pids].filter(([, seen]) => seen.last >= at - 500).map(([pid]) => pid));
+      const current = handle.currentPid?.();
+      if (current !== undefined) oldPids.add(current);
+      const record = { n: i + 1, at, oldPids: [...oldPids] };
+      records.push(record);
+      const triggered = handle.trigger().then(
+        () => (record.triggerMs = load.now() - at),
+        (error) => (record.error = String(error.message ?? error)),
+      );
+      watchers.push(
+        watchUpgrade(load, handle, oldPids, at, at + 30_000).then((w) => {
+          Object.assign(record, w);
+          opts.onUpgrade?.(record);
+        }),
+      );
+      // Upgrades must not overlap: a trigger during a running upgrade would only join it (core,
+      // supervisor) or queue (pm2). So the next one waits for this trigger to return and for the
+      // new version to serve (bounded), then for its slot on the schedule.
+      await triggered;
+      const served = load.now() + 10_000;
+      while (record.servingMs === undefined && !record.error && load.now() < served) {
+        if ([...load.pids].some(([pid, seen]) => !oldPids.has(pid) && seen.first >= at)) break;
+        await sleep(10);
+      }
+      const next = at + intervalMs;
+      if (i < upgrades - 1) await sleep(Math.max(0, next - load.now()));
+    }
+    await sleep(tailMs);
+    // Bounded: a method whose old process never exits must not stall the run (nor, through a
+    // pending timer, the exit of the demo).
+    let cap;
+    await Promise.race([Promise.all(watchers), new Promise((r) => (cap = setTimeout(r, 10_000)))]);
+    clearTimeout(cap);
+    const end = load.now();
+    clearInterval(progressTimer);
+    const stats = await load.stop();
+    load = undefined;
+    return summarize({ stats, records, warmupMs, end, method, framework });
+  } finally {
+    clearInterval(progressTimer);
+    await load?.stop();
+    await handle.stop();
+  }
+}
+
+function summarize({ stats, records, warmupMs, end, method, framework }) {
+  const firstTrigger = records[0]?.at ?? end;
+  // "During upgrades": from each trigger until the new version serves and the old one is gone,
+  // plus 250 ms, never past the next trigger.
+  const windows = records.map((r, i) => {
+    const settled = Math.max(r.servingMs ?? 0, r.goneMs ?? 0, r.triggerMs ?? 0) + 250;
+    const cap = records[i + 1]?.at ?? end;
+    return [r.at, Math.min(r.at + settled, cap)];
+  });
+  const steady = histogramBetween(stats.slots, warmupMs, firstTrigger);
+  const during = windows.reduce((h, [a, b]) => h.add(histogramBetween(stats.slots, a, b)), new Histogram());
+  const measuredMs = end - warmupMs;
+  let okInWindow = 0;
+  for (let i = Math.floor(warmupMs / 100); i < stats.slots.length; i++) okInWindow += stats.slots[i]?.ok ?? 0;
+  return {
+    method: method.id,
+    label: method.label,
+    framework,
+    requests: stats.ok + stats.failed,
+    ok: stats.ok,
+    failed: stats.failed,
+    failures: stats.failures,
+    otherCodes: stats.otherCodes,
+    rps: Math.round((okInWindow * 1000) / measuredMs),
+    steady: { p50: round(steady.percentileMs(50), 2), p99: round(steady.percentileMs(99), 2) },
+    during: { p50: round(during.percentileMs(50), 2), p99: round(during.percentileMs(99), 2) },
+    upgrades: records.map((r, i) => ({
+      n: r.n,
+      atMs: Math.round(r.at),
+      servingMs: round(r.servingMs),
+      readyMs: round(r.readyMs),
+      goneMs: round(r.goneMs),
+      triggerMs: round(r.triggerMs),
+      gapMs: longestGap(stats.gaps, windows[i][0], windows[i][1]),
+      error: r.error,
+    })),
+    landed: records.filter((r) => r.servingMs !== undefined && !r.error).length,
+    timeline: throughputTimeline(stats.slots, end, 250),
+    pidsSeen: stats.pids.size,
+  };
+}

@@ -1,0 +1,157 @@
+#!/usr/bin/env node
+// npm run bench [-- --quick] [--frameworks a,b] [--only overhead,upgrades,scaling]
+//
+// Runs every scenario in one process, on one machine, in one go, so the ratios in the report
+// compare like with like. Writes bench/results/<date>[-quick].{json,md} (+ SVG charts) and
+// copies the markdown to bench/results/latest.md.
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { execFileSync } from 'node:child_process';
+import { FRAMEWORKS, ROOT } from './lib/apps.mjs';
+import { cleanupAll, installExitHandlers, onCleanup } from './lib/procs.mjs';
+import { renderReport, targets } from './lib/report.mjs';
+import { runOverhead } from './scenarios/overhead.mjs';
+import { runScaling } from './scenarios/scaling.mjs';
+import { runUpgrades } from './scenarios/upgrades.mjs';
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    frameworks: { type: 'string' },
+    only: { type: 'string' },
+    render: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+if (values.help) {
+  console.log('usage: node bench/run.mjs [--quick] [--frameworks express,fastify,koa,node] [--only overhead,upgrades,scaling]\n       node bench/run.mjs --render bench/results/<file>.json   (re-render the report and charts)');
+  process.exit(0);
+}
+const resultsDir = join(ROOT, 'bench', 'results');
+
+/** Writes <base>.md, <base>.json, the SVGs and latest.md; returns the number of charts. */
+function writeResults(run, base) {
+  mkdirSync(resultsDir, { recursive: true });
+  const { markdown, svgs } = renderReport(run, { svgPrefix: `${base}-` });
+  for (const [name, svg] of Object.entries(svgs)) writeFileSync(join(resultsDir, `${base}-${name}.svg`), svg);
+  writeFileSync(join(resultsDir, `${base}.json`), `${JSON.stringify(run, null, 1)}\n`);
+  writeFileSync(join(resultsDir, `${base}.md`), markdown);
+  copyFileSync(join(resultsDir, `${base}.md`), join(resultsDir, 'latest.md'));
+  return Object.keys(svgs).length;
+}
+
+if (values.render) {
+  const run = JSON.parse(readFileSync(values.render, 'utf8'));
+  const charts = writeResults(run, basename(values.render, '.json'));
+  console.log(`re-rendered ${values.render}: ${charts} charts, bench/results/latest.md`);
+  process.exit(0);
+}
+
+const quick = values.quick;
+const ALL_METHODS = ['grace', 'supervisor-1', 'supervisor-2', 'restart', 'graceful', 'pm2-1', 'pm2-2'];
+const settings = quick
+  ? {
+      // ~2 minutes: every method on Fastify, grace-restart alone on the others.
+      frameworks: ['fastify', 'express', 'koa'],
+      methods: (fw) => (fw === 'fastify' ? ALL_METHODS : ['grace']),
+      upgrades: 3,
+      intervalMs: 2000,
+      steadyMs: 1000,
+      tailMs: 1000,
+      connections: 50,
+      overheadFrameworks: ['fastify', 'express', 'koa'],
+      overheadRounds: 2,
+      overheadDurationS: 1.5,
+      overheadWarmupS: 0.5,
+      connectionCounts: [10, 100, 1000],
+      listenerCounts: [1, 4, 16],
+      scalingUpgrades: 1,
+    }
+  : {
+      // ~8 minutes: every method on every framework.
+      frameworks: ['express', 'fastify', 'koa'],
+      methods: () => ALL_METHODS,
+      upgrades: 5,
+      intervalMs: 2000,
+      steadyMs: 2000,
+      tailMs: 2000,
+      connections: 50,
+      overheadFrameworks: ['express', 'fastify', 'koa', 'node'],
+      overheadRounds: 4,
+      overheadDurationS: 3,
+      overheadWarmupS: 1,
+      connectionCounts: [10, 100, 1000, 5000],
+      listenerCounts: [1, 4, 16],
+      scalingUpgrades: 2,
+    };
+if (values.frameworks) {
+  const wanted = values.frameworks.split(',');
+  for (const fw of wanted) if (!FRAMEWORKS.includes(fw)) throw new Error(`unknown framework ${fw}; one of ${FRAMEWORKS.join(', ')}`);
+  settings.frameworks = wanted;
+  settings.overheadFrameworks = wanted;
+}
+const only = new Set((values.only ?? 'overhead,upgrades,scaling').split(','));
+
+installExitHandlers();
+const dir = mkdtempSync(join(tmpdir(), 'grace-restart-bench-'));
+onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+const log = (line) => console.log(line);
+
+// 5000 client sockets + 5000 server sockets (+ the successor's) need file descriptors; each
+// process has its own limit, which children inherit from us.
+const fdLimit = Number(execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim()) || Infinity;
+const needed = (max) => max + 1000;
+const tooMany = settings.connectionCounts.filter((c) => needed(c) > fdLimit);
+if (tooMany.length) {
+  log(`ulimit -n is ${fdLimit}: skipping ${tooMany.join(', ')} connections (raise it with ulimit -n ${needed(Math.max(...tooMany))})`);
+  settings.connectionCounts = settings.connectionCounts.filter((c) => !tooMany.includes(c));
+}
+
+const started = Date.now();
+// Other work on the machine skews every number; say so in the report rather than hide it.
+const loadBefore = loadavg()[0];
+if (loadBefore > 0.5) log(`note: load average is ${loadBefore.toFixed(2)} before the run: the machine is busy, numbers will be noisy`);
+const phase = async (name, fn) => {
+  const t0 = Date.now();
+  const result = await fn();
+  run.phaseSeconds[name] = Math.round((Date.now() - t0) / 100) / 10;
+  log(`  (${name}: ${run.phaseSeconds[name]} s)`);
+  return result;
+};
+const date = new Date().toISOString().slice(0, 10);
+const run = {
+  date,
+  quick,
+  machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model?.trim(), memGb: Math.round(totalmem() / 2 ** 30), node: process.version, platform: `${process.platform} ${process.arch}`, fdLimit },
+  settings: { ...settings, methods: Object.fromEntries(settings.frameworks.map((f) => [f, settings.methods(f)])) },
+  phaseSeconds: {},
+};
+
+try {
+  if (only.has('overhead')) {
+    log(`overhead (${settings.overheadRounds} rounds × ${settings.overheadDurationS} s per variant)`);
+    run.overhead = await phase('overhead', () => runOverhead({ frameworks: settings.overheadFrameworks, rounds: settings.overheadRounds, durationS: settings.overheadDurationS, warmupS: settings.overheadWarmupS, connections: settings.connections, log }));
+  }
+  if (only.has('upgrades')) {
+    log(`upgrades under load (${settings.upgrades} upgrades, ${settings.intervalMs} ms apart, ${settings.connections} connections)`);
+    run.upgrades = await phase('upgrades', () => runUpgrades({ ...settings, dir, log }));
+  }
+  if (only.has('scaling')) {
+    log('scaling (handoff and drain vs connections and listeners)');
+    run.scaling = await phase('scaling', () => runScaling({ dir, connectionCounts: settings.connectionCounts, listenerCounts: settings.listenerCounts, upgrades: settings.scalingUpgrades, log }));
+  }
+} finally {
+  cleanupAll();
+}
+run.durationS = (Date.now() - started) / 1000;
+run.machine.loadAverage = { before: Math.round(loadBefore * 100) / 100, after: Math.round(loadavg()[0] * 100) / 100 };
+
+const base = `${date}${quick ? '-quick' : ''}`;
+const charts = writeResults(run, base);
+
+const t = targets(run);
+log(`\ntargets: ${t.filter((x) => x.pass).length}/${t.length} met`);
+for (const x of t) log(`  ${x.pass ? 'PASS' : 'FAIL'}  ${x.name}: ${x.detail}`);
+log(`\nwrote bench/results/${base}.md (+ .json, ${charts} SVG charts) and bench/results/latest.md in ${Math.round(run.durationS)} s`);

@@ -1,0 +1,33 @@
+// Upgrades under load: each method replaces the app K times while keep-alive clients hammer it;
+// every request is counted as the client saw it (see lib/load.mjs and lib/upgrade-run.mjs).
+import { METHODS } from '../lib/methods.mjs';
+import { freePort } from '../lib/procs.mjs';
+import { runUpgradesUnderLoad } from '../lib/upgrade-run.mjs';
+
+const kinds = (f) => Object.entries(f).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ') || 'none';
+
+export async function runUpgrades({ frameworks, methods, dir, upgrades, intervalMs, steadyMs, tailMs, connections, log }) {
+  const results = [];
+  for (const framework of frameworks) {
+    for (const id of methods(framework)) {
+      const method = METHODS[id];
+      const missing = method.unavailable(framework);
+      if (missing) {
+        log(`  ${framework} / ${id}: ${missing.startsWith('skipped') ? missing : `skipped: ${missing}`}`);
+        results.push({ framework, method: id, label: method.label, skipped: missing });
+        continue;
+      }
+      try {
+        const r = await runUpgradesUnderLoad({ method, framework, port: await freePort(), dir, upgrades, intervalMs, steadyMs, tailMs, connections });
+        const serving = r.upgrades.map((u) => (u.servingMs === undefined ? '–' : Math.round(u.servingMs))).join('/');
+        log(`  ${framework} / ${id}: ${r.failed} failed (${kinds(r.failures)}) of ${r.requests}, ${r.rps} req/s, p99 ${r.steady.p99} -> ${r.during.p99} ms, new version serving after ${serving} ms`);
+        for (const u of r.upgrades.filter((x) => x.error)) log(`    upgrade ${u.n}: ${u.error}`);
+        results.push(r);
+      } catch (error) {
+        log(`  ${framework} / ${id}: ERROR ${error.message}`);
+        results.push({ framework, method: id, label: method.label, error: String(error.message) });
+      }
+    }
+  }
+  return results;
+}

@@ -11,7 +11,7 @@ import { GraceError, UpgradeError } from './errors.js';
 import { reportReady, spawnSuccessor, startDirectory, successorCommand, takeHandoffEnv, type HandoffEnv } from './handoff.js';
 import { takeInheritedListeners, type InheritedListeners } from './listen-fds.js';
 import { parseListenArgs } from './listen-args.js';
-import { ListenerSet } from './listeners.js';
+import { appHeardListenError, ListenerSet } from './listeners.js';
 import { resolveOptions, type DrainInfo, type GraceOptions, type ResolvedOptions } from './options.js';
 import { removePidFile, writePidFile } from './pid-file.js';
 import { installSignalHandlers } from './signals.js';
@@ -181,11 +181,10 @@ export class Grace extends EventEmitter<GraceEvents> {
     const listen = (...args: unknown[]): S => {
       const { options, callback } = parseListenArgs(args);
       if (callback) server.once('listening', callback);
-      // Error listeners present now receive Node's own error event during the listen.
-      const appSawError = server.listenerCount('error') > 0;
       this.listen(server, options).catch((error: unknown) => {
         if (callback) server.removeListener('listening', callback);
-        if (appSawError && error instanceof GraceError && error.code === 'GRACE_ERR_LISTEN') return;
+        // The app's own 'error' listeners already heard Node's error event.
+        if (error instanceof Error && appHeardListenError.has(error)) return;
         // Unhandled, this throws like Node's own listen error would, with our clearer message.
         process.nextTick(() => server.emit('error', error));
       });
@@ -265,7 +264,8 @@ export class Grace extends EventEmitter<GraceEvents> {
     if (this.#state === 'starting') {
       return Promise.reject(new GraceError('GRACE_ERR_NOT_READY', 'grace-restart: cannot upgrade before this process is ready'));
     }
-    if (this.#state !== 'ready') {
+    // #shutdown is set in the same tick as close(), before the state changes.
+    if (this.#state !== 'ready' || this.#shutdown !== undefined) {
       return Promise.reject(new GraceError('GRACE_ERR_CLOSING', 'grace-restart: cannot upgrade, this process is shutting down'));
     }
     this.#state = 'upgrading';

@@ -167,17 +167,23 @@ function removeSocketFile(path: string): void {
   }
 }
 
+/** Listen errors that an 'error' listener of the app received from Node itself. */
+export const appHeardListenError = new WeakSet<Error>();
+
 function listenOnce(server: Server, start: () => void, description: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException): void => {
       server.removeListener('listening', onListening);
-      reject(new GraceError('GRACE_ERR_LISTEN', `cannot listen on ${description}: ${explain(error)}`, { cause: error }));
+      const failure = new GraceError('GRACE_ERR_LISTEN', `cannot listen on ${description}: ${explain(error)}`, { cause: error });
+      // Ours runs first and once: any 'error' listener still attached is the app's, and hears this very event.
+      if (server.listenerCount('error') > 0) appHeardListenError.add(failure);
+      reject(failure);
     };
     const onListening = (): void => {
       server.removeListener('error', onError);
       resolve();
     };
-    server.once('error', onError);
+    server.prependOnceListener('error', onError);
     server.once('listening', onListening);
     try {
       start();

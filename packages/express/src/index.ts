@@ -1,0 +1,5 @@
+/** @grace-restart/express: zero-downtime restarts and hot upgrades for Express apps. */
+export { graceRestart } from './grace-restart.js';
+export type { GraceRestartMiddleware } from './grace-restart.js';
+export { Grace, GraceError, UpgradeError } from '@grace-restart/core';
+export type { GraceOptions, UpgradeResult, DrainInfo, ListenOptions, Logger } from '@grace-restart/core';

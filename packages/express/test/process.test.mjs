@@ -1,0 +1,5 @@
+// @grace-restart/express in a real process: signals and upgrades (see test/helpers/adapter-fixture.mjs).
+import { fileURLToPath } from 'node:url';
+import { testAdapterFixture } from '../../../test/helpers/adapter-fixture.mjs';
+
+testAdapterFixture({ framework: 'express', fixture: fileURLToPath(new URL('./fixtures/app.mjs', import.meta.url)) });

@@ -7,9 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { isAlive, isZombie, waitFor } from '../helpers/process.mjs';
+import { followJsonEvents, isAlive, isZombie, waitFor } from '../helpers/process.mjs';
 
 export { isAlive, isZombie, waitFor };
 export { request, startLoad } from '../helpers/load.mjs';
@@ -186,55 +185,18 @@ export class Scope {
       stdio: ['ignore', 'pipe', 'pipe', ...extraStdio],
       detached,
     });
-    const events = [];
-    const waiters = new Set();
-    let stderr = '';
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d) => {
-      stderr += d;
-      if (stderr.length > 4_000_000) stderr = stderr.slice(-2_000_000);
-    });
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      let event;
-      try {
-        event = JSON.parse(line);
-      } catch {
-        return;
-      }
-      event.at = Date.now();
-      events.push(event);
-      for (const w of waiters) w();
-    });
+    const output = followJsonEvents(child);
     const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() })));
-    const waitForEvent = (match, { timeout = 20_000, after = 0 } = {}) => {
-      const test = typeof match === 'function' ? match : (e) => Object.entries(match).every(([k, v]) => e[k] === v);
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const found = events.slice(after).find(test);
-          if (found) {
-            waiters.delete(check);
-            clearTimeout(timer);
-            resolve(found);
-          }
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`timed out after ${timeout} ms waiting for ${typeof match === 'function' ? match.toString().slice(0, 120) : JSON.stringify(match)}; last events: ${JSON.stringify(events.slice(-6))}; stderr tail: ${stderr.slice(-800)}`));
-        }, timeout);
-        waiters.add(check);
-        check();
-      });
-    };
     const proc = {
       child,
       pid: child.pid,
-      events,
+      events: output.events,
       exited,
-      waitForEvent,
+      waitForEvent: output.waitForEvent,
       get stderr() {
-        return stderr;
+        return output.stderr;
       },
-      logs: () => jsonLines(stderr),
+      logs: () => jsonLines(output.stderr),
     };
     this.procs.push(proc);
     return proc;

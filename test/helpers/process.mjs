@@ -39,21 +39,19 @@ export function fdCount(pid) {
 }
 
 /**
- * Spawns `node script` with stdout parsed as JSON lines (successors share the pipe, so the
- * stream carries every generation's events). `cleanup()` kills every pid ever seen.
+ * Follows a child's stdout as JSON event lines (each stamped with `at`, the time it arrived)
+ * and keeps the tail of its stderr. `waitForEvent(match, { after })` resolves with the first
+ * event from index `after` on that matches an object of fields or a predicate.
  */
-export function startFixture(script, { env = {}, args = [], cwd } = {}) {
-  const child = spawn(process.execPath, [script, ...args], {
-    cwd,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+export function followJsonEvents(child, { onEvent } = {}) {
   const events = [];
-  const pids = new Set([child.pid]);
   const waiters = new Set();
   let stderr = '';
   child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (d) => (stderr += d));
+  child.stderr.on('data', (d) => {
+    stderr += d;
+    if (stderr.length > 4_000_000) stderr = stderr.slice(-2_000_000);
+  });
   createInterface({ input: child.stdout }).on('line', (line) => {
     let event;
     try {
@@ -61,13 +59,13 @@ export function startFixture(script, { env = {}, args = [], cwd } = {}) {
     } catch {
       return;
     }
+    if (typeof event !== 'object' || event === null) return;
+    event.at = Date.now();
     events.push(event);
-    if (typeof event.pid === 'number') pids.add(event.pid);
+    onEvent?.(event);
     for (const w of waiters) w();
   });
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
 
-  /** Resolves with the first event matching `match` (an object of expected fields, or a function). */
   function waitForEvent(match, { timeout = 20_000, after = 0 } = {}) {
     const test = typeof match === 'function' ? match : (e) => Object.entries(match).every(([k, v]) => e[k] === v);
     return new Promise((resolve, reject) => {
@@ -81,7 +79,8 @@ export function startFixture(script, { env = {}, args = [], cwd } = {}) {
       };
       const timer = setTimeout(() => {
         waiters.delete(check);
-        reject(new Error(`timed out waiting for ${JSON.stringify(match)}; events: ${JSON.stringify(events)}; stderr: ${stderr}`));
+        const what = typeof match === 'function' ? match.toString().slice(0, 120) : JSON.stringify(match);
+        reject(new Error(`timed out after ${timeout} ms waiting for ${what}; last events: ${JSON.stringify(events.slice(-6))}; stderr tail: ${stderr.slice(-800)}`));
       }, timeout);
       waiters.add(check);
       check();
@@ -89,14 +88,41 @@ export function startFixture(script, { env = {}, args = [], cwd } = {}) {
   }
 
   return {
-    child,
-    pid: child.pid,
     events,
-    exited,
+    waitForEvent,
     get stderr() {
       return stderr;
     },
-    waitForEvent,
+  };
+}
+
+/**
+ * Spawns `node script` with stdout parsed as JSON lines (successors share the pipe, so the
+ * stream carries every generation's events). `cleanup()` kills every pid ever seen.
+ */
+export function startFixture(script, { env = {}, args = [], cwd } = {}) {
+  const child = spawn(process.execPath, [script, ...args], {
+    cwd,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const pids = new Set([child.pid]);
+  const output = followJsonEvents(child, {
+    onEvent: (event) => {
+      if (typeof event.pid === 'number') pids.add(event.pid);
+    },
+  });
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+
+  return {
+    child,
+    pid: child.pid,
+    events: output.events,
+    exited,
+    get stderr() {
+      return output.stderr;
+    },
+    waitForEvent: output.waitForEvent,
     cleanup() {
       for (const pid of pids) {
         try {

@@ -19,12 +19,11 @@ import { Server as HttpsServer } from 'node:https';
 import type { Http2Session } from 'node:http2';
 import type { Server, Socket } from 'node:net';
 import { Server as TlsServer } from 'node:tls';
+import { pendingResponse } from './server-internals.js';
 
-const kLastResponse = Symbol('grace-restart.lastResponse');
 const kUpgraded = Symbol('grace-restart.upgraded');
 
 interface TrackedSocket extends Socket {
-  [kLastResponse]?: ServerResponse;
   [kUpgraded]?: boolean;
 }
 
@@ -49,6 +48,7 @@ export class ConnectionTracker {
   readonly httpSockets = new Set<TrackedSocket>();
   readonly sessions = new Set<Http2Session>();
   #draining = false;
+  #closingRequests = false;
   readonly #installed: [string, (...args: unknown[]) => void][] = [];
 
   constructor(readonly server: Server) {
@@ -73,16 +73,6 @@ export class ConnectionTracker {
       this.sessions.add(session);
       session.once('close', () => this.sessions.delete(session));
     });
-    // Runs before the app's handler, so the header can still be set.
-    this.#on(
-      'request',
-      (req: IncomingMessage, res: ServerResponse) => {
-        if (req.httpVersionMajor !== 1) return;
-        (req.socket as TrackedSocket)[kLastResponse] = res;
-        if (this.#draining) res.setHeader('Connection', 'close');
-      },
-      true,
-    );
     this.#markUpgradedSockets();
   }
 
@@ -110,9 +100,21 @@ export class ConnectionTracker {
   /** From now on every HTTP/1 response closes its connection. */
   startDraining(): void {
     this.#draining = true;
+    if (!this.#closingRequests) {
+      this.#closingRequests = true;
+      // Runs before the app's handler, so the header can still be set. Installed only now:
+      // in steady state no listener of ours runs per request.
+      this.#on(
+        'request',
+        (req: IncomingMessage, res: ServerResponse) => {
+          if (this.#draining && req.httpVersionMajor === 1) res.setHeader('Connection', 'close');
+        },
+        true,
+      );
+    }
     for (const socket of this.httpSockets) {
-      const res = socket[kLastResponse];
-      if (res !== undefined && !res.writableFinished && !res.headersSent) res.setHeader('Connection', 'close');
+      const res = pendingResponse(socket);
+      if (res !== undefined && !res.headersSent) res.setHeader('Connection', 'close');
     }
   }
 
@@ -216,7 +218,7 @@ function closeIfIdle(
   grace: number,
 ): boolean {
   if (socket.destroyed || socket[kUpgraded] === true) return false;
-  const res = socket[kLastResponse];
+  const res = pendingResponse(socket);
   const busy = res !== undefined && !res.writableFinished;
   const seen = activity.get(socket);
   if (seen === undefined || busy || seen.bytesRead !== socket.bytesRead) {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { addressName, createGrace, GraceError, readPidFile, removePidFile, writePidFile } from '@grace-restart/core';
 import { parseListenArgs } from '../dist/listen-args.js';
-import { bindUnixSocket, closeKeepingSocketFile, listeningFd } from '../dist/server-internals.js';
+import { bindUnixSocket, closeKeepingSocketFile, listeningFd, pendingResponse } from '../dist/server-internals.js';
 
 const tempDir = () => mkdtempSync(join(tmpdir(), 'grace-api-'));
 const quiet = { stopSignals: false, upgradeSignal: false, exit: false };
@@ -149,4 +149,22 @@ test('a unix socket bound by bindUnixSocket survives closeKeepingSocketFile', as
   closeKeepingSocketFile(() => server.close());
   assert.equal(process.cwd(), cwd);
   assert.ok(existsSync(path), 'libuv must not have unlinked the socket file');
+});
+
+test('pendingResponse names the response a socket is writing, and nothing once it is finished', async (t) => {
+  let inFlight;
+  const handled = new Promise((resolve) => {
+    inFlight = resolve;
+  });
+  const server = http.createServer((req, res) => inFlight({ req, res, found: pendingResponse(req.socket) === res }));
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => server.close());
+  const agent = new http.Agent({ keepAlive: true });
+  t.after(() => agent.destroy());
+  const done = new Promise((resolve) => http.get({ port: server.address().port, host: '127.0.0.1', agent }, (res) => res.resume().on('end', resolve)));
+  const { req, res, found } = await handled;
+  assert.equal(found, true, 'the in-flight response is found');
+  res.end('done');
+  await done;
+  assert.equal(pendingResponse(req.socket), undefined, 'nothing pending once the response is finished');
 });

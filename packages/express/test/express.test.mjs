@@ -95,3 +95,15 @@ test('mounting twice on the same app wraps app.listen once', async (t) => {
   await listen(t, app, 0, '127.0.0.1');
   assert.equal(restart.grace.servers.length, 1);
 });
+
+test('requests do not pass through the mounted sub-app: its router layer is taken out', async (t) => {
+  const app = express();
+  const before = app.router.stack.length;
+  const restart = graceRestart(IN_PROCESS);
+  app.use(restart);
+  t.after(() => restart.grace.close());
+  assert.equal(app.router.stack.length, before, 'no layer left for the sub-app');
+  app.get('/', (req, res) => res.json({ generation: req.graceRestart.generation }));
+  const res = await request(app).get('/');
+  assert.equal(res.body.generation, 1, 'the handle is still on every request');
+});

@@ -203,13 +203,7 @@ export class Grace extends EventEmitter<GraceEvents> {
     this.#state = 'ready';
     this.#listeners.closeUnclaimed();
     const log = this.#options.logger;
-    if (this.#options.pidFile !== undefined && !this.#supervision) {
-      try {
-        writePidFile(this.#options.pidFile);
-      } catch (error) {
-        log.error({ pidFile: this.#options.pidFile, err: String(error) }, 'grace-restart: could not write the PID file');
-      }
-    }
+    this.#writePidFile();
     if (this.#readyFd !== undefined && !reportReady(this.#readyFd)) {
       log.warn({ parentPid: this.parentPid }, 'the previous process is gone: serving alone');
     }
@@ -347,7 +341,7 @@ export class Grace extends EventEmitter<GraceEvents> {
       () => {
         this.#state = 'ready';
         this.#shutdown = undefined;
-        if (this.#options.pidFile !== undefined && !this.#supervision) writePidFile(this.#options.pidFile);
+        this.#writePidFile();
         log.error({ successorPid: pid, code, signal }, `${error.message}: this process serves again`);
         this.emit('upgrade-failed', error);
       },
@@ -422,6 +416,18 @@ export class Grace extends EventEmitter<GraceEvents> {
     this.#state = 'closed';
     this.#uninstallSignals();
     if (exit) process.exit(0);
+  }
+
+  /** Names this process in the PID file (not under a supervisor, whose pid is the service's). */
+  #writePidFile(): void {
+    const { pidFile, logger } = this.#options;
+    if (pidFile === undefined || this.#supervision) return;
+    try {
+      writePidFile(pidFile);
+    } catch (error) {
+      // A PID file is for operators; failing to write one must not stop the service.
+      logger.error({ pidFile, err: String(error) }, 'grace-restart: could not write the PID file');
+    }
   }
 
   async #runHooks(kind: HookKind, info: DrainInfo): Promise<void> {

@@ -36,7 +36,7 @@ function judgeSamples(scope, samples, what) {
 export async function selfUpgradeSoak(scope) {
   const n = scope.long ? 1000 : 50;
   const pidFile = join(scope.dir, 'app.pid');
-  const { app, port } = await scope.startApp({ PID_FILE: pidFile }) // default idleGrace (500 ms): 100 ms raced stalled clients on a loaded box (see report);
+  const { app, port } = await scope.startApp({ PID_FILE: pidFile }); // default options, idleGrace included
   const load = startLoad({ port, connections: 10 });
   scope.onCleanup(() => load.stop());
   await flows(load, 200);

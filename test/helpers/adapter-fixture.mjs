@@ -10,9 +10,10 @@ import { getJson, startApp, upgrade } from './app-process.mjs';
 import { request } from './load.mjs';
 import { isAlive, waitFor } from './process.mjs';
 
-export function testAdapterFixture({ framework, fixture }) {
+/** `env` is passed to every fixture process, e.g. which framework major it loads. */
+export function testAdapterFixture({ framework, fixture, env = {} }) {
   test(`${framework}: on SIGUSR2 the socket of app.listen() passes to a successor on the same port`, async (t) => {
-    const { app, port, pid } = await startApp(t, fixture);
+    const { app, port, pid } = await startApp(t, fixture, env);
     assert.deepEqual(await getJson(port), { pid, generation: 1, parentPid: null });
     const next = await upgrade(app, pid);
     assert.notEqual(next, pid);
@@ -20,7 +21,7 @@ export function testAdapterFixture({ framework, fixture }) {
   });
 
   test(`${framework}: the handle's upgrade() called from a route resolves with the successor`, async (t) => {
-    const { port, pid } = await startApp(t, fixture);
+    const { port, pid } = await startApp(t, fixture, env);
     const res = await request({ port, path: '/upgrade', method: 'POST' });
     assert.equal(res.status, 200, res.body);
     assert.equal(res.json.generation, 2);
@@ -31,7 +32,7 @@ export function testAdapterFixture({ framework, fixture }) {
 
   test(`${framework}: on SIGTERM /health answers 503 during shutdownDelay, then the process exits 0`, async (t) => {
     // shutdownDelay keeps accepting while already draining: the window load balancers see.
-    const { app, port, pid } = await startApp(t, fixture, { SHUTDOWN_DELAY: '2000' });
+    const { app, port, pid } = await startApp(t, fixture, { ...env, SHUTDOWN_DELAY: '2000' });
     assert.equal((await request({ port, path: '/health' })).status, 200);
     process.kill(pid, 'SIGTERM');
     await app.waitForEvent({ event: 'drain-start', pid });

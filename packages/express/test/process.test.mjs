@@ -2,4 +2,6 @@
 import { fileURLToPath } from 'node:url';
 import { testAdapterFixture } from '../../../test/helpers/adapter-fixture.mjs';
 
-testAdapterFixture({ framework: 'express', fixture: fileURLToPath(new URL('./fixtures/app.mjs', import.meta.url)) });
+const fixture = fileURLToPath(new URL('./fixtures/app.mjs', import.meta.url));
+testAdapterFixture({ framework: 'express', fixture });
+testAdapterFixture({ framework: 'express 4', fixture, env: { FRAMEWORK_MODULE: 'express4' } });

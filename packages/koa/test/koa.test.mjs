@@ -2,14 +2,15 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import { test } from 'node:test';
-import Koa from 'koa';
+import { describe, test } from 'node:test';
+import Koa3 from 'koa';
+import Koa2 from 'koa2';
 import request from 'supertest';
 import { graceRestart } from '@grace-restart/koa';
 import { IN_PROCESS, assertDrainOverKeepAlive, closeServer, gated, whenReady } from '../../../test/helpers/adapter-in-process.mjs';
 
 /** An app wrapped by graceRestart, with routes that report what a middleware sees. */
-function createApp(t, options = {}) {
+function createApp(t, Koa, options = {}) {
   const app = new Koa();
   const grace = graceRestart(app, { ...IN_PROCESS, ...options });
   t.after(() => grace.close());
@@ -37,60 +38,64 @@ function listen(t, app, ...args) {
     server.once('error', reject);
   });
 }
-
-test('app.listen() listens through grace-restart and middleware gets ctx.graceRestart', async (t) => {
-  const { app, grace } = createApp(t);
-  const server = await listen(t, app, 0, '127.0.0.1');
-  await whenReady(grace);
-  assert.ok(grace.servers.includes(server), 'the server app.listen() created is adopted');
-  const res = await request(server).get('/state').expect(200);
-  assert.deepEqual(res.body, { generation: 1, isDraining: false, isReady: true, state: 'ready', upgrade: 'function' });
-});
-
-test('once draining, /health answers 503 and every response carries Connection: close', async (t) => {
-  // A long idleGrace keeps the idle keep-alive socket open long enough to send on it again.
-  const { app, grace, gate } = createApp(t, { idleGrace: 10_000, drainTimeout: 20_000 });
-  const server = await listen(t, app, 0, '127.0.0.1');
-  await assertDrainOverKeepAlive(t, { server, grace, gate });
-});
-
-test('invalid options or a missing app throw a GraceError that says what is wrong', () => {
-  assert.throws(() => graceRestart(new Koa(), { ...IN_PROCESS, drainTimeOut: 5000 }), { name: 'GraceError', code: 'GRACE_ERR_OPTIONS', message: /unknown option "drainTimeOut"/ });
-  assert.throws(() => graceRestart(new Koa(), { ...IN_PROCESS, readyTimeout: '30s' }), { code: 'GRACE_ERR_OPTIONS', message: /"readyTimeout" must be a whole number/ });
-  assert.throws(() => graceRestart({ pidFile: 'app.pid' }), { code: 'GRACE_ERR_OPTIONS', message: /takes the Koa application first/ });
-});
-
-test('calling graceRestart twice on one app is refused', (t) => {
-  const { app } = createApp(t);
-  assert.throws(() => graceRestart(app, IN_PROCESS), { code: 'GRACE_ERR_OPTIONS', message: /already called for this Koa app/ });
-});
-
-test('a port in use is reported as an error event with the reason', async (t) => {
-  const blocker = net.createServer();
-  await new Promise((resolve) => blocker.listen(0, '127.0.0.1', resolve));
-  t.after(() => blocker.close());
-  const { app, grace } = createApp(t);
-  await assert.rejects(listen(t, app, blocker.address().port, '127.0.0.1'), { code: 'EADDRINUSE' });
-  assert.equal(grace.servers.length, 0);
-});
-
-test('the explicit form: grace.listen() with a server built around app.callback()', async (t) => {
-  const { app, grace } = createApp(t);
-  const server = http.createServer(app.callback());
-  await grace.listen(server, { port: 0, host: '127.0.0.1' });
-  assert.ok(grace.servers.includes(server));
-  const res = await request(server).get('/state').expect(200);
-  assert.equal(res.body.generation, 1);
-});
-
-test('one instance shared by two apps: both listen through it, both see it', async (t) => {
-  const { app, grace } = createApp(t);
-  const admin = new Koa();
-  graceRestart(admin, grace);
-  admin.use((ctx) => {
-    ctx.body = { same: ctx.graceRestart === grace };
+/** Every behaviour, with the Koa major `Koa` is (the adapter imports nothing from koa). */
+function behaviours(Koa) {
+  test('app.listen() listens through grace-restart and middleware gets ctx.graceRestart', async (t) => {
+    const { app, grace } = createApp(t, Koa);
+    const server = await listen(t, app, 0, '127.0.0.1');
+    await whenReady(grace);
+    assert.ok(grace.servers.includes(server), 'the server app.listen() created is adopted');
+    const res = await request(server).get('/state').expect(200);
+    assert.deepEqual(res.body, { generation: 1, isDraining: false, isReady: true, state: 'ready', upgrade: 'function' });
   });
-  const [main, second] = [await listen(t, app, 0, '127.0.0.1'), await listen(t, admin, 0, '127.0.0.1')];
-  assert.deepEqual(grace.servers, [main, second]);
-  assert.deepEqual((await request(second).get('/').expect(200)).body, { same: true });
-});
+
+  test('once draining, /health answers 503 and every response carries Connection: close', async (t) => {
+    // A long idleGrace keeps the idle keep-alive socket open long enough to send on it again.
+    const { app, grace, gate } = createApp(t, Koa, { idleGrace: 10_000, drainTimeout: 20_000 });
+    const server = await listen(t, app, 0, '127.0.0.1');
+    await assertDrainOverKeepAlive(t, { server, grace, gate });
+  });
+
+  test('invalid options or a missing app throw a GraceError that says what is wrong', () => {
+    assert.throws(() => graceRestart(new Koa(), { ...IN_PROCESS, drainTimeOut: 5000 }), { name: 'GraceError', code: 'GRACE_ERR_OPTIONS', message: /unknown option "drainTimeOut"/ });
+    assert.throws(() => graceRestart(new Koa(), { ...IN_PROCESS, readyTimeout: '30s' }), { code: 'GRACE_ERR_OPTIONS', message: /"readyTimeout" must be a whole number/ });
+    assert.throws(() => graceRestart({ pidFile: 'app.pid' }), { code: 'GRACE_ERR_OPTIONS', message: /takes the Koa application first/ });
+  });
+
+  test('calling graceRestart twice on one app is refused', (t) => {
+    const { app } = createApp(t, Koa);
+    assert.throws(() => graceRestart(app, IN_PROCESS), { code: 'GRACE_ERR_OPTIONS', message: /already called for this Koa app/ });
+  });
+
+  test('a port in use is reported as an error event with the reason', async (t) => {
+    const blocker = net.createServer();
+    await new Promise((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    t.after(() => blocker.close());
+    const { app, grace } = createApp(t, Koa);
+    await assert.rejects(listen(t, app, blocker.address().port, '127.0.0.1'), { code: 'EADDRINUSE' });
+    assert.equal(grace.servers.length, 0);
+  });
+
+  test('the explicit form: grace.listen() with a server built around app.callback()', async (t) => {
+    const { app, grace } = createApp(t, Koa);
+    const server = http.createServer(app.callback());
+    await grace.listen(server, { port: 0, host: '127.0.0.1' });
+    assert.ok(grace.servers.includes(server));
+    const res = await request(server).get('/state').expect(200);
+    assert.equal(res.body.generation, 1);
+  });
+
+  test('one instance shared by two apps: both listen through it, both see it', async (t) => {
+    const { app, grace } = createApp(t, Koa);
+    const admin = new Koa();
+    graceRestart(admin, grace);
+    admin.use((ctx) => {
+      ctx.body = { same: ctx.graceRestart === grace };
+    });
+    const [main, second] = [await listen(t, app, 0, '127.0.0.1'), await listen(t, admin, 0, '127.0.0.1')];
+    assert.deepEqual(grace.servers, [main, second]);
+    assert.deepEqual((await request(second).get('/').expect(200)).body, { same: true });
+  });
+}
+
+for (const [major, Koa] of [[3, Koa3], [2, Koa2]]) describe(`Koa ${major}`, () => behaviours(Koa));

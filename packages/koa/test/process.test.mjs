@@ -2,4 +2,6 @@
 import { fileURLToPath } from 'node:url';
 import { testAdapterFixture } from '../../../test/helpers/adapter-fixture.mjs';
 
-testAdapterFixture({ framework: 'koa', fixture: fileURLToPath(new URL('./fixtures/app.mjs', import.meta.url)) });
+const fixture = fileURLToPath(new URL('./fixtures/app.mjs', import.meta.url));
+testAdapterFixture({ framework: 'koa', fixture });
+testAdapterFixture({ framework: 'koa 2', fixture, env: { FRAMEWORK_MODULE: 'koa2' } });

@@ -79,7 +79,7 @@ const settings = quick
       tailMs: 2000,
       connections: 50,
       overheadFrameworks: ['express', 'fastify', 'koa', 'node'],
-      overheadRounds: 4,
+      overheadRounds: 6,
       overheadDurationS: 3,
       overheadWarmupS: 1,
       connectionCounts: [10, 100, 1000, 5000],

@@ -137,6 +137,17 @@ test('20 upgrades in a row leak no fd and leave no zombie', async (t) => {
   }
 });
 
+test("a successor's child processes inherit none of its sockets", async (t) => {
+  const { fixture, port } = await startServer(t);
+  const pid = await upgrade(fixture, fixture.pid);
+  const res = await request({ port, path: '/child-fds' });
+  assert.equal(res.json.pid, pid, 'answered by the successor');
+  // The inherited listener and readiness socket sit at fds 3… in the successor; a child of it
+  // (a shell here) must not get them, or it would keep the port open after the service stops.
+  const sockets = res.json.fds.filter((line) => line.includes('socket:'));
+  assert.deepEqual(sockets, [], `the child holds ${JSON.stringify(res.json.fds)}`);
+});
+
 test('two upgrade triggers at once start one upgrade', async (t) => {
   const { fixture, port } = await startServer(t);
   process.kill(fixture.pid, 'SIGUSR2');

@@ -14,6 +14,19 @@ function softFdLimit(pid = 'self') {
   return m ? Number(m[1]) : Infinity;
 }
 
+/**
+ * The common end of a scenario: the successor `pid` answers `answers` more requests, no
+ * request of `load` failed, its fds are back to the row's baseline, no process is left behind.
+ */
+async function endOnSuccessor(scope, load, pid, answers = 200) {
+  await flows(load, answers, 'the successor to serve');
+  const stats = await load.stop();
+  scope.count(stats);
+  scope.check(stats.failed === 0, `${stats.failed} requests failed`);
+  scope.row.fdsAfter = await settledFds(pid, scope.row.fdsBefore);
+  await checkLeftovers(scope, [pid]);
+}
+
 /** Opens `n` keep-alive connections that each made one request and now sit idle. */
 async function idleSockets(port, n) {
   const sockets = [];
@@ -63,13 +76,8 @@ export async function idleKeepAlive(scope) {
   await waitFor(() => idle.state.closed === n, { timeout: 10_000, what: 'every idle socket to be closed' }).catch(() => undefined);
   scope.check(idle.state.closed === n, `${idle.state.closed}/${n} idle sockets closed by the old process`);
   scope.check(Object.keys(idle.state.errors).length === 0, `idle sockets saw errors ${JSON.stringify(idle.state.errors)}`);
-  await flows(load, 200, 'the successor to serve');
-  const stats = await load.stop();
-  scope.count(stats);
   scope.row.requests += n;
-  scope.check(stats.failed === 0, `${stats.failed} requests failed`);
-  scope.row.fdsAfter = await settledFds(next, scope.row.fdsBefore);
-  await checkLeftovers(scope, [next]);
+  await endOnSuccessor(scope, load, next);
 }
 
 /** Slowloris clients (headers one byte per second) across an upgrade: cut at drainTimeout at the latest. */
@@ -109,12 +117,7 @@ export async function slowloris(scope) {
   const latest = Math.max(...clients.map((c) => (c.closedAt ?? Infinity) - start.at));
   scope.note(`slowloris cut ${latest} ms after drain start (drainTimeout ${drainTimeout}); drain forced ${end?.data.forced}`);
   scope.check(latest <= drainTimeout + 1500, `slowloris sockets cut ${latest} ms after drain start`);
-  await flows(load, 200, 'the successor to serve');
-  const stats = await load.stop();
-  scope.count(stats);
-  scope.check(stats.failed === 0, `${stats.failed} requests failed`);
-  scope.row.fdsAfter = await settledFds(next, scope.row.fdsBefore);
-  await checkLeftovers(scope, [next]);
+  await endOnSuccessor(scope, load, next);
 }
 
 /** A 50 MiB upload and a 20 MiB slow download in flight across an upgrade: complete and byte-exact. */
@@ -171,13 +174,8 @@ export async function bigTransfers(scope) {
   scope.check(up.json?.pid === app.pid, 'the upload was not answered by the old process');
   scope.check(down.status === 200 && down.bytes === downChunks * size && down.sha256 === downSha, `download: ${JSON.stringify(down)}`);
   scope.note(`50 MiB up and 20 MiB down byte-exact: ${up.json?.sha256 === upSha && down.sha256 === downSha}`);
-  await flows(load, 100, 'the successor to serve');
-  const stats = await load.stop();
-  scope.count(stats);
   scope.row.requests += 2;
-  scope.check(stats.failed === 0, `${stats.failed} requests failed`);
-  scope.row.fdsAfter = await settledFds(next, scope.row.fdsBefore);
-  await checkLeftovers(scope, [next]);
+  await endOnSuccessor(scope, load, next, 100);
 }
 
 /** Upgrade of a core fixture whose events carry the successor's pid in `pid` (websocket.mjs, http2.mjs). */
@@ -216,12 +214,7 @@ export async function websockets(scope) {
   scope.check(hello.pid === next, 'a reconnect did not reach the successor');
   const drain = app.events.find((e) => e.event === 'drain-end' && e.pid === app.pid);
   scope.check(drain?.forced === 0, `drain forced ${drain?.forced}`);
-  await flows(load, 200, 'the successor to serve');
-  const stats = await load.stop();
-  scope.count(stats);
-  scope.check(stats.failed === 0, `${stats.failed} requests failed`);
-  scope.row.fdsAfter = await settledFds(next, scope.row.fdsBefore);
-  await checkLeftovers(scope, [next]);
+  await endOnSuccessor(scope, load, next);
 }
 
 /** 10 HTTP/2 sessions, each with a stream in flight: GOAWAY, the streams complete, new sessions reach the successor. */
@@ -293,12 +286,7 @@ export async function longRequestCut(scope) {
   scope.check(after2 >= drainTimeout - 100 && after2 <= drainTimeout + 1500, `cut ${after2} ms after drain start, drainTimeout ${drainTimeout}`);
   scope.check(end?.data.forced === 1, `drain forced ${end?.data.forced}, expected exactly the long request`);
   scope.check(code === 0, `old process exit code ${code}`);
-  await flows(load, 200, 'the successor to serve');
-  const stats = await load.stop();
-  scope.count(stats);
-  scope.check(stats.failed === 0, `${stats.failed} requests failed`);
-  scope.row.fdsAfter = await settledFds(next, scope.row.fdsBefore);
-  await checkLeftovers(scope, [next]);
+  await endOnSuccessor(scope, load, next);
 }
 
 export const scenarios = [

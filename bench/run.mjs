@@ -80,7 +80,8 @@ const settings = quick
       connections: 50,
       overheadFrameworks: ['express', 'fastify', 'koa', 'node'],
       overheadRounds: 6,
-      overheadDurationS: 3,
+      overheadControl: true,
+      overheadDurationS: 2.5,
       overheadWarmupS: 1,
       connectionCounts: [10, 100, 1000, 5000],
       listenerCounts: [1, 4, 16],
@@ -132,7 +133,7 @@ const run = {
 try {
   if (only.has('overhead')) {
     log(`overhead (${settings.overheadRounds} rounds × ${settings.overheadDurationS} s per variant)`);
-    run.overhead = await phase('overhead', () => runOverhead({ frameworks: settings.overheadFrameworks, rounds: settings.overheadRounds, durationS: settings.overheadDurationS, warmupS: settings.overheadWarmupS, connections: settings.connections, log }));
+    run.overhead = await phase('overhead', () => runOverhead({ frameworks: settings.overheadFrameworks, control: settings.overheadControl, rounds: settings.overheadRounds, durationS: settings.overheadDurationS, warmupS: settings.overheadWarmupS, connections: settings.connections, log }));
   }
   if (only.has('upgrades')) {
     log(`upgrades under load (${settings.upgrades} upgrades, ${settings.intervalMs} ms apart, ${settings.connections} connections)`);

@@ -11,7 +11,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import { realpathSync } from 'node:fs';
-import { removePidFile, writePidFile, type Logger } from '@grace-restart/core';
+import { removePidFile, stopChild, writePidFile, type Logger } from '@grace-restart/core';
 import { scriptPath, type WorkerCommand } from './worker-command.js';
 
 /** Options of a {@link Supervisor}. */
@@ -274,16 +274,9 @@ export class Supervisor extends EventEmitter {
 
   #terminate(record: WorkerRecord, killAfterMs = this.#o.killTimeout): Promise<void> {
     const child = record.worker.process;
-    if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-    if (record.state === 'starting') record.state = 'draining';
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
-      child.once('exit', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      child.kill('SIGTERM');
-    });
+    const running = child.exitCode === null && child.signalCode === null;
+    if (running && record.state === 'starting') record.state = 'draining';
+    return stopChild(child, killAfterMs);
   }
 
   async #stopWorkers(): Promise<void> {

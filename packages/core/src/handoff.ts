@@ -253,8 +253,12 @@ function parseReadyLine(line: string): { pid: number } | undefined {
   return undefined;
 }
 
-/** SIGTERM, then SIGKILL after `killTimeout`; resolves once the child has exited. */
-function stopChild(child: ChildProcess, killTimeout: number): Promise<void> {
+/**
+ * Stops a child process: SIGTERM, then SIGKILL if it is still there after `killTimeout` ms.
+ * Resolves once it has exited (at once if it already has). Shared with the supervisor of
+ * `@grace-restart/cli`, which stops its workers the same way.
+ */
+export function stopChild(child: ChildProcess, killTimeout: number): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return Promise.resolve();
   return new Promise((resolveStop) => {
     const timer = setTimeout(() => child.kill('SIGKILL'), killTimeout);

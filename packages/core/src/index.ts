@@ -9,4 +9,4 @@ export { createJsonLogger } from './logger.js';
 export type { Logger } from './logger.js';
 export { readPidFile, removePidFile, writePidFile } from './pid-file.js';
 export { addressName } from './address.js';
-export { startDirectory } from './handoff.js';
+export { startDirectory, stopChild } from './handoff.js';

@@ -105,7 +105,6 @@ export function renderReport(run, { svgPrefix }) {
     md.push(`autocannon, ${run.settings.connections} connections, ${run.settings.overheadRounds} alternating rounds of ${run.settings.overheadDurationS} s per variant, mean over rounds; both processes are restarted in the other start order halfway, because on this machine the process started second can measure a few % slower than its identical twin. autocannon reports latency in whole milliseconds, so p99 ratios near 1 ms are coarse.`);
     const control = run.overhead.find((o) => o.control);
     if (control) md.push('', `The first row is an A/A control: the bare node:http app measured against itself the same way. Its difference (${n(control.overheadPct, 1)} %) is the noise floor of the method on this machine: overhead figures within it are not distinguishable from zero.`);
-    md.push('');
     md.push('', 'CPU/request is the server process\'s CPU time (user + system, from /proc, 10 ms ticks) divided by the requests answered: it does not depend on how the load generator and the server share the cores, so it is the steadier figure of the two.');
     md.push('');
     md.push('| framework | bare req/s | grace-restart req/s | ratio | overhead | bare CPU/request | grace-restart CPU/request | CPU overhead | bare p99 | grace-restart p99 |');

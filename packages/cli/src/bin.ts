@@ -7,11 +7,22 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism, constants } from 'node:os';
-import { parseArgs } from 'node:util';
-import { createJsonLogger, readPidFile, startDirectory } from '@grace-restart/core';
-import { controlSocketPath, sendControl, serveControl } from './control.js';
-import { Supervisor, type SupervisorStatus, type UpgradeOutcome } from './supervisor.js';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import {
+  controlSocketPath,
+  createJsonLogger,
+  flushLogger,
+  readPidFile,
+  sendControl,
+  serveControl,
+  signalExitCode,
+  startDirectory,
+  type UpgradeOutcome,
+} from '@grace-restart/core';
+import { Supervisor, type SupervisorStatus } from './supervisor.js';
 import { parseWorkerCommand, scriptPath } from './worker-command.js';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 const USAGE = `Usage:
   grace-restart run [options] -- node [node options] <script> [args]
@@ -19,15 +30,22 @@ const USAGE = `Usage:
       --pid-file PATH       write the supervisor's pid here once serving
       --ready-timeout MS    a new worker must be ready within this (default 30000)
       --drain-timeout MS    a retired worker is killed after this (default 30000)
+      --kill-timeout MS     a worker that does not stop is SIGKILLed this long after its
+                            drain deadline, or after SIGTERM when it never got ready (default 5000)
       --shutdown-delay MS   keep serving this long after SIGTERM (default 0)
       --watch PATH          upgrade when PATH (e.g. a "current" symlink) changes target
+      --watch-interval MS   how often --watch looks (default 1000)
       --control-dir DIR     private directory of the control socket
       --log-level LEVEL     debug, info (default), warn, error, silent
-  grace-restart upgrade [--pid-file PATH | --pid N] [--timeout MS] [--json]
-  grace-restart status  [--pid-file PATH | --pid N] [--json]
+  grace-restart upgrade [--pid-file PATH | --pid N] [--timeout MS] [--json] [--control-dir DIR]
+      upgrade a supervisor or a self-upgrading app; exit 0 only if the new version serves
+  grace-restart status  [--pid-file PATH | --pid N] [--json] [--control-dir DIR]
+  grace-restart --version | --help
 
-Signals to the supervisor: SIGUSR2 upgrades, SIGHUP is forwarded to the workers,
-SIGTERM/SIGINT drain and stop (a second one kills at once).`;
+Signals to the supervisor: SIGUSR2 upgrades, SIGHUP is forwarded to the ready workers
+(their onReload hook; ignored without one), SIGTERM/SIGINT drain and stop (a second one
+kills at once, exit code 128 + signal number). Exit codes: 0 stopped on request, 1 failed
+(crash loop, could not start), 2 bad command line.`;
 
 class UsageError extends Error {}
 
@@ -43,8 +61,12 @@ function integer(value: string | undefined, flag: string, fallback: number, max 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(`${USAGE}\n`);
+    (command === undefined ? process.stderr : process.stdout).write(`${USAGE}\n`);
     return command === undefined ? 2 : 0;
+  }
+  if (command === '--version' || command === '-v' || command === 'version') {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
   }
   if (command === 'run') return run(rest);
   if (command === 'upgrade') return upgrade(rest);
@@ -52,11 +74,35 @@ async function main(argv: string[]): Promise<number> {
   throw new UsageError(`unknown command "${command}"`);
 }
 
+/**
+ * util.parseArgs with messages for people: an unknown or misspelled flag is named with the
+ * command's own flags, instead of parseArgs' raw text.
+ */
+function parseFlags<O extends NonNullable<ParseArgsConfig['options']>>(command: string, args: string[], options: O, allowPositionals = false) {
+  try {
+    return parseArgs({ args, options, allowPositionals, strict: true });
+  } catch (error) {
+    const message = (error as Error).message;
+    const flag = /'([^']+)'/.exec(message)?.[1];
+    const known = Object.keys(options).map((name) => `--${name}`).join(', ');
+    if ((error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      throw new UsageError(`unknown option ${flag ?? ''} for "${command}"; its options are ${known}${command === 'run' ? ', then -- and the command' : ''}`);
+    }
+    if ((error as { code?: string }).code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+      throw new UsageError(`option ${flag ?? ''} of "${command}" needs a value`);
+    }
+    if ((error as { code?: string }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
+      throw new UsageError(`unexpected argument ${flag ?? ''} for "${command}"`);
+    }
+    throw new UsageError(message);
+  }
+}
+
 async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
+  const { values, positionals } = parseFlags(
+    'run',
+    argv,
+    {
       workers: { type: 'string' },
       'pid-file': { type: 'string' },
       'ready-timeout': { type: 'string' },
@@ -68,7 +114,8 @@ async function run(argv: string[]): Promise<number> {
       'control-dir': { type: 'string' },
       'log-level': { type: 'string' },
     },
-  });
+    true,
+  );
   const workers = values.workers === 'auto' ? availableParallelism() : integer(values.workers, '--workers', 1, 256);
   if (workers < 1) throw new UsageError('--workers must be at least 1');
   const level = values['log-level'] ?? 'info';
@@ -81,7 +128,7 @@ async function run(argv: string[]): Promise<number> {
     throw new UsageError((error as Error).message);
   }
   const startDir = startDirectory();
-  if (!existsSync(scriptPath(command, startDir))) throw new Error(`cannot find the app to run: ${scriptPath(command, startDir)}`);
+  if (!existsSync(scriptPath(command, startDir))) throw new UsageError(`cannot find the app to run: ${scriptPath(command, startDir)}`);
   const supervisor = new Supervisor({
     command,
     startDir,
@@ -96,33 +143,46 @@ async function run(argv: string[]): Promise<number> {
     logger,
   });
 
+  // Serve the control socket before the PID file exists: whoever reads the pid finds it.
+  const control = await serveControl(controlSocketPath(process.pid, values['control-dir']), async (request) => {
+    if (request.cmd === 'status') return { ok: true, status: supervisor.status() };
+    const outcome = await supervisor.upgrade('control');
+    return { ok: outcome.ok, outcome };
+  });
+  const exit = async (code: number): Promise<never> => {
+    control.close();
+    await flushLogger(logger);
+    process.exit(code);
+  };
+
   let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {
       logger.warn({ signal }, 'second stop signal: killing workers');
       supervisor.kill();
-      process.exit(1);
+      process.exit(signalExitCode(signal));
     }
     stopping = true;
-    supervisor.stop(signal).then(() => process.exit(0));
+    void supervisor.stop(signal).then(() => exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   process.on('SIGHUP', () => supervisor.forward('SIGHUP'));
   process.on('SIGUSR2', () => void supervisor.upgrade('SIGUSR2'));
+  supervisor.on('fatal', (error: Error) => {
+    logger.error({}, `stopped: ${error.message}`);
+    void exit(1);
+  });
 
   try {
     await supervisor.start();
   } catch (error) {
+    // A stop signal during start is a stop on request, not a failure.
+    if (stopping) return new Promise<number>(() => undefined);
     logger.error({}, `could not start: ${(error as Error).message}`);
-    return 1;
+    await exit(1);
   }
-  await serveControl(controlSocketPath(process.pid, values['control-dir']), async (request) => {
-    if (request.cmd === 'status') return { ok: true, status: supervisor.status() };
-    const outcome = await supervisor.upgrade('control');
-    return { ok: outcome.ok, outcome };
-  });
-  // Keep running: the workers and signal handlers hold the process; the stop handler exits.
+  // Keep running: the workers, timers and signal handlers hold the process; stop/fatal exit.
   return new Promise<number>(() => undefined);
 }
 
@@ -165,9 +225,12 @@ function assertCatchesSigusr2(pid: number): void {
 }
 
 async function upgrade(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { 'pid-file': { type: 'string' }, pid: { type: 'string' }, timeout: { type: 'string' }, json: { type: 'boolean' }, 'control-dir': { type: 'string' } },
+  const { values } = parseFlags('upgrade', argv, {
+    'pid-file': { type: 'string' },
+    pid: { type: 'string' },
+    timeout: { type: 'string' },
+    json: { type: 'boolean' },
+    'control-dir': { type: 'string' },
   });
   const pid = targetPid(values);
   const timeout = integer(values.timeout, '--timeout', 60_000);
@@ -183,7 +246,10 @@ async function upgrade(argv: string[]): Promise<number> {
   return upgradeSelf(pid, values['pid-file'], timeout, values.json === true);
 }
 
-/** A process that upgrades itself: SIGUSR2, then watch the PID file and the old pid. */
+/**
+ * A process without a control socket (created with `controlDir: false`, or by an older
+ * version): SIGUSR2, then watch the PID file and the old pid.
+ */
 async function upgradeSelf(pid: number, pidFile: string | undefined, timeout: number, json: boolean): Promise<number> {
   const started = Date.now();
   assertCatchesSigusr2(pid);
@@ -222,19 +288,34 @@ function describeOutcome(outcome: UpgradeOutcome): string {
   return [head, ...lines].join('\n');
 }
 
+/** What a self-upgrading process answers to `status`. */
+interface SelfStatus {
+  mode: 'self';
+  pid: number;
+  state: string;
+  generation: number;
+  parentPid: number | undefined;
+  uptimeMs: number;
+}
+
 async function status(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { 'pid-file': { type: 'string' }, pid: { type: 'string' }, json: { type: 'boolean' }, 'control-dir': { type: 'string' } } });
+  const { values } = parseFlags('status', argv, { 'pid-file': { type: 'string' }, pid: { type: 'string' }, json: { type: 'boolean' }, 'control-dir': { type: 'string' } });
   const pid = targetPid(values);
   const socket = controlSocketPath(pid, values['control-dir']);
   if (!existsSync(socket)) {
-    const line = { pid, running: true, supervisor: false };
-    process.stdout.write(values.json ? `${JSON.stringify(line)}\n` : `pid ${pid} is running (a self-upgrading process: no supervisor control socket)\n`);
+    const line = { mode: 'unknown', pid, running: true };
+    process.stdout.write(values.json ? `${JSON.stringify(line)}\n` : `pid ${pid} is running, without a control socket (controlDir: false, or not a grace-restart process)\n`);
     return 0;
   }
   const response = await sendControl(socket, { cmd: 'status' }, 5_000);
-  const s = response['status'] as SupervisorStatus;
+  const s = response['status'] as SupervisorStatus | SelfStatus;
   if (values.json) {
     process.stdout.write(`${JSON.stringify(s)}\n`);
+    return 0;
+  }
+  if (s.mode === 'self') {
+    const parent = s.parentPid === undefined ? '' : `, took over from ${s.parentPid}`;
+    process.stdout.write(`process ${s.pid}: ${s.state}, generation ${s.generation}, up ${Math.round(s.uptimeMs / 1000)}s${parent} (self-upgrading)\n`);
     return 0;
   }
   const rows = s.workers.map((w) => `  ${String(w.pid).padEnd(8)} ${String(w.slot).padEnd(5)} ${String(w.generation).padEnd(11)} ${w.state.padEnd(9)} ${Math.round(w.uptimeMs / 1000)}s`);

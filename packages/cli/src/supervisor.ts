@@ -7,12 +7,20 @@
  * same socket, which the supervisor never accepts on. So the socket stays open while any
  * worker lives, and a worker that drains (core's keep-alive-first drain on SIGTERM) only
  * closes its own copy while its replacement keeps accepting.
+ *
+ * Lifecycle (the table is in the CLI README): starting → running ⇄ upgrading → stopping →
+ * stopped. While running, a worker that exits without being told to is restarted with
+ * backoff (the pending restart keeps the process alive, so it never ends up idle with no
+ * worker); a crash loop ends the supervisor with a non-zero code. A stop aborts a running
+ * upgrade and drains every worker at once.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import { realpathSync } from 'node:fs';
-import { removePidFile, stopChild, writePidFile, type Logger } from '@grace-restart/core';
+import { ENV, removePidFile, stopChild, WORKER_MESSAGE_KEY, writePidFile, type Logger, type UpgradeOutcome } from '@grace-restart/core';
 import { scriptPath, type WorkerCommand } from './worker-command.js';
+
+export type { UpgradeOutcome };
 
 /** Options of a {@link Supervisor}. */
 export interface SupervisorOptions {
@@ -40,20 +48,13 @@ interface WorkerRecord {
   generation: number;
   state: WorkerState;
   startedAt: number;
-}
-
-/** Result of one rolling upgrade. */
-export interface UpgradeOutcome {
-  ok: boolean;
-  trigger: string;
-  generation: number;
-  durationMs: number;
-  replaced: { slot: number; oldPid: number | undefined; newPid: number; readyMs: number }[];
-  error?: string;
+  /** Set when the supervisor itself stops this worker: its exit is then no crash. */
+  retiring: boolean;
 }
 
 /** What `grace-restart status` prints. */
 export interface SupervisorStatus {
+  mode: 'supervisor';
   pid: number;
   state: string;
   generation: number;
@@ -62,22 +63,30 @@ export interface SupervisorStatus {
   lastUpgrade: UpgradeOutcome | undefined;
 }
 
-const MESSAGE_KEY = 'grace-restart';
+/** Where the supervisor is in its life. */
+export type SupervisorState = 'starting' | 'running' | 'stopping' | 'stopped';
+
 const CRASH_WINDOW_MS = 60_000;
-const CRASH_LOOP_COUNT = 5;
+/** This many crashes within CRASH_WINDOW_MS is a crash loop: the supervisor gives up. */
+export const CRASH_LOOP_COUNT = 5;
 const STABLE_AFTER_MS = 10_000;
+
+/** Emitted as 'fatal' when the supervisor gives up (a crash loop); it has stopped its workers. */
+export class SupervisorFatalError extends Error {}
 
 export class Supervisor extends EventEmitter {
   readonly #o: SupervisorOptions;
   readonly #workers = new Set<WorkerRecord>();
   readonly #startedAt = Date.now();
-  #state: 'starting' | 'running' | 'stopping' = 'starting';
+  #state: SupervisorState = 'starting';
   #generation = 1;
-  #upgrade: Promise<UpgradeOutcome> | undefined;
+  #upgrade: { promise: Promise<UpgradeOutcome>; abort: AbortController } | undefined;
   #lastUpgrade: UpgradeOutcome | undefined;
   #crashes: number[] = [];
   #consecutiveCrashes = 0;
+  readonly #restartTimers = new Set<NodeJS.Timeout>();
   #watchTimer: NodeJS.Timeout | undefined;
+  #stopping: Promise<void> | undefined;
 
   constructor(options: SupervisorOptions) {
     super();
@@ -86,32 +95,40 @@ export class Supervisor extends EventEmitter {
     cluster.schedulingPolicy = cluster.SCHED_NONE;
   }
 
+  get state(): SupervisorState {
+    return this.#state;
+  }
+
   /** Starts the first workers; resolves when all are ready, rejects if one fails to start. */
   async start(): Promise<void> {
     const log = this.#o.logger;
     const slots = Array.from({ length: this.#o.workers }, (_, slot) => slot);
-    try {
-      await Promise.all(slots.map((slot) => this.#spawn(1, slot)));
-    } catch (error) {
+    const results = await Promise.allSettled(slots.map((slot) => this.#spawn(1, slot)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) {
       await this.#stopWorkers();
-      throw error;
+      this.#state = 'stopped';
+      throw failed.reason;
     }
+    if (this.#state !== 'starting') return; // a stop arrived meanwhile
     this.#state = 'running';
     if (this.#o.pidFile !== undefined) {
       try {
         writePidFile(this.#o.pidFile);
       } catch (error) {
         await this.#stopWorkers();
+        this.#state = 'stopped';
         throw new Error(`the workers started, but the PID file ${this.#o.pidFile} could not be written: ${(error as Error).message}`);
       }
     }
     this.#watch();
-    log.info({ workers: this.#pids(), generation: 1 }, 'supervisor ready');
+    log.info({ workerPids: this.#pids(), generation: 1 }, 'supervisor ready');
   }
 
   status(): SupervisorStatus {
     const now = Date.now();
     return {
+      mode: 'supervisor',
       pid: process.pid,
       state: this.#upgrade ? 'upgrading' : this.#state,
       generation: this.#generation,
@@ -125,31 +142,48 @@ export class Supervisor extends EventEmitter {
   upgrade(trigger: string): Promise<UpgradeOutcome> {
     if (this.#upgrade) {
       this.#o.logger.info({ trigger }, 'an upgrade is already running: joining it');
-      return this.#upgrade;
+      return this.#upgrade.promise;
     }
     if (this.#state !== 'running') {
-      return Promise.resolve(this.#failed(trigger, Date.now(), [], `the supervisor is ${this.#state}`));
+      const outcome = this.#failed(trigger, Date.now(), [], `the supervisor is ${this.#state}`);
+      this.#o.logger.warn({ trigger }, `ignoring the upgrade: ${outcome.error}`);
+      return Promise.resolve(outcome);
     }
-    this.#upgrade = this.#rollingUpgrade(trigger).finally(() => (this.#upgrade = undefined));
-    return this.#upgrade;
+    const abort = new AbortController();
+    const promise = this.#rollingUpgrade(trigger, abort.signal).finally(() => (this.#upgrade = undefined));
+    this.#upgrade = { promise, abort };
+    return promise;
   }
 
-  /** Sends `signal` (SIGHUP: reload) to every worker. */
+  /**
+   * Sends `signal` (SIGHUP: reload) to the workers that are ready. A worker still starting
+   * may not handle it yet, and an unhandled SIGHUP kills: it is not sent there.
+   */
   forward(signal: NodeJS.Signals): void {
-    for (const w of this.#workers) w.worker.process.kill(signal);
+    const ready = [...this.#workers].filter((w) => w.state === 'ready');
+    this.#o.logger.info({ signal, workerPids: ready.map((w) => w.pid) }, `forwarding ${signal} to the workers`);
+    for (const w of ready) w.worker.process.kill(signal);
   }
 
-  /** Drains every worker, then resolves; the PID file is removed. */
-  async stop(signal: string): Promise<void> {
-    if (this.#state === 'stopping') return;
+  /** Aborts a running upgrade, drains every worker, then resolves; the PID file is removed. */
+  stop(signal: string): Promise<void> {
+    this.#stopping ??= this.#stop(signal);
+    return this.#stopping;
+  }
+
+  async #stop(signal: string): Promise<void> {
     const log = this.#o.logger;
     this.#state = 'stopping';
     clearInterval(this.#watchTimer);
+    for (const timer of this.#restartTimers) clearTimeout(timer);
+    this.#restartTimers.clear();
+    this.#upgrade?.abort.abort();
     log.info({ signal, shutdownDelay: this.#o.shutdownDelay }, 'stopping: draining all workers');
     if (this.#o.shutdownDelay > 0) await new Promise((r) => setTimeout(r, this.#o.shutdownDelay));
-    await this.#upgrade?.catch(() => undefined);
     await this.#stopWorkers();
+    await this.#upgrade?.promise.catch(() => undefined);
     if (this.#o.pidFile !== undefined) removePidFile(this.#o.pidFile);
+    this.#state = 'stopped';
     log.info({}, 'stopped');
   }
 
@@ -158,25 +192,26 @@ export class Supervisor extends EventEmitter {
     for (const w of this.#workers) w.worker.process.kill('SIGKILL');
   }
 
-  async #rollingUpgrade(trigger: string): Promise<UpgradeOutcome> {
+  async #rollingUpgrade(trigger: string, signal: AbortSignal): Promise<UpgradeOutcome> {
     const log = this.#o.logger;
     const startedAt = Date.now();
     const generation = this.#generation + 1;
     const replaced: UpgradeOutcome['replaced'] = [];
     log.info({ trigger, generation }, 'upgrade started');
     for (let slot = 0; slot < this.#o.workers; slot++) {
-      const old = [...this.#workers].find((w) => w.slot === slot && w.state === 'ready');
       const slotStart = Date.now();
       let fresh: WorkerRecord;
       try {
-        fresh = await this.#spawn(generation, slot);
+        fresh = await this.#spawn(generation, slot, signal);
       } catch (error) {
         const outcome = this.#failed(trigger, startedAt, replaced, (error as Error).message);
         log.error({ ...outcome }, `upgrade failed, old workers keep serving: ${outcome.error}`);
         return outcome;
       }
-      replaced.push({ slot, oldPid: old?.pid, newPid: fresh.pid, readyMs: Date.now() - slotStart });
-      if (old) this.#retire(old);
+      // Every other worker of the slot goes, including one a crash restart brought meanwhile.
+      const old = this.#slotWorkers(slot).filter((w) => w !== fresh);
+      replaced.push({ slot, oldPid: old[0]?.pid, newPid: fresh.pid, readyMs: Date.now() - slotStart });
+      for (const w of old) this.#retire(w);
     }
     this.#generation = generation;
     const outcome: UpgradeOutcome = { ok: true, trigger, generation, durationMs: Date.now() - startedAt, replaced };
@@ -193,55 +228,72 @@ export class Supervisor extends EventEmitter {
     return outcome;
   }
 
-  /** Forks a worker and resolves once it reports ready; rejects (after stopping it) otherwise. */
-  #spawn(generation: number, slot: number): Promise<WorkerRecord> {
+  /** Workers of `slot` that serve or are about to (not those draining). */
+  #slotWorkers(slot: number): WorkerRecord[] {
+    return [...this.#workers].filter((w) => w.slot === slot && !w.retiring && w.state !== 'draining');
+  }
+
+  /**
+   * Forks a worker and resolves once it reports ready; rejects (after stopping it) if it
+   * exits, errors, is not ready in time, or `signal` aborts (a stop).
+   */
+  #spawn(generation: number, slot: number, signal?: AbortSignal): Promise<WorkerRecord> {
     const { command, startDir } = this.#o;
     cluster.setupPrimary({ exec: scriptPath(command, startDir), args: command.args, execArgv: command.execArgv, cwd: startDir });
-    const worker = cluster.fork({ GRACE_RESTART_SUPERVISOR: String(process.pid), GRACE_RESTART_GENERATION: String(generation), PWD: startDir });
-    const record: WorkerRecord = { worker, pid: worker.process.pid ?? 0, slot, generation, state: 'starting', startedAt: Date.now() };
+    const worker = cluster.fork({ [ENV.supervisor]: String(process.pid), [ENV.generation]: String(generation), PWD: startDir });
+    const record: WorkerRecord = { worker, pid: worker.process.pid ?? 0, slot, generation, state: 'starting', startedAt: Date.now(), retiring: false };
     this.#workers.add(record);
     worker.on('message', (message: unknown) => this.#onMessage(record, message));
-    worker.once('exit', (code, signal) => this.#onExit(record, code, signal));
+    worker.once('exit', (code, sig) => this.#onExit(record, code, sig));
+    // A spawn that fails (EAGAIN, ENOMEM) or a kill that is refused (EPERM) is reported here.
+    worker.on('error', (error: Error) => this.#o.logger.error({ workerPid: record.pid, slot, err: error.message }, 'worker error'));
 
     return new Promise((resolve, reject) => {
-      const fail = (reason: string): void => {
+      const settle = (): void => {
         clearTimeout(timer);
         worker.removeListener('message', onReady);
         worker.removeListener('exit', onExit);
-        this.#terminate(record);
+        worker.removeListener('error', onError);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const fail = (reason: string): void => {
+        settle();
+        void this.#terminate(record);
         reject(new Error(`worker ${record.pid} (slot ${slot}) ${reason}`));
       };
       const onReady = (message: unknown): void => {
         if (readMessage(message)?.type !== 'ready') return;
-        clearTimeout(timer);
-        worker.removeListener('message', onReady);
-        worker.removeListener('exit', onExit);
+        settle();
         record.state = 'ready';
         resolve(record);
       };
-      const onExit = (code: number | null, signal: string | null): void => {
-        fail(`exited (${signal === null ? `exit code ${code}` : `signal ${signal}`}) before it was ready`);
-      };
+      const onExit = (code: number | null, sig: string | null): void => fail(`exited (${sig === null ? `exit code ${code}` : `signal ${sig}`}) before it was ready`);
+      const onError = (error: Error): void => fail(`could not be started: ${error.message}`);
+      const onAbort = (): void => fail('was stopped before it was ready: the supervisor is stopping');
       const timer = setTimeout(() => fail(`was not ready within ${this.#o.readyTimeout} ms`), this.#o.readyTimeout);
       worker.on('message', onReady);
       worker.once('exit', onExit);
+      worker.once('error', onError);
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
   #onMessage(record: WorkerRecord, message: unknown): void {
     const body = readMessage(message);
     if (body === undefined) return;
-    this.#o.logger.debug({ pid: record.pid, ...body }, `worker ${body.type}`);
-    if (body.type === 'drain-start' && record.state !== 'draining') record.state = 'draining';
+    this.#o.logger.debug({ workerPid: record.pid, ...body }, `worker ${body.type}`);
+    if (body.type === 'drain-start') record.state = 'draining';
   }
 
   #onExit(record: WorkerRecord, code: number | null, signal: string | null): void {
     this.#workers.delete(record);
-    const expected = record.state === 'draining' || record.state === 'starting' || this.#state === 'stopping';
-    if (expected) {
-      this.#o.logger.info({ pid: record.pid, code, signal }, 'worker exited');
+    // A worker that dies while starting is #spawn's failure: an upgrade rolls back, a restart retries.
+    if (record.retiring || record.state === 'starting' || this.#state !== 'running') {
+      this.#o.logger.info({ workerPid: record.pid, code, signal }, 'worker exited');
       return;
     }
+    // Not told to go: a crash, an exit of the app's own, or a signal from someone else.
     this.#restartAfterCrash(record, code, signal);
   }
 
@@ -250,33 +302,48 @@ export class Supervisor extends EventEmitter {
     const now = Date.now();
     this.#crashes = [...this.#crashes.filter((t) => now - t < CRASH_WINDOW_MS), now];
     this.#consecutiveCrashes = now - record.startedAt >= STABLE_AFTER_MS ? 1 : this.#consecutiveCrashes + 1;
+    if (this.#crashes.length >= CRASH_LOOP_COUNT) {
+      const message = `crash loop: workers crashed ${this.#crashes.length} times within ${CRASH_WINDOW_MS / 1000} s (last: worker ${record.pid}, ${signal ?? `exit code ${code}`}); giving up`;
+      log.error({ workerPid: record.pid, code, signal, slot: record.slot }, message);
+      void this.stop('crash-loop').then(() => this.emit('fatal', new SupervisorFatalError(message)));
+      return;
+    }
     const delay = Math.min(100 * 2 ** (this.#consecutiveCrashes - 1), 30_000);
-    const loop = this.#crashes.length >= CRASH_LOOP_COUNT;
-    log.error(
-      { pid: record.pid, code, signal, slot: record.slot, restartInMs: delay, crashesLastMinute: this.#crashes.length },
-      loop ? `crash loop: worker crashed ${this.#crashes.length} times in a minute; backing off` : 'worker crashed: restarting',
-    );
-    setTimeout(() => {
+    log.error({ workerPid: record.pid, code, signal, slot: record.slot, restartInMs: delay, crashesLastMinute: this.#crashes.length }, 'worker crashed: restarting');
+    // Not unref'd: a supervisor whose only worker crashed must stay alive to restart it.
+    const timer = setTimeout(() => {
+      this.#restartTimers.delete(timer);
       if (this.#state !== 'running') return;
-      this.#spawn(this.#generation, record.slot).catch((error: unknown) => {
-        log.error({ slot: record.slot }, `restart failed: ${(error as Error).message}`);
-        // A replacement that never got ready counts as one more crash of this slot.
-        this.#restartAfterCrash({ ...record, startedAt: Date.now() }, null, null);
-      });
-    }, delay).unref();
+      // An upgrade may have filled the slot meanwhile.
+      if (this.#slotWorkers(record.slot).length > 0) return;
+      this.#spawn(this.#generation, record.slot, this.#upgrade?.abort.signal).then(
+        (fresh) => this.#keepOnePerSlot(fresh),
+        (error: unknown) => {
+          if (this.#state !== 'running') return;
+          log.error({ slot: record.slot }, `restart failed: ${(error as Error).message}`);
+          // A replacement that never got ready counts as one more crash of this slot.
+          this.#restartAfterCrash({ ...record, startedAt: Date.now() }, null, null);
+        },
+      );
+    }, delay);
+    this.#restartTimers.add(timer);
+  }
+
+  /** A crash restart that got ready beside a worker an upgrade brought to the same slot retires. */
+  #keepOnePerSlot(fresh: WorkerRecord): void {
+    const newer = this.#slotWorkers(fresh.slot).some((w) => w !== fresh && w.generation > fresh.generation);
+    if (newer) this.#retire(fresh);
   }
 
   /** Drains a worker that has been replaced: SIGTERM, SIGKILL past the drain deadline. */
   #retire(record: WorkerRecord): void {
     record.state = 'draining';
-    this.#terminate(record, this.#o.drainTimeout + this.#o.killTimeout);
+    void this.#terminate(record, this.#o.drainTimeout + this.#o.killTimeout);
   }
 
   #terminate(record: WorkerRecord, killAfterMs = this.#o.killTimeout): Promise<void> {
-    const child = record.worker.process;
-    const running = child.exitCode === null && child.signalCode === null;
-    if (running && record.state === 'starting') record.state = 'draining';
-    return stopChild(child, killAfterMs);
+    record.retiring = true;
+    return stopChild(record.worker.process, killAfterMs);
   }
 
   async #stopWorkers(): Promise<void> {
@@ -304,7 +371,7 @@ export class Supervisor extends EventEmitter {
 
 function readMessage(message: unknown): { type: string } | undefined {
   if (typeof message !== 'object' || message === null) return undefined;
-  const body = (message as Record<string, unknown>)[MESSAGE_KEY];
+  const body = (message as Record<string, unknown>)[WORKER_MESSAGE_KEY];
   if (typeof body !== 'object' || body === null || typeof (body as { type?: unknown }).type !== 'string') return undefined;
   return body as { type: string };
 }

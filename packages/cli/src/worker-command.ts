@@ -18,6 +18,10 @@ export function parseWorkerCommand(argv: readonly string[]): WorkerCommand {
   const rest = [...argv];
   const first = rest[0];
   if (first !== undefined && (first === process.execPath || /^node(js)?(\.exe)?$/.test(basename(first)))) rest.shift();
+  else if (first !== undefined && !/\.[cm]?[jt]s$/.test(first)) {
+    // `-- python3 app.py` or `-- npm start`: the workers are Node cluster workers.
+    throw new Error(`grace-restart run starts Node.js apps: give "-- node [node options] <script>" (or the script's path), not "${first}"`);
+  }
   const execArgv: string[] = [];
   while (rest.length > 0 && rest[0]?.startsWith('-')) {
     const option = rest.shift() as string;

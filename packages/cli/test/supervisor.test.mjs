@@ -149,6 +149,18 @@ test('upgrade against a self-upgrading process reports the new pid', async (t) =
   const result = await cli(['upgrade', '--pid-file', pidFile]);
   assert.equal(result.code, 0, result.stdout + result.stderr);
   const successor = await app.waitForEvent((e) => e.event === 'ready' && e.pid !== app.pid);
+  // Answered on the process's own control socket, like a supervisor's.
+  assert.match(result.stdout, new RegExp(`upgraded to generation 2 in \\d+ ms\n  slot 0: ${app.pid} -> ${successor.pid}`));
+});
+
+test('upgrade against a process without a control socket falls back to SIGUSR2 and the PID file', async (t) => {
+  const pidFile = join(tempDir(), 'app.pid');
+  const app = startFixture(APP, { env: { PID_FILE: pidFile, CONTROL_DIR: 'off' } });
+  t.after(() => app.cleanup());
+  await app.waitForEvent({ event: 'ready' });
+  const result = await cli(['upgrade', '--pid-file', pidFile]);
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  const successor = await app.waitForEvent((e) => e.event === 'ready' && e.pid !== app.pid);
   assert.match(result.stdout, new RegExp(`upgraded: ${app.pid} -> ${successor.pid}`));
 });
 
@@ -159,7 +171,9 @@ test('bad input gets a clear message and a non-zero exit', async () => {
   const cases = [
     [[], 2, /Usage:/],
     [['launch'], 2, /unknown command "launch"/],
-    [['run', '--wrokers', '2', '--', 'node', APP], 2, /Unknown option '--wrokers'/],
+    [['run', '--wrokers', '2', '--', 'node', APP], 2, /unknown option --wrokers for "run"; its options are --workers, /],
+    [['run', '--', 'python3', 'app.py'], 2, /starts Node\.js apps: give "-- node \[node options\] <script>".*not "python3"/],
+    [['--version'], 0, /^\d+\.\d+\.\d+\n$/],
     [['run', '--workers', 'two', '--', 'node', APP], 2, /--workers must be a whole number/],
     [['run'], 2, /missing the app to run/],
     [['upgrade'], 2, /give --pid-file PATH or --pid N/],
@@ -168,7 +182,7 @@ test('bad input gets a clear message and a non-zero exit', async () => {
     [['status', '--pid', '999999999'], 2, /--pid must be a whole number from 0 to/],
     [['upgrade', '--pid', '0'], 2, /--pid 0 cannot name a grace-restart process/],
     [['run', '--ready-timeout', '3000000000', '--', 'node', APP], 2, /--ready-timeout must be a whole number from 0 to 2147483647/],
-    [['run', '--', 'node', join(dir, 'missing.mjs')], 1, /cannot find the app to run/],
+    [['run', '--', 'node', join(dir, 'missing.mjs')], 2, /cannot find the app to run/],
   ];
   for (const [args, code, message] of cases) {
     const result = await cli(args);

@@ -6,7 +6,8 @@ export type GraceErrorCode =
   | 'GRACE_ERR_NOT_READY'
   | 'GRACE_ERR_CLOSING'
   | 'GRACE_ERR_NOT_SUPPORTED'
-  | 'GRACE_ERR_UPGRADE_FAILED';
+  | 'GRACE_ERR_UPGRADE_FAILED'
+  | 'GRACE_ERR_DUPLICATE';
 
 /** Base class of grace-restart errors: check `err.code`, never the message. */
 export class GraceError extends Error {

@@ -1,23 +1,30 @@
 /**
- * The Grace instance: one per process. It owns the listeners, decides when the process is
- * ready, runs upgrades (handoff.ts), drains (drain.ts) and answers signals (signals.ts).
+ * The Grace instance: the public face of one process's lifecycle. Every trigger (a signal,
+ * an API call, the control socket, a successor's report, the end of a drain) becomes a
+ * lifecycle event; lifecycle.ts says what it does in the current state, and this file runs
+ * that action with the listeners (listeners.ts), the handoff (handoff.ts) and the drain
+ * (drain.ts).
  */
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { Server } from 'node:net';
 import type { ListenOptions } from './address.js';
+import { controlSocketPath, serveControl, type ControlRequest, type ControlServer, type UpgradeOutcome } from './control.js';
 import { drainConnections, type DrainResult } from './drain.js';
 import { GraceError, UpgradeError } from './errors.js';
-import { reportReady, spawnSuccessor, startDirectory, successorCommand, takeHandoffEnv, type HandoffEnv } from './handoff.js';
-import { takeInheritedListeners, type InheritedListeners } from './listen-fds.js';
+import { reportReady, spawnSuccessor, successorCommand } from './handoff.js';
+import { abortableDelay, withDeadline } from './timing.js';
+import { transition, type LifecycleAction, type LifecycleEvent, type LifecycleState } from './lifecycle.js';
 import { parseListenArgs } from './listen-args.js';
 import { appHeardListenError, ListenerSet } from './listeners.js';
+import { flushLogger } from './logger.js';
 import { resolveOptions, type DrainInfo, type GraceOptions, type ResolvedOptions } from './options.js';
 import { removePidFile, writePidFile } from './pid-file.js';
-import { installSignalHandlers } from './signals.js';
-import { takeSupervision, type Supervision } from './supervised.js';
+import { takeProcessEnv } from './process-env.js';
+import { installSignalHandlers, signalExitCode } from './signals.js';
+import type { Supervision } from './supervised.js';
 
-/** Where a Grace instance is in its life. */
+/** Where a Grace instance is in its life, as the public API names it. */
 export type GraceState = 'starting' | 'ready' | 'upgrading' | 'draining' | 'closed';
 
 /** A successful upgrade. */
@@ -41,40 +48,20 @@ export interface GraceEvents {
   error: [Error];
 }
 
-// Read once per process: the variables are removed from process.env when read.
-let processEnv:
-  | { listeners: InheritedListeners; handoff: HandoffEnv; startDir: string; supervision: ReturnType<typeof takeSupervision> }
-  | undefined;
-function takeProcessEnv(): NonNullable<typeof processEnv> {
-  const listeners = processEnv?.listeners ?? takeInheritedListeners(process.env, process.pid);
-  processEnv ??= {
-    listeners,
-    handoff: takeHandoffEnv(process.env, listeners.fds.map((l) => l.fd)),
-    startDir: startDirectory(),
-    supervision: takeSupervision(process.env),
-  };
-  return processEnv;
-}
-
 /** After a handoff the old process outlives its drain until the successor has been ready this long. */
 const SUCCESSOR_PROBATION_MS = 1_000;
-
-function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
-  if (ms <= 0 || signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
+/**
+ * With autoReady, a successor that has not claimed every inherited listener reports ready once
+ * no `listen()` has run for this long: a release may drop or rename a listener.
+ */
+const LISTEN_SETTLE_MS = 1_000;
 
 const hookType = ['onDrain', 'onShutdown'] as const;
 type HookKind = (typeof hookType)[number];
 type Hook = (info: DrainInfo) => void | Promise<void>;
+
+/** The one live instance of this process (see createGrace). */
+let liveInstance: Grace | undefined;
 
 /**
  * Zero-downtime upgrades for the servers of this process. Create it with {@link createGrace}.
@@ -93,17 +80,38 @@ export class Grace extends EventEmitter<GraceEvents> {
   readonly #createdAt = Date.now();
   readonly #hooks: Record<HookKind, Hook[]> = { onDrain: [], onShutdown: [] };
   readonly #uninstallSignals: () => void;
-  #state: GraceState = 'starting';
-  #upgrade: Promise<UpgradeResult> | undefined;
-  #upgradeAbort: AbortController | undefined;
+  readonly #control: Promise<ControlServer | undefined>;
+  #state: LifecycleState = 'starting';
+  /** Code the process exits with at the end of its life (with `exit`). */
+  #exitCode = 0;
+  /** Set by close(): a stop through the API never exits the process. */
+  #noExit = false;
+  /**
+   * True while this process is the one that serves its addresses (from its ready report to a
+   * handoff): only then may its final stop remove unix socket files.
+   */
+  #ownsAddresses = false;
+  #upgrade: { promise: Promise<UpgradeResult>; abort: AbortController } | undefined;
   #shutdown: Promise<void> | undefined;
+  /** Aborted when the drain must end early: the successor died and this process serves again. */
   #drainAbort: AbortController | undefined;
+  /** Aborted when the wait for the successor's probation is pointless: this process was told to stop. */
+  #probationAbort: AbortController | undefined;
+  #relisten: Promise<void> | undefined;
   #successorReadyAt = 0;
   #readyScheduled = false;
+  #settleTimer: NodeJS.Timeout | undefined;
 
   constructor(options?: GraceOptions) {
     super();
     this.#options = resolveOptions(options);
+    if (liveInstance !== undefined && liveInstance.#state !== 'closed') {
+      throw new GraceError(
+        'GRACE_ERR_DUPLICATE',
+        'grace-restart: this process already has a grace-restart instance; a second one would answer every signal twice. Create one and share it (the adapters accept a Grace instance in place of options), or close() the first',
+      );
+    }
+    liveInstance = this;
     const env = takeProcessEnv();
     const log = this.#options.logger;
     for (const problem of [...env.listeners.problems, ...env.handoff.problems, ...env.supervision.problems]) {
@@ -116,29 +124,30 @@ export class Grace extends EventEmitter<GraceEvents> {
     this.#startDir = env.startDir;
     this.#listeners = new ListenerSet(env.listeners.fds, log);
     log.debug({ generation: this.generation, parentPid: this.parentPid, inherited: env.listeners.fds.length }, 'grace-restart started');
-    // Claimed once: a second instance in the same process inherits nothing.
+    // Claimed once: a later instance (after close()) inherits nothing.
     env.listeners.fds = [];
     env.handoff.readyFd = undefined;
     if (this.#options.onDrain) this.#hooks.onDrain.push(this.#options.onDrain);
     if (this.#options.onShutdown) this.#hooks.onShutdown.push(this.#options.onShutdown);
-    const { onReload } = this.#options;
     // Under `grace-restart run` the supervisor upgrades: SIGUSR2 belongs to it.
     const signals = this.#supervision ? { ...this.#options, upgradeSignal: false as const } : this.#options;
     this.#uninstallSignals = installSignalHandlers(signals, {
       upgrade: (signal) => this.#upgradeFromTrigger(signal),
-      stop: (signal) => this.#stopFromSignal(signal),
-      reload: onReload && ((signal) => this.#reload(signal, onReload)),
+      stop: (signal) => this.#stop(signal),
+      stopAgain: (signal) => this.#stopAgain(signal),
+      reload: (signal) => this.#reload(signal),
     });
+    this.#control = this.#serveControl();
   }
 
   /** Current lifecycle state. */
   get state(): GraceState {
-    return this.#state;
+    return this.#state === 'handed-off' || this.#state === 'stopping' ? 'draining' : this.#state;
   }
 
   /** True from the moment this process starts letting go of its connections (a stop signal or a handoff). */
   get isDraining(): boolean {
-    return this.#state === 'draining' || this.#state === 'closed';
+    return this.#state === 'handed-off' || this.#state === 'stopping' || this.#state === 'closed';
   }
 
   /** pid of the `grace-restart run` supervisor when this process is one of its workers. */
@@ -164,9 +173,10 @@ export class Grace extends EventEmitter<GraceEvents> {
    */
   async listen(server: Server, options: ListenOptions | number = {}): Promise<void> {
     const opts = typeof options === 'number' ? { port: options } : options;
-    if (this.#state === 'draining' || this.#state === 'closed') {
+    if (this.isDraining) {
       throw new GraceError('GRACE_ERR_CLOSING', 'grace-restart: cannot listen, this process is shutting down');
     }
+    clearTimeout(this.#settleTimer);
     await this.#listeners.listen(server, opts);
     if (this.#options.autoReady) this.#scheduleAutoReady();
   }
@@ -199,8 +209,9 @@ export class Grace extends EventEmitter<GraceEvents> {
    * closes inherited fds no `listen()` claimed. Called automatically unless `autoReady: false`.
    */
   ready(): void {
-    if (this.#state !== 'starting') return;
-    this.#state = 'ready';
+    if (this.#dispatch('ready') !== 'report-ready') return;
+    clearTimeout(this.#settleTimer);
+    this.#ownsAddresses = true;
     this.#listeners.closeUnclaimed();
     const log = this.#options.logger;
     this.#writePidFile();
@@ -240,14 +251,19 @@ export class Grace extends EventEmitter<GraceEvents> {
    * first, run `onShutdown` hooks, remove the PID file. Does not exit the process.
    */
   close(): Promise<void> {
-    return this.#drainAndShutdown('stop', false);
+    return this.#stopWith('api', false);
+  }
+
+  /** Looks `event` up in the lifecycle table, moves to its state and returns its action. */
+  #dispatch(event: LifecycleEvent): LifecycleAction {
+    const from = this.#state;
+    const { to, action } = transition(from, event);
+    this.#state = to;
+    if (action !== 'ignore' || from !== to) this.#options.logger.debug({ from, event, to, action }, 'lifecycle');
+    return action;
   }
 
   #startUpgrade(trigger: string): Promise<UpgradeResult> {
-    if (this.#upgrade) {
-      this.#options.logger.info({ trigger }, 'an upgrade is already running: joining it');
-      return this.#upgrade;
-    }
     if (this.#supervision) {
       const { supervisorPid } = this.#supervision;
       return Promise.reject(new GraceError('GRACE_ERR_NOT_SUPPORTED', `grace-restart: this worker is supervised; upgrade through its supervisor (kill -USR2 ${supervisorPid}, or grace-restart upgrade --pid ${supervisorPid})`));
@@ -255,20 +271,25 @@ export class Grace extends EventEmitter<GraceEvents> {
     if (process.platform === 'win32') {
       return Promise.reject(new GraceError('GRACE_ERR_NOT_SUPPORTED', 'grace-restart: upgrades need fd passing, which Windows does not support; graceful stop still works'));
     }
-    if (this.#state === 'starting') {
-      return Promise.reject(new GraceError('GRACE_ERR_NOT_READY', 'grace-restart: cannot upgrade before this process is ready'));
+    const before = this.#state;
+    const action = this.#dispatch('upgrade');
+    if (action === 'join-upgrade' && this.#upgrade !== undefined) {
+      this.#options.logger.info({ trigger }, 'an upgrade is already running: joining it');
+      return this.#upgrade.promise;
     }
-    // #shutdown is set in the same tick as close(), before the state changes.
-    if (this.#state !== 'ready' || this.#shutdown !== undefined) {
-      return Promise.reject(new GraceError('GRACE_ERR_CLOSING', 'grace-restart: cannot upgrade, this process is shutting down'));
+    if (action !== 'spawn-successor') {
+      return Promise.reject(
+        before === 'starting'
+          ? new GraceError('GRACE_ERR_NOT_READY', 'grace-restart: cannot upgrade before this process is ready')
+          : new GraceError('GRACE_ERR_CLOSING', `grace-restart: cannot upgrade, this process is ${before === 'handed-off' ? 'handing over to its successor' : 'shutting down'}`),
+      );
     }
-    this.#state = 'upgrading';
-    this.#upgradeAbort = new AbortController();
-    this.#upgrade = this.#runUpgrade(trigger, this.#upgradeAbort.signal).finally(() => {
+    const abort = new AbortController();
+    const promise = this.#runUpgrade(trigger, abort.signal).finally(() => {
       this.#upgrade = undefined;
-      this.#upgradeAbort = undefined;
     });
-    return this.#upgrade;
+    this.#upgrade = { promise, abort };
+    return promise;
   }
 
   async #runUpgrade(trigger: string, signal: AbortSignal): Promise<UpgradeResult> {
@@ -279,7 +300,7 @@ export class Grace extends EventEmitter<GraceEvents> {
     let pid: number;
     let child: ChildProcess;
     try {
-      const successor = await spawnSuccessor({
+      ({ pid, child } = await spawnSuccessor({
         command: successorCommand(this.#startDir),
         listeners: this.#listeners.handoffList(),
         generation: this.generation,
@@ -287,38 +308,29 @@ export class Grace extends EventEmitter<GraceEvents> {
         killTimeout: this.#options.killTimeout,
         startedAt,
         signal,
-      });
-      pid = successor.pid;
-      child = successor.child;
-      this.#successorReadyAt = Date.now();
-      successor.child.once('exit', (code, sig) => this.#successorLost(pid, code, sig, startedAt));
+      }));
     } catch (error) {
       const failure = error instanceof UpgradeError ? error : new UpgradeError('spawn', String(error), { durationMs: Date.now() - startedAt, cause: error });
-      if (this.#state === 'upgrading') this.#state = 'ready';
-      log.error({ reason: failure.reason, successorPid: failure.pid, exitCode: failure.exitCode, signal: failure.signal, durationMs: failure.durationMs }, `upgrade failed, still serving: ${failure.message}`);
+      const action = this.#dispatch('successor-failed');
+      const outcome = action === 'roll-back' ? 'still serving' : 'stopping anyway';
+      log.error({ reason: failure.reason, successorPid: failure.pid, exitCode: failure.exitCode, signal: failure.signal, durationMs: failure.durationMs }, `upgrade failed, ${outcome}: ${failure.message}`);
       this.emit('upgrade-failed', failure);
       throw failure;
     }
+    this.#successorReadyAt = Date.now();
+    child.once('exit', (code, sig) => this.#successorExited(pid, code, sig, startedAt));
     const result = { pid, generation: this.generation + 1, durationMs: Date.now() - startedAt };
-    log.info({ successorPid: pid, generation: result.generation, durationMs: result.durationMs }, 'upgrade ready: draining this process');
+    if (this.#dispatch('successor-ready') === 'drain-for-upgrade') {
+      this.#ownsAddresses = false;
+      log.info({ successorPid: pid, generation: result.generation, durationMs: result.durationMs }, 'upgrade ready: draining this process');
+      this.#shutdown = this.#runShutdown('upgrade');
+    }
     this.emit('upgrade-ready', result);
-    setImmediate(() => {
-      // #successorLost handles a successor that dies from here on; this, one that died already.
-      if (child.exitCode !== null || child.signalCode !== null) {
-        this.#state = 'ready';
-        return;
-      }
-      this.#drainAndShutdown('upgrade', this.#options.exit).catch((err: unknown) => this.#fatal(err));
-    });
     return result;
   }
 
-  /**
-   * The successor died after it was ready. If this process is still draining it binds its
-   * addresses again and goes back to serving, so the service outlives a new version that
-   * crashes shortly after start; connections in the gap between the two are refused.
-   */
-  #successorLost(pid: number, code: number | null, signal: NodeJS.Signals | null, startedAt: number): void {
+  /** The successor exited after its ready report. */
+  #successorExited(pid: number, code: number | null, signal: NodeJS.Signals | null, startedAt: number): void {
     const log = this.#options.logger;
     const error = new UpgradeError('exited', `successor ${pid} exited (${signal ?? `exit code ${code}`}) after it was ready`, {
       pid,
@@ -326,29 +338,38 @@ export class Grace extends EventEmitter<GraceEvents> {
       signal,
       durationMs: Date.now() - startedAt,
     });
-    if (this.#state === 'upgrading') {
-      log.error({ successorPid: pid, code, signal }, `${error.message}: this process keeps serving`);
-      this.emit('upgrade-failed', error);
+    const action = this.#dispatch('successor-lost');
+    if (action !== 'serve-again') {
+      // A successor that stops with the service (a stop signal to the whole group) exits 0.
+      const level = this.#state === 'stopping' || (code === 0 && signal === null) ? 'info' : 'warn';
+      log[level]({ successorPid: pid, code, signal }, error.message);
       return;
     }
-    if (this.#state !== 'draining' || this.#drainAbort === undefined || this.#drainAbort.signal.aborted) {
-      log.warn({ successorPid: pid, code, signal }, error.message);
-      return;
-    }
-    this.#drainAbort.abort();
+    this.#serveAgain(error);
+  }
+
+  /**
+   * The successor died while this process drained for it: bind the addresses again and
+   * serve, so the service outlives a new version that crashes shortly after its start.
+   */
+  #serveAgain(error: UpgradeError): void {
+    const log = this.#options.logger;
+    this.#drainAbort?.abort();
+    this.#probationAbort?.abort();
+    this.#shutdown = undefined;
     for (const tracker of this.#listeners.trackers) tracker.stopDraining();
-    this.#listeners.relisten().then(
+    this.#relisten = this.#listeners.relisten().then(
       () => {
-        this.#state = 'ready';
-        this.#shutdown = undefined;
+        this.#ownsAddresses = true;
         this.#writePidFile();
-        log.error({ successorPid: pid, code, signal }, `${error.message}: this process serves again`);
+        log.error({ successorPid: error.pid, code: error.exitCode, signal: error.signal }, `${error.message}: this process serves again`);
         this.emit('upgrade-failed', error);
       },
       (relistenError: unknown) => {
-        log.error({ successorPid: pid, err: String(relistenError) }, `${error.message} and this process cannot bind again: stopping`);
-        this.#shutdown = undefined;
-        this.#drainAndShutdown('stop', this.#options.exit).catch((err: unknown) => this.#fatal(err));
+        log.error({ successorPid: error.pid, err: String(relistenError) }, `${error.message} and this process cannot bind again: stopping with exit code 1`);
+        if (this.#dispatch('relisten-failed') !== 'stop-serving') return;
+        this.#exitCode = 1;
+        this.#shutdown = this.#runShutdown('stop');
       },
     );
   }
@@ -360,36 +381,71 @@ export class Grace extends EventEmitter<GraceEvents> {
     });
   }
 
-  #stopFromSignal(signal: NodeJS.Signals): void {
+  #stop(signal: NodeJS.Signals): void {
     this.#options.logger.info({ signal }, 'stopping: draining connections');
-    this.#drainAndShutdown('stop', this.#options.exit).catch((err: unknown) => this.#fatal(err));
+    this.#stopWith(signal, this.#options.exit).catch((err: unknown) => this.#fatal(err));
   }
 
-  #reload(signal: NodeJS.Signals, onReload: () => void | Promise<void>): void {
+  #stopWith(trigger: string, exit: boolean): Promise<void> {
+    const action = this.#dispatch('stop');
+    if (!exit) this.#noExit = true;
+    switch (action) {
+      case 'drain-for-stop':
+        this.#shutdown = this.#runShutdown('stop');
+        break;
+      case 'abort-upgrade-and-drain':
+        this.#upgrade?.abort.abort();
+        this.#shutdown = this.#runShutdown('stop');
+        break;
+      case 'forget-handoff-and-stop':
+        // The drain for the successor goes on; only the wait for its probation is dropped.
+        this.#options.logger.info({ trigger }, 'told to stop while handing over: this process will not serve again');
+        this.#probationAbort?.abort();
+        break;
+      default:
+        break;
+    }
+    return this.#shutdown ?? Promise.resolve();
+  }
+
+  #stopAgain(signal: NodeJS.Signals): void {
+    if (this.#dispatch('stop-again') !== 'exit-now') return;
+    this.#options.logger.warn({ signal }, 'second stop signal: exiting now');
+    process.exit(signalExitCode(signal));
+  }
+
+  #reload(signal: NodeJS.Signals): void {
     const log = this.#options.logger;
+    const { onReload } = this.#options;
+    if (this.#dispatch('reload') !== 'call-onReload') {
+      log.info({ signal }, `ignoring ${signal}: this process is shutting down`);
+      return;
+    }
+    if (onReload === undefined) {
+      log.warn({ signal }, `ignoring ${signal}: no onReload hook (upgrade with SIGUSR2, stop with SIGTERM)`);
+      return;
+    }
     log.info({ signal }, 'reloading configuration');
     Promise.resolve()
       .then(onReload)
       .catch((err: unknown) => log.error({ err: String(err) }, 'onReload failed'));
   }
 
-  #drainAndShutdown(reason: DrainInfo['reason'], exit: boolean): Promise<void> {
-    this.#shutdown ??= this.#runShutdown(reason, exit);
-    return this.#shutdown;
-  }
-
-  async #runShutdown(reason: DrainInfo['reason'], exit: boolean): Promise<void> {
-    const { logger: log, shutdownDelay, idleGrace, drainTimeout, pidFile } = this.#options;
-    this.#upgradeAbort?.abort();
-    await this.#upgrade?.catch(() => undefined);
-    this.#state = 'draining';
+  /** Drains (for a successor or for a stop), runs the hooks, and ends this process's life. */
+  async #runShutdown(reason: DrainInfo['reason']): Promise<void> {
+    const { logger: log, shutdownDelay, idleGrace, drainTimeout } = this.#options;
+    await this.#upgrade?.promise.catch(() => undefined);
+    await this.#relisten?.catch(() => undefined);
+    // Meanwhile the successor may have died before this drain began: we serve again.
+    if (this.#state !== 'handed-off' && this.#state !== 'stopping') return;
     this.emit('drain-start', { reason });
     if (reason === 'stop' && shutdownDelay > 0) {
       log.info({ shutdownDelay }, 'still serving while load balancers deregister');
       await new Promise((resolve) => setTimeout(resolve, shutdownDelay));
     }
-    this.#drainAbort = new AbortController();
-    const { signal } = this.#drainAbort;
+    const drainAbort = (this.#drainAbort = new AbortController());
+    const probationAbort = (this.#probationAbort = new AbortController());
+    if (this.#state === 'stopping') probationAbort.abort();
     this.#listeners.stopAccepting(reason === 'upgrade');
     const connections = this.#listeners.trackers.reduce((n, t) => n + t.connections.size, 0);
     this.#supervision?.notify({ type: 'drain-start', reason, connections });
@@ -397,25 +453,36 @@ export class Grace extends EventEmitter<GraceEvents> {
       idleGrace,
       timeout: drainTimeout,
       onDrain: () => this.#runHooks('onDrain', { reason }),
-      signal,
+      signal: drainAbort.signal,
     });
-    if (signal.aborted) return; // the successor died: this process serves again (#successorLost)
+    if (drainAbort.signal.aborted) return; // the successor died: this process serves again (#serveAgain)
     const level = result.forced > 0 ? 'warn' : 'info';
     log[level]({ ...result, reason }, result.forced > 0 ? `drain deadline reached: destroyed ${result.forced} connections` : 'drained');
     this.emit('drain-end', { ...result, reason });
     this.#supervision?.notify({ type: 'drain-end', reason, durationMs: result.durationMs, forced: result.forced });
-    if (reason === 'upgrade') {
-      // A new version that crashes right after its ready report (an error thrown on the next
-      // tick, say) must still find this process able to take the service back.
-      await abortableDelay(this.#successorReadyAt + SUCCESSOR_PROBATION_MS - Date.now(), signal);
-      if (signal.aborted) return;
-    }
-    this.#listeners.release(reason === 'stop');
+    // A new version that crashes right after its ready report (an error thrown on the next
+    // tick, say) must still find this process able to take the service back.
+    await abortableDelay(this.#successorReadyAt + SUCCESSOR_PROBATION_MS - Date.now(), probationAbort.signal);
+    if (drainAbort.signal.aborted) return;
+    if (this.#dispatch('drain-done') === 'ignore') return;
+    await this.#close(reason);
+  }
+
+  async #close(reason: DrainInfo['reason']): Promise<void> {
+    const { pidFile } = this.#options;
+    // Socket files stay while anyone may serve on them: a successor, a predecessor that
+    // still serves (this process never got ready), or the supervisor.
+    this.#listeners.release(reason === 'stop' && this.#ownsAddresses && !this.#supervision);
     await this.#runHooks('onShutdown', { reason });
     if (pidFile !== undefined && reason === 'stop' && !this.#supervision) removePidFile(pidFile);
-    this.#state = 'closed';
+    (await this.#control)?.close();
     this.#uninstallSignals();
-    if (exit) process.exit(0);
+    if (this.#options.exit && !this.#noExit) await this.#exit(this.#exitCode);
+  }
+
+  async #exit(code: number): Promise<void> {
+    await flushLogger(this.#options.logger);
+    process.exit(code);
   }
 
   /** Names this process in the PID file (not under a supervisor, whose pid is the service's). */
@@ -431,11 +498,13 @@ export class Grace extends EventEmitter<GraceEvents> {
   }
 
   async #runHooks(kind: HookKind, info: DrainInfo): Promise<void> {
+    const { logger: log, hookTimeout } = this.#options;
     for (const hook of this.#hooks[kind]) {
       try {
-        await hook(info);
+        const finished = await withDeadline(Promise.resolve().then(() => hook(info)), hookTimeout);
+        if (!finished) log.warn({ hook: kind, hookTimeout }, `${kind} hook still running after ${hookTimeout} ms: going on without it`);
       } catch (err) {
-        this.#options.logger.error({ err: String(err), hook: kind }, `${kind} hook failed`);
+        log.error({ err: String(err), hook: kind }, `${kind} hook failed`);
       }
     }
   }
@@ -447,22 +516,56 @@ export class Grace extends EventEmitter<GraceEvents> {
     setImmediate(() => {
       this.#readyScheduled = false;
       if (this.#state !== 'starting' || this.#listeners.pending > 0) return;
-      // A successor is ready once every listener of its predecessor listens again.
-      if (this.#readyFd !== undefined && this.#listeners.hasUnclaimed) return;
-      this.ready();
+      if (this.#readyFd === undefined || !this.#listeners.hasUnclaimed) return this.ready();
+      // A listener of the predecessor is not claimed yet: the app may still listen on it, or
+      // this release dropped it. Ready once no listen() has come for a while.
+      clearTimeout(this.#settleTimer);
+      this.#settleTimer = setTimeout(() => this.ready(), LISTEN_SETTLE_MS);
     });
+  }
+
+  /** The control socket `grace-restart upgrade` and `status` talk to (not under a supervisor). */
+  async #serveControl(): Promise<ControlServer | undefined> {
+    const { controlDir, logger } = this.#options;
+    if (controlDir === false || this.#supervision) return undefined;
+    try {
+      return await serveControl(controlSocketPath(process.pid, controlDir), (request) => this.#answerControl(request));
+    } catch (error) {
+      // Signals still work without it; the CLI falls back to them.
+      logger.warn({ controlDir, err: String(error) }, 'grace-restart: no control socket');
+      return undefined;
+    }
+  }
+
+  async #answerControl(request: ControlRequest): Promise<object> {
+    if (request.cmd === 'status') {
+      const status = { mode: 'self', pid: process.pid, state: this.state, generation: this.generation, parentPid: this.parentPid, uptimeMs: Date.now() - this.#createdAt };
+      return { ok: true, status };
+    }
+    const startedAt = Date.now();
+    const base = { trigger: 'control', generation: this.generation };
+    let outcome: UpgradeOutcome;
+    try {
+      const result = await this.#startUpgrade('control');
+      outcome = { ...base, ok: true, generation: result.generation, durationMs: result.durationMs, replaced: [{ slot: 0, oldPid: process.pid, newPid: result.pid, readyMs: result.durationMs }] };
+    } catch (error) {
+      const reason = error instanceof UpgradeError ? ` (${error.reason})` : '';
+      outcome = { ...base, ok: false, durationMs: Date.now() - startedAt, replaced: [], error: `${(error as Error).message}${reason}` };
+    }
+    return { ok: outcome.ok, outcome };
   }
 
   #fatal(error: unknown): void {
     this.#options.logger.error({ err: String(error) }, 'grace-restart: shutdown failed');
-    if (this.#options.exit) process.exit(1);
+    if (this.#options.exit) void this.#exit(1);
   }
 }
 
 /**
  * Creates the grace-restart instance of this process: reads inherited listeners
- * (LISTEN_FDS), installs the signal handlers, and returns the instance whose `listen()`
- * replaces `server.listen()`.
+ * (LISTEN_FDS), installs the signal handlers, opens the private control socket, and returns
+ * the instance whose `listen()` replaces `server.listen()`. A process has one live instance:
+ * a second call before the first is closed throws a GraceError `GRACE_ERR_DUPLICATE`.
  *
  * @example
  * const grace = createGrace({ pidFile: 'app.pid' })

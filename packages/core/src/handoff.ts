@@ -18,11 +18,9 @@ import type { Socket } from 'node:net';
 import { relative, resolve, sep } from 'node:path';
 import { UpgradeError } from './errors.js';
 import { LISTEN_FDS_START, listenFdsEnv } from './listen-fds.js';
+import { ENV, parsePositiveInteger } from './protocol.js';
 
-const ENV_READY_FD = 'GRACE_RESTART_READY_FD';
-const ENV_GENERATION = 'GRACE_RESTART_GENERATION';
-const ENV_PARENT_PID = 'GRACE_RESTART_PARENT_PID';
-const DECIMAL = /^[1-9][0-9]*$/;
+const { readyFd: ENV_READY_FD, generation: ENV_GENERATION, parentPid: ENV_PARENT_PID } = ENV;
 
 /** What a successor learns from its parent through the environment. */
 export interface HandoffEnv {
@@ -46,10 +44,7 @@ export function takeHandoffEnv(env: NodeJS.ProcessEnv, listenFds: readonly numbe
     const value = env[key];
     delete env[key];
     if (value === undefined || value === '') return undefined;
-    if (!DECIMAL.test(value) || !Number.isSafeInteger(Number(value))) {
-      return new Error(`ignoring ${key}=${JSON.stringify(value)}: expected a positive integer`);
-    }
-    return Number(value);
+    return parsePositiveInteger(value) ?? new Error(`ignoring ${key}=${JSON.stringify(value)}: expected a positive integer`);
   };
   const problems: string[] = [];
   const valid = (v: number | undefined | Error): number | undefined => {

@@ -7,6 +7,8 @@ export interface Logger {
   warn(obj: object, msg?: string): void;
   info(obj: object, msg?: string): void;
   debug(obj: object, msg?: string): void;
+  /** pino's `flush(cb)`: called before the process exits, so an async transport loses no line. */
+  flush?(callback?: (error?: Error) => void): void;
 }
 
 const LEVELS = { debug: 20, info: 30, warn: 40, error: 50 } as const;
@@ -35,4 +37,29 @@ export function defaultLogger(env: NodeJS.ProcessEnv = process.env): Logger {
   const logger = createJsonLogger('error');
   logger.error({ value: wanted }, 'ignoring invalid GRACE_RESTART_LOG_LEVEL: expected debug, info, warn, error or silent');
   return logger;
+}
+
+/**
+ * Flushes `logger` if it offers `flush()` (pino does), resolving when it says it is done or
+ * after `timeoutMs`, whichever comes first: an exit must not hang on a stuck transport.
+ */
+export function flushLogger(logger: Logger, timeoutMs = 1_000): Promise<void> {
+  const { flush } = logger;
+  if (typeof flush !== 'function') return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    const done = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    try {
+      // pino < 9 takes no callback: its flush is synchronous.
+      if (flush.length === 0) {
+        flush.call(logger);
+        done();
+      } else flush.call(logger, done);
+    } catch {
+      done();
+    }
+  });
 }

@@ -1,6 +1,7 @@
 /** Options of {@link createGrace}, their defaults and their validation. */
 import { constants } from 'node:os';
 import { GraceError } from './errors.js';
+import { defaultControlDirectory } from './control.js';
 import { defaultLogger, type Logger } from './logger.js';
 
 /** Information given to `onDrain` hooks. */
@@ -32,6 +33,17 @@ export interface GraceOptions {
   idleGrace?: number;
   /** A failed successor gets SIGTERM, then SIGKILL after this long (ms). Default 5000. */
   killTimeout?: number;
+  /**
+   * Deadline of each `onDrain`/`onShutdown` hook (ms). Default 10000. A hook still running then
+   * is logged and left behind, so a hung `pool.end()` cannot keep an old process alive forever.
+   */
+  hookTimeout?: number;
+  /**
+   * Directory of the private control socket `<pid>.sock` that `grace-restart upgrade` and
+   * `status` talk to, or `false` for none. Default `$TMPDIR/grace-restart-<uid>` (mode 0700).
+   * Not used under `grace-restart run`, whose supervisor has its own.
+   */
+  controlDir?: string | false;
   /** On a stop signal, keep serving this long with `isDraining` already true, so load balancers deregister first (ms). Default 0. */
   shutdownDelay?: number;
   /** Report ready as soon as every inherited listener listens again. Default `true`; with `false` call `ready()`. */
@@ -58,6 +70,8 @@ export interface ResolvedOptions {
   drainTimeout: number;
   idleGrace: number;
   killTimeout: number;
+  hookTimeout: number;
+  controlDir: string | false;
   shutdownDelay: number;
   autoReady: boolean;
   pidFile: string | undefined;
@@ -69,7 +83,7 @@ export interface ResolvedOptions {
 
 const KNOWN = new Set([
   'logger', 'upgradeSignal', 'stopSignals', 'reloadSignal', 'readyTimeout', 'drainTimeout', 'idleGrace',
-  'killTimeout', 'shutdownDelay', 'autoReady', 'pidFile', 'exit', 'onDrain', 'onShutdown', 'onReload',
+  'killTimeout', 'hookTimeout', 'controlDir', 'shutdownDelay', 'autoReady', 'pidFile', 'exit', 'onDrain', 'onShutdown', 'onReload',
 ]);
 
 const fail = (message: string): never => {
@@ -122,6 +136,10 @@ export function resolveOptions(input: unknown = {}): ResolvedOptions {
   if (o['pidFile'] !== undefined && (typeof o['pidFile'] !== 'string' || o['pidFile'] === '')) {
     fail(`option "pidFile" must be a non-empty path, got ${JSON.stringify(o['pidFile'])}`);
   }
+  const controlDir = o['controlDir'];
+  if (controlDir !== undefined && controlDir !== false && (typeof controlDir !== 'string' || controlDir === '')) {
+    fail(`option "controlDir" must be a directory path or false, got ${JSON.stringify(controlDir)}`);
+  }
   for (const flag of ['autoReady', 'exit']) {
     if (o[flag] !== undefined && typeof o[flag] !== 'boolean') fail(`option "${flag}" must be true or false, got ${JSON.stringify(o[flag])}`);
   }
@@ -134,6 +152,8 @@ export function resolveOptions(input: unknown = {}): ResolvedOptions {
     drainTimeout: duration(o['drainTimeout'], 'drainTimeout', 30_000),
     idleGrace: duration(o['idleGrace'], 'idleGrace', 3_000),
     killTimeout: duration(o['killTimeout'], 'killTimeout', 5_000),
+    hookTimeout: duration(o['hookTimeout'], 'hookTimeout', 10_000),
+    controlDir: (controlDir as string | false | undefined) ?? defaultControlDirectory(),
     shutdownDelay: duration(o['shutdownDelay'], 'shutdownDelay', 0),
     autoReady: (o['autoReady'] as boolean | undefined) ?? true,
     pidFile: o['pidFile'] as string | undefined,

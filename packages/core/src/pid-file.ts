@@ -6,6 +6,7 @@
  */
 import { closeSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { parsePositiveInteger } from './protocol.js';
 
 /** Writes `pid` to `file` atomically with mode 0644. */
 export function writePidFile(file: string, pid: number = process.pid): void {
@@ -33,7 +34,7 @@ export function readPidFile(file: string): number | undefined {
     return undefined;
   }
   const trimmed = text.trim();
-  return /^[1-9][0-9]*$/.test(trimmed) ? Number(trimmed) : undefined;
+  return parsePositiveInteger(trimmed);
 }
 
 /** Removes `file` if it still holds `pid`; returns whether it did. */

@@ -1,9 +1,11 @@
 /**
- * The signal surface: what each signal means to a grace-restart process.
- * - upgrade signal (SIGUSR2): start a successor and hand it the listeners;
- * - stop signals (SIGTERM, SIGINT): drain and exit; a second one exits at once;
- * - reload signal (SIGHUP): call `onReload`, only when one is given (else SIGHUP keeps its
- *   default meaning).
+ * The signal surface: which signal is which lifecycle event (lifecycle.ts decides what the
+ * event does in the current state).
+ * - upgrade signal (SIGUSR2): 'upgrade';
+ * - stop signals (SIGTERM, SIGINT): 'stop', and any later one 'stop-again' (exit at once with
+ *   the conventional 128 + signal number, as the CLI does);
+ * - reload signal (SIGHUP): 'reload'. It is always caught, with or without an `onReload`
+ *   hook: left to its default, SIGHUP would kill the process without a drain.
  */
 import { constants } from 'node:os';
 
@@ -16,8 +18,13 @@ export interface SignalConfig {
 export interface SignalActions {
   upgrade(signal: NodeJS.Signals): void;
   stop(signal: NodeJS.Signals): void;
-  /** Present only when the app gave an `onReload` hook. */
-  reload: ((signal: NodeJS.Signals) => void) | undefined;
+  stopAgain(signal: NodeJS.Signals): void;
+  reload(signal: NodeJS.Signals): void;
+}
+
+/** The exit code of a process ended by a second `signal`: 128 + its number. */
+export function signalExitCode(signal: NodeJS.Signals): number {
+  return 128 + (constants.signals[signal] ?? 0);
 }
 
 /** Installs the handlers; returns a function that removes them. */
@@ -29,14 +36,11 @@ export function installSignalHandlers(config: SignalConfig, actions: SignalActio
   };
 
   if (config.upgradeSignal !== false) on(config.upgradeSignal, actions.upgrade);
-  if (config.reloadSignal !== false && actions.reload !== undefined) on(config.reloadSignal, actions.reload);
+  if (config.reloadSignal !== false) on(config.reloadSignal, actions.reload);
   let stopping = false;
   for (const stopSignal of config.stopSignals) {
     on(stopSignal, (signal) => {
-      if (stopping) {
-        // The operator insists: exit now, with the conventional 128 + signal number.
-        process.exit(128 + (constants.signals[signal] ?? 0));
-      }
+      if (stopping) return actions.stopAgain(signal);
       stopping = true;
       actions.stop(signal);
     });

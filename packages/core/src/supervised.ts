@@ -5,10 +5,11 @@
  * the supervisor created and nothing outside can reach.
  */
 import cluster from 'node:cluster';
+import { ENV, parsePositiveInteger, WORKER_MESSAGE_KEY } from './protocol.js';
 
-const ENV_SUPERVISOR = 'GRACE_RESTART_SUPERVISOR';
+const ENV_SUPERVISOR = ENV.supervisor;
 
-/** Messages a supervised worker sends, wrapped as `{ 'grace-restart': message }`. */
+/** Messages a supervised worker sends, wrapped as `{ [WORKER_MESSAGE_KEY]: message }`. */
 export type WorkerMessage =
   | { type: 'ready'; generation: number }
   | { type: 'drain-start'; reason: 'upgrade' | 'stop'; connections: number }
@@ -25,14 +26,15 @@ export function takeSupervision(env: NodeJS.ProcessEnv): { supervision: Supervis
   delete env[ENV_SUPERVISOR];
   if (value === undefined || value === '') return { supervision: undefined, problems: [] };
   const send = process.send?.bind(process);
-  if (!/^[1-9][0-9]*$/.test(value) || !cluster.isWorker || send === undefined) {
+  const supervisorPid = parsePositiveInteger(value);
+  if (supervisorPid === undefined || !cluster.isWorker || send === undefined) {
     return { supervision: undefined, problems: [`ignoring ${ENV_SUPERVISOR}=${JSON.stringify(value)}: this process was not started by grace-restart run`] };
   }
   return {
     supervision: {
-      supervisorPid: Number(value),
+      supervisorPid,
       notify: (message) => {
-        if (process.connected) send({ 'grace-restart': message });
+        if (process.connected) send({ [WORKER_MESSAGE_KEY]: message });
       },
     },
     problems: [],

@@ -75,6 +75,7 @@ test('adopt() reports a port in use as an error event with a clear message', asy
   await new Promise((resolve) => blocker.listen(0, '127.0.0.1', resolve));
   t.after(() => blocker.close());
   const grace = createGrace(quiet);
+  t.after(() => grace.close());
   const server = grace.adopt(http.createServer());
   const error = await new Promise((resolve) => {
     server.once('error', resolve);

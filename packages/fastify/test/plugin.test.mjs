@@ -133,6 +133,7 @@ test('logs through fastify.log by default, or through the logger option', async 
   assert.ok(ready, `no ready line in ${JSON.stringify(lines)}`);
   assert.equal(ready.name, 'grace-restart');
   assert.equal(ready.generation, 1);
+  await app.close(); // one live grace-restart instance per process
 
   const seen = [];
   const logger = { error: () => {}, warn: () => {}, info: (obj, msg) => seen.push(msg), debug: () => {} };

@@ -1,0 +1,160 @@
+/**
+ * The control channel of a grace-restart process, the same for a self-upgrading app and for
+ * the `grace-restart run` supervisor: `grace-restart upgrade` and `status` talk to it.
+ *
+ * A unix socket `<pid>.sock` in a private directory (mode 0700, owned by us), the socket
+ * itself created with mode 0600 (bound under a restrictive umask, so there is no window in
+ * which it has the umask's mode) — never a TCP port. One JSON request line, one JSON
+ * response line. The socket file is removed when the process exits.
+ */
+import { lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { createConnection, createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A request on the control socket. */
+export type ControlRequest = { cmd: 'status' } | { cmd: 'upgrade' };
+
+/** The default control directory: `$TMPDIR/grace-restart-<uid>`. */
+export function defaultControlDirectory(): string {
+  return join(tmpdir(), `grace-restart-${process.getuid?.() ?? 'user'}`);
+}
+
+/** The directory holding control sockets, created if needed and checked to be ours and private. */
+export function controlDirectory(dir: string = defaultControlDirectory()): string {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const stat = lstatSync(dir);
+  const uid = process.getuid?.();
+  if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid) || (stat.mode & 0o077) !== 0) {
+    throw new Error(`control directory ${dir} must be a directory owned by this user with mode 0700 (refusing to use it)`);
+  }
+  return dir;
+}
+
+/** Where the control socket of process `pid` is. */
+export function controlSocketPath(pid: number, dir?: string): string {
+  return join(controlDirectory(dir), `${pid}.sock`);
+}
+
+/** A control socket being served. */
+export interface ControlServer {
+  /** Stops serving and removes the socket file. */
+  close(): void;
+}
+
+/** The answer to an upgrade request, from a supervisor (one row per slot) or a self-upgrading process (one row). */
+export interface UpgradeOutcome {
+  ok: boolean;
+  trigger: string;
+  /** The generation serving now: the new one when `ok`, the old one after a rollback. */
+  generation: number;
+  durationMs: number;
+  replaced: { slot: number; oldPid: number | undefined; newPid: number; readyMs: number }[];
+  /** Why the upgrade failed, when it did. */
+  error?: string;
+}
+
+/**
+ * Serves control requests on `path`; `handle` returns the response object. The server does
+ * not keep the process alive. Its file is removed by `close()` and, at the latest, when the
+ * process exits.
+ */
+export async function serveControl(path: string, handle: (request: ControlRequest) => Promise<object>): Promise<ControlServer> {
+  try {
+    unlinkSync(path); // a stale socket left by a dead process that had our pid
+  } catch {
+    // none
+  }
+  const server = createServer((socket) => {
+    let buffered = '';
+    socket.setEncoding('utf8');
+    socket.on('error', () => undefined);
+    socket.on('data', (chunk: string) => {
+      buffered += chunk;
+      const end = buffered.indexOf('\n');
+      if (end === -1) {
+        if (buffered.length > 4096) socket.destroy();
+        return;
+      }
+      const request = parseRequest(buffered.slice(0, end));
+      const reply = request === undefined ? Promise.resolve({ ok: false, error: 'unknown request' }) : handle(request);
+      reply
+        .catch((error: unknown) => ({ ok: false, error: String(error) }))
+        .then((response) => socket.end(`${JSON.stringify(response)}\n`));
+    });
+  });
+  await listenPrivately(server, path);
+  server.unref();
+  let removed = false;
+  const remove = (): void => {
+    if (removed) return;
+    removed = true;
+    try {
+      unlinkSync(path);
+    } catch {
+      // already gone
+    }
+  };
+  process.once('exit', remove);
+  return {
+    close: () => {
+      process.removeListener('exit', remove);
+      server.close();
+      remove();
+    },
+  };
+}
+
+/**
+ * Binds `path` with mode 0600 from the first instant: libuv binds synchronously inside
+ * `listen()`, so a umask set around that call alone decides the file's mode.
+ */
+function listenPrivately(server: Server, path: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.once('listening', () => {
+      server.removeListener('error', reject);
+      resolve();
+    });
+    const previous = process.umask(0o177);
+    try {
+      server.listen(path);
+    } finally {
+      process.umask(previous);
+    }
+  });
+}
+
+function parseRequest(line: string): ControlRequest | undefined {
+  try {
+    const value = JSON.parse(line) as { cmd?: unknown };
+    if (value.cmd === 'status' || value.cmd === 'upgrade') return { cmd: value.cmd };
+  } catch {
+    // not JSON
+  }
+  return undefined;
+}
+
+/** Sends one request and resolves with the parsed response. */
+export function sendControl(path: string, request: ControlRequest, timeoutMs: number): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(path);
+    let buffered = '';
+    const timer = setTimeout(() => socket.destroy(new Error(`no answer on the control socket within ${timeoutMs} ms`)), timeoutMs);
+    socket.setEncoding('utf8');
+    socket.on('connect', () => socket.write(`${JSON.stringify(request)}\n`));
+    socket.on('data', (chunk: string) => (buffered += chunk));
+    socket.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    socket.on('end', () => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(buffered) as Record<string, unknown>);
+      } catch {
+        reject(new Error('invalid answer on the control socket'));
+      }
+    });
+  });
+}

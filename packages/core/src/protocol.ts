@@ -1,0 +1,30 @@
+/**
+ * Names shared by the processes of one service: the environment variables a parent sets for
+ * its successor or worker, the key of supervised workers' IPC messages, and the one pattern
+ * a pid (or another positive count) must match wherever one is read from outside.
+ */
+
+/** Environment variables of the handoff and of supervision (LISTEN_* are systemd's: listen-fds.ts). */
+export const ENV = {
+  /** fd of the successor's readiness channel. */
+  readyFd: 'GRACE_RESTART_READY_FD',
+  /** Generation of the process being started. */
+  generation: 'GRACE_RESTART_GENERATION',
+  /** pid of the process that started this successor. */
+  parentPid: 'GRACE_RESTART_PARENT_PID',
+  /** pid of the `grace-restart run` supervisor of this worker. */
+  supervisor: 'GRACE_RESTART_SUPERVISOR',
+} as const;
+
+/** Supervised workers' IPC messages are `{ [WORKER_MESSAGE_KEY]: WorkerMessage }`. */
+export const WORKER_MESSAGE_KEY = 'grace-restart';
+
+/** A positive decimal integer without sign, spaces or leading zeros. */
+const POSITIVE_DECIMAL = /^[1-9][0-9]*$/;
+
+/** `text` as a positive safe integer (a pid, a generation), or undefined when it is not one. */
+export function parsePositiveInteger(text: string): number | undefined {
+  if (!POSITIVE_DECIMAL.test(text)) return undefined;
+  const value = Number(text);
+  return Number.isSafeInteger(value) ? value : undefined;
+}

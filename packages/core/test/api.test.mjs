@@ -169,3 +169,11 @@ test('pendingResponse names the response a socket is writing, and nothing once i
   await done;
   assert.equal(pendingResponse(req.socket), undefined, 'nothing pending once the response is finished');
 });
+
+test('a second createGrace() while the first is live throws GRACE_ERR_DUPLICATE; after close() a new one is allowed', async () => {
+  const first = createGrace(quiet);
+  assert.throws(() => createGrace(quiet), (error) => error instanceof GraceError && error.code === 'GRACE_ERR_DUPLICATE' && /already has a grace-restart instance/.test(error.message));
+  await first.close();
+  const second = createGrace(quiet);
+  await second.close();
+});

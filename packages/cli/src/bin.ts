@@ -35,6 +35,8 @@ const USAGE = `Usage:
       --shutdown-delay MS   keep serving this long after SIGTERM (default 0)
       --watch PATH          upgrade when PATH (e.g. a "current" symlink) changes target
       --watch-interval MS   how often --watch looks (default 1000)
+      --max-crashes N       worker crashes within a minute that stop the supervisor
+                            with exit code 1: a crash loop (default 5)
       --control-dir DIR     private directory of the control socket
       --log-level LEVEL     debug, info (default), warn, error, silent
   grace-restart upgrade [--pid-file PATH | --pid N] [--timeout MS] [--json] [--control-dir DIR]
@@ -111,6 +113,7 @@ async function run(argv: string[]): Promise<number> {
       'shutdown-delay': { type: 'string' },
       watch: { type: 'string' },
       'watch-interval': { type: 'string' },
+      'max-crashes': { type: 'string' },
       'control-dir': { type: 'string' },
       'log-level': { type: 'string' },
     },
@@ -127,6 +130,8 @@ async function run(argv: string[]): Promise<number> {
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
+  const maxCrashes = integer(values['max-crashes'], '--max-crashes', 5, 1_000_000);
+  if (maxCrashes < 1) throw new UsageError('--max-crashes must be at least 1');
   const startDir = startDirectory();
   if (!existsSync(scriptPath(command, startDir))) throw new UsageError(`cannot find the app to run: ${scriptPath(command, startDir)}`);
   const supervisor = new Supervisor({
@@ -140,6 +145,7 @@ async function run(argv: string[]): Promise<number> {
     pidFile: values['pid-file'],
     watch: values.watch,
     watchInterval: integer(values['watch-interval'], '--watch-interval', 1_000),
+    maxCrashes,
     logger,
   });
 

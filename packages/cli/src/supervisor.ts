@@ -36,6 +36,8 @@ export interface SupervisorOptions {
   /** Path (usually a symlink) whose target change triggers an upgrade. */
   watch: string | undefined;
   watchInterval: number;
+  /** Worker crashes within a minute that end the supervisor (a crash loop). Default {@link CRASH_LOOP_COUNT}. */
+  maxCrashes?: number;
   logger: Logger;
 }
 
@@ -302,7 +304,7 @@ export class Supervisor extends EventEmitter {
     const now = Date.now();
     this.#crashes = [...this.#crashes.filter((t) => now - t < CRASH_WINDOW_MS), now];
     this.#consecutiveCrashes = now - record.startedAt >= STABLE_AFTER_MS ? 1 : this.#consecutiveCrashes + 1;
-    if (this.#crashes.length >= CRASH_LOOP_COUNT) {
+    if (this.#crashes.length >= (this.#o.maxCrashes ?? CRASH_LOOP_COUNT)) {
       const message = `crash loop: workers crashed ${this.#crashes.length} times within ${CRASH_WINDOW_MS / 1000} s (last: worker ${record.pid}, ${signal ?? `exit code ${code}`}); giving up`;
       log.error({ workerPid: record.pid, code, signal, slot: record.slot }, message);
       void this.stop('crash-loop').then(() => this.emit('fatal', new SupervisorFatalError(message)));

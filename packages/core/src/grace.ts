@@ -411,6 +411,9 @@ export class Grace extends EventEmitter<GraceEvents> {
   #stopAgain(signal: NodeJS.Signals): void {
     if (this.#dispatch('stop-again') !== 'exit-now') return;
     this.#options.logger.warn({ signal }, 'second stop signal: exiting now');
+    // No drain, but no stale PID file either (it is removed only if it names this process).
+    const { pidFile } = this.#options;
+    if (pidFile !== undefined && !this.#supervision) removePidFile(pidFile);
     process.exit(signalExitCode(signal));
   }
 

@@ -38,7 +38,7 @@ async function successorFault(scope, { behaviour, env = {}, reason, message, bef
   await flows(load, 200, 'the old process to keep serving');
   const stats = await load.stop();
   scope.count(stats);
-  if (tolerateGap) scope.note(`${stats.failed} requests failed while the old process bound its address again`);
+  if (tolerateGap) checkRebindLosses(scope, stats, 10);
   else scope.check(stats.failed === 0, `${stats.failed} requests failed`);
   scope.check(isAlive(app.pid), 'the old process is gone');
   scope.check((await request({ port })).json.pid === app.pid, 'the old process does not serve');
@@ -51,6 +51,22 @@ async function successorFault(scope, { behaviour, env = {}, reason, message, bef
   const next = await upgradeOnce(app, app.pid);
   scope.check((await request({ port })).json.pid === next, 'the next good upgrade does not serve');
   await checkLeftovers(scope, [next]);
+}
+
+/**
+ * What a successor that dies after its ready report may cost, and no more: the requests in
+ * flight on it when it died (reset: at most one per client connection, plus as many again
+ * for connects still queued in its accept backlog) and the connects refused while the
+ * old process binds its address again, a gap of a few ms in which each of the load's loops
+ * retries at once (bounded at 200: 26 measured in the long form). Any other error fails.
+ * Issue #12 (the old process keeps its listening socket through the probation) removes both.
+ */
+function checkRebindLosses(scope, stats, connections) {
+  const { ECONNRESET = 0, ECONNREFUSED = 0, EPIPE = 0, ...other } = stats.errors;
+  scope.check(Object.keys(other).length === 0, `unexpected errors ${JSON.stringify(other)}`);
+  scope.check(ECONNRESET + EPIPE <= 2 * connections, `${ECONNRESET + EPIPE} resets: more than ${connections} connections could hold in flight or queued (${2 * connections})`);
+  scope.check(ECONNREFUSED <= 200, `${ECONNREFUSED} refused connects: more than a rebind gap explains (200)`);
+  scope.note(`${stats.failed} requests failed as allowed: ${ECONNRESET + EPIPE} in flight on the dead successor (≤ ${2 * connections}), ${ECONNREFUSED} refused while the old process bound its address again (≤ 200)`);
 }
 
 /**

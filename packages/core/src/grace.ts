@@ -439,7 +439,8 @@ export class Grace extends EventEmitter<GraceEvents> {
     const { logger: log, shutdownDelay, idleGrace, drainTimeout } = this.#options;
     await this.#upgrade?.promise.catch(() => undefined);
     await this.#relisten?.catch(() => undefined);
-    // Meanwhile the successor may have died before this drain began: we serve again.
+    if (reason === 'upgrade') await this.#probation();
+    // The successor may have died meanwhile: this process serves again (#serveAgain).
     if (this.#state !== 'handed-off' && this.#state !== 'stopping') return;
     this.emit('drain-start', { reason });
     if (reason === 'stop' && shutdownDelay > 0) {
@@ -447,8 +448,6 @@ export class Grace extends EventEmitter<GraceEvents> {
       await new Promise((resolve) => setTimeout(resolve, shutdownDelay));
     }
     const drainAbort = (this.#drainAbort = new AbortController());
-    const probationAbort = (this.#probationAbort = new AbortController());
-    if (this.#state === 'stopping') probationAbort.abort();
     this.#listeners.stopAccepting(reason === 'upgrade');
     const connections = this.#listeners.trackers.reduce((n, t) => n + t.connections.size, 0);
     this.#supervision?.notify({ type: 'drain-start', reason, connections });
@@ -463,12 +462,22 @@ export class Grace extends EventEmitter<GraceEvents> {
     log[level]({ ...result, reason }, result.forced > 0 ? `drain deadline reached: destroyed ${result.forced} connections` : 'drained');
     this.emit('drain-end', { ...result, reason });
     this.#supervision?.notify({ type: 'drain-end', reason, durationMs: result.durationMs, forced: result.forced });
-    // A new version that crashes right after its ready report (an error thrown on the next
-    // tick, say) must still find this process able to take the service back.
-    await abortableDelay(this.#successorReadyAt + SUCCESSOR_PROBATION_MS - Date.now(), probationAbort.signal);
-    if (drainAbort.signal.aborted) return;
     if (this.#dispatch('drain-done') === 'ignore') return;
     await this.#close(reason);
+  }
+
+  /**
+   * After a handoff, this process keeps serving — its listening socket open, accepting beside
+   * the successor — until the successor has been ready for SUCCESSOR_PROBATION_MS. A new
+   * version that crashes right after its ready report (an error thrown on the next tick, say)
+   * then finds this process still serving: no connect is refused, nothing has to be bound
+   * again. A stop ends the wait (there is nothing to take back), and so does the successor's
+   * death (#serveAgain).
+   */
+  async #probation(): Promise<void> {
+    const abort = (this.#probationAbort = new AbortController());
+    if (this.#state === 'stopping') return;
+    await abortableDelay(this.#successorReadyAt + SUCCESSOR_PROBATION_MS - Date.now(), abort.signal);
   }
 
   async #close(reason: DrainInfo['reason']): Promise<void> {

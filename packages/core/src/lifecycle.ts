@@ -18,7 +18,7 @@ export type LifecycleState =
   | 'ready'
   /** Serving, a successor is starting. */
   | 'upgrading'
-  /** The successor serves; this process drains and waits out the successor's probation. */
+  /** The successor serves; this process serves beside it through its probation, then drains. */
   | 'handed-off'
   /** Told to stop: draining, then exit. Never serves again. */
   | 'stopping'

@@ -7,8 +7,9 @@
 //   readyMs   - trigger -> the method's own readiness signal (PID file), when it has one
 //   goneMs    - trigger -> every pid that served before the trigger has exited
 //   gapMs     - longest pause without any successful answer around the upgrade
+//   newConnections - TCP connections the clients opened from this trigger to the next (or the end)
 import { Histogram } from './histogram.mjs';
-import { histogramBetween, longestGap, startLoad, throughputTimeline } from './load.mjs';
+import { connectsBetween, histogramBetween, longestGap, SLOT_MS, startLoad, throughputTimeline } from './load.mjs';
 import { isAlive, sleep, track } from './procs.mjs';
 
 const round = (x, digits = 1) => (x === undefined ? undefined : Math.round(x * 10 ** digits) / 10 ** digits);
@@ -130,10 +131,15 @@ function summarize({ stats, records, warmupMs, end, method, framework }) {
       goneMs: round(r.goneMs),
       triggerMs: round(r.triggerMs),
       gapMs: longestGap(stats.gaps, windows[i][0], windows[i][1]),
+      newConnections: connectsBetween(stats.slots, r.at, records[i + 1]?.at ?? end),
       error: r.error,
     })),
     landed: records.filter((r) => r.servingMs !== undefined && !r.error).length,
-    timeline: throughputTimeline(stats.slots, end, 250),
+    // Slot-sized buckets: the report picks its rate window from these without resampling.
+    timelineMs: SLOT_MS,
+    timeline: throughputTimeline(stats.slots, end, SLOT_MS),
+    connects: stats.connects,
+    steadyConnects: connectsBetween(stats.slots, warmupMs, firstTrigger),
     pidsSeen: stats.pids.size,
   };
 }

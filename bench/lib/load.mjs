@@ -186,10 +186,13 @@ export function throughputTimeline(slots, durationMs, bucketMs = 500) {
   return out;
 }
 
-/** TCP connections the clients established in [fromMs, toMs). */
+/**
+ * TCP connections the clients established in [fromMs, toMs), to the slot: a slot belongs to the
+ * window its start falls in, so back-to-back windows never count one slot twice.
+ */
 export function connectsBetween(slots, fromMs, toMs) {
   let n = 0;
-  const first = Math.max(0, Math.floor(fromMs / SLOT_MS));
+  const first = Math.max(0, Math.ceil(fromMs / SLOT_MS));
   const last = Math.min(slots.length, Math.ceil(toMs / SLOT_MS));
   for (let i = first; i < last; i++) n += slots[i]?.connects ?? 0;
   return n;

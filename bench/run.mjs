@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench [-- --quick] [--frameworks a,b] [--only overhead,upgrades,scaling]
+// npm run bench [-- --quick] [--frameworks a,b] [--only overhead,upgrades,scaling,proxies]
 //
 // Runs every scenario in one process, on one machine, in one go, so the ratios in the report
 // compare like with like. Writes bench/results/<date>[-quick].{json,md} (+ SVG charts) and
@@ -15,6 +15,7 @@ import { cleanupAll, installExitHandlers, onCleanup } from './lib/procs.mjs';
 import { targets } from './lib/report.mjs';
 import { writeResults } from './lib/write-results.mjs';
 import { runOverhead } from './scenarios/overhead.mjs';
+import { runProxies } from './scenarios/proxies.mjs';
 import { runScaling } from './scenarios/scaling.mjs';
 import { runUpgrades } from './scenarios/upgrades.mjs';
 
@@ -27,7 +28,7 @@ const { values } = parseArgs({
   },
 });
 if (values.help) {
-  console.log('usage: node bench/run.mjs [--quick] [--frameworks express,fastify,koa,node] [--only overhead,upgrades,scaling]\n       node bench/report.mjs bench/results/<file>.json   (redraw the report and charts of a past run)');
+  console.log('usage: node bench/run.mjs [--quick] [--frameworks express,fastify,koa,node] [--only overhead,upgrades,scaling,proxies]\n       node bench/report.mjs bench/results/<file>.json   (redraw the report and charts of a past run)');
   process.exit(0);
 }
 const resultsDir = join(ROOT, 'bench', 'results');
@@ -76,7 +77,7 @@ if (values.frameworks) {
   settings.frameworks = wanted;
   settings.overheadFrameworks = wanted;
 }
-const only = new Set((values.only ?? 'overhead,upgrades,scaling').split(','));
+const only = new Set((values.only ?? 'overhead,upgrades,scaling,proxies').split(','));
 
 installExitHandlers();
 const dir = mkdtempSync(join(tmpdir(), 'grace-restart-bench-'));
@@ -125,6 +126,10 @@ try {
   if (only.has('scaling')) {
     log('scaling (handoff and drain vs connections and listeners)');
     run.scaling = await phase('scaling', () => runScaling({ dir, connectionCounts: settings.connectionCounts, listenerCounts: settings.listenerCounts, upgrades: settings.scalingUpgrades, log }));
+  }
+  if (only.has('proxies')) {
+    log(`topologies: direct, behind nginx, behind HAProxy (fastify; ${settings.upgrades} upgrades per method)`);
+    run.proxies = await phase('proxies', () => runProxies({ ...settings, framework: 'fastify', dir, log }));
   }
 } finally {
   cleanupAll();

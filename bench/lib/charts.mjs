@@ -79,7 +79,6 @@ export function failuresSpec(framework, rows, upgrades) {
         },
       },
     ],
-    resolve: { scale: { color: 'independent' } },
   };
 }
 
@@ -130,5 +129,44 @@ export function scalingSpec(byConnections) {
       { data: { values: medians.filter((m) => m.what.startsWith('handoff')) }, mark: { type: 'text', dy: -12, fontSize: 11 }, encoding: { x, y: { field: 'ms', type: 'quantitative' }, text: { field: 'label' }, color } },
       { data: { values: medians.filter((m) => m.what.startsWith('drain')) }, mark: { type: 'text', align: 'left', dx: 7, dy: 13, fontSize: 11 }, encoding: { x, y: { field: 'ms', type: 'quantitative' }, text: { field: 'label' }, color } },
     ],
+  };
+}
+
+/**
+ * Failed requests as the client in front of the proxy saw them, one panel per topology; the text
+ * beside each bar adds what the proxy's log shows (upstream errors it hid by retrying).
+ */
+export function proxiesSpec(rows, upgrades) {
+  const topologies = [...new Set(rows.map((r) => r.topology))];
+  const labels = [...new Set(rows.map((r) => r.label))];
+  const kinds = Object.keys(FAILURE_COLORS).filter((k) => rows.some((r) => r.failures[k] > 0));
+  const proxyNote = (r) => (r.proxy ? ` · proxy log: ${r.proxy.upstreamErrors.toLocaleString('en-US')} upstream errors, ${r.proxy.retried.toLocaleString('en-US')} retried` : '');
+  const values = rows.flatMap((r) => [
+    ...kinds.map((k) => ({ topology: r.topology, method: r.label, row: 'bar', kind: k, n: r.failures[k] })),
+    { topology: r.topology, method: r.label, row: 'text', n: r.failed, text: `${r.failed.toLocaleString('en-US')} failed${proxyNote(r)}`, zero: r.failed === 0 },
+  ]);
+  const y = { field: 'method', type: 'nominal', sort: labels, title: null, axis: { labelLimit: 0, labelFontSize: 12 } };
+  const x = { field: 'n', type: 'quantitative', title: 'failed requests, as the client saw them', axis: { labelExpr: KILO_LABELS } };
+  return {
+    title: { text: `Failed requests over ${upgrades} upgrades: direct, behind nginx, behind HAProxy`, subtitle: 'fastify; counted by the client in front of the proxy (no retries); the proxy\'s own log in the label' },
+    data: { values },
+    facet: { row: { field: 'topology', type: 'nominal', sort: topologies, title: null, header: { labelAngle: 0, labelOrient: 'top', labelAnchor: 'start', labelFontWeight: 'bold', labelFontSize: 13 } } },
+    spacing: 16,
+    spec: {
+      width: WIDTH - 420,
+      height: { step: 26 },
+      layer: [
+        {
+          transform: [{ filter: "datum.row === 'bar'" }],
+          mark: { type: 'bar', height: { band: 0.7 } },
+          encoding: { y, x: { ...x, aggregate: 'sum' }, color: { field: 'kind', type: 'nominal', title: 'kind', scale: { domain: kinds, range: kinds.map((k) => FAILURE_COLORS[k]) }, legend: { orient: 'bottom', direction: 'horizontal' } }, order: { field: 'kind' } },
+        },
+        {
+          transform: [{ filter: "datum.row === 'text'" }],
+          mark: { type: 'text', align: 'left', dx: 4, fontSize: 12 },
+          encoding: { y, x, text: { field: 'text' }, color: { condition: { test: 'datum.zero', value: ZERO_COLOR }, value: '#111' } },
+        },
+      ],
+    },
   };
 }

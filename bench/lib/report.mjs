@@ -2,6 +2,7 @@
 // (bench/lib/write-results.mjs renders them to SVG).
 import { connectionsSpec, failuresSpec, hasConnectionCounts, scalingSpec, throughputSpec } from './charts.mjs';
 import { judge, noiseFloor } from './noise-floor.mjs';
+import { proxiesSection } from './report-proxies.mjs';
 import { verdict } from './verdict.mjs';
 
 const n = (v, digits = 0) => (v === undefined || v === null || Number.isNaN(v) ? '–' : Number(v).toFixed(digits));
@@ -102,6 +103,10 @@ export function renderReport(run, { svgPrefix, links = [] }) {
       if (charts[`connections-${framework}`]) md.push(`![${framework}: new TCP connections per upgrade per method](${svgPrefix}connections-${framework}.svg)`, '');
     }
   }
+
+  const proxies = proxiesSection(run, svgPrefix);
+  md.push(...proxies.md);
+  Object.assign(charts, proxies.charts);
 
   if (run.overhead?.length) {
     md.push('## Steady-state overhead');

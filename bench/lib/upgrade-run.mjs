@@ -33,7 +33,8 @@ async function watchUpgrade(load, handle, oldPids, at, deadlineMs) {
 }
 
 /**
- * Options: method (from METHODS), framework, port, dir, upgrades, intervalMs, connections,
+ * Options: method (from METHODS), framework, port, loadPort (where the clients connect when a
+ * proxy stands in front of the app; default `port`), dir, upgrades, intervalMs, connections,
  * warmupMs (excluded from stats), steadyMs (baseline before the first trigger), tailMs (after the
  * last trigger), timeout (per request), onProgress(snapshot) every 250 ms, onUpgrade(record).
  */
@@ -44,7 +45,7 @@ export async function runUpgradesUnderLoad(opts) {
   const records = [];
   let progressTimer;
   try {
-    load = startLoad({ port, connections, timeout, onNewPid: (pid) => track(pid) });
+    load = startLoad({ port: opts.loadPort ?? port, connections, timeout, onNewPid: (pid) => track(pid) });
     const snapshot = () => ({ ...load.state, failures: { ...load.failures }, upgradesDone: records.filter((r) => r.servingMs !== undefined).length, upgrades, elapsedMs: load.now() });
     if (opts.onProgress) progressTimer = setInterval(() => opts.onProgress(snapshot()), 250);
     await sleep(warmupMs + steadyMs);

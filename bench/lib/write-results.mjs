@@ -2,19 +2,33 @@
 // run). Shared by bench/run.mjs (after a run) and bench/report.mjs (from a committed JSON), so a
 // report can be redrawn without re-running the benchmark.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderReport } from './report.mjs';
 import { renderSvg } from './vega-render.mjs';
 
-/** Long-form reports the summary links to: the newest fault-suite table and the lifecycle driver's. */
-function longFormLinks(resultsDir) {
-  const faults = readdirSync(resultsDir).filter((f) => /^faults-.*-long\.md$/.test(f)).sort().at(-1);
+/**
+ * Reports the summary links to: the newest fault-suite table, the lifecycle driver's, and — when
+ * this run did not go through the proxies — the newest run that did.
+ */
+function longFormLinks(resultsDir, run) {
+  const files = readdirSync(resultsDir).sort();
+  const faults = files.filter((f) => /^faults-.*-long\.md$/.test(f)).at(-1);
+  const proxies = run.proxies ? undefined : files.filter((f) => /^\d{4}-\d{2}-\d{2}.*\.json$/.test(f) && hasProxies(join(resultsDir, f))).at(-1);
   return [
     ...(faults ? [{ text: 'fault suite, long form', href: faults }] : []),
     // Written by the lifecycle driver; linked even before its first run, so the place is known.
     { text: 'lifecycle driver, long form', href: 'lifecycle-long.md' },
+    ...(proxies ? [{ text: 'behind nginx and HAProxy', href: `${proxies.replace(/\.json$/, '.md')}#behind-a-proxy-direct-nginx-haproxy` }] : []),
   ];
+}
+
+function hasProxies(file) {
+  try {
+    return Array.isArray(JSON.parse(readFileSync(file, 'utf8')).proxies);
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -24,7 +38,7 @@ function longFormLinks(resultsDir) {
  */
 export async function writeResults(run, base, resultsDir, { writeJson = true, pngDir } = {}) {
   mkdirSync(resultsDir, { recursive: true });
-  const { markdown, charts } = renderReport(run, { svgPrefix: `${base}-`, links: longFormLinks(resultsDir) });
+  const { markdown, charts } = renderReport(run, { svgPrefix: `${base}-`, links: longFormLinks(resultsDir, run) });
   const written = [];
   for (const [name, spec] of Object.entries(charts)) {
     const svgPath = join(resultsDir, `${base}-${name}.svg`);

@@ -53,6 +53,9 @@ export function failuresSpec(framework, rows, upgrades) {
   const bars = rows.flatMap((r) => kinds.map((k) => ({ method: r.label, kind: k, n: r.failures[k] })));
   const totals = rows.map((r) => ({ method: r.label, n: r.failed, text: r.failed.toLocaleString('en-US'), zero: r.failed === 0 }));
   const y = { field: 'method', type: 'nominal', sort: labels, title: null, axis: { labelLimit: 0, labelFontSize: 12 } };
+  // All zero (a run of grace-restart alone): keep a 0..10 axis rather than one collapsed on 0.
+  const allZero = rows.every((r) => r.failed === 0);
+  const x = { field: 'n', type: 'quantitative', aggregate: 'sum', title: 'failed requests', axis: { labelExpr: KILO_LABELS }, ...(allZero ? { scale: { domain: [0, 10] } } : {}) };
   return {
     title: { text: `${framework}: failed requests over ${upgrades} upgrades, per method`, subtitle: 'as the clients saw them, no retries; refused = port closed, reset = open connection closed under a request' },
     width: WIDTH - 300,
@@ -63,8 +66,8 @@ export function failuresSpec(framework, rows, upgrades) {
         mark: { type: 'bar', height: { band: 0.7 } },
         encoding: {
           y,
-          x: { field: 'n', type: 'quantitative', aggregate: 'sum', title: 'failed requests', axis: { labelExpr: KILO_LABELS } },
-          color: { field: 'kind', type: 'nominal', title: 'kind', scale: { domain: kinds, range: kinds.map((k) => FAILURE_COLORS[k]) }, legend: { orient: 'bottom', direction: 'horizontal' } },
+          x,
+          color: { field: 'kind', type: 'nominal', title: 'kind', scale: { domain: kinds, range: kinds.map((k) => FAILURE_COLORS[k]) }, legend: kinds.length ? { orient: 'bottom', direction: 'horizontal' } : null },
           order: { field: 'kind', sort: 'ascending' },
         },
       },
@@ -73,7 +76,7 @@ export function failuresSpec(framework, rows, upgrades) {
         mark: { type: 'text', align: 'left', dx: 4, fontSize: 12 },
         encoding: {
           y,
-          x: { field: 'n', type: 'quantitative' },
+          x: { field: 'n', type: 'quantitative', ...(allZero ? { scale: { domain: [0, 10] } } : {}) },
           text: { field: 'text' },
           color: { condition: { test: 'datum.zero', value: ZERO_COLOR }, value: '#111' },
         },

@@ -70,7 +70,12 @@ const FRAMEWORK_NAMES = { node: 'node:http' };
 /** "2.4 % fewer req/s on fastify, 4.4 % on node:http (beyond the A/A noise floor of ±0.7 %); none measurable on express, koa". */
 function overheadPhrase(rows, floor) {
   const name = (o) => FRAMEWORK_NAMES[o.framework] ?? o.framework;
-  if (!floor) return `${range(rows.map((o) => o.overheadPct), (v) => v.toFixed(1))} % fewer req/s in steady state (no A/A control in this run, so no noise floor)`;
+  if (!floor) {
+    const signed = (v) => (v < 0 ? `−${(-v).toFixed(1)}` : v.toFixed(1));
+    const pcts = rows.map((o) => o.overheadPct);
+    const span = pcts.length > 1 ? `between ${signed(Math.min(...pcts))} % and ${signed(Math.max(...pcts))} %` : `${signed(pcts[0])} %`;
+    return `steady-state req/s overhead ${span} — not judged: this run has no A/A control, so no noise floor`;
+  }
   const real = rows.filter((o) => judge(o.overheadPct, floor.rpsPct) === 'real');
   const not = rows.filter((o) => !real.includes(o));
   const floorText = `the A/A noise floor of ±${floor.rpsPct.toFixed(1)} %`;

@@ -86,7 +86,7 @@ export function failuresSpec(framework, rows, upgrades) {
 }
 
 /** New TCP connections per upgrade (median), per method: churn beside the failures. */
-export function connectionsSpec(framework, rows) {
+export function connectionsSpec(framework, rows, clients) {
   const labels = rows.map((r) => r.label);
   const median = (xs) => xs.sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
   const values = rows.map((r) => {
@@ -95,7 +95,7 @@ export function connectionsSpec(framework, rows) {
   });
   const y = { field: 'method', type: 'nominal', sort: labels, title: null, axis: { labelLimit: 0, labelFontSize: 12 } };
   return {
-    title: { text: `${framework}: new TCP connections per upgrade, per method`, subtitle: `median over the upgrades, from each trigger to the next; ${rows[0].connections ?? 50} keep-alive clients, so ${rows[0].connections ?? 50} = every client reconnected once. In brackets: opened before the first trigger` },
+    title: { text: `${framework}: new TCP connections per upgrade, per method`, subtitle: `median over the upgrades, from each trigger to the next; ${clients} keep-alive clients, so ${clients} = every client reconnected once. In brackets: opened before the first trigger` },
     data: { values },
     width: WIDTH - 340,
     height: { step: 26 },

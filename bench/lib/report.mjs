@@ -93,7 +93,7 @@ export function renderReport(run, { svgPrefix, links = [] }) {
       if (rows.length === 0) continue;
       charts[`throughput-${framework}`] = throughputSpec(framework, rows);
       charts[`failures-${framework}`] = failuresSpec(framework, rows, run.settings.upgrades);
-      if (hasConnectionCounts(rows)) charts[`connections-${framework}`] = connectionsSpec(framework, rows);
+      if (hasConnectionCounts(rows)) charts[`connections-${framework}`] = connectionsSpec(framework, rows, run.settings.connections);
       md.push(`### ${framework}`);
       md.push('');
       md.push(`![${framework}: throughput during upgrades, one row per method](${svgPrefix}throughput-${framework}.svg)`);

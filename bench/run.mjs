@@ -37,7 +37,7 @@ const quick = values.quick;
 const ALL_METHODS = ['grace', 'supervisor-1', 'supervisor-2', 'restart', 'graceful', 'pm2-1', 'pm2-2'];
 const settings = quick
   ? {
-      // ~2 minutes: every method on Fastify, grace-restart alone on the others.
+      // ~5 minutes: every method on Fastify, grace-restart alone on the others (+ the proxies).
       frameworks: ['fastify', 'express', 'koa'],
       methods: (fw) => (fw === 'fastify' ? ALL_METHODS : ['grace']),
       upgrades: 3,
@@ -54,7 +54,7 @@ const settings = quick
       scalingUpgrades: 1,
     }
   : {
-      // ~8 minutes: every method on every framework.
+      // ~11 minutes: every method on every framework (+ the proxies).
       frameworks: ['express', 'fastify', 'koa'],
       methods: () => ALL_METHODS,
       upgrades: 5,

@@ -1,18 +1,21 @@
 #!/usr/bin/env node
-// npm run bench [-- --quick] [--frameworks a,b] [--only overhead,upgrades,scaling]
+// npm run bench [-- --quick] [--frameworks a,b] [--only overhead,upgrades,scaling,proxies]
 //
 // Runs every scenario in one process, on one machine, in one go, so the ratios in the report
 // compare like with like. Writes bench/results/<date>[-quick].{json,md} (+ SVG charts) and
-// copies the markdown to bench/results/latest.md.
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// copies the markdown to bench/results/latest.md. `node bench/report.mjs <json>` redraws the
+// report of a past run.
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
 import { FRAMEWORKS, ROOT } from './lib/apps.mjs';
 import { cleanupAll, installExitHandlers, onCleanup } from './lib/procs.mjs';
-import { renderReport, targets } from './lib/report.mjs';
+import { targets } from './lib/report.mjs';
+import { writeResults } from './lib/write-results.mjs';
 import { runOverhead } from './scenarios/overhead.mjs';
+import { runProxies } from './scenarios/proxies.mjs';
 import { runScaling } from './scenarios/scaling.mjs';
 import { runUpgrades } from './scenarios/upgrades.mjs';
 
@@ -21,39 +24,20 @@ const { values } = parseArgs({
     quick: { type: 'boolean', default: false },
     frameworks: { type: 'string' },
     only: { type: 'string' },
-    render: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (values.help) {
-  console.log('usage: node bench/run.mjs [--quick] [--frameworks express,fastify,koa,node] [--only overhead,upgrades,scaling]\n       node bench/run.mjs --render bench/results/<file>.json   (re-render the report and charts)');
+  console.log('usage: node bench/run.mjs [--quick] [--frameworks express,fastify,koa,node] [--only overhead,upgrades,scaling,proxies]\n       node bench/report.mjs bench/results/<file>.json   (redraw the report and charts of a past run)');
   process.exit(0);
 }
 const resultsDir = join(ROOT, 'bench', 'results');
-
-/** Writes <base>.md, <base>.json, the SVGs and latest.md; returns the number of charts. */
-function writeResults(run, base) {
-  mkdirSync(resultsDir, { recursive: true });
-  const { markdown, svgs } = renderReport(run, { svgPrefix: `${base}-` });
-  for (const [name, svg] of Object.entries(svgs)) writeFileSync(join(resultsDir, `${base}-${name}.svg`), svg);
-  writeFileSync(join(resultsDir, `${base}.json`), `${JSON.stringify(run, null, 1)}\n`);
-  writeFileSync(join(resultsDir, `${base}.md`), markdown);
-  copyFileSync(join(resultsDir, `${base}.md`), join(resultsDir, 'latest.md'));
-  return Object.keys(svgs).length;
-}
-
-if (values.render) {
-  const run = JSON.parse(readFileSync(values.render, 'utf8'));
-  const charts = writeResults(run, basename(values.render, '.json'));
-  console.log(`re-rendered ${values.render}: ${charts} charts, bench/results/latest.md`);
-  process.exit(0);
-}
 
 const quick = values.quick;
 const ALL_METHODS = ['grace', 'supervisor-1', 'supervisor-2', 'restart', 'graceful', 'pm2-1', 'pm2-2'];
 const settings = quick
   ? {
-      // ~2 minutes: every method on Fastify, grace-restart alone on the others.
+      // ~5 minutes: every method on Fastify, grace-restart alone on the others (+ the proxies).
       frameworks: ['fastify', 'express', 'koa'],
       methods: (fw) => (fw === 'fastify' ? ALL_METHODS : ['grace']),
       upgrades: 3,
@@ -70,7 +54,7 @@ const settings = quick
       scalingUpgrades: 1,
     }
   : {
-      // ~8 minutes: every method on every framework.
+      // ~11 minutes: every method on every framework (+ the proxies).
       frameworks: ['express', 'fastify', 'koa'],
       methods: () => ALL_METHODS,
       upgrades: 5,
@@ -93,7 +77,7 @@ if (values.frameworks) {
   settings.frameworks = wanted;
   settings.overheadFrameworks = wanted;
 }
-const only = new Set((values.only ?? 'overhead,upgrades,scaling').split(','));
+const only = new Set((values.only ?? 'overhead,upgrades,scaling,proxies').split(','));
 
 installExitHandlers();
 const dir = mkdtempSync(join(tmpdir(), 'grace-restart-bench-'));
@@ -143,6 +127,10 @@ try {
     log('scaling (handoff and drain vs connections and listeners)');
     run.scaling = await phase('scaling', () => runScaling({ dir, connectionCounts: settings.connectionCounts, listenerCounts: settings.listenerCounts, upgrades: settings.scalingUpgrades, log }));
   }
+  if (only.has('proxies')) {
+    log(`topologies: direct, behind nginx, behind HAProxy (fastify; ${settings.upgrades} upgrades per method)`);
+    run.proxies = await phase('proxies', () => runProxies({ ...settings, framework: 'fastify', dir, log }));
+  }
 } finally {
   cleanupAll();
 }
@@ -150,7 +138,7 @@ run.durationS = (Date.now() - started) / 1000;
 run.machine.loadAverage = { before: Math.round(loadBefore * 100) / 100, after: Math.round(loadavg()[0] * 100) / 100 };
 
 const base = `${date}${quick ? '-quick' : ''}`;
-const charts = writeResults(run, base);
+const charts = (await writeResults(run, base, resultsDir)).filter((p) => p.endsWith('.svg')).length;
 
 const t = targets(run);
 log(`\ntargets: ${t.filter((x) => x.pass).length}/${t.length} met`);

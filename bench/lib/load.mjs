@@ -9,6 +9,8 @@
 // histogram, so a report can compute throughput over time and percentiles for any window (steady
 // state vs. during upgrades) after the fact. It also remembers which server pid answered, first
 // and last, so a scenario can tell when a new version started serving and when an old one stopped.
+// And it counts the TCP connections the clients had to open (per slot): on keep-alive load that
+// is ~0 in steady state, so every new connection during an upgrade is churn the restart caused.
 import http from 'node:http';
 import { Histogram } from './histogram.mjs';
 
@@ -47,12 +49,12 @@ export function startLoad({ host = '127.0.0.1', port, ports, path = '/', connect
   const otherCodes = {};
   const gaps = []; // { at, ms }: no successful answer from `at` for `ms`
   const pids = new Map(); // pid -> { first, last, count, generation } (times in ms since start)
-  const state = { ok: 0, failed: 0, lastOkAt: 0, inflight: 0, lastPid: undefined, lastGeneration: undefined };
+  const state = { ok: 0, failed: 0, connects: 0, lastOkAt: 0, inflight: 0, lastPid: undefined, lastGeneration: undefined };
   let running = true;
 
   const slotAt = (ms) => {
     const i = Math.floor(ms / SLOT_MS);
-    return (slots[i] ??= { ok: 0, failed: 0, hist: new Histogram() });
+    return (slots[i] ??= { ok: 0, failed: 0, connects: 0, hist: new Histogram() });
   };
   const fail = (kind, detail) => {
     const now = performance.now() - t0;
@@ -60,6 +62,15 @@ export function startLoad({ host = '127.0.0.1', port, ports, path = '/', connect
     failures[kind] += 1;
     if (kind === 'other') otherCodes[detail] = (otherCodes[detail] ?? 0) + 1;
     slotAt(now).failed += 1;
+  };
+  // A socket the agent just created is still connecting; a reused keep-alive one is not. Only
+  // established connections count: a refused connect is already a failure of its own.
+  const countConnect = (socket) => {
+    if (!socket.connecting) return;
+    socket.once('connect', () => {
+      state.connects += 1;
+      slotAt(performance.now() - t0).connects += 1;
+    });
   };
   const succeed = (began, body) => {
     const now = performance.now() - t0;
@@ -107,6 +118,7 @@ export function startLoad({ host = '127.0.0.1', port, ports, path = '/', connect
         res.on('error', (err) => finish(() => fail(classify(err), err.code ?? err.message)));
         res.on('aborted', () => finish(() => fail('reset', 'aborted')));
       });
+      req.on('socket', countConnect);
       req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
       req.on('error', (err) => finish(() => fail(classify(err), err.code ?? err.message)));
       req.end();
@@ -138,7 +150,7 @@ export function startLoad({ host = '127.0.0.1', port, ports, path = '/', connect
       await Promise.all(loops);
       for (const agent of agents) agent.destroy();
       const endMs = performance.now() - t0;
-      return { startedAt, durationMs: endMs, ok: state.ok, failed: state.failed, failures: { ...failures }, otherCodes, slots, pids, gaps };
+      return { startedAt, durationMs: endMs, ok: state.ok, failed: state.failed, connects: state.connects, failures: { ...failures }, otherCodes, slots, pids, gaps };
     },
   };
 }
@@ -152,20 +164,38 @@ export function histogramBetween(slots, fromMs, toMs) {
   return h;
 }
 
-/** Successful answers per second, bucketed by `bucketMs`: [{ t (s), rps, failed }]. */
+/**
+ * Successful answers per second, bucketed by `bucketMs` (a whole number of slots, so every
+ * bucket covers the same slots and none is skipped): [{ t (s, bucket start), rps, failed, connects }].
+ */
 export function throughputTimeline(slots, durationMs, bucketMs = 500) {
+  if (bucketMs % SLOT_MS !== 0) throw new Error(`bucketMs must be a multiple of ${SLOT_MS}`);
   const per = bucketMs / SLOT_MS;
   const out = [];
   for (let b = 0; b * bucketMs < durationMs; b++) {
     let ok = 0;
     let failed = 0;
+    let connects = 0;
     for (let i = b * per; i < (b + 1) * per; i++) {
       ok += slots[i]?.ok ?? 0;
       failed += slots[i]?.failed ?? 0;
+      connects += slots[i]?.connects ?? 0;
     }
-    out.push({ t: (b * bucketMs) / 1000, rps: Math.round((ok * 1000) / bucketMs), failed });
+    out.push({ t: (b * bucketMs) / 1000, rps: Math.round((ok * 1000) / bucketMs), failed, connects });
   }
   return out;
+}
+
+/**
+ * TCP connections the clients established in [fromMs, toMs), to the slot: a slot belongs to the
+ * window its start falls in, so back-to-back windows never count one slot twice.
+ */
+export function connectsBetween(slots, fromMs, toMs) {
+  let n = 0;
+  const first = Math.max(0, Math.ceil(fromMs / SLOT_MS));
+  const last = Math.min(slots.length, Math.ceil(toMs / SLOT_MS));
+  for (let i = first; i < last; i++) n += slots[i]?.connects ?? 0;
+  return n;
 }
 
 /** Longest pause without a successful answer that began inside [fromMs, toMs) (ms). */

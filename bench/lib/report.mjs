@@ -1,5 +1,9 @@
-// Turns a bench run's JSON into the markdown report and its SVG charts.
-import { barChart, lineChart } from './svg.mjs';
+// Turns a bench run's JSON into the markdown report and the Vega-Lite specs of its charts
+// (bench/lib/write-results.mjs renders them to SVG).
+import { connectionsSpec, failuresSpec, hasConnectionCounts, scalingSpec, throughputSpec } from './charts.mjs';
+import { judge, noiseFloor } from './noise-floor.mjs';
+import { proxiesSection } from './report-proxies.mjs';
+import { verdict } from './verdict.mjs';
 
 const n = (v, digits = 0) => (v === undefined || v === null || Number.isNaN(v) ? '–' : Number(v).toFixed(digits));
 const ms = (v) => (v === undefined ? '–' : `${n(v)} ms`);
@@ -36,13 +40,19 @@ export function targets(run) {
 
 const kinds = (f = {}) => Object.entries(f).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(', ') || '0';
 
-/** Returns { markdown, svgs: { name: svgText } }; `svgPrefix` is how the .md links to the files. */
-export function renderReport(run, { svgPrefix }) {
-  const svgs = {};
+/**
+ * Returns { markdown, charts: { name: vegaLiteSpec } }; `svgPrefix` is how the .md links to the
+ * chart files, `links` ({ text, href }) the long-form reports listed under the verdict.
+ */
+export function renderReport(run, { svgPrefix, links = [] }) {
+  const charts = {};
   const md = [];
   const t = targets(run);
   md.push(`# grace-restart benchmark — ${run.date}${run.quick ? ' (quick)' : ''}`);
   md.push('');
+  const lines = verdict(run);
+  if (lines.length) md.push('**In short**', '', ...lines, '');
+  if (links.length) md.push(`More: ${links.map((l) => `[${l.text}](${l.href})`).join(' · ')}`, '');
   md.push(`Machine: ${run.machine.cpus}× ${run.machine.cpuModel}, ${run.machine.memGb} GB, Node ${run.machine.node}, ${run.machine.platform}. Run took ${n(run.durationS)} s (${Object.entries(run.phaseSeconds ?? {}).map(([k, v]) => `${k} ${v} s`).join(', ')}). Load average before/after: ${run.machine.loadAverage?.before ?? '–'} / ${run.machine.loadAverage?.after ?? '–'}${(run.machine.loadAverage?.before ?? 0) > 0.5 ? ' — **the machine was busy with other work: absolute numbers and ratios are noisier than usual**' : ''}.`);
   md.push(`Load: ${run.settings.connections} keep-alive connections on 127.0.0.1, no retries; ${run.settings.upgrades} upgrades ${run.settings.intervalMs / 1000} s apart per method; every request counted as the client saw it. Load generator and server share the same ${run.machine.cpus} cores.`);
   // Free-form caveats added to the JSON by hand (e.g. the code changed during the run).
@@ -63,60 +73,46 @@ export function renderReport(run, { svgPrefix }) {
     md.push('');
     md.push('Failed requests are split by kind: *refused* (connect refused: nobody listening), *reset* (connection reset / socket hang up with a request outstanding), *timeout* (no answer within the request timeout), *non2xx*. "Serving" is the time from the trigger to the first answer from a new process; "old gone" to the exit of every process that served before; "gap" the longest stretch without any successful answer (medians / max over the upgrades).');
     md.push('');
-    md.push('| framework | method | failed | by kind | req/s | p99 steady → during (ms) | serving (median) | old gone (median) | max gap | landed |');
-    md.push('|---|---|---:|---|---:|---|---:|---:|---:|---:|');
+    const churn = hasConnectionCounts(run.upgrades);
+    if (churn) md.push('"New conns" is the number of TCP connections the clients had to open per upgrade (median, from each trigger to the next): with keep-alive load every one of them is a connection the restart closed.', '');
+    md.push(`| framework | method | failed | by kind | req/s | p99 steady → during (ms) | serving (median) | old gone (median) | max gap |${churn ? ' new conns / upgrade |' : ''} landed |`);
+    md.push(`|---|---|---:|---|---:|---|---:|---:|---:|${churn ? '---:|' : ''}---:|`);
     for (const r of run.upgrades) {
       if (r.skipped || r.error) {
-        md.push(`| ${r.framework} | ${r.label} | – | ${r.skipped ?? `error: ${r.error}`} | | | | | | |`);
+        md.push(`| ${r.framework} | ${r.label} | – | ${r.skipped ?? `error: ${r.error}`} | | | | | |${churn ? ' |' : ''} |`);
         continue;
       }
       const u = r.upgrades;
-      md.push(`| ${r.framework} | ${r.label} | ${r.failed === 0 ? '**0**' : r.failed} | ${kinds(r.failures)} | ${r.rps} | ${n(r.steady.p99, 1)} → ${n(r.during.p99, 1)} | ${ms(median(u.map((x) => x.servingMs)))} | ${ms(median(u.map((x) => x.goneMs)))} | ${ms(max(u.map((x) => x.gapMs)))} | ${r.landed}/${u.length} |`);
+      const conns = churn ? ` ${n(median(u.map((x) => x.newConnections)))} |` : '';
+      md.push(`| ${r.framework} | ${r.label} | ${r.failed === 0 ? '**0**' : r.failed} | ${kinds(r.failures)} | ${r.rps} | ${n(r.steady.p99, 1)} → ${n(r.during.p99, 1)} | ${ms(median(u.map((x) => x.servingMs)))} | ${ms(median(u.map((x) => x.goneMs)))} | ${ms(max(u.map((x) => x.gapMs)))} |${conns} ${r.landed}/${u.length} |`);
     }
     md.push('');
+    if (!churn) md.push('New TCP connections per upgrade are not charted: this run predates the load generator\'s connection counter (`bench/lib/load.mjs`); the next run records them.', '');
     for (const framework of [...new Set(run.upgrades.map((r) => r.framework))]) {
       const rows = run.upgrades.filter((r) => r.framework === framework && r.timeline);
       if (rows.length === 0) continue;
-      const name = `throughput-${framework}`;
-      svgs[name] = lineChart({
-        title: `${framework}: successful answers per second during upgrades (dashed: triggers)`,
-        xLabel: 'seconds since load start',
-        yLabel: 'req/s',
-        series: rows.map((r) => ({ name: r.label, points: r.timeline.map((p) => [p.t, p.rps]), markers: r.upgrades.map((x) => x.atMs / 1000) })),
-      });
-      // Refused connects are listed apart (as in the anchors): their count depends on how fast a
-      // client reconnects, and they would dwarf the requests lost on open connections.
-      svgs[`failures-${framework}`] = barChart({
-        title: `${framework}: requests lost on open connections over ${run.settings.upgrades} upgrades (reset + timeout + non-2xx)`,
-        bars: rows.map((r) => ({ label: `${r.label}${r.failures.refused ? ` (+${r.failures.refused} refused)` : ''}`, value: r.failed - r.failures.refused, color: r.failed === 0 ? '#16a34a' : '#dc2626' })),
-      });
+      charts[`throughput-${framework}`] = throughputSpec(framework, rows);
+      charts[`failures-${framework}`] = failuresSpec(framework, rows, run.settings.upgrades);
+      if (hasConnectionCounts(rows)) charts[`connections-${framework}`] = connectionsSpec(framework, rows, run.settings.connections);
       md.push(`### ${framework}`);
       md.push('');
-      md.push(`![${framework} throughput](${svgPrefix}${name}.svg)`);
+      md.push(`![${framework}: throughput during upgrades, one row per method](${svgPrefix}throughput-${framework}.svg)`);
       md.push('');
-      md.push(`![${framework} failed requests](${svgPrefix}failures-${framework}.svg)`);
+      md.push(`![${framework}: failed requests per method](${svgPrefix}failures-${framework}.svg)`);
       md.push('');
+      if (charts[`connections-${framework}`]) md.push(`![${framework}: new TCP connections per upgrade per method](${svgPrefix}connections-${framework}.svg)`, '');
     }
   }
+
+  const proxies = proxiesSection(run, svgPrefix);
+  md.push(...proxies.md);
+  Object.assign(charts, proxies.charts);
 
   if (run.overhead?.length) {
     md.push('## Steady-state overhead');
     md.push('');
     md.push(`autocannon, ${run.settings.connections} connections, ${run.settings.overheadRounds} alternating rounds of ${run.settings.overheadDurationS} s per variant, mean over rounds; both processes are restarted in the other start order halfway, because on this machine the process started second can measure a few % slower than its identical twin. autocannon reports latency in whole milliseconds, so p99 ratios near 1 ms are coarse.`);
-    const control = run.overhead.find((o) => o.control);
-    if (control) md.push('', `The first row is an A/A control: the bare node:http app measured against itself the same way. Its difference (${n(control.overheadPct, 1)} %) is the noise floor of the method on this machine: overhead figures within it are not distinguishable from zero.`);
-    md.push('', 'CPU/request is the server process\'s CPU time (user + system, from /proc, 10 ms ticks) divided by the requests answered: it does not depend on how the load generator and the server share the cores, so it is the steadier figure of the two.');
-    md.push('');
-    md.push('| framework | bare req/s | grace-restart req/s | ratio | overhead | bare CPU/request | grace-restart CPU/request | CPU overhead | bare p99 | grace-restart p99 |');
-    md.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
-    for (const o of run.overhead) {
-      const cpu = (x) => (x.cpuPerReqUs === undefined ? '–' : `${n(x.cpuPerReqUs, 2)} µs`);
-      const cpuPct = o.cpuOverheadPct === undefined ? '–' : `${n(o.cpuOverheadPct, 1)} %`;
-      const name = o.control ? 'control: bare node vs itself' : o.framework;
-      if (o.skipped) md.push(`| ${o.framework} | – | – | – | ${o.skipped} | | | | | |`);
-      else md.push(`| ${name} | ${o.bare.rps} | ${o.grace.rps} | ${n(o.rpsRatio, 3)} | ${n(o.overheadPct, 1)} % | ${cpu(o.bare)} | ${cpu(o.grace)} | ${cpuPct} | ${n(o.bare.p99, 1)} ms | ${n(o.grace.p99, 1)} ms |`);
-    }
-    md.push('');
+    md.push(...overheadSection(run.overhead));
   }
 
   if (run.scaling) {
@@ -132,18 +128,9 @@ export function renderReport(run, { svgPrefix }) {
     md.push('|---:|---:|---:|---|');
     for (const s of run.scaling.byListeners) md.push(`| ${s.listeners} | ${n(s.handoffMs)} ms | ${n(s.drainMs)} ms | ${s.failed} of ${s.requests} |`);
     md.push('');
-    const conn = run.scaling.byConnections;
-    if (conn.length > 1) {
-      svgs['scaling-connections'] = lineChart({
-        title: 'handoff and drain time vs open keep-alive connections',
-        xLabel: 'open keep-alive connections',
-        yLabel: 'ms',
-        series: [
-          { name: 'handoff (ms)', points: conn.map((s) => [s.connections, s.handoffMs ?? 0]) },
-          { name: 'drain (ms)', points: conn.map((s) => [s.connections, s.drainMs ?? 0]) },
-        ],
-      });
-      md.push(`![scaling](${svgPrefix}scaling-connections.svg)`);
+    if (run.scaling.byConnections.length > 1) {
+      charts['scaling-connections'] = scalingSpec(run.scaling.byConnections);
+      md.push(`![handoff and drain time against open keep-alive connections](${svgPrefix}scaling-connections.svg)`);
       md.push('');
     }
   }
@@ -152,5 +139,44 @@ export function renderReport(run, { svgPrefix }) {
   md.push('');
   md.push('See [bench/README.md](../README.md) for what each method does and how failures are counted. Every number comes from this one run on this one machine; compare rows, not absolute values across machines.');
   md.push('');
-  return { markdown: md.join('\n'), svgs };
+  return { markdown: md.join('\n'), charts };
+}
+
+const pct = (v) => (v === undefined ? '–' : `${n(v, 1)} %`);
+const VERDICT_TEXT = { within: 'within noise', real: '**beyond noise**', favour: 'beyond noise, in its favour ¹' };
+
+/** "2.4 % — **beyond noise**": a figure with its verdict against the A/A floor. */
+const judged = (v, floor) => (judge(v, floor) ? `${pct(v)} — ${VERDICT_TEXT[judge(v, floor)]}` : pct(v));
+
+/** The overhead table: every figure next to the noise floor it has to clear. */
+function overheadSection(overhead) {
+  const md = [];
+  const floor = noiseFloor(overhead);
+  const cpu = (x) => (x.cpuPerReqUs === undefined ? '–' : `${n(x.cpuPerReqUs, 2)} µs`);
+  if (floor) {
+    md.push('', `**Noise floor.** The first row is an A/A control: the bare node:http app measured against itself the same way. The difference two identical processes show here — **±${n(floor.rpsPct, 1)} % req/s, ±${n(floor.cpuPct, 1)} % CPU/request** — is what this machine can resolve: a figure within it is not distinguishable from zero, and only one beyond it is flagged as real.`);
+  } else {
+    md.push('', 'This run has no A/A control (the full run does), so no noise floor: read small differences as noise.');
+  }
+  md.push('', 'CPU/request is the server process\'s CPU time (user + system, from /proc, 10 ms ticks) divided by the requests answered: it does not depend on how the load generator and the server share the cores, so it is the steadier figure of the two.');
+  md.push('');
+  const floorCol = floor ? ` (floor ±${n(floor.rpsPct, 1)} %)` : '';
+  const cpuFloorCol = floor ? ` (floor ±${n(floor.cpuPct, 1)} %)` : '';
+  md.push(`| framework | bare req/s | grace-restart req/s | req/s overhead${floorCol} | bare CPU/request | grace-restart CPU/request | CPU overhead${cpuFloorCol} | bare p99 | grace-restart p99 |`);
+  md.push('|---|---:|---:|---|---:|---:|---|---:|---:|');
+  for (const o of overhead) {
+    if (o.skipped) {
+      md.push(`| ${o.framework} | – | – | ${o.skipped} | | | | | |`);
+      continue;
+    }
+    const name = o.control ? 'A/A control: bare node vs itself' : o.framework;
+    // The control row *is* the floor: judging it against itself says nothing.
+    const rps = o.control ? `${pct(o.overheadPct)} (the floor)` : judged(o.overheadPct, floor?.rpsPct);
+    const cpuPct = o.control ? `${pct(o.cpuOverheadPct)} (the floor)` : judged(o.cpuOverheadPct, floor?.cpuPct);
+    md.push(`| ${name} | ${o.bare.rps} | ${o.grace.rps} | ${rps} | ${cpu(o.bare)} | ${cpu(o.grace)} | ${cpuPct} | ${n(o.bare.p99, 1)} ms | ${n(o.grace.p99, 1)} ms |`);
+  }
+  const favour = floor && overhead.some((o) => !o.control && !o.skipped && (judge(o.overheadPct, floor.rpsPct) === 'favour' || judge(o.cpuOverheadPct, floor.cpuPct) === 'favour'));
+  if (favour) md.push('', '¹ grace-restart cannot make the app faster than the bare app, so a difference beyond the floor in its favour is noise too: one A/A pair understates the noise of this busy machine. Read the floor as a lower bound.');
+  md.push('');
+  return md;
 }

@@ -7,8 +7,9 @@
 //   readyMs   - trigger -> the method's own readiness signal (PID file), when it has one
 //   goneMs    - trigger -> every pid that served before the trigger has exited
 //   gapMs     - longest pause without any successful answer around the upgrade
+//   newConnections - TCP connections the clients opened from this trigger to the next (or the end)
 import { Histogram } from './histogram.mjs';
-import { histogramBetween, longestGap, startLoad, throughputTimeline } from './load.mjs';
+import { connectsBetween, histogramBetween, longestGap, SLOT_MS, startLoad, throughputTimeline } from './load.mjs';
 import { isAlive, sleep, track } from './procs.mjs';
 
 const round = (x, digits = 1) => (x === undefined ? undefined : Math.round(x * 10 ** digits) / 10 ** digits);
@@ -32,7 +33,8 @@ async function watchUpgrade(load, handle, oldPids, at, deadlineMs) {
 }
 
 /**
- * Options: method (from METHODS), framework, port, dir, upgrades, intervalMs, connections,
+ * Options: method (from METHODS), framework, port, loadPort (where the clients connect when a
+ * proxy stands in front of the app; default `port`), dir, upgrades, intervalMs, connections,
  * warmupMs (excluded from stats), steadyMs (baseline before the first trigger), tailMs (after the
  * last trigger), timeout (per request), onProgress(snapshot) every 250 ms, onUpgrade(record).
  */
@@ -43,7 +45,7 @@ export async function runUpgradesUnderLoad(opts) {
   const records = [];
   let progressTimer;
   try {
-    load = startLoad({ port, connections, timeout, onNewPid: (pid) => track(pid) });
+    load = startLoad({ port: opts.loadPort ?? port, connections, timeout, onNewPid: (pid) => track(pid) });
     const snapshot = () => ({ ...load.state, failures: { ...load.failures }, upgradesDone: records.filter((r) => r.servingMs !== undefined).length, upgrades, elapsedMs: load.now() });
     if (opts.onProgress) progressTimer = setInterval(() => opts.onProgress(snapshot()), 250);
     await sleep(warmupMs + steadyMs);
@@ -130,10 +132,15 @@ function summarize({ stats, records, warmupMs, end, method, framework }) {
       goneMs: round(r.goneMs),
       triggerMs: round(r.triggerMs),
       gapMs: longestGap(stats.gaps, windows[i][0], windows[i][1]),
+      newConnections: connectsBetween(stats.slots, r.at, records[i + 1]?.at ?? end),
       error: r.error,
     })),
     landed: records.filter((r) => r.servingMs !== undefined && !r.error).length,
-    timeline: throughputTimeline(stats.slots, end, 250),
+    // Slot-sized buckets: the report picks its rate window from these without resampling.
+    timelineMs: SLOT_MS,
+    timeline: throughputTimeline(stats.slots, end, SLOT_MS),
+    connects: stats.connects,
+    steadyConnects: connectsBetween(stats.slots, warmupMs, firstTrigger),
     pidsSeen: stats.pids.size,
   };
 }

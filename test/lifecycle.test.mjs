@@ -13,7 +13,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startApp } from './helpers/app-process.mjs';
 import { request } from './helpers/load.mjs';
-import { isAlive, startFixture, waitFor } from './helpers/process.mjs';
+import { freePort, isAlive, startFixture, waitFor } from './helpers/process.mjs';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const BIN = join(ROOT, 'packages/cli/dist/bin.js');
@@ -38,14 +38,6 @@ function accepts(port) {
     socket.once('connect', () => socket.destroy() && resolve(true));
     socket.once('error', () => resolve(false));
   });
-}
-
-async function freePort() {
-  const server = net.createServer();
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** Starts `grace-restart run` on the core fixture; resolves once it serves. */

@@ -13,13 +13,13 @@
 // Reproducible by its seed:
 //   node test/faults/lifecycle-driver.mjs [--seeds 1,2,3] [--steps 40] [--mode self|supervisor|both] [--write]
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { APP, BIN, cli, fdInfo, isAlive, isZombie, liveTagged, ROOT, Scope, startLoad, taggedPids, waitFor } from './lib.mjs';
 import { request } from '../helpers/load.mjs';
+import { freePort } from '../helpers/process.mjs';
 
 const CONTROL_DIR = join(tmpdir(), `grace-restart-${process.getuid()}`);
 const READY_TIMEOUT = 2_000;
@@ -51,14 +51,6 @@ function pick(rnd, weights) {
     if (r < 0) return name;
   }
   return Object.keys(weights)[0];
-}
-
-async function freePort() {
-  const server = net.createServer();
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** One life of the service: started, driven, stopped (by a step or at the end). */

@@ -1,6 +1,7 @@
 // Helpers to run fixtures as real processes and watch them from outside.
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import net from 'node:net';
 import { createInterface } from 'node:readline';
 
 /** Polls `check` until it returns a truthy value or the deadline passes. */
@@ -133,4 +134,13 @@ export function startFixture(script, { env = {}, args = [], cwd } = {}) {
       }
     },
   };
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (for apps that need a fixed port). */
+export async function freePort() {
+  const server = net.createServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }

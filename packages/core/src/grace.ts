@@ -9,7 +9,7 @@ import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { Server } from 'node:net';
 import type { ListenOptions } from './address.js';
-import { controlSocketPath, serveControl, type ControlRequest, type ControlServer, type UpgradeOutcome } from './control.js';
+import type { ControlServer } from './control.js';
 import { drainConnections, type DrainResult } from './drain.js';
 import { GraceError, UpgradeError } from './errors.js';
 import { reportReady, spawnSuccessor, successorCommand } from './handoff.js';
@@ -20,6 +20,7 @@ import { appHeardListenError, ListenerSet } from './listeners.js';
 import { flushLogger } from './logger.js';
 import { resolveOptions, type DrainInfo, type GraceOptions, type ResolvedOptions } from './options.js';
 import { removePidFile, writePidFile } from './pid-file.js';
+import { openSelfControl } from './self-control.js';
 import { takeProcessEnv } from './process-env.js';
 import { installSignalHandlers, signalExitCode } from './signals.js';
 import type { Supervision } from './supervised.js';
@@ -137,7 +138,11 @@ export class Grace extends EventEmitter<GraceEvents> {
       stopAgain: (signal) => this.#stopAgain(signal),
       reload: (signal) => this.#reload(signal),
     });
-    this.#control = this.#serveControl();
+    const { controlDir } = this.#options;
+    this.#control =
+      controlDir === false || this.#supervision
+        ? Promise.resolve(undefined)
+        : openSelfControl(controlDir, { status: () => this.#status(), upgrade: () => this.#startUpgrade('control') }, log);
   }
 
   /** Current lifecycle state. */
@@ -536,35 +541,9 @@ export class Grace extends EventEmitter<GraceEvents> {
     });
   }
 
-  /** The control socket `grace-restart upgrade` and `status` talk to (not under a supervisor). */
-  async #serveControl(): Promise<ControlServer | undefined> {
-    const { controlDir, logger } = this.#options;
-    if (controlDir === false || this.#supervision) return undefined;
-    try {
-      return await serveControl(controlSocketPath(process.pid, controlDir), (request) => this.#answerControl(request));
-    } catch (error) {
-      // Signals still work without it; the CLI falls back to them.
-      logger.warn({ controlDir, err: String(error) }, 'grace-restart: no control socket');
-      return undefined;
-    }
-  }
-
-  async #answerControl(request: ControlRequest): Promise<object> {
-    if (request.cmd === 'status') {
-      const status = { mode: 'self', pid: process.pid, state: this.state, generation: this.generation, parentPid: this.parentPid, uptimeMs: Date.now() - this.#createdAt };
-      return { ok: true, status };
-    }
-    const startedAt = Date.now();
-    const base = { trigger: 'control', generation: this.generation };
-    let outcome: UpgradeOutcome;
-    try {
-      const result = await this.#startUpgrade('control');
-      outcome = { ...base, ok: true, generation: result.generation, durationMs: result.durationMs, replaced: [{ slot: 0, oldPid: process.pid, newPid: result.pid, readyMs: result.durationMs }] };
-    } catch (error) {
-      const reason = error instanceof UpgradeError ? ` (${error.reason})` : '';
-      outcome = { ...base, ok: false, durationMs: Date.now() - startedAt, replaced: [], error: `${(error as Error).message}${reason}` };
-    }
-    return { ok: outcome.ok, outcome };
+  /** What `grace-restart status` shows of this process. */
+  #status(): object {
+    return { mode: 'self', pid: process.pid, state: this.state, generation: this.generation, parentPid: this.parentPid, uptimeMs: Date.now() - this.#createdAt };
   }
 
   #fatal(error: unknown): void {

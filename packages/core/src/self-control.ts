@@ -1,0 +1,48 @@
+/**
+ * The control socket of a self-upgrading process (not under a supervisor, whose own socket
+ * answers for it): `grace-restart status` gets its state, `grace-restart upgrade` starts an
+ * upgrade and gets its outcome in the supervisor's shape, one row for this process.
+ */
+import { controlSocketPath, serveControl, type ControlServer, type UpgradeOutcome } from './control.js';
+import { UpgradeError } from './errors.js';
+import type { Logger } from './logger.js';
+
+/** What the socket asks of the process. */
+export interface SelfControlHandlers {
+  status(): object;
+  /** Starts (or joins) an upgrade; resolves once the successor is ready. */
+  upgrade(): Promise<{ pid: number; generation: number; durationMs: number }>;
+}
+
+/** Opens `<dir>/<pid>.sock`; without it (an unusable directory) signals still work, so it is only logged. */
+export async function openSelfControl(dir: string, handlers: SelfControlHandlers, logger: Logger): Promise<ControlServer | undefined> {
+  try {
+    return await serveControl(controlSocketPath(process.pid, dir), async (request) => {
+      if (request.cmd === 'status') return { ok: true, status: handlers.status() };
+      const outcome = await upgradeOutcome(handlers);
+      return { ok: outcome.ok, outcome };
+    });
+  } catch (error) {
+    logger.warn({ controlDir: dir, err: String(error) }, 'grace-restart: no control socket');
+    return undefined;
+  }
+}
+
+async function upgradeOutcome(handlers: SelfControlHandlers): Promise<UpgradeOutcome> {
+  const startedAt = Date.now();
+  const oldPid = process.pid;
+  try {
+    const result = await handlers.upgrade();
+    const replaced = [{ slot: 0, oldPid, newPid: result.pid, readyMs: result.durationMs }];
+    return { ok: true, trigger: 'control', generation: result.generation, durationMs: result.durationMs, replaced };
+  } catch (error) {
+    const reason = error instanceof UpgradeError ? ` (${error.reason})` : '';
+    const generation = currentGeneration(handlers);
+    return { ok: false, trigger: 'control', generation, durationMs: Date.now() - startedAt, replaced: [], error: `${(error as Error).message}${reason}` };
+  }
+}
+
+function currentGeneration(handlers: SelfControlHandlers): number {
+  const status = handlers.status() as { generation?: unknown };
+  return typeof status.generation === 'number' ? status.generation : 1;
+}

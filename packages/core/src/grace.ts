@@ -343,11 +343,16 @@ export class Grace extends EventEmitter<GraceEvents> {
       signal,
       durationMs: Date.now() - startedAt,
     });
-    const action = this.#dispatch('successor-lost');
+    // A clean exit is a stop the successor was told (the whole service is stopping); anything else a crash.
+    const stopped = code === 0 && signal === null;
+    const action = this.#dispatch(stopped ? 'successor-stopped' : 'successor-lost');
+    if (action === 'forget-handoff-and-stop') {
+      log.info({ successorPid: pid }, `successor ${pid} stopped after it was ready: this process stops too`);
+      this.#probationAbort?.abort();
+      return;
+    }
     if (action !== 'serve-again') {
-      // A successor that stops with the service (a stop signal to the whole group) exits 0.
-      const level = this.#state === 'stopping' || (code === 0 && signal === null) ? 'info' : 'warn';
-      log[level]({ successorPid: pid, code, signal }, error.message);
+      log[this.#state === 'stopping' || stopped ? 'info' : 'warn']({ successorPid: pid, code, signal }, error.message);
       return;
     }
     this.#serveAgain(error);

@@ -41,8 +41,13 @@ export type LifecycleEvent =
   | 'successor-ready'
   /** The successor exited, timed out or could not start before it was ready. */
   | 'successor-failed'
-  /** The successor exited after it was ready. */
+  /** The successor crashed (non-zero exit, or a signal) after it was ready. */
   | 'successor-lost'
+  /**
+   * The successor exited 0 after it was ready: it was told to stop (its own SIGTERM, say
+   * `kill -TERM $(cat app.pid)` right after an upgrade), so the service is stopping.
+   */
+  | 'successor-stopped'
   /** After losing the successor, this process could not bind its addresses again. */
   | 'relisten-failed'
   /** Every connection is gone (or the drain deadline destroyed the rest). */
@@ -107,6 +112,7 @@ export const LIFECYCLE: Readonly<Record<LifecycleState, Row>> = {
     'successor-failed': { to: 'ready', action: 'roll-back' },
     // Died between its ready report and the start of our drain: we never stopped serving.
     'successor-lost': { to: 'ready', action: 'roll-back' },
+    'successor-stopped': { to: 'ready', action: 'roll-back' },
   },
   'handed-off': {
     upgrade: stay('handed-off', 'refuse-upgrade'),
@@ -114,6 +120,7 @@ export const LIFECYCLE: Readonly<Record<LifecycleState, Row>> = {
     'stop-again': stay('handed-off', 'exit-now'),
     reload: stay('handed-off', 'ignore'),
     'successor-lost': { to: 'ready', action: 'serve-again' },
+    'successor-stopped': { to: 'stopping', action: 'forget-handoff-and-stop' },
     'drain-done': { to: 'closed', action: 'close-after-probation' },
   },
   stopping: {
@@ -124,6 +131,7 @@ export const LIFECYCLE: Readonly<Record<LifecycleState, Row>> = {
     // Told to stop: a successor that dies now is not a reason to serve again.
     'successor-lost': stay('stopping', 'keep-draining'),
     'successor-failed': stay('stopping', 'keep-draining'),
+    'successor-stopped': stay('stopping', 'keep-draining'),
     'relisten-failed': stay('stopping', 'keep-draining'),
     'drain-done': { to: 'closed', action: 'close' },
   },

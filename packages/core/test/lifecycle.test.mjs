@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { LIFECYCLE, transition } from '@grace-restart/core';
 
 const states = Object.keys(LIFECYCLE);
-const events = ['ready', 'upgrade', 'stop', 'stop-again', 'reload', 'successor-ready', 'successor-failed', 'successor-lost', 'relisten-failed', 'drain-done'];
+const events = ['ready', 'upgrade', 'stop', 'stop-again', 'reload', 'successor-ready', 'successor-failed', 'successor-lost', 'successor-stopped', 'relisten-failed', 'drain-done'];
 const serving = new Set(['ready', 'upgrading']);
 
 test('once told to stop, no event leads back to serving', () => {
@@ -45,4 +45,9 @@ test('only a successor that died after its ready report brings a handed-off proc
 test('events that cannot happen in a state are ignored, not thrown', () => {
   assert.deepEqual(transition('starting', 'successor-lost'), { to: 'starting', action: 'ignore' });
   assert.deepEqual(transition('closed', 'drain-done'), { to: 'closed', action: 'ignore' });
+});
+
+test('a successor that stops cleanly after its takeover stops the service: the old process does not serve again', () => {
+  assert.deepEqual(transition('handed-off', 'successor-stopped'), { to: 'stopping', action: 'forget-handoff-and-stop' });
+  assert.deepEqual(transition('handed-off', 'successor-lost'), { to: 'ready', action: 'serve-again' });
 });

@@ -175,7 +175,7 @@ test('a stop aborts a running rolling upgrade at once, and the upgrade reports w
 
 test('a second stop signal ends the supervisor at once with 128 + the signal number, as core does', async (t) => {
   // An idle keep-alive connection keeps the worker's drain going for IDLE_GRACE.
-  const { supervisor, port } = await startSupervisor(t, { workers: 1, env: { IDLE_GRACE: '60000' } });
+  const { supervisor, port, pidFile } = await startSupervisor(t, { workers: 1, env: { IDLE_GRACE: '60000' } });
   const agent = new http.Agent({ keepAlive: true });
   t.after(() => agent.destroy());
   await new Promise((resolve) => http.get({ port, host: '127.0.0.1', agent }, (res) => res.resume().on('end', resolve)));
@@ -183,6 +183,7 @@ test('a second stop signal ends the supervisor at once with 128 + the signal num
   await supervisor.waitForEvent({ event: 'drain-start' });
   process.kill(supervisor.pid, 'SIGTERM');
   assert.equal((await supervisor.exited).code, 143);
+  assert.equal(existsSync(pidFile), false, 'no stale PID file (found by the lifecycle driver, supervisor seed 15)');
 });
 
 test('an onShutdown hook that never settles is left behind at hookTimeout: the process still exits 0', async (t) => {

@@ -121,10 +121,15 @@ class Service {
 export async function drive({ seed, steps, mode }) {
   const scope = new Scope(`lifecycle-${mode}-${seed}`);
   const rnd = prng(seed);
-  const row = { seed, mode, steps: 0, lives: 0, requests: 0, failed: 0, excused: 0, ops: {}, problems: scope.problems, fds: [] };
+  const row = { seed, mode, steps: 0, lives: 0, requests: 0, failed: 0, excused: 0, ops: {}, problems: scope.problems, fds: [], trace: [], errors: {} };
   const port = await freePort();
   const behaviourFile = join(scope.dir, 'behaviour');
   let service;
+  const endLife = (outcome) => {
+    row.requests += outcome.requests;
+    row.failed += outcome.failed;
+    for (const [kind, n] of Object.entries(outcome.errors ?? {})) row.errors[kind] = (row.errors[kind] ?? 0) + n;
+  };
   const begin = async () => {
     service = new Service(scope, mode, port, behaviourFile);
     await service.start();
@@ -144,13 +149,13 @@ export async function drive({ seed, steps, mode }) {
         if (scope.problems.length === 0) await checkServing(service, scope, `step ${i} (${op})`);
       }
       const failed = (outcome.stopped ? outcome.failed : service.load.stats.failed) - before;
+      row.trace.push(`${i}:${op}${failed > 0 ? `(${failed} failed)` : ''}`);
       if (failed > 0 && !outcome.excused) scope.check(false, `step ${i} (${op}): ${failed} failed requests ${JSON.stringify(service.load.stats.errors)}`);
       if (outcome.excused) row.excused += failed;
       if (outcome.problem) scope.check(false, `step ${i} (${op}): ${outcome.problem}`);
       if (scope.problems.length > 0) break;
       if (outcome.stopped) {
-        row.requests += outcome.requests;
-        row.failed += outcome.failed;
+        endLife(outcome);
         await begin();
       }
     }
@@ -158,8 +163,7 @@ export async function drive({ seed, steps, mode }) {
       row.fds.push(`${service.fdBaseline}→${service.fds()}`);
       const end = await stop(service, 'SIGTERM', scope);
       if (end.problem) scope.check(false, `final stop: ${end.problem}`);
-      row.requests += end.requests;
-      row.failed += end.failed;
+      endLife(end);
     }
   } catch (error) {
     scope.check(false, `error: ${error?.stack ?? error}`);
@@ -205,7 +209,7 @@ async function endOfLife(service, scope, pid, after, stats, expectCodes) {
   if (!expectCodes.includes(code)) problem ??= `exit code ${code}, expected ${expectCodes.join(' or ')}`;
   if (existsSync(service.pidFile)) problem ??= 'the PID file is left behind';
   if (existsSync(join(CONTROL_DIR, `${pid}.sock`))) problem ??= 'the control socket is left behind';
-  return { stopped: true, problem, requests: stats.ok + stats.failed, failed: stats.failed, excused: false };
+  return { stopped: true, problem, requests: stats.ok + stats.failed, failed: stats.failed, errors: stats.errors, excused: false };
 }
 
 /** Waits for the outcome of the upgrade of `pid` in self mode: the successor's pid, or undefined after a rollback. */
@@ -343,7 +347,7 @@ async function main() {
       const row = await drive({ seed, steps: Number(values.steps), mode });
       row.timeMs = Date.now() - t0;
       rows.push(row);
-      process.stdout.write(`${mode} seed ${seed}: ${row.steps} steps, ${row.lives} lives, ${row.requests} requests, ${row.failed} failed (${row.excused} excused), ${(row.timeMs / 1000).toFixed(0)} s — ${row.problems.length === 0 ? 'pass' : `FAIL: ${row.problems.join('; ')}`}\n`);
+      process.stdout.write(`${mode} seed ${seed}: ${row.steps} steps, ${row.lives} lives, ${row.requests} requests, ${row.failed} failed (${row.excused} excused; ${JSON.stringify(row.errors)}), ${(row.timeMs / 1000).toFixed(0)} s — ${row.problems.length === 0 ? 'pass' : `FAIL: ${row.problems.join('; ')}\n  steps: ${row.trace.join(' ')}`}\n`);
     }
   }
   const failing = rows.filter((r) => r.problems.length > 0);

@@ -13,6 +13,7 @@ import {
   createJsonLogger,
   flushLogger,
   readPidFile,
+  removePidFile,
   sendControl,
   serveControl,
   signalExitCode,
@@ -166,6 +167,8 @@ async function run(argv: string[]): Promise<number> {
     if (stopping) {
       logger.warn({ signal }, 'second stop signal: killing workers');
       supervisor.kill();
+      // No drain, but no stale PID file either (the control socket goes with the exit).
+      if (values['pid-file'] !== undefined) removePidFile(values['pid-file']);
       process.exit(signalExitCode(signal));
     }
     stopping = true;

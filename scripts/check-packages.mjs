@@ -1,6 +1,7 @@
 // Packaging check of every published workspace package (not private ones), on the built dist/:
 //   publint --strict   package.json fields, exports and files against what npm would pack;
-//   attw --pack        "Are the types wrong?": the types each resolution mode finds.
+//   attw --pack        "Are the types wrong?": the types each resolution mode finds;
+//   README defaults    every option default a README's table states equals core's.
 // attw ignores one rule, cjs-resolves-to-esm, on purpose: the packages are ESM only and
 // CommonJS apps load them with require(esm) (Node >= 20.19, our engines floor), so one module
 // instance serves both (core keeps per-process state: signal handlers, the LISTEN_FDS it took).
@@ -10,6 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { resolveOptions } from '../packages/core/dist/options.js';
 
 const checks = [
   { tool: 'publint', args: (dir) => ['publint', '--strict', dir], ok: (out) => out.includes('All good') },
@@ -31,4 +33,20 @@ for (const dir of readdirSync('packages')) {
     }
   }
 }
+
+// Rows such as "| `idleGrace` | `3000` | ..." in the package READMEs and the root README.
+const defaults = resolveOptions({});
+let rows = 0;
+for (const readme of ['README.md', ...readdirSync('packages').map((dir) => join('packages', dir, 'README.md'))]) {
+  for (const [, name, stated] of readFileSync(readme, 'utf8').matchAll(/^\| `(\w+)` \| `([^`]+)` \|/gm)) {
+    if (!(name in defaults) || typeof defaults[name] === 'function' || typeof defaults[name] === 'object') continue;
+    rows += 1;
+    const actual = JSON.stringify(defaults[name]).replaceAll('"', "'");
+    if (stated !== actual) {
+      failed += 1;
+      process.stdout.write(`${readme}: ${name} default is ${actual} in core, the README says ${stated}\n`);
+    }
+  }
+}
+process.stdout.write(`README option defaults: ${rows} stated, ${failed === 0 ? 'ok' : 'see above'}\n`);
 process.exit(failed === 0 ? 0 : 1);

@@ -39,9 +39,12 @@ export async function installApp(dir, specs) {
   throw new Error(`npm install in ${dir} failed:\n--offline: ${offline.stderr}\n--prefer-offline: ${online.stderr}`);
 }
 
-/** Spawns `file args` (an executable: a bin link, say) and follows its stdout as JSON events. */
+/**
+ * Spawns `file args` (an executable: a bin link, npx…) in a process group of its own and
+ * follows its stdout as JSON events. `cleanup()` kills the group and every pid seen.
+ */
 export function spawnJson(file, args, { cwd, env = {} } = {}) {
-  const child = spawn(file, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(file, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const pids = new Set([child.pid]);
   const output = followJsonEvents(child, { onEvent: (e) => typeof e.pid === 'number' && pids.add(e.pid) });
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
@@ -53,7 +56,7 @@ export function spawnJson(file, args, { cwd, env = {} } = {}) {
       return output.stderr;
     },
     cleanup() {
-      for (const pid of pids) {
+      for (const pid of [-child.pid, ...pids]) {
         try {
           process.kill(pid, 'SIGKILL');
         } catch {

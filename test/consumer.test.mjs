@@ -121,7 +121,7 @@ test('Koa app in strict TypeScript (NodeNext): tsc passes, then it starts, upgra
   await upgradeAndStop(t, join(dir, 'dist', 'server.js'));
 });
 
-test('the installed CLI (node_modules/.bin/grace-restart) supervises the Fastify app: run, upgrade, status, SIGTERM', async (t) => {
+test('the installed CLI (node_modules/.bin/grace-restart, npx grace-restart) supervises the Fastify app: run, upgrade, status, SIGTERM', async (t) => {
   const dir = dirs['fastify-esm'];
   const bin = join(dir, 'node_modules', '.bin', 'grace-restart');
   const pidFile = join(dir, 'sup.pid');
@@ -136,7 +136,8 @@ test('the installed CLI (node_modules/.bin/grace-restart) supervises the Fastify
   const upgraded = await run(bin, ['upgrade', '--pid-file', pidFile], { cwd: dir });
   assert.equal(upgraded.code, 0, upgraded.stdout + upgraded.stderr);
   assert.match(upgraded.stdout, /upgraded to generation 2/);
-  const status = await run(bin, ['status', '--pid-file', pidFile, '--json'], { cwd: dir });
+  // npx finds the app's own bin (npm_config_yes=false: never a registry package instead).
+  const status = await run('npx', ['grace-restart', 'status', '--pid-file', pidFile, '--json'], { cwd: dir, env: { npm_config_yes: 'false' } });
   assert.equal(status.code, 0, status.stderr);
   const workers = JSON.parse(status.stdout).workers.map((w) => w.pid);
   assert.equal(workers.length, 2);

@@ -3,11 +3,12 @@
 #   scripts/run-tests.sh all        every test file: what `npm test` runs after build and check
 #   scripts/run-tests.sh portable   all but the fault suite (core, adapters, CLI, end-to-end,
 #                                   README commands, consumer): what CI also runs on Node 22 and 24
-# NODE=/path/to/node picks the binary (default: node on PATH). Its directory goes first on PATH,
-# so every `node` and `npx` a test starts (workers, bins, npm) runs that version too.
+# TEST_NODE=/path/to/node picks the binary (default: node on PATH; not NODE, which `npm run`
+# overwrites). Its directory goes first on PATH, so every `node` and `npx` a test starts
+# (workers, bins, npm) runs that version too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-node_bin="${NODE:-$(command -v node)}"
+node_bin="${TEST_NODE:-$(command -v node)}"
 PATH="$(dirname "$node_bin"):$PATH"
 export PATH
 

@@ -44,7 +44,7 @@ before(async () => {
     dirs[app] = join(work, app);
     cpSync(join(FIXTURES, app), dirs[app], { recursive: true });
     const how = await installApp(dirs[app], [...spec.packages.map((p) => tarballs[p]), ...spec.deps()]);
-    if (how !== 'offline') process.stdout.write(`# ${app}: not every package was in npm's cache; installed with --prefer-offline\n`);
+    if (how !== 'offline') process.stdout.write(`${app}: not every package was in npm's cache; installed with --prefer-offline\n`);
   }
 }, { timeout: 240_000 });
 

@@ -8,7 +8,7 @@ import { followJsonEvents } from './process.mjs';
 /** Runs `file args` to completion; resolves { code, stdout, stderr } (never rejects). */
 export function run(file, args, { cwd, env = {}, timeout = 120_000 } = {}) {
   return new Promise((resolve) => {
-    execFile(file, args, { cwd, env: { ...process.env, ...env }, timeout, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+    execFile(file, args, { cwd, env: { ...userEnv(), ...env }, timeout, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
       resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr: stderr + (error && typeof error.code !== 'number' ? `\n${error.message}` : '') });
     });
   });
@@ -25,6 +25,14 @@ export async function packAll(root, names, dest) {
 }
 
 const NPM_FLAGS = ['--no-audit', '--no-fund', '--no-update-notifier', '--loglevel=error'];
+
+/**
+ * The environment without what `npm test` adds about the monorepo (its local prefix, package
+ * and lifecycle), so npm in a scratch app acts as in a user's shell. The cache stays.
+ */
+function userEnv() {
+  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^npm_(config_local_prefix|package_|lifecycle_)/.test(key)));
+}
 
 /**
  * `npm install specs` in `dir`, from npm's cache only; when a package is not cached (npm ci
@@ -44,7 +52,7 @@ export async function installApp(dir, specs) {
  * follows its stdout as JSON events. `cleanup()` kills the group and every pid seen.
  */
 export function spawnJson(file, args, { cwd, env = {} } = {}) {
-  const child = spawn(file, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn(file, args, { cwd, env: { ...userEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const pids = new Set([child.pid]);
   const output = followJsonEvents(child, { onEvent: (e) => typeof e.pid === 'number' && pids.add(e.pid) });
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));

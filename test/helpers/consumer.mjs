@@ -27,11 +27,12 @@ export async function packAll(root, names, dest) {
 const NPM_FLAGS = ['--no-audit', '--no-fund', '--no-update-notifier', '--loglevel=error'];
 
 /**
- * The environment without what `npm test` adds about the monorepo (its local prefix, package
- * and lifecycle), so npm in a scratch app acts as in a user's shell. The cache stays.
+ * The environment without what `npm test` (or `npm exec -c`) adds about the monorepo (its local
+ * prefix, package, lifecycle, the command being run), so npm and npx in a scratch app act as in
+ * a user's shell. The cache stays.
  */
 function userEnv() {
-  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^npm_(config_local_prefix|package_|lifecycle_)/.test(key)));
+  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^npm_(config_local_prefix$|config_call$|package_|lifecycle_)/.test(key)));
 }
 
 /**

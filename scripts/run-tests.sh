@@ -19,4 +19,4 @@ for file in packages/*/test/*.test.mjs test/*.test.mjs; do
   files+=("$file")
 done
 echo "node $("$node_bin" --version): ${#files[@]} test files"
-exec "$node_bin" --test --test-concurrency=1 --test-timeout=180000 "${files[@]}"
+exec "$node_bin" --test --test-concurrency=1 --test-timeout=600000 "${files[@]}"

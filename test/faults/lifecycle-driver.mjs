@@ -147,6 +147,10 @@ export async function drive({ seed, steps, mode }) {
         // Requests that fail while the service settles belong to this step too.
         await service.settled().catch((error) => scope.check(false, `step ${i} (${op}): ${error.message}`));
         if (scope.problems.length === 0) await checkServing(service, scope, `step ${i} (${op})`);
+        // The step ends once the load flows again on every connection: a killed process's
+        // connections fail a few ms after it is gone, and belong to this step.
+        const ok = service.load.stats.ok;
+        await waitFor(() => service.load.stats.ok >= ok + 200, { timeout: 20_000, what: 'the load to flow again' }).catch((error) => scope.check(false, `step ${i} (${op}): ${error.message}`));
       }
       const failed = (outcome.stopped ? outcome.failed : service.load.stats.failed) - before;
       row.trace.push(`${i}:${op}${failed > 0 ? `(${failed} failed)` : ''}`);

@@ -25,10 +25,15 @@ interface Listener {
   socketPath: string | undefined;
   /** The TCP port actually bound (differs from options.port when that is 0). */
   port: number | undefined;
+  /**
+   * A socket systemd created (claimed by address or by an `fdName`): it keeps systemd's
+   * name through upgrades, and its socket file is systemd's to remove, never ours.
+   */
+  external: boolean;
 }
 
 /** An inherited fd taken by a listen(), and how it was matched (for logs and errors). */
-type Claimed = InheritedFd & { how: string };
+type Claimed = InheritedFd & { how: string; external: boolean };
 
 export class ListenerSet {
   readonly #inherited: InheritedFd[];
@@ -72,7 +77,7 @@ export class ListenerSet {
     this.#pending += 1;
     try {
       const inherited = await this.#claim(name, options);
-      await this.#listenOn(server, options, name, inherited);
+      await this.#listenOn(server, options, inherited?.name ?? name, inherited);
     } finally {
       this.#pending -= 1;
     }
@@ -81,7 +86,7 @@ export class ListenerSet {
   /** Takes the inherited fd for `options` out of the unclaimed list: by name, then by address. */
   async #claim(name: string, options: ListenOptions): Promise<Claimed | undefined> {
     const byName = this.#inherited.findIndex((fd) => fd.name === name);
-    if (byName !== -1) return { ...this.#take(byName), how: `(${name})` };
+    if (byName !== -1) return { ...this.#take(byName), how: `(${name})`, external: options.fdName !== undefined };
     if (this.#inherited.length === 0 || options.fdName !== undefined) return undefined;
     const host = await resolveHost(options);
     this.#addresses ??= listeningAddresses(this.#inherited.map((fd) => fd.fd));
@@ -96,7 +101,7 @@ export class ListenerSet {
       return undefined;
     }
     const fd = this.#take(byAddress);
-    return { ...fd, how: `(${fd.name}, bound to ${describeBoundFd(addresses, fd.fd)})` };
+    return { ...fd, how: `(${fd.name}, bound to ${describeBoundFd(addresses, fd.fd)})`, external: true };
   }
 
   #take(index: number): InheritedFd {
@@ -121,7 +126,8 @@ export class ListenerSet {
     }
 
     // Registered before listening, so the app's 'listening' callbacks already see it.
-    const listener: Listener = { server, name, options, tracker: new ConnectionTracker(server), socketPath, port: undefined };
+    const tracker = new ConnectionTracker(server);
+    const listener: Listener = { server, name, options, tracker, socketPath, port: undefined, external: inherited?.external ?? false };
     this.#listeners.push(listener);
     try {
       await listenOnce(server, start, description);
@@ -192,12 +198,13 @@ export class ListenerSet {
 
   /**
    * After a final stop: lets http servers release their timers, and removes the socket
-   * files of unix listeners this process inherited (libuv removes only those it bound).
+   * files of unix listeners this process inherited (libuv removes only those it bound),
+   * except systemd's: its socket unit still listens there and will activate the next start.
    */
   release(stopped: boolean): void {
-    for (const { server, socketPath } of this.#listeners) {
+    for (const { server, socketPath, external } of this.#listeners) {
       server.close(() => undefined);
-      if (stopped && socketPath !== undefined) removeSocketFile(socketPath);
+      if (stopped && socketPath !== undefined && !external) removeSocketFile(socketPath);
     }
   }
 }

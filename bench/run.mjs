@@ -15,6 +15,7 @@ import { renderReport, targets } from './lib/report.mjs';
 import { runOverhead } from './scenarios/overhead.mjs';
 import { runScaling } from './scenarios/scaling.mjs';
 import { runUpgrades } from './scenarios/upgrades.mjs';
+import { runK8sRollout } from './scenarios/k8s-rollout.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -143,6 +144,8 @@ try {
     log('scaling (handoff and drain vs connections and listeners)');
     run.scaling = await phase('scaling', () => runScaling({ dir, connectionCounts: settings.connectionCounts, listenerCounts: settings.listenerCounts, upgrades: settings.scalingUpgrades, log }));
   }
+  // Not in the default set: needs nginx and wrk (--only k8s-rollout).
+  if (only.has('k8s-rollout')) run.k8sRollout = await phase('k8s-rollout', () => runK8sRollout({ dir, log }));
 } finally {
   cleanupAll();
 }

@@ -18,6 +18,7 @@ import { runOverhead } from './scenarios/overhead.mjs';
 import { runProxies } from './scenarios/proxies.mjs';
 import { runScaling } from './scenarios/scaling.mjs';
 import { runUpgrades } from './scenarios/upgrades.mjs';
+import { runK8sRollout } from './scenarios/k8s-rollout.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -131,6 +132,8 @@ try {
     log(`topologies: direct, behind nginx, behind HAProxy (fastify; ${settings.upgrades} upgrades per method)`);
     run.proxies = await phase('proxies', () => runProxies({ ...settings, framework: 'fastify', dir, log }));
   }
+  // Not in the default set: needs nginx and wrk (--only k8s-rollout).
+  if (only.has('k8s-rollout')) run.k8sRollout = await phase('k8s-rollout', () => runK8sRollout({ dir, log }));
 } finally {
   cleanupAll();
 }

@@ -9,7 +9,12 @@ import { emit, host, slowMs, version } from './shared.mjs';
 
 const env = process.env;
 const ports = (env.PORTS ?? env.PORT ?? '3000').split(',').map(Number);
-const grace = createGrace({ pidFile: env.PID_FILE, idleGrace: env.IDLE_GRACE ? Number(env.IDLE_GRACE) : undefined });
+const grace = createGrace({
+  pidFile: env.PID_FILE,
+  idleGrace: env.IDLE_GRACE ? Number(env.IDLE_GRACE) : undefined,
+  // The k8s-rollout scenario: keep serving while the load balancer deregisters this pod.
+  shutdownDelay: env.SHUTDOWN_DELAY ? Number(env.SHUTDOWN_DELAY) : undefined,
+});
 for (const name of ['ready', 'upgrade-start', 'upgrade-ready', 'upgrade-failed', 'drain-start', 'drain-end']) {
   grace.on(name, (payload) => emit(name, { generation: grace.generation, ...(payload instanceof Error ? { message: payload.message } : payload) }));
 }

@@ -5,13 +5,16 @@
 import { closeSync, lstatSync, unlinkSync } from 'node:fs';
 import { Server as NetServer, type Server } from 'node:net';
 import { resolve } from 'node:path';
-import { addressName, describeAddress, type ListenOptions } from './address.js';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { addressName, describeAddress, describeBound, matchesBoundAddress, type ListenOptions } from './address.js';
 import { ConnectionTracker } from './drain.js';
 import { GraceError } from './errors.js';
 import type { HandoffListener } from './handoff.js';
 import type { InheritedFd } from './listen-fds.js';
 import type { Logger } from './logger.js';
 import { bindUnixSocket, closeKeepingSocketFile, listeningFd } from './server-internals.js';
+import { listeningAddresses, type BoundAddress } from './socket-address.js';
 
 interface Listener {
   server: Server;
@@ -22,12 +25,22 @@ interface Listener {
   socketPath: string | undefined;
   /** The TCP port actually bound (differs from options.port when that is 0). */
   port: number | undefined;
+  /**
+   * A socket systemd created (claimed by address or by an `fdName`): it keeps systemd's
+   * name through upgrades, and its socket file is systemd's to remove, never ours.
+   */
+  external: boolean;
 }
+
+/** An inherited fd taken by a listen(), and how it was matched (for logs and errors). */
+type Claimed = InheritedFd & { how: string; external: boolean };
 
 export class ListenerSet {
   readonly #inherited: InheritedFd[];
   readonly #listeners: Listener[] = [];
   readonly #logger: Logger;
+  /** Where each inherited fd listens, read once when a listen() first matches no name. */
+  #addresses: Map<number, BoundAddress> | undefined;
   #pending = 0;
 
   constructor(inherited: readonly InheritedFd[], logger: Logger) {
@@ -53,18 +66,56 @@ export class ListenerSet {
     return this.#inherited.length > 0;
   }
 
-  /** Listens on the inherited socket named like `options`, or binds a fresh one. */
+  /**
+   * Listens on the inherited socket named like `options` (or `options.fdName`), else on the
+   * inherited socket bound where `options` asks (systemd's, whose names the app never
+   * chose), else on a freshly bound one.
+   */
   async listen(server: Server, options: ListenOptions): Promise<void> {
     const name = options.fdName ?? addressName(options);
-    const index = this.#inherited.findIndex((fd) => fd.name === name);
-    const inherited = index === -1 ? undefined : this.#inherited.splice(index, 1)[0];
+    // Counted from the start: auto-ready must wait while a host name resolves.
+    this.#pending += 1;
+    try {
+      const inherited = await this.#claim(name, options);
+      await this.#listenOn(server, options, inherited?.name ?? name, inherited);
+    } finally {
+      this.#pending -= 1;
+    }
+  }
+
+  /** Takes the inherited fd for `options` out of the unclaimed list: by name, then by address. */
+  async #claim(name: string, options: ListenOptions): Promise<Claimed | undefined> {
+    const byName = this.#inherited.findIndex((fd) => fd.name === name);
+    if (byName !== -1) return { ...this.#take(byName), how: `(${name})`, external: options.fdName !== undefined };
+    if (this.#inherited.length === 0 || options.fdName !== undefined) return undefined;
+    const host = await resolveHost(options);
+    this.#addresses ??= listeningAddresses(this.#inherited.map((fd) => fd.fd));
+    const addresses = this.#addresses;
+    const byAddress = this.#inherited.findIndex((fd) => {
+      const bound = addresses.get(fd.fd);
+      return bound !== undefined && matchesBoundAddress(options, bound, host);
+    });
+    if (byAddress === -1) {
+      const unmatched = this.#inherited.map((fd) => ({ fd: fd.fd, name: fd.name, boundTo: describeBoundFd(addresses, fd.fd) }));
+      this.#logger.debug({ address: describeAddress(options), inherited: unmatched }, 'no inherited socket matches this listen(): binding a fresh one');
+      return undefined;
+    }
+    const fd = this.#take(byAddress);
+    return { ...fd, how: `(${fd.name}, bound to ${describeBoundFd(addresses, fd.fd)})`, external: true };
+  }
+
+  #take(index: number): InheritedFd {
+    return this.#inherited.splice(index, 1)[0] as InheritedFd;
+  }
+
+  async #listenOn(server: Server, options: ListenOptions, name: string, inherited: Claimed | undefined): Promise<void> {
     const { fdName: _fdName, ...listenOptions } = options;
     const socketPath = options.path === undefined ? undefined : resolve(options.path);
     let start: () => void;
     let description = describeAddress(options);
     if (inherited !== undefined) {
       const target = options.backlog === undefined ? { fd: inherited.fd } : { fd: inherited.fd, backlog: options.backlog };
-      description = `inherited fd ${inherited.fd} (${name})`;
+      description = `inherited fd ${inherited.fd} ${inherited.how}`;
       // The prototype's listen: the instance's may be Grace.adopt's, which calls back here.
       start = () => NetServer.prototype.listen.call(server, target);
     } else if (options.path !== undefined) {
@@ -75,21 +126,19 @@ export class ListenerSet {
     }
 
     // Registered before listening, so the app's 'listening' callbacks already see it.
-    const listener: Listener = { server, name, options, tracker: new ConnectionTracker(server), socketPath, port: undefined };
+    const tracker = new ConnectionTracker(server);
+    const listener: Listener = { server, name, options, tracker, socketPath, port: undefined, external: inherited?.external ?? false };
     this.#listeners.push(listener);
-    this.#pending += 1;
     try {
       await listenOnce(server, start, description);
     } catch (error) {
       this.#listeners.splice(this.#listeners.indexOf(listener), 1);
       listener.tracker.dispose();
       throw error;
-    } finally {
-      this.#pending -= 1;
     }
     const address = server.address();
     if (address !== null && typeof address === 'object') listener.port = address.port;
-    this.#logger.debug({ address: describeAddress(options), name, inherited: inherited?.fd }, 'listening');
+    this.#logger.debug({ address: describeAddress(options), name, inherited: inherited && `fd ${inherited.fd} ${inherited.how}` }, 'listening');
   }
 
   /** Closes inherited fds that no `listen()` claimed, so none leaks. */
@@ -149,14 +198,32 @@ export class ListenerSet {
 
   /**
    * After a final stop: lets http servers release their timers, and removes the socket
-   * files of unix listeners this process inherited (libuv removes only those it bound).
+   * files of unix listeners this process inherited (libuv removes only those it bound),
+   * except systemd's: its socket unit still listens there and will activate the next start.
    */
   release(stopped: boolean): void {
-    for (const { server, socketPath } of this.#listeners) {
+    for (const { server, socketPath, external } of this.#listeners) {
       server.close(() => undefined);
-      if (stopped && socketPath !== undefined) removeSocketFile(socketPath);
+      if (stopped && socketPath !== undefined && !external) removeSocketFile(socketPath);
     }
   }
+}
+
+/** `options.host` as an IP: a host name resolves as `server.listen()` would resolve it. */
+async function resolveHost(options: ListenOptions): Promise<string | undefined> {
+  const { host } = options;
+  if (host === undefined || options.path !== undefined || isIP(host.replace(/^\[|\]$/g, '')) !== 0) return host;
+  try {
+    return (await lookup(host)).address;
+  } catch {
+    // Unresolvable: matches no socket, and the fresh bind below reports it as Node would.
+    return host;
+  }
+}
+
+function describeBoundFd(addresses: Map<number, BoundAddress>, fd: number): string {
+  const bound = addresses.get(fd);
+  return bound === undefined ? 'an unknown address' : describeBound(bound);
 }
 
 function removeSocketFile(path: string): void {

@@ -32,3 +32,9 @@ test('any server flavour can register it', () => {
   expect(h2.register(graceRestart, { idleGrace: 100 })).type.not.toRaiseError();
   expect(h2.graceRestart.isDraining).type.toBe<boolean>();
 });
+
+test('fastify.listen() takes the fdName of a systemd socket', () => {
+  const app = Fastify();
+  expect(app.listen({ port: 3000, fdName: 'web' })).type.not.toRaiseError();
+  expect(app.listen).type.not.toBeCallableWith({ port: 3000, fdName: 3 });
+});

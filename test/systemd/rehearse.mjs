@@ -1,0 +1,292 @@
+#!/usr/bin/env node
+// The systemd recipes of docs/operations.md, tried against a real systemd as PID 1.
+//
+//   sudo node test/systemd/rehearse.mjs        (after npm ci && npm run build)
+//
+// Needs root, `debootstrap` and `systemd-nspawn` (apt-get install debootstrap systemd-container).
+// Builds a Debian bookworm tree once (ROOTFS, default /var/lib/grace-nspawn/bookworm), boots it
+// with `systemd-nspawn --boot`, binding this machine's node binary and this checkout read-only.
+// The container shares this machine's network, so the units listen on 127.0.0.1 and load is sent
+// from here. Drives it with `nsenter -t <its PID 1> -a systemctl …`; powers it off at the end.
+// Prints one line per check and a summary; exits 1 if an expected outcome was not met.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { request, startLoad } from '../helpers/load.mjs';
+import { waitFor } from '../helpers/process.mjs';
+
+const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const ROOTFS = process.env.ROOTFS ?? '/var/lib/grace-nspawn/bookworm';
+const MIRROR = process.env.MIRROR ?? 'http://deb.debian.org/debian';
+const NODE = realpathSync(process.execPath);
+const CLI = `/usr/local/bin/node ${REPO}/packages/cli/dist/bin.js`;
+const results = [];
+
+function check(name, ok, detail) {
+  results.push({ name, ok, detail });
+  console.log(`${ok ? 'PASS' : 'FAIL'}  ${name}: ${detail}`);
+}
+
+async function freePort() {
+  const server = net.createServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+function ensureRootfs() {
+  if (existsSync(join(ROOTFS, 'usr/lib/systemd/systemd'))) return;
+  console.log(`debootstrap bookworm into ${ROOTFS} (a few minutes, once)…`);
+  mkdirSync(ROOTFS, { recursive: true });
+  execFileSync('debootstrap', ['--variant=minbase', '--include=systemd,systemd-sysv,dbus,procps,libstdc++6', 'bookworm', ROOTFS, MIRROR], { stdio: 'inherit' });
+}
+
+/** Boots the tree; resolves { leader, run(cmd…), stop() } once systemd reports running. */
+async function boot() {
+  writeFileSync(join(ROOTFS, 'etc/hostname'), 'grace-rehearsal\n');
+  const args = ['--boot', '--register=no', '--keep-unit', '-D', ROOTFS, `--bind-ro=${NODE}:/usr/local/bin/node`, `--bind-ro=${REPO}`, '--console=passive'];
+  const nspawn = spawn('systemd-nspawn', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  nspawn.stdout.on('data', (d) => (log += d));
+  nspawn.stderr.on('data', (d) => (log += d));
+  const exited = new Promise((resolve) => nspawn.once('exit', resolve));
+  // On SIGTERM nspawn powers the booted container off cleanly.
+  const abandon = (error) => {
+    nspawn.kill('SIGTERM');
+    throw error;
+  };
+  const leader = await waitFor(() => {
+    if (nspawn.exitCode !== null) throw new Error(`systemd-nspawn exited ${nspawn.exitCode}: ${log}`);
+    // nspawn forks twice before the container's init execs: wait for systemd itself.
+    return readChildren(nspawn.pid).find((pid) => readComm(pid) === 'systemd');
+  }, { timeout: 30_000, what: 'the container to start' }).catch(abandon);
+  const run = (...cmd) => spawnSync('nsenter', ['-t', String(leader), '-a', ...cmd], { encoding: 'utf8', timeout: 120_000 });
+  await waitFor(() => /^(running|degraded)/.test(run('systemctl', 'is-system-running').stdout), { timeout: 60_000, what: 'systemd in the container to finish booting' }).catch(abandon);
+  console.log(`container booted: ${run('systemctl', '--version').stdout.split('\n')[0]} as PID 1 (host pid ${leader})`);
+  return {
+    leader,
+    run,
+    async stop() {
+      run('systemctl', 'poweroff');
+      const done = await Promise.race([exited.then(() => true), new Promise((r) => setTimeout(() => r(false), 30_000))]);
+      if (!done) nspawn.kill('SIGKILL');
+    },
+  };
+}
+
+function readChildren(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function readComm(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+function installUnit(name, text) {
+  writeFileSync(join(ROOTFS, 'etc/systemd/system', name), text);
+}
+
+const show = (c, unit, prop) => c.run('systemctl', 'show', '-p', prop, '--value', unit).stdout.trim();
+/** Children of `pid` inside the container (its pid namespace). */
+const childrenIn = (c, pid) => c.run('cat', `/proc/${pid}/task/${pid}/children`).stdout.trim().split(/\s+/).filter(Boolean).map(Number);
+const timed = (fn) => {
+  const t0 = Date.now();
+  const r = fn();
+  return { ...r, ms: Date.now() - t0 };
+};
+
+async function supervisorUnit(c) {
+  const port = await freePort();
+  installUnit('app-supervisor.service', `[Unit]
+Description=grace-restart rehearsal: the supervisor recipe
+[Service]
+Type=simple
+WorkingDirectory=${REPO}/examples/fastify
+Environment=PORT=${port} HOST=127.0.0.1
+ExecStart=${CLI} run --workers 2 --pid-file /run/app/app.pid -- node dist/server.js
+ExecReload=${CLI} upgrade --pid-file /run/app/app.pid
+RuntimeDirectory=app
+KillSignal=SIGTERM
+# SIGTERM to the supervisor only: it drains its workers. With the default (control-group) each
+# worker would also get systemd's SIGTERM, and a second stop signal means "exit at once".
+KillMode=mixed
+TimeoutStopSec=45
+`);
+  c.run('systemctl', 'daemon-reload');
+  const unit = 'app-supervisor.service';
+  const start = timed(() => c.run('systemctl', 'start', unit));
+  await waitFor(() => request({ port, timeout: 2000 }).then((r) => r.status === 200, () => false), { what: 'the supervisor unit to serve' });
+  const mainPid = show(c, unit, 'MainPID');
+  check('supervisor: systemctl start', start.status === 0, `exit ${start.status} in ${start.ms} ms, MainPID ${mainPid}, serving on 127.0.0.1:${port}`);
+
+  const load = startLoad({ port, connections: 20 });
+  await waitFor(() => load.stats.ok > 300, { what: 'load to flow' });
+  const reloads = [];
+  for (let i = 0; i < 3; i++) {
+    const before = childrenIn(c, mainPid);
+    const r = timed(() => c.run('systemctl', 'reload', unit));
+    // The retired workers drain after the reload returns: wait until they are gone.
+    const replaced = await waitFor(() => {
+      const now = childrenIn(c, mainPid);
+      return now.length === 2 && now.every((p) => !before.includes(p));
+    }, { timeout: 30_000, what: 'the old workers to exit' }).catch(() => false);
+    reloads.push({ status: r.status, ms: r.ms, replaced });
+    const okBefore = load.stats.ok;
+    await waitFor(() => load.stats.ok > okBefore + 300, { what: 'load to flow after the reload' });
+  }
+  const result = await load.stop();
+  check('supervisor: 3 × systemctl reload under load', reloads.every((r) => r.status === 0 && r.replaced) && result.failed === 0 && show(c, unit, 'MainPID') === mainPid,
+    `reload exits ${reloads.map((r) => r.status).join('/')} in ${reloads.map((r) => r.ms).join('/')} ms, all workers replaced each time: ${reloads.every((r) => r.replaced)}, MainPID unchanged: ${show(c, unit, 'MainPID') === mainPid}; ${result.ok} requests, ${result.failed} failed ${JSON.stringify(result.errors)}`);
+
+  const workers = childrenIn(c, mainPid);
+  c.run('kill', '-KILL', String(workers[0]));
+  const replacement = await waitFor(() => {
+    const now = childrenIn(c, mainPid);
+    return now.length === 2 && !now.includes(workers[0]) && now;
+  }, { timeout: 30_000, what: 'the supervisor to replace the killed worker' }).catch(() => undefined);
+  const serves = await request({ port }).then((r) => r.status, (e) => e.code);
+  check('supervisor: a worker killed with SIGKILL is replaced', replacement !== undefined && show(c, unit, 'ActiveState') === 'active' && serves === 200,
+    `killed ${workers[0]}, workers now ${JSON.stringify(replacement)}, unit ${show(c, unit, 'ActiveState')}, GET / → ${serves}`);
+
+  const slow = request({ port, path: '/slow?ms=2000' });
+  await new Promise((r) => setTimeout(r, 300));
+  const stop = timed(() => c.run('systemctl', 'stop', unit));
+  const slowRes = await slow.then((r) => r.status, (e) => e.code);
+  const props = ['Result', 'ExecMainStatus', 'ExecMainCode'].map((p) => `${p}=${show(c, unit, p)}`).join(' ');
+  check('supervisor: systemctl stop drains', stop.status === 0 && slowRes === 200 && show(c, unit, 'Result') === 'success' && show(c, unit, 'ExecMainStatus') === '0',
+    `exit ${stop.status} in ${stop.ms} ms; a 2 s request in flight → ${slowRes}; ${props}`);
+}
+
+/** The old docs' recipe: Type=forking + PIDFile for a process that never forks. */
+async function forkingUnit(c) {
+  const port = await freePort();
+  installUnit('app-forking.service', `[Service]
+Type=forking
+PIDFile=/run/app-forking/app.pid
+Environment=PORT=${port} HOST=127.0.0.1 PID_FILE=/run/app-forking/app.pid
+ExecStart=/usr/local/bin/node ${REPO}/test/systemd/notify-app.mjs
+ExecReload=/bin/kill -USR2 $MAINPID
+RuntimeDirectory=app-forking
+TimeoutStartSec=10
+`);
+  c.run('systemctl', 'daemon-reload');
+  const start = timed(() => c.run('systemctl', 'start', 'app-forking.service'));
+  check('self-upgrade, Type=forking + PIDFile (the old recipe): does not start', start.status !== 0,
+    `systemctl start exit ${start.status} after ${start.ms} ms, Result=${show(c, 'app-forking.service', 'Result')}: systemd waits for ExecStart's process to exit (fork), which never happens`);
+  c.run('systemctl', 'stop', 'app-forking.service');
+}
+
+/** Type=simple with a self-upgrading app: the unit dies with its original process. */
+async function simpleSelfUpgrade(c) {
+  const port = await freePort();
+  installUnit('app-simple.service', `[Service]
+Type=simple
+Environment=PORT=${port} HOST=127.0.0.1
+ExecStart=/usr/local/bin/node ${REPO}/test/systemd/notify-app.mjs
+ExecReload=/bin/kill -USR2 $MAINPID
+`);
+  c.run('systemctl', 'daemon-reload');
+  c.run('systemctl', 'start', 'app-simple.service');
+  await waitFor(() => request({ port, timeout: 2000 }).then((r) => r.status === 200, () => false), { what: 'app-simple to serve' });
+  c.run('systemctl', 'reload', 'app-simple.service');
+  await waitFor(() => show(c, 'app-simple.service', 'ActiveState') !== 'active', { timeout: 15_000, what: 'app-simple to stop' }).catch(() => undefined);
+  const serves = await request({ port, timeout: 2000 }).then((r) => r.status, (e) => e.code);
+  check('self-upgrade, Type=simple: the first upgrade stops the unit', show(c, 'app-simple.service', 'ActiveState') !== 'active',
+    `after systemctl reload: unit ${show(c, 'app-simple.service', 'ActiveState')}, GET / → ${serves} (the successor was killed with the unit's cgroup)`);
+  c.run('systemctl', 'stop', 'app-simple.service');
+}
+
+/** Type=notify + NotifyAccess=all, each generation reports MAINPID through systemd-notify. */
+async function notifyUnit(c, { socket }) {
+  const port = await freePort();
+  const unit = socket ? 'app-activated.service' : 'app-notify.service';
+  if (socket) {
+    installUnit('app-activated.socket', `[Socket]
+ListenStream=127.0.0.1:${port}
+`);
+  }
+  installUnit(unit, `[Service]
+Type=notify
+NotifyAccess=all
+Environment=PORT=${port} HOST=127.0.0.1
+ExecStart=/usr/local/bin/node ${REPO}/test/systemd/notify-app.mjs
+ExecReload=/bin/kill -USR2 $MAINPID
+# After an upgrade the main process is not systemd's child: systemd may not wait for it to
+# exit (with cgroup v1 inside a container it does not), and would SIGKILL it mid-drain.
+ExecStop=/bin/sh -c 'kill -TERM $MAINPID; while kill -0 $MAINPID 2>/dev/null; do sleep 0.2; done'
+TimeoutStopSec=45
+`);
+  c.run('systemctl', 'daemon-reload');
+  const label = socket ? 'socket-activated (.socket unit, no FileDescriptorName=), Type=notify' : 'self-upgrade, Type=notify + NotifyAccess=all';
+  const start = timed(() => c.run('systemctl', 'start', socket ? 'app-activated.socket' : unit));
+  const first = await waitFor(() => request({ port, timeout: 5000 }).then((r) => r.status === 200 && r.json, () => false), { what: `${unit} to serve` });
+  let mainPid = show(c, unit, 'MainPID');
+  check(`${label}: start`, start.status === 0 && show(c, unit, 'ActiveState') === 'active', `systemctl start exit ${start.status} in ${start.ms} ms; first GET served by pid ${first.pid}, MainPID ${mainPid}${socket ? ', started by the first connection' : ''}`);
+
+  const load = startLoad({ port, connections: 20 });
+  await waitFor(() => load.stats.ok > 300, { what: 'load to flow' });
+  const rounds = [];
+  for (let i = 0; i < 3; i++) {
+    const before = mainPid;
+    const r = timed(() => c.run('systemctl', 'reload', unit));
+    // ExecReload only sends SIGUSR2: the upgrade completes after systemctl returns.
+    const now = await waitFor(() => {
+      const p = show(c, unit, 'MainPID');
+      return p !== before && p !== '0' && c.run('kill', '-0', before).status !== 0 && p;
+    }, { timeout: 30_000, what: 'MainPID to move to the successor and the old process to exit' }).catch(() => undefined);
+    rounds.push({ status: r.status, from: before, to: now, active: show(c, unit, 'ActiveState') });
+    if (now) mainPid = now;
+    const okBefore = load.stats.ok;
+    await waitFor(() => load.stats.ok > okBefore + 300, { what: 'load to flow after the upgrade' });
+  }
+  const result = await load.stop();
+  check(`${label}: 3 × systemctl reload under load`, rounds.every((r) => r.status === 0 && r.to && r.active === 'active') && result.failed === 0,
+    `MainPID ${rounds.map((r) => `${r.from}→${r.to}`).join(', ')}, unit ${rounds.map((r) => r.active).join('/')}; ${result.ok} requests, ${result.failed} failed ${JSON.stringify(result.errors)}`);
+
+  const slow = request({ port, path: '/slow' });
+  await new Promise((r) => setTimeout(r, 300));
+  const stop = timed(() => c.run('systemctl', 'stop', unit));
+  const slowRes = await slow.then((r) => r.status, (e) => e.code);
+  check(`${label}: systemctl stop drains`, stop.status === 0 && slowRes === 200 && show(c, unit, 'Result') === 'success',
+    `exit ${stop.status} in ${stop.ms} ms; a 2 s request in flight → ${slowRes}; Result=${show(c, unit, 'Result')} ExecMainStatus=${show(c, unit, 'ExecMainStatus')}`);
+  if (socket) {
+    // The socket unit still listens: the next connection starts the service again.
+    const again = await request({ port, timeout: 10_000 }).then((r) => r.json?.pid, (e) => e.code);
+    check(`${label}: the next connection after a stop activates it again`, typeof again === 'number' && show(c, unit, 'ActiveState') === 'active',
+      `GET / → pid ${again}, unit ${show(c, unit, 'ActiveState')}`);
+    c.run('systemctl', 'stop', unit, 'app-activated.socket');
+  }
+}
+
+if (process.getuid?.() !== 0) {
+  console.error('run as root: debootstrap, systemd-nspawn and nsenter need it');
+  process.exit(2);
+}
+ensureRootfs();
+let container;
+try {
+  container = await boot();
+  await supervisorUnit(container);
+  await forkingUnit(container);
+  await simpleSelfUpgrade(container);
+  await notifyUnit(container, { socket: false });
+  await notifyUnit(container, { socket: true });
+} catch (error) {
+  check('rehearsal', false, `aborted: ${error.stack}`);
+} finally {
+  await container?.stop();
+}
+const failed = results.filter((r) => !r.ok);
+console.log(`\n${results.length - failed.length}/${results.length} checks passed`);
+process.exit(failed.length ? 1 : 0);

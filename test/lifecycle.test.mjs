@@ -73,6 +73,17 @@ test('a stop during the drain after an upgrade is not forgotten: both processes 
   assert.equal(app.events.filter((e) => e.event === 'ready').length, 2, 'no process became ready again');
 });
 
+test('SIGTERM to the successor alone during its probation stops the service: the old process does not serve again', async (t) => {
+  const { app, port, pid: old } = await startApp(t, EXPRESS, {});
+  process.kill(old, 'SIGUSR2');
+  const { successorPid } = await app.waitForEvent({ event: 'upgrade-ready', pid: old });
+  // `kill -TERM $(cat app.pid)` right after the upgrade: the PID file names the successor.
+  process.kill(successorPid, 'SIGTERM');
+  assert.deepEqual(await app.exited, { code: 0, signal: null }, `old process: ${app.stderr}`);
+  await waitFor(() => !isAlive(successorPid), { what: 'the successor to exit' });
+  assert.equal(await accepts(port), false, 'nothing serves after a stop');
+});
+
 test('a supervisor whose only worker crashes restarts it, keeps its PID file and serves again', async (t) => {
   // A fixed port: once the only worker is gone the supervisor binds the address anew.
   const { supervisor, port, pidFile } = await startSupervisor(t, { workers: 1, env: { PORT: String(await freePort()) } });

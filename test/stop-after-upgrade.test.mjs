@@ -3,7 +3,7 @@
 // while checking those READMEs: when the SIGTERM reaches the successor within the old process's
 // ~1 s after its drain, the old process reads the successor's clean exit as a crash ("exited
 // (exit code 0) after it was ready: this process serves again") and serves on, stray.
-// `todo` until the lifecycle tells a deliberate stop from a crash; drop it with the fix.
+// Fixed: a successor that exits 0 after its takeover is a stop (lifecycle event successor-stopped).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +13,7 @@ import { isAlive, waitFor } from './helpers/process.mjs';
 
 const SCRIPT = fileURLToPath(new URL('../examples/express/dist/server.js', import.meta.url));
 
-test('SIGTERM to the successor right after an upgrade stops the service: no process serves on', { todo: 'known defect: the old process takes a stopped successor for a crashed one' }, async (t) => {
+test('SIGTERM to the successor right after an upgrade stops the service: no process serves on', async (t) => {
   const { app, port, pid } = await startApp(t, SCRIPT);
   const after = app.events.length;
   process.kill(pid, 'SIGUSR2');

@@ -419,6 +419,12 @@ export class Grace extends EventEmitter<GraceEvents> {
   }
 
   #stopAgain(signal: NodeJS.Signals): void {
+    // Under the supervisor a worker can get the same stop twice (systemd signals the whole
+    // cgroup, the supervisor forwards): the supervisor, not the worker, decides to kill.
+    if (this.#supervision) {
+      this.#options.logger.info({ signal }, `ignoring a second ${signal}: the supervisor decides when to kill`);
+      return;
+    }
     if (this.#dispatch('stop-again') !== 'exit-now') return;
     this.#options.logger.warn({ signal }, 'second stop signal: exiting now');
     // No drain, but no stale PID file either (it is removed only if it names this process).

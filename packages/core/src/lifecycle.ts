@@ -69,7 +69,6 @@ export type LifecycleAction =
   | 'serve-again'
   | 'keep-draining'
   | 'stop-serving'
-  | 'close-after-probation'
   | 'close'
   | 'ignore';
 
@@ -121,7 +120,7 @@ export const LIFECYCLE: Readonly<Record<LifecycleState, Row>> = {
     reload: stay('handed-off', 'ignore'),
     'successor-lost': { to: 'ready', action: 'serve-again' },
     'successor-stopped': { to: 'stopping', action: 'forget-handoff-and-stop' },
-    'drain-done': { to: 'closed', action: 'close-after-probation' },
+    'drain-done': { to: 'closed', action: 'close' },
   },
   stopping: {
     upgrade: stay('stopping', 'refuse-upgrade'),

@@ -237,10 +237,11 @@ test('a successor that crashes during the old process drain: the old process bin
   writeFileSync(behaviour, 'ok');
   const pidFile = join(tempDir(), 'app.pid');
   const { fixture, port } = await startServer(t, { BEHAVIOUR_FILE: behaviour, PID_FILE: pidFile });
-  // A slow request keeps the old process draining while its successor dies.
-  const slow = request({ port, path: '/slow?ms=3000' });
+  // A slow request keeps the old process draining while its successor dies, after the
+  // successor's 1 s probation (during which the old process does not drain yet).
+  const slow = request({ port, path: '/slow?ms=4000' });
   await request({ port });
-  writeFileSync(behaviour, 'crash-after-ready:300');
+  writeFileSync(behaviour, 'crash-after-ready:1500');
   process.kill(fixture.pid, 'SIGUSR2');
   const successor = await fixture.waitForEvent((e) => e.event === 'ready' && e.pid !== fixture.pid);
   await fixture.waitForEvent({ event: 'drain-start', pid: fixture.pid });
@@ -255,4 +256,26 @@ test('a successor that crashes during the old process drain: the old process bin
   writeFileSync(behaviour, 'ok');
   const next = await upgrade(fixture, fixture.pid);
   assert.equal(await servingPid({ port }), next);
+});
+
+test('a successor that crashes within its probation: the old process never stopped serving, no connect is refused', async (t) => {
+  const behaviour = join(tempDir(), 'behaviour');
+  writeFileSync(behaviour, 'ok');
+  const { fixture, port } = await startServer(t, { BEHAVIOUR_FILE: behaviour });
+  const load = startLoad({ port, connections: 10 });
+  t.after(() => load.stop());
+  await waitFor(() => load.stats.ok > 200, { what: 'load to flow' });
+  writeFileSync(behaviour, 'crash-after-ready:200');
+  const after = fixture.events.length;
+  process.kill(fixture.pid, 'SIGUSR2');
+  const failed = await fixture.waitForEvent({ event: 'upgrade-failed' }, { after });
+  assert.match(failed.message, /exited \(exit code 7\) after it was ready/);
+  assert.equal(fixture.events.slice(after).some((e) => e.event === 'drain-start'), false, 'the old process had not started to drain');
+  const ok = load.stats.ok;
+  await waitFor(() => load.stats.ok > ok + 200, { what: 'load to flow on the old process' });
+  const result = await load.stop();
+  // Only requests the successor itself had accepted can fail (reset); never a refused connect.
+  assert.equal(result.errors.ECONNREFUSED ?? 0, 0, JSON.stringify(result.errors));
+  assert.deepEqual(Object.keys(result.errors).filter((k) => k !== 'ECONNRESET'), [], JSON.stringify(result.errors));
+  assert.equal(await servingPid({ port }), fixture.pid);
 });

@@ -68,7 +68,8 @@ test('example: three upgrades under keep-alive load fail no request', async (t) 
 
 test('example: a slow request and a 20 MiB upload in flight complete across an upgrade', async (t) => {
   const { fixture, port } = await start(t, EXAMPLE);
-  const slow = request({ port, path: '/slow?ms=1500' });
+  // Longer than the successor's boot plus its 1 s probation: still running when the drain starts.
+  const slow = request({ port, path: '/slow?ms=3000' });
   const size = 20 * 1024 * 1024;
   const chunk = Buffer.alloc(64 * 1024, 1);
   let uploading;

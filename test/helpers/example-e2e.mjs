@@ -52,8 +52,8 @@ export function testExample({ framework, script }) {
 
   test(`${framework} example: a slow request and a 20 MiB upload in flight across an upgrade complete`, async (t) => {
     const { app, port, pid, bootMs } = await start(t);
-    // Long enough for the successor to boot and the drain to start while it runs.
-    const slowMs = Math.max(1500, 4 * bootMs);
+    // Long enough for the successor to boot, pass its 1 s probation, and the drain to start while it runs.
+    const slowMs = Math.max(3000, 4 * bootMs + 1500);
     // One kept-alive socket each, opened to the old process before the upgrade.
     const slowAgent = keepAliveAgent(t);
     const uploadAgent = keepAliveAgent(t);

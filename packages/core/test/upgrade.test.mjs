@@ -43,7 +43,8 @@ test('upgrades under keep-alive load fail no request, change the pid and end the
 
 test('a slow request and a large upload in flight across an upgrade complete on the old process', async (t) => {
   const { fixture, port } = await startServer(t);
-  const slow = request({ port, path: '/slow?ms=1500' });
+  // Longer than the successor's boot plus its 1 s probation: still running when the drain starts.
+  const slow = request({ port, path: '/slow?ms=3000' });
   const size = 32 * 1024 * 1024;
   const chunk = Buffer.alloc(64 * 1024, 7);
   let sent = 0;

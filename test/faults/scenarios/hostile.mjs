@@ -85,6 +85,8 @@ export async function fdNotSocket(scope) {
       // An upgrade of this process hands over its real socket only.
       process.kill(app.pid, 'SIGUSR2');
       const ready = await app.waitForEvent((e) => e.event === 'upgrade-ready', { timeout: 10_000 });
+      // The old process serves beside its successor through the probation, then drains and exits.
+      await waitFor(() => !isAlive(app.pid), { timeout: 20_000, what: 'the old process to exit' }).catch(() => undefined);
       scope.check((await request({ port })).json.pid === ready.data.pid, 'the successor does not serve');
     }
   } finally {
@@ -269,7 +271,7 @@ export async function cliBadInput(scope) {
     [['run', '--log-level', 'loud', '--pid-file', pidFile, ...app], 2],
     [['run', '--json', '--pid-file', pidFile, ...app], 2],
     [['run', '--pid-file'], 2],
-    [['run', '--pid-file', pidFile, '--', 'node', join(scope.dir, 'missing.mjs')], 1],
+    [['run', '--pid-file', pidFile, '--', 'node', join(scope.dir, 'missing.mjs')], 2],
     [['run', '--pid-file', pidFile, '--ready-timeout', '3000000000', ...app], 2], // beyond setTimeout's range
     [['upgrade', '--pid', by, '--timeout', 'x'], 2],
     [['upgrade', '--pid', by, '--pid-file', pidFile], 2],

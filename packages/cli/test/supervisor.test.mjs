@@ -49,7 +49,11 @@ test('10 rolling upgrades of 2 workers under keep-alive load: no failed request,
   }
   const stats = await load.stop();
   assert.equal(stats.failed, 0, JSON.stringify(stats));
-  const now = await workerPids(pidFile);
+  // The worker the last upgrade retired may still be draining for a moment.
+  const now = await waitFor(async () => {
+    const pids = await workerPids(pidFile);
+    return pids.length === 2 ? pids : undefined;
+  }, { what: 'the retired worker to finish its drain' });
   assert.equal(now.length, 2);
   for (const pid of now) assert.ok(!seen.has(pid), 'workers were replaced');
   assert.ok(isAlive(supervisor.pid), 'the supervisor still runs, same pid');

@@ -1,7 +1,11 @@
 /**
- * The only places grace-restart depends on Node's internals or libuv's behaviour.
- * Both are covered by test/server-internals.test.mjs so a Node release that changes them
- * fails loudly here instead of silently breaking upgrades.
+ * The only places grace-restart depends on Node's internals or libuv's behaviour: the fd
+ * of a listening socket, keeping unix socket files, the response a socket is writing, and
+ * what the live connection handoff reads to tell that a keep-alive socket sits between two
+ * requests. Each is covered by packages/core/test/api.test.mjs or
+ * packages/core/test/server-internals.test.mjs, so a Node release that changes one fails
+ * loudly there instead of silently breaking upgrades; the handoff also checks for its own
+ * at its first move and, when one is missing, drains as before (logged once).
  */
 import { mkdtempSync, rmdirSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
@@ -156,13 +160,18 @@ export function stopReading(socket: Socket): boolean {
 
 /**
  * Tells a net.Server that it owns a socket given to it with `emit('connection')`, as its
- * own accept does (`socket.server`, `server._connections`): http's timeout handler reads
- * `socket.server`, and the socket's close decrements the count.
+ * own accept does: `socket.server` (read by http's timeout handler), `socket._server` (whose
+ * close decrements the count again, so `server.close()` still completes) and
+ * `server._connections`; and the server's `allowHalfOpen` (http.Server's is true), which a
+ * socket received over IPC does not have.
  */
 export function claimAdoptedSocket(server: Server, socket: Socket): void {
-  const internals = server as unknown as ServerInternals;
+  const internals = server as unknown as ServerInternals & { allowHalfOpen?: unknown };
   if (typeof internals._connections === 'number') internals._connections += 1;
-  (socket as unknown as { server: Server }).server = server;
+  const owned = socket as unknown as { server: Server; _server: Server; allowHalfOpen: boolean };
+  owned.server = server;
+  owned._server = server;
+  if (typeof internals.allowHalfOpen === 'boolean') owned.allowHalfOpen = internals.allowHalfOpen;
 }
 
 /**

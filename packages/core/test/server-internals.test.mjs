@@ -116,6 +116,11 @@ test('claimAdoptedSocket gives the socket to the server as its accept would', as
   claimAdoptedSocket(server, socket);
   assert.equal(server._connections, before + 1);
   assert.equal(socket.server, server);
+  assert.equal(socket.allowHalfOpen, true, "http.Server's allowHalfOpen");
+  // Its close gives the count back, so that server.close() completes.
+  socket.destroy();
+  await once(socket, 'close');
+  assert.equal(server._connections, before);
 });
 
 test('an adopted idle socket is answered, and closed at keepAliveTimeout instead of a 408 at headersTimeout', async (t) => {

@@ -55,6 +55,9 @@ export interface MoveResult {
   unsupported?: string;
 }
 
+/** How often the idle sockets are looked up again when no response has finished (ms). */
+const RESCAN_MS = 50;
+
 /** Sockets whose parser was seen between two messages, with `bytesRead` at that moment. */
 type IdleSnapshot = Map<Socket, number>;
 
@@ -205,14 +208,22 @@ export function moveConnections(listeners: readonly MovableListener[], child: Ch
         inFlight.socket.destroy();
         inFlight = undefined;
       }
+      clearInterval(poll);
       child.removeListener('message', onMessage);
       for (const listener of movable) listener.tracker.server.removeListener('request', onRequest);
       settings.signal?.removeEventListener('abort', end);
       resolve(finish());
     };
 
+    // A socket becomes movable when its response finishes: hook the responses running now,
+    // and those of later requests. A slow poll catches what no hook sees (pipelined requests
+    // queued before the move started).
+    for (const listener of movable) {
+      listener.tracker.server.on('request', onRequest);
+      for (const socket of listener.tracker.httpSockets) pendingResponse(socket)?.once('finish', onFinish);
+    }
+    const poll = setInterval(onFinish, RESCAN_MS);
     child.on('message', onMessage);
-    for (const listener of movable) listener.tracker.server.on('request', onRequest);
     settings.signal?.addEventListener('abort', end, { once: true });
     pump();
   });

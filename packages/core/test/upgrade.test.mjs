@@ -240,7 +240,8 @@ test('a successor that crashes during the old process drain: the old process bin
   // A slow request keeps the old process draining while its successor dies.
   const slow = request({ port, path: '/slow?ms=3000' });
   await request({ port });
-  writeFileSync(behaviour, 'crash-after-ready:300');
+  // After the 1 s probation, so that the old process has stopped accepting and drains.
+  writeFileSync(behaviour, 'crash-after-ready:1500');
   process.kill(fixture.pid, 'SIGUSR2');
   const successor = await fixture.waitForEvent((e) => e.event === 'ready' && e.pid !== fixture.pid);
   await fixture.waitForEvent({ event: 'drain-start', pid: fixture.pid });

@@ -35,6 +35,11 @@ export interface MoveSettings {
    * (a long request, a busy upload) is left to the drain.
    */
   deadline: number;
+  /**
+   * The move ends after this long in any case (ms), so that many idle connections cannot keep
+   * the old process longer than a drain would (grace.ts passes `idleGrace`).
+   */
+  maxDuration: number;
   /** How long the successor may take to acknowledge one socket before moving stops (ms). */
   ackTimeout: number;
   /** Ends the move early (the successor died, or this process serves again). */
@@ -51,6 +56,8 @@ export interface MoveResult {
   refused: number;
   /** Plain HTTP/1 connections still here at the end, left to the drain. */
   left: number;
+  /** Time spent waiting for the successor's acks (ms): the rest of durationMs waited for idle sockets. */
+  ackWaitMs: number;
   /** Why nothing moved at all, when the internals the move needs are missing. */
   unsupported?: string;
 }
@@ -70,7 +77,7 @@ let warnedUnsupported = false;
  */
 export function moveConnections(listeners: readonly MovableListener[], child: ChildProcess, settings: MoveSettings): Promise<MoveResult> {
   const started = Date.now();
-  const result: MoveResult = { durationMs: 0, moved: 0, refused: 0, left: 0 };
+  const result: MoveResult = { durationMs: 0, moved: 0, refused: 0, left: 0, ackWaitMs: 0 };
   const movable = listeners.filter((l) => l.tracker.movable);
   const trackerOf = new Map<Socket, MovableListener>();
   const remaining = (): number => movable.reduce((n, l) => n + [...l.tracker.httpSockets].filter((s) => !isUpgraded(s)).length, 0);
@@ -97,7 +104,7 @@ export function moveConnections(listeners: readonly MovableListener[], child: Ch
     let queue: Socket[] = [];
     /** A response finished since the last snapshot: more sockets may be between messages. */
     let stale = true;
-    let inFlight: { id: number; socket: Socket; timer: NodeJS.Timeout } | undefined;
+    let inFlight: { id: number; socket: Socket; timer: NodeJS.Timeout; sentAt: number } | undefined;
     let nextId = 1;
     let done = false;
 
@@ -129,10 +136,15 @@ export function moveConnections(listeners: readonly MovableListener[], child: Ch
     const pump = (): void => {
       if (done || inFlight !== undefined) return;
       if (settings.signal?.aborted) return end();
-      if (queue.length === 0 && stale) takeSnapshot();
-      while (queue.length > 0) {
-        const socket = queue.shift() as Socket;
-        if (canMove(socket)) return send(socket);
+      // The queue of the last snapshot first; under load most of it has taken a request since,
+      // so look again at once when a response has finished meanwhile.
+      for (;;) {
+        while (queue.length > 0) {
+          const socket = queue.shift() as Socket;
+          if (canMove(socket)) return send(socket);
+        }
+        if (!stale) break;
+        takeSnapshot();
       }
       if (remaining() === 0) end();
       // else: wait for a response to finish (onFinish) or for the deadline.
@@ -161,13 +173,14 @@ export function moveConnections(listeners: readonly MovableListener[], child: Ch
       snapshot.delete(socket);
       if (!sent && !child.connected) return giveUp('the successor disconnected');
       const timer = setTimeout(() => giveUp(`no ack within ${settings.ackTimeout} ms`), settings.ackTimeout);
-      inFlight = { id, socket, timer };
+      inFlight = { id, socket, timer, sentAt: Date.now() };
     };
 
     const onMessage = (message: unknown): void => {
       const ack = readConnectionMessage<ConnectionAck>(message, 'ack');
       if (ack === undefined || inFlight?.id !== ack.id) return;
       clearTimeout(inFlight.timer);
+      result.ackWaitMs += Date.now() - inFlight.sentAt;
       // Detached from its handle, destroying the wrapper closes no fd; it lets http free the parser.
       inFlight.socket.destroy();
       inFlight = undefined;
@@ -198,10 +211,12 @@ export function moveConnections(listeners: readonly MovableListener[], child: Ch
     };
 
     const deadline = setTimeout(() => end(), settings.deadline);
+    const cap = setTimeout(() => end(), settings.maxDuration);
     const end = (): void => {
       if (done) return;
       done = true;
       clearTimeout(deadline);
+      clearTimeout(cap);
       if (inFlight !== undefined) {
         // Past the deadline the successor still owes an ack: it owns the socket either way.
         clearTimeout(inFlight.timer);

@@ -525,7 +525,13 @@ export class Grace extends EventEmitter<GraceEvents> {
     }
     const listeners = this.#listeners.named.filter((l) => adopts.includes(l.name));
     const log = this.#options.logger;
-    const result = await moveConnections(listeners, child, { deadline: MOVE_STALL_MS, ackTimeout: MOVE_ACK_TIMEOUT_MS, signal, logger: log });
+    const result = await moveConnections(listeners, child, {
+      deadline: MOVE_STALL_MS,
+      maxDuration: Math.max(MOVE_STALL_MS, this.#options.idleGrace),
+      ackTimeout: MOVE_ACK_TIMEOUT_MS,
+      signal,
+      logger: log,
+    });
     // Nothing more goes over the channel: it must keep neither process alive.
     closeChannel(child);
     log.info({ ...result, successorPid: child.pid }, `moved ${result.moved} connections to the successor`);

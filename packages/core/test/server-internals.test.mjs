@@ -163,8 +163,8 @@ test('a Node without the connections list falls back to the drain, logged once',
   const logger = { error: () => {}, info: () => {}, debug: () => {}, warn: (obj, msg) => warnings.push(msg) };
   const child = { connected: true, on: () => {}, removeListener: () => {}, send: () => assert.fail('nothing may be sent') };
   const listeners = [{ name: 'tcp/127.0.0.1/0', tracker }];
-  const first = await moveConnections(listeners, child, { deadline: 100, ackTimeout: 100, logger });
-  const second = await moveConnections(listeners, child, { deadline: 100, ackTimeout: 100, logger });
+  const first = await moveConnections(listeners, child, { deadline: 100, maxDuration: 100, ackTimeout: 100, logger });
+  const second = await moveConnections(listeners, child, { deadline: 100, maxDuration: 100, ackTimeout: 100, logger });
   assert.equal(first.moved, 0);
   assert.match(first.unsupported, /connections list/);
   assert.equal(first.left, 1, 'the connection stays for the drain');

@@ -119,7 +119,7 @@ async function upgradeAndInspect(fixture, pid, port) {
 
 // The old process hangs in onShutdown (after its drain) for up to HOOK_TIMEOUT, so that what it
 // still holds can be read from /proc before it exits.
-const INSPECTABLE = { HANG_SHUTDOWN: '1', HOOK_TIMEOUT: '1500' };
+const INSPECTABLE = { MOVE_CONNECTIONS: '1', HANG_SHUTDOWN: '1', HOOK_TIMEOUT: '1500' };
 
 test('idle keep-alive connections move to the successor: same client sockets, no new connection', async (t) => {
   const connections = 8;
@@ -170,7 +170,7 @@ test('under keep-alive load, 3 upgrades fail no request and the client never rec
   assert.deepEqual(new Set(last.map((r) => r.pid)), new Set([pid]));
 });
 
-test('moveConnections: false drains as before: the client reconnects to the successor', async (t) => {
+test('moveConnections: false (the default) drains as before: the client reconnects to the successor', async (t) => {
   const connections = 4;
   const { fixture, port } = await startServer(t, { MOVE_CONNECTIONS: '0', IDLE_GRACE: '50' });
   const client = keepAliveClient(port, connections);

@@ -38,6 +38,8 @@ export interface DrainResult {
   forced: number;
   /** HTTP/2 sessions sent GOAWAY. */
   sessions: number;
+  /** Keep-alive connections moved to the successor before the drain (0 for a stop). */
+  moved: number;
 }
 
 /** Tracks the connections of one server from the moment it listens. */
@@ -47,6 +49,8 @@ export class ConnectionTracker {
   /** Connections that carry HTTP/1 and may be closed once idle. */
   readonly httpSockets = new Set<TrackedSocket>();
   readonly sessions = new Set<Http2Session>();
+  /** Plain HTTP/1 (not TLS): its idle keep-alive sockets may move to a successor (connection-mover.ts). */
+  readonly movable: boolean;
   #draining = false;
   #closingRequests = false;
   readonly #installed: [string, (...args: unknown[]) => void][] = [];
@@ -54,6 +58,7 @@ export class ConnectionTracker {
   constructor(readonly server: Server) {
     const isHttp1 = server instanceof HttpServer || server instanceof HttpsServer;
     const isTls = server instanceof TlsServer;
+    this.movable = isHttp1 && !isTls;
     this.#on('connection', (socket: Socket) => {
       this.connections.add(socket);
       if (isHttp1 && !isTls) this.httpSockets.add(socket);
@@ -86,6 +91,12 @@ export class ConnectionTracker {
     if (prepend) this.server.prependListener(event, listener);
     else this.server.on(event, listener);
     this.#installed.push([event, listener]);
+  }
+
+  /** Stops tracking a socket that now belongs to the successor. */
+  forget(socket: Socket): void {
+    this.connections.delete(socket);
+    this.httpSockets.delete(socket);
   }
 
   get draining(): boolean {
@@ -141,6 +152,11 @@ export class ConnectionTracker {
   }
 }
 
+/** True once `socket` was upgraded (a WebSocket, say): it is the app's now, and never moves. */
+export function isUpgraded(socket: Socket): boolean {
+  return (socket as TrackedSocket)[kUpgraded] === true;
+}
+
 /** Settings of one drain. */
 export interface DrainSettings {
   /** How long a keep-alive socket must stay idle before it is closed (ms). */
@@ -160,7 +176,7 @@ export interface DrainSettings {
 export async function drainConnections(trackers: readonly ConnectionTracker[], settings: DrainSettings): Promise<DrainResult> {
   const started = Date.now();
   const deadline = started + settings.timeout;
-  const result: DrainResult = { durationMs: 0, connections: 0, closedIdle: 0, forced: 0, sessions: 0 };
+  const result: DrainResult = { durationMs: 0, connections: 0, closedIdle: 0, forced: 0, sessions: 0, moved: 0 };
   for (const tracker of trackers) {
     result.connections += tracker.connections.size;
     tracker.startDraining();

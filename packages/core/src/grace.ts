@@ -9,10 +9,12 @@ import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { Server } from 'node:net';
 import type { ListenOptions } from './address.js';
+import { adoptMovedConnections } from './connection-handoff.js';
+import { moveConnections } from './connection-mover.js';
 import type { ControlServer } from './control.js';
 import { drainConnections, type DrainResult } from './drain.js';
 import { GraceError, UpgradeError } from './errors.js';
-import { reportReady, spawnSuccessor, successorCommand } from './handoff.js';
+import { closeChannel, reportReady, spawnSuccessor, successorCommand } from './handoff.js';
 import { abortableDelay, withDeadline } from './timing.js';
 import { transition, type LifecycleAction, type LifecycleEvent, type LifecycleState } from './lifecycle.js';
 import { parseListenArgs } from './listen-args.js';
@@ -51,6 +53,14 @@ export interface GraceEvents {
 
 /** After a handoff the old process outlives its drain until the successor has been ready this long. */
 const SUCCESSOR_PROBATION_MS = 1_000;
+/**
+ * Moving connections to the successor ends once none has moved for this long: a socket busy
+ * with a long request then gets today's drain (`Connection: close`) instead of holding the
+ * old process back.
+ */
+const MOVE_STALL_MS = 1_000;
+/** How long the successor may take to acknowledge one moved connection before moving stops. */
+const MOVE_ACK_TIMEOUT_MS = 2_000;
 /**
  * With autoReady, a successor that has not claimed every inherited listener reports ready once
  * no `listen()` has run for this long: a release may drop or rename a listener.
@@ -100,6 +110,10 @@ export class Grace extends EventEmitter<GraceEvents> {
   #probationAbort: AbortController | undefined;
   #relisten: Promise<void> | undefined;
   #successorReadyAt = 0;
+  /** The successor of the last handoff, while its connections may still move to it. */
+  #successor: { child: ChildProcess; adopts: readonly string[] } | undefined;
+  /** Stops adopting connections moved here by the predecessor. */
+  #stopAdopting: (() => void) | undefined;
   #readyScheduled = false;
   #settleTimer: NodeJS.Timeout | undefined;
 
@@ -128,6 +142,11 @@ export class Grace extends EventEmitter<GraceEvents> {
     // Claimed once: a later instance (after close()) inherits nothing.
     env.listeners.fds = [];
     env.handoff.readyFd = undefined;
+    // A successor with an IPC channel from the predecessor that started it (the readiness fd
+    // proves which process that is) adopts the keep-alive connections it moves here.
+    if (this.#readyFd !== undefined && !this.#supervision && process.channel !== undefined) {
+      this.#stopAdopting = adoptMovedConnections(process, (name) => this.#listeners.serverNamed(name), log);
+    }
     if (this.#options.onDrain) this.#hooks.onDrain.push(this.#options.onDrain);
     if (this.#options.onShutdown) this.#hooks.onShutdown.push(this.#options.onShutdown);
     // Under `grace-restart run` the supervisor upgrades: SIGUSR2 belongs to it.
@@ -220,7 +239,8 @@ export class Grace extends EventEmitter<GraceEvents> {
     this.#listeners.closeUnclaimed();
     const log = this.#options.logger;
     this.#writePidFile();
-    if (this.#readyFd !== undefined && !reportReady(this.#readyFd)) {
+    const adopts = this.#stopAdopting === undefined ? undefined : this.#listeners.listeningNames;
+    if (this.#readyFd !== undefined && !reportReady(this.#readyFd, adopts)) {
       log.warn({ parentPid: this.parentPid }, 'the previous process is gone: serving alone');
     }
     this.#supervision?.notify({ type: 'ready', generation: this.generation });
@@ -304,8 +324,9 @@ export class Grace extends EventEmitter<GraceEvents> {
     log.info({ generation: this.generation, trigger }, 'upgrade started');
     let pid: number;
     let child: ChildProcess;
+    let adopts: readonly string[];
     try {
-      ({ pid, child } = await spawnSuccessor({
+      ({ pid, child, adopts } = await spawnSuccessor({
         command: successorCommand(this.#startDir),
         listeners: this.#listeners.handoffList(),
         generation: this.generation,
@@ -313,6 +334,7 @@ export class Grace extends EventEmitter<GraceEvents> {
         killTimeout: this.#options.killTimeout,
         startedAt,
         signal,
+        ipc: this.#options.moveConnections,
       }));
     } catch (error) {
       const failure = error instanceof UpgradeError ? error : new UpgradeError('spawn', String(error), { durationMs: Date.now() - startedAt, cause: error });
@@ -323,6 +345,7 @@ export class Grace extends EventEmitter<GraceEvents> {
       throw failure;
     }
     this.#successorReadyAt = Date.now();
+    this.#successor = { child, adopts };
     child.once('exit', (code, sig) => this.#successorExited(pid, code, sig, startedAt));
     const result = { pid, generation: this.generation + 1, durationMs: Date.now() - startedAt };
     if (this.#dispatch('successor-ready') === 'drain-for-upgrade') {
@@ -465,6 +488,8 @@ export class Grace extends EventEmitter<GraceEvents> {
     }
     const drainAbort = (this.#drainAbort = new AbortController());
     this.#listeners.stopAccepting(reason === 'upgrade');
+    const moved = reason === 'upgrade' ? await this.#moveConnections(drainAbort.signal) : 0;
+    if (drainAbort.signal.aborted) return; // the successor died: this process serves again (#serveAgain)
     const connections = this.#listeners.trackers.reduce((n, t) => n + t.connections.size, 0);
     this.#supervision?.notify({ type: 'drain-start', reason, connections });
     const result = await drainConnections(this.#listeners.trackers, {
@@ -474,12 +499,43 @@ export class Grace extends EventEmitter<GraceEvents> {
       signal: drainAbort.signal,
     });
     if (drainAbort.signal.aborted) return; // the successor died: this process serves again (#serveAgain)
+    result.moved = moved;
     const level = result.forced > 0 ? 'warn' : 'info';
     log[level]({ ...result, reason }, result.forced > 0 ? `drain deadline reached: destroyed ${result.forced} connections` : 'drained');
     this.emit('drain-end', { ...result, reason });
     this.#supervision?.notify({ type: 'drain-end', reason, durationMs: result.durationMs, forced: result.forced });
     if (this.#dispatch('drain-done') === 'ignore') return;
     await this.#close(reason);
+  }
+
+  /**
+   * Moves the idle plain-HTTP/1 keep-alive connections to the successor that adopts them
+   * (connection-mover.ts); returns how many moved. The rest, and every connection of a
+   * listener the successor does not adopt, drain as before.
+   */
+  async #moveConnections(signal: AbortSignal): Promise<number> {
+    const successor = this.#successor;
+    this.#successor = undefined;
+    if (successor === undefined) return 0;
+    const { child, adopts } = successor;
+    // Told to stop meanwhile: the successor stops too, the connections drain here.
+    if (!this.#options.moveConnections || this.#state === 'stopping' || adopts.length === 0 || !child.connected) {
+      closeChannel(child);
+      return 0;
+    }
+    const listeners = this.#listeners.named.filter((l) => adopts.includes(l.name));
+    const log = this.#options.logger;
+    const result = await moveConnections(listeners, child, {
+      deadline: MOVE_STALL_MS,
+      maxDuration: Math.max(MOVE_STALL_MS, this.#options.idleGrace),
+      ackTimeout: MOVE_ACK_TIMEOUT_MS,
+      signal,
+      logger: log,
+    });
+    // Nothing more goes over the channel: it must keep neither process alive.
+    closeChannel(child);
+    log.info({ ...result, successorPid: child.pid }, `moved ${result.moved} connections to the successor`);
+    return result.moved;
   }
 
   /**

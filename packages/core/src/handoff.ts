@@ -5,10 +5,16 @@
  *    it was started from (re-resolved, so a switched `current` symlink is followed), with
  *    stdio inherited, its listening sockets at fds 3…3+n-1 described by LISTEN_FDS /
  *    LISTEN_FDNAMES, and one more fd: the private readiness channel (a socketpair, never a
- *    network port), whose number is in GRACE_RESTART_READY_FD.
+ *    network port), whose number is in GRACE_RESTART_READY_FD. With `moveConnections`, a
+ *    Node IPC channel follows at the next fd (NODE_CHANNEL_FD, which Node reads and removes
+ *    at startup): after the listeners and the readiness fd, so neither numbering moves.
  * 2. The successor listens on the inherited sockets and, once it can serve, writes one
- *    JSON line `{"type":"ready","pid":…}` on the channel and closes it.
- * 3. The parent then stops accepting and drains (see drain.ts). If the successor exits, or
+ *    JSON line `{"type":"ready","pid":…}` on the channel and closes it. A successor that has
+ *    the IPC channel (and a valid readiness fd, so the channel is its predecessor's) adds
+ *    `"adopts":[<listener names>]`: it takes moved connections for those listeners.
+ * 3. The parent serves beside it through its probation, then stops accepting, moves its
+ *    idle keep-alive connections over the IPC channel when the successor adopts them
+ *    (connection-mover.ts) and drains the rest (see drain.ts). If the successor exits, or
  *    is not ready within the timeout, the parent stops it (SIGTERM, then SIGKILL) and keeps
  *    serving: a rollback.
  */
@@ -81,10 +87,14 @@ function readyFdRefusal(fd: number, parentPid: number | undefined, listenFds: re
   return undefined;
 }
 
-/** Tells the parent this successor is serving. Returns false if the parent is gone. */
-export function reportReady(readyFd: number): boolean {
+/**
+ * Tells the parent this successor is serving, and which listeners' connections it adopts
+ * (`adopts`, only when it listens for moved connections). Returns false if the parent is gone.
+ */
+export function reportReady(readyFd: number, adopts?: readonly string[]): boolean {
   try {
-    writeSync(readyFd, `${JSON.stringify({ type: 'ready', pid: process.pid })}\n`);
+    const message = adopts === undefined ? { type: 'ready', pid: process.pid } : { type: 'ready', pid: process.pid, adopts };
+    writeSync(readyFd, `${JSON.stringify(message)}\n`);
     return true;
   } catch {
     return false;
@@ -151,6 +161,8 @@ export interface SpawnSuccessorOptions {
   startedAt: number;
   /** Rejects the attempt early (e.g. the parent got SIGTERM meanwhile). */
   signal?: AbortSignal;
+  /** Open a Node IPC channel to the successor, after the readiness fd, to move connections over. */
+  ipc?: boolean;
 }
 
 /** A successor that reported ready. */
@@ -158,6 +170,8 @@ export interface ReadySuccessor {
   pid: number;
   /** The successor process; unref'd, so the parent may exit before it. */
   child: ChildProcess;
+  /** Listener names whose connections the successor adopts over the IPC channel (none without one). */
+  adopts: readonly string[];
 }
 
 /**
@@ -175,7 +189,8 @@ export function spawnSuccessor(options: SpawnSuccessorOptions): Promise<ReadySuc
     [ENV_GENERATION]: String(options.generation + 1),
     [ENV_PARENT_PID]: String(process.pid),
   };
-  const stdio: ('inherit' | 'pipe' | number)[] = ['inherit', 'inherit', 'inherit', ...listeners.map((l) => l.fd), 'pipe'];
+  const stdio: ('inherit' | 'pipe' | 'ipc' | number)[] = ['inherit', 'inherit', 'inherit', ...listeners.map((l) => l.fd), 'pipe'];
+  if (options.ipc === true) stdio.push('ipc');
 
   return new Promise<ReadySuccessor>((resolvePromise, rejectPromise) => {
     let child: ChildProcess;
@@ -230,17 +245,26 @@ export function spawnSuccessor(options: SpawnSuccessorOptions): Promise<ReadySuc
       cleanup();
       child.removeAllListeners('exit');
       child.unref();
-      resolvePromise({ pid: message.pid, child });
+      // Adoption needs the channel on both ends: the successor could claim it without one.
+      const adopts = child.connected ? message.adopts : [];
+      if (!child.connected || adopts.length === 0) closeChannel(child);
+      resolvePromise({ pid: message.pid, child, adopts });
     });
   });
 }
 
-function parseReadyLine(line: string): { pid: number } | undefined {
+/** Ends the IPC channel to `child`, so that it keeps neither process alive. */
+export function closeChannel(child: ChildProcess): void {
+  if (child.connected) child.disconnect();
+}
+
+function parseReadyLine(line: string): { pid: number; adopts: string[] } | undefined {
   try {
     const value: unknown = JSON.parse(line);
     if (typeof value === 'object' && value !== null && (value as { type?: unknown }).type === 'ready') {
-      const pid = (value as { pid?: unknown }).pid;
-      if (typeof pid === 'number') return { pid };
+      const { pid, adopts } = value as { pid?: unknown; adopts?: unknown };
+      const names = Array.isArray(adopts) ? adopts.filter((name): name is string => typeof name === 'string') : [];
+      if (typeof pid === 'number') return { pid, adopts: names };
     }
   } catch {
     // fall through: not a ready message

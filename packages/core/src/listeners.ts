@@ -61,6 +61,24 @@ export class ListenerSet {
     return this.#listeners.map((l) => l.server);
   }
 
+  /** Names of the listeners that listen now (what a successor adopts moved connections for). */
+  get listeningNames(): string[] {
+    return this.#listeners.filter((l) => l.server.listening).map((l) => l.name);
+  }
+
+  /**
+   * The server of the listener called `name`, to adopt a moved connection into; also once it
+   * stopped accepting (a stop racing the move): the adopted socket then drains like the rest.
+   */
+  serverNamed(name: string): Server | undefined {
+    return this.#listeners.find((l) => l.name === name)?.server;
+  }
+
+  /** Every listener with its name and tracker, for moving its connections. */
+  get named(): { name: string; tracker: ConnectionTracker }[] {
+    return this.#listeners.map((l) => ({ name: l.name, tracker: l.tracker }));
+  }
+
   /** Whether any inherited fd is still waiting for its `listen()`. */
   get hasUnclaimed(): boolean {
     return this.#inherited.length > 0;

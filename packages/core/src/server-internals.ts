@@ -1,7 +1,11 @@
 /**
- * The only places grace-restart depends on Node's internals or libuv's behaviour.
- * Both are covered by test/server-internals.test.mjs so a Node release that changes them
- * fails loudly here instead of silently breaking upgrades.
+ * The only places grace-restart depends on Node's internals or libuv's behaviour: the fd
+ * of a listening socket, keeping unix socket files, the response a socket is writing, and
+ * what the live connection handoff reads to tell that a keep-alive socket sits between two
+ * requests. Each is covered by packages/core/test/api.test.mjs or
+ * packages/core/test/server-internals.test.mjs, so a Node release that changes one fails
+ * loudly there instead of silently breaking upgrades; the handoff also checks for its own
+ * at its first move and, when one is missing, drains as before (logged once).
  */
 import { mkdtempSync, rmdirSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
@@ -67,4 +71,119 @@ export function closeKeepingSocketFile(close: () => void): void {
 export function pendingResponse(socket: Socket): ServerResponse | undefined {
   const res = (socket as unknown as { _httpMessage?: ServerResponse | null })._httpMessage;
   return res ?? undefined;
+}
+
+// ---------------------------------------------------------------------------------------
+// Live connection handoff (connection-mover.ts, connection-handoff.ts). A keep-alive socket
+// may move to the successor only between two requests; Node says so nowhere publicly, so
+// each of the following reads one internal, and movableInternals() checks at the first
+// move that all of them are there (else the drain stays today's, with a log line).
+
+/** Internal fields of a net.Socket that the move reads. */
+interface SocketInternals {
+  _handle?: { writeQueueSize?: unknown; reading?: unknown; readStop?: unknown } | null;
+  _paused?: unknown;
+  parser?: unknown;
+}
+
+/** Internal fields of a net.Server that the successor updates when it adopts a socket. */
+interface ServerInternals {
+  _connections?: unknown;
+}
+
+/** The C++ ConnectionsList http.Server keeps since Node 18.14 (`closeIdleConnections()` uses it). */
+interface ConnectionsList {
+  idle(): { socket?: Socket | null }[];
+}
+
+const connectionsSymbols = new WeakMap<object, symbol | null>();
+
+function connectionsList(server: Server): ConnectionsList | undefined {
+  // The symbol is module-private in _http_server.js: found by its description, once per server.
+  let symbol = connectionsSymbols.get(server);
+  if (symbol === undefined) {
+    symbol = Object.getOwnPropertySymbols(server).find((s) => s.description === 'http.server.connections') ?? null;
+    connectionsSymbols.set(server, symbol);
+  }
+  if (symbol === null) return undefined;
+  const list = (server as unknown as Record<symbol, unknown>)[symbol];
+  if (typeof list !== 'object' || list === null || typeof (list as { idle?: unknown }).idle !== 'function') return undefined;
+  return list as ConnectionsList;
+}
+
+/**
+ * The sockets of a listening http.Server whose parser sits between two messages (the last
+ * request fully received, no byte of the next one parsed), read from the same list as the
+ * public `server.closeIdleConnections()`. Their response may still be running: check
+ * {@link pendingResponse} too. `undefined` when this Node has no such list.
+ */
+export function socketsBetweenMessages(server: Server): Set<Socket> | undefined {
+  const list = connectionsList(server);
+  if (list === undefined) return undefined;
+  const sockets = new Set<Socket>();
+  for (const parser of list.idle()) {
+    if (parser.socket) sockets.add(parser.socket);
+  }
+  return sockets;
+}
+
+/**
+ * Bytes libuv has accepted for writing on `socket` but not yet handed to the kernel. A
+ * handle closed with writes queued cancels them, so a socket moves only at 0.
+ */
+export function queuedWriteBytes(socket: Socket): number {
+  const size = (socket as unknown as SocketInternals)._handle?.writeQueueSize;
+  return typeof size === 'number' ? size : Number.POSITIVE_INFINITY;
+}
+
+/** True while http paused `socket` because pipelined responses back up (`socket._paused`). */
+export function pausedByHttp(socket: Socket): boolean {
+  return (socket as unknown as SocketInternals)._paused === true;
+}
+
+/**
+ * Stops reading from the kernel at once, so that every byte the client sends from now on is
+ * read by whoever owns the fd next. `pause()` does it through http's 'pause' listener
+ * (`_handle.readStop()`); the handle is stopped directly when that listener did not run.
+ * Returns false if reading could not be stopped (the socket must not move then).
+ */
+export function stopReading(socket: Socket): boolean {
+  socket.pause();
+  const handle = (socket as unknown as SocketInternals)._handle;
+  if (handle === null || handle === undefined) return false;
+  if (handle.reading === true && typeof handle.readStop === 'function') {
+    handle.reading = false;
+    (handle.readStop as () => number).call(handle);
+  }
+  return handle.reading === false;
+}
+
+/**
+ * Tells a net.Server that it owns a socket given to it with `emit('connection')`, as its
+ * own accept does: `socket.server` (read by http's timeout handler), `socket._server` (whose
+ * close decrements the count again, so `server.close()` still completes) and
+ * `server._connections`; and the server's `allowHalfOpen` (http.Server's is true), which a
+ * socket received over IPC does not have.
+ */
+export function claimAdoptedSocket(server: Server, socket: Socket): void {
+  const internals = server as unknown as ServerInternals & { allowHalfOpen?: unknown };
+  if (typeof internals._connections === 'number') internals._connections += 1;
+  const owned = socket as unknown as { server: Server; _server: Server; allowHalfOpen: boolean };
+  owned.server = server;
+  owned._server = server;
+  if (typeof internals.allowHalfOpen === 'boolean') owned.allowHalfOpen = internals.allowHalfOpen;
+}
+
+/**
+ * What the live handoff cannot find in this Node, checked on a listening http.Server and
+ * one of its sockets; `undefined` when everything is there.
+ */
+export function missingMoveInternals(server: Server, socket: Socket): string | undefined {
+  if (connectionsList(server) === undefined) return "http.Server's connections list (Symbol(http.server.connections)).idle()";
+  const handle = (socket as unknown as SocketInternals)._handle;
+  if (handle === null || handle === undefined) return 'socket._handle';
+  if (typeof handle.writeQueueSize !== 'number') return 'socket._handle.writeQueueSize';
+  if (typeof handle.readStop !== 'function' || typeof handle.reading !== 'boolean') return 'socket._handle.readStop / reading';
+  if (typeof (server as unknown as ServerInternals)._connections !== 'number') return 'server._connections';
+  return undefined;
 }

@@ -1,0 +1,208 @@
+// Live connection handoff (issue #12), asserted from outside: the client's keep-alive sockets
+// (their local ports) survive upgrades and are answered by the successor, the client opens no
+// new connection, and the old process holds no client connection once it has moved them.
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { test } from 'node:test';
+import { isAlive, waitFor } from '../../../test/helpers/process.mjs';
+import { startServer } from './helpers.mjs';
+
+/** A keep-alive client that remembers which local port answered each request, and by whom. */
+function keepAliveClient(port, connections) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
+  let opened = 0;
+  const createConnection = agent.createConnection.bind(agent);
+  agent.createConnection = (...args) => {
+    opened += 1;
+    return createConnection(...args);
+  };
+  const stats = { ok: 0, failed: 0, errors: {} };
+  const get = () =>
+    new Promise((resolve) => {
+      const req = http.request({ host: '127.0.0.1', port, path: '/', agent, timeout: 10_000 }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (body += d));
+        res.on('end', () => {
+          stats.ok += 1;
+          resolve({ localPort: req.socket.localPort, pid: JSON.parse(body).pid });
+        });
+      });
+      const fail = (error) => {
+        stats.failed += 1;
+        stats.errors[error.code ?? error.message] = (stats.errors[error.code ?? error.message] ?? 0) + 1;
+        resolve({ error });
+      };
+      req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
+      req.on('error', fail);
+      req.end();
+    });
+  let running = false;
+  let loops = [];
+  return {
+    stats,
+    get opened() {
+      return opened;
+    },
+    /** One request on each of `connections` sockets at once. */
+    burst: () => Promise.all(Array.from({ length: connections }, get)),
+    /** Every socket sends request after request until stop(). */
+    startLoad() {
+      running = true;
+      loops = Array.from({ length: connections }, async () => {
+        while (running) await get();
+      });
+    },
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+    },
+    close: () => agent.destroy(),
+  };
+}
+
+/** Inodes of the established TCP connections whose local port is `port` (the server's side). */
+function serverSideInodes(port) {
+  const inodes = new Set();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text;
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields.length < 10) continue;
+      const localPort = Number.parseInt(fields[1].split(':')[1], 16);
+      const established = fields[3] === '01';
+      if (localPort === port && established) inodes.add(fields[9]);
+    }
+  }
+  return inodes;
+}
+
+/** How many client connections of the server on `port` the process `pid` holds an fd of. */
+function clientConnectionsHeld(pid, port) {
+  const inodes = serverSideInodes(port);
+  let held = 0;
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    let target;
+    try {
+      target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue; // closed meanwhile
+    }
+    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+    if (inode !== undefined && inodes.has(inode)) held += 1;
+  }
+  return held;
+}
+
+/**
+ * Upgrades `pid` and, while the old process waits in its onShutdown hook (HANG_SHUTDOWN),
+ * counts the client connections it still holds. Returns the successor's pid and that count.
+ */
+async function upgradeAndInspect(fixture, pid, port) {
+  const after = fixture.events.length;
+  process.kill(pid, 'SIGUSR2');
+  await fixture.waitForEvent({ event: 'shutdown', pid }, { after, timeout: 30_000 });
+  const held = clientConnectionsHeld(pid, port);
+  // The fixture's upgrade-ready line carries the successor's pid (the result's) in `pid`.
+  const ready = fixture.events.slice(after).find((e) => e.event === 'upgrade-ready');
+  const drain = fixture.events.slice(after).find((e) => e.event === 'drain-end' && e.pid === pid);
+  await waitFor(() => !isAlive(pid), { what: `old process ${pid} to exit` });
+  return { next: ready.pid, held, drain };
+}
+
+// The old process hangs in onShutdown (after its drain) for up to HOOK_TIMEOUT, so that what it
+// still holds can be read from /proc before it exits.
+const INSPECTABLE = { MOVE_CONNECTIONS: '1', HANG_SHUTDOWN: '1', HOOK_TIMEOUT: '1500' };
+
+test('idle keep-alive connections move to the successor: same client sockets, no new connection', async (t) => {
+  const connections = 8;
+  const { fixture, port } = await startServer(t, INSPECTABLE);
+  const client = keepAliveClient(port, connections);
+  t.after(() => client.close());
+  const before = await client.burst();
+  const ports = new Set(before.map((r) => r.localPort));
+  assert.equal(ports.size, connections);
+  assert.equal(client.opened, connections);
+  assert.equal(clientConnectionsHeld(fixture.pid, port), connections, 'the /proc probe sees the connections before the upgrade');
+
+  const { next, held, drain } = await upgradeAndInspect(fixture, fixture.pid, port);
+  assert.equal(held, 0, 'the old process holds no client connection after the moves');
+  assert.equal(drain.moved, connections, JSON.stringify(drain));
+  assert.equal(drain.connections, 0, 'nothing left to drain');
+
+  const after = await client.burst();
+  assert.deepEqual(client.stats.errors, {});
+  assert.deepEqual(new Set(after.map((r) => r.localPort)), ports, 'the same client sockets answer');
+  assert.deepEqual(new Set(after.map((r) => r.pid)), new Set([next]), 'answered by the successor');
+  assert.equal(client.opened, connections, 'the client opened no new connection');
+});
+
+test('under keep-alive load, 3 upgrades fail no request and the client never reconnects', async (t) => {
+  const connections = 16;
+  const { fixture, port } = await startServer(t, INSPECTABLE);
+  const client = keepAliveClient(port, connections);
+  t.after(() => client.close());
+  client.startLoad();
+  await waitFor(() => client.stats.ok > 300, { what: 'load to flow' });
+  assert.equal(client.opened, connections);
+
+  let pid = fixture.pid;
+  for (let i = 0; i < 3; i++) {
+    const { next, held, drain } = await upgradeAndInspect(fixture, pid, port);
+    assert.equal(held, 0, `generation ${i + 1} still holds client connections`);
+    assert.equal(drain.moved, connections, JSON.stringify(drain));
+    const okBefore = client.stats.ok;
+    await waitFor(() => client.stats.ok > okBefore + 300, { what: 'load to flow on the successor' });
+    pid = next;
+  }
+  await client.stop();
+  assert.deepEqual(client.stats.errors, {}, `failed requests: ${JSON.stringify(client.stats)}`);
+  assert.equal(client.stats.failed, 0);
+  assert.equal(client.opened, connections, 'the client opened no new connection across 3 upgrades');
+  const last = await client.burst();
+  assert.deepEqual(new Set(last.map((r) => r.pid)), new Set([pid]));
+});
+
+test('moveConnections: false (the default) drains as before: the client reconnects to the successor', async (t) => {
+  const connections = 4;
+  const { fixture, port } = await startServer(t, { MOVE_CONNECTIONS: '0', IDLE_GRACE: '50' });
+  const client = keepAliveClient(port, connections);
+  t.after(() => client.close());
+  await client.burst();
+  const after = fixture.events.length;
+  process.kill(fixture.pid, 'SIGUSR2');
+  const drain = await fixture.waitForEvent({ event: 'drain-end', pid: fixture.pid }, { after });
+  assert.equal(drain.moved, 0);
+  assert.equal(drain.closedIdle, connections);
+  await waitFor(() => !isAlive(fixture.pid), { what: 'old process to exit' });
+  await client.burst();
+  assert.ok(client.opened > connections, `the client reconnected (${client.opened} connections)`);
+});
+
+test('a connection that never sent a byte moves too, and is answered by the successor', async (t) => {
+  const { fixture, port } = await startServer(t, INSPECTABLE);
+  const socket = net.connect({ port, host: '127.0.0.1' });
+  t.after(() => socket.destroy());
+  await new Promise((resolve) => socket.once('connect', resolve));
+  // The server has accepted it once a request on another connection is answered after it.
+  const other = keepAliveClient(port, 1);
+  t.after(() => other.close());
+  await other.burst();
+  const { next, held, drain } = await upgradeAndInspect(fixture, fixture.pid, port);
+  assert.equal(held, 0);
+  assert.ok(drain.moved >= 1, JSON.stringify(drain));
+  socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+  let response = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (d) => (response += d));
+  await waitFor(() => response.includes('}'), { what: 'a response on the moved socket' });
+  assert.match(response, /^HTTP\/1\.1 200/);
+  assert.equal(JSON.parse(response.slice(response.indexOf('\r\n\r\n') + 4)).pid, next);
+});

@@ -1,0 +1,174 @@
+// The Node internals the live connection handoff reads (server-internals.ts), each checked on
+// real sockets, plus the fallback when one is missing. A Node release that changes one of
+// them fails here, by name, instead of silently losing requests during upgrades.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import http from 'node:http';
+import net from 'node:net';
+import { test } from 'node:test';
+import { waitFor } from '../../../test/helpers/process.mjs';
+import { adoptConnection } from '../dist/connection-handoff.js';
+import { moveConnections } from '../dist/connection-mover.js';
+import { ConnectionTracker } from '../dist/drain.js';
+import {
+  claimAdoptedSocket,
+  missingMoveInternals,
+  pausedByHttp,
+  queuedWriteBytes,
+  socketsBetweenMessages,
+  stopReading,
+} from '../dist/server-internals.js';
+
+/** A client socket whose reset at the end of a test is expected. */
+function connect(t, port) {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.on('error', () => {});
+  t.after(() => socket.destroy());
+  return socket;
+}
+
+async function listen(t, server) {
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => {
+    server.closeAllConnections?.();
+    server.close();
+  });
+  return server.address().port;
+}
+
+/** One raw HTTP/1.1 request on `socket`; resolves with the raw response text. */
+function rawRequest(socket, path = '/') {
+  return new Promise((resolve) => {
+    let text = '';
+    const onData = (d) => {
+      text += d;
+      const head = text.indexOf('\r\n\r\n');
+      const length = /content-length: (\d+)/i.exec(text)?.[1];
+      if (head !== -1 && length !== undefined && text.length >= head + 4 + Number(length)) {
+        socket.removeListener('data', onData);
+        resolve(text);
+      }
+    };
+    socket.setEncoding('utf8');
+    socket.on('data', onData);
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+  });
+}
+
+test('socketsBetweenMessages: a socket is listed once its request is parsed, not while one arrives', async (t) => {
+  let serverSocket;
+  let partialSeen;
+  const server = http.createServer((req, res) => {
+    serverSocket = req.socket;
+    res.end('ok');
+  });
+  const port = await listen(t, server);
+  const client = connect(t, port);
+  await once(client, 'connect');
+  await rawRequest(client);
+  const idle = socketsBetweenMessages(server);
+  assert.ok(idle instanceof Set);
+  assert.ok(idle.has(serverSocket), 'between two requests');
+  // Half a request: the parser has started a message.
+  const bytes = serverSocket.bytesRead;
+  client.write('GET / HTTP/1.1\r\nHo');
+  await waitFor(() => serverSocket.bytesRead > bytes, { what: 'the partial request to be read' });
+  partialSeen = socketsBetweenMessages(server).has(serverSocket);
+  assert.equal(partialSeen, false, 'a message in progress is not between messages');
+  assert.equal(socketsBetweenMessages(net.createServer()), undefined, 'a plain net.Server has no such list');
+});
+
+test('queuedWriteBytes and pausedByHttp read 0 and false on an idle socket, stopReading keeps later bytes in the kernel', async (t) => {
+  let serverSocket;
+  let finished = 0;
+  const server = http.createServer((req, res) => {
+    serverSocket = req.socket;
+    res.on('finish', () => (finished += 1));
+    res.end('ok');
+  });
+  const port = await listen(t, server);
+  const client = connect(t, port);
+  await once(client, 'connect');
+  await rawRequest(client);
+  // http resumes the socket once the response is finished (req._dump): stop reading after that,
+  // as the move does (it runs in 'finish', after http's own listener).
+  await waitFor(() => finished === 1, { what: 'the response to finish' });
+  assert.equal(queuedWriteBytes(serverSocket), 0);
+  assert.equal(pausedByHttp(serverSocket), false);
+  assert.equal(missingMoveInternals(server, serverSocket), undefined, 'this Node has every internal the move needs');
+
+  assert.equal(stopReading(serverSocket), true);
+  const bytes = serverSocket.bytesRead;
+  client.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+  // A full round trip on another connection: this process has polled since the write.
+  const other = connect(t, port);
+  await once(other, 'connect');
+  await rawRequest(other);
+  assert.equal(serverSocket.bytesRead, bytes, 'nothing read after stopReading: the request waits in the kernel for the next owner');
+});
+
+test('claimAdoptedSocket gives the socket to the server as its accept would', async (t) => {
+  const server = http.createServer();
+  await listen(t, server);
+  const socket = new net.Socket();
+  const before = server._connections;
+  claimAdoptedSocket(server, socket);
+  assert.equal(server._connections, before + 1);
+  assert.equal(socket.server, server);
+  assert.equal(socket.allowHalfOpen, true, "http.Server's allowHalfOpen");
+  // Its close gives the count back, so that server.close() completes.
+  socket.destroy();
+  await once(socket, 'close');
+  assert.equal(server._connections, before);
+});
+
+test('an adopted idle socket is answered, and closed at keepAliveTimeout instead of a 408 at headersTimeout', async (t) => {
+  const target = http.createServer((req, res) => res.end(JSON.stringify({ adopted: true })));
+  target.keepAliveTimeout = 200;
+  await listen(t, target);
+  const front = net.createServer((socket) => adoptConnection(target, socket));
+  const port = await listen(t, front);
+
+  const served = connect(t, port);
+  await once(served, 'connect');
+  assert.match(await rawRequest(served), /^HTTP\/1\.1 200[\s\S]*"adopted":true/);
+
+  const idle = connect(t, port);
+  let received = '';
+  idle.setEncoding('utf8');
+  idle.on('data', (d) => (received += d));
+  const closed = once(idle, 'close');
+  await once(idle, 'connect');
+  await waitFor(() => idle.readableEnded || idle.destroyed, { timeout: 10_000, what: 'the idle adopted socket to be closed' });
+  await closed;
+  assert.equal(received, '', 'closed without an unsolicited response');
+});
+
+test('a Node without the connections list falls back to the drain, logged once', async (t) => {
+  const server = http.createServer((req, res) => res.end('ok'));
+  const tracker = new ConnectionTracker(server);
+  t.after(() => tracker.dispose());
+  const port = await listen(t, server);
+  const client = connect(t, port);
+  await once(client, 'connect');
+  await rawRequest(client);
+  // What an older or newer Node would look like: the list is gone.
+  const symbol = Object.getOwnPropertySymbols(server).find((s) => s.description === 'http.server.connections');
+  assert.ok(symbol, 'this Node keeps the list under Symbol(http.server.connections)');
+  const list = server[symbol];
+  delete server[symbol];
+  t.after(() => (server[symbol] = list));
+  const warnings = [];
+  const logger = { error: () => {}, info: () => {}, debug: () => {}, warn: (obj, msg) => warnings.push(msg) };
+  const child = { connected: true, on: () => {}, removeListener: () => {}, send: () => assert.fail('nothing may be sent') };
+  const listeners = [{ name: 'tcp/127.0.0.1/0', tracker }];
+  const first = await moveConnections(listeners, child, { deadline: 100, maxDuration: 100, ackTimeout: 100, logger });
+  const second = await moveConnections(listeners, child, { deadline: 100, maxDuration: 100, ackTimeout: 100, logger });
+  assert.equal(first.moved, 0);
+  assert.match(first.unsupported, /connections list/);
+  assert.equal(first.left, 1, 'the connection stays for the drain');
+  assert.equal(second.unsupported, first.unsupported);
+  assert.equal(warnings.length, 1, 'logged once');
+  assert.match(warnings[0], /drained instead of moved/);
+});

@@ -6,26 +6,16 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { request, startLoad } from './helpers/load.mjs';
-import { followJsonEvents, isAlive, waitFor } from './helpers/process.mjs';
+import { followJsonEvents, freePort, isAlive, waitFor } from './helpers/process.mjs';
 
 const ACTIVATE = '/usr/bin/systemd-socket-activate';
 const example = (name) => fileURLToPath(new URL(`../examples/${name}/dist/server.js`, import.meta.url));
 const TWO_LISTENERS = fileURLToPath(new URL('./fixtures/two-listeners.mjs', import.meta.url));
-
-/** A port free right now on 127.0.0.1 (systemd-socket-activate needs a concrete one). */
-async function freePort() {
-  const server = net.createServer();
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function tempDir(t) {
   const dir = mkdtempSync(join(tmpdir(), 'grace-activate-'));

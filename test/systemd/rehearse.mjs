@@ -11,11 +11,10 @@
 // Prints one line per check and a summary; exits 1 if an expected outcome was not met.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request, startLoad } from '../helpers/load.mjs';
-import { waitFor } from '../helpers/process.mjs';
+import { freePort, waitFor } from '../helpers/process.mjs';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const ROOTFS = process.env.ROOTFS ?? '/var/lib/grace-nspawn/bookworm';
@@ -27,14 +26,6 @@ const results = [];
 function check(name, ok, detail) {
   results.push({ name, ok, detail });
   console.log(`${ok ? 'PASS' : 'FAIL'}  ${name}: ${detail}`);
-}
-
-async function freePort() {
-  const server = net.createServer();
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 function ensureRootfs() {

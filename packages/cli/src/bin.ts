@@ -18,6 +18,7 @@ import {
   serveControl,
   signalExitCode,
   startDirectory,
+  type SelfStatus,
   type UpgradeOutcome,
 } from '@grace-restart/core';
 import { Supervisor, type SupervisorStatus } from './supervisor.js';
@@ -295,16 +296,6 @@ function describeOutcome(outcome: UpgradeOutcome): string {
     ? `upgraded to generation ${outcome.generation} in ${outcome.durationMs} ms`
     : `upgrade failed after ${outcome.durationMs} ms, still serving generation ${outcome.generation}: ${outcome.error}`;
   return [head, ...lines].join('\n');
-}
-
-/** What a self-upgrading process answers to `status`. */
-interface SelfStatus {
-  mode: 'self';
-  pid: number;
-  state: string;
-  generation: number;
-  parentPid: number | undefined;
-  uptimeMs: number;
 }
 
 async function status(argv: string[]): Promise<number> {

@@ -22,7 +22,7 @@ import { appHeardListenError, ListenerSet } from './listeners.js';
 import { flushLogger } from './logger.js';
 import { resolveOptions, type DrainInfo, type GraceOptions, type ResolvedOptions } from './options.js';
 import { removePidFile, writePidFile } from './pid-file.js';
-import { openSelfControl } from './self-control.js';
+import { openSelfControl, type SelfStatus } from './self-control.js';
 import { takeProcessEnv } from './process-env.js';
 import { installSignalHandlers, signalExitCode } from './signals.js';
 import type { Supervision } from './supervised.js';
@@ -609,7 +609,7 @@ export class Grace extends EventEmitter<GraceEvents> {
   }
 
   /** What `grace-restart status` shows of this process. */
-  #status(): object {
+  #status(): SelfStatus {
     return { mode: 'self', pid: process.pid, state: this.state, generation: this.generation, parentPid: this.parentPid, uptimeMs: Date.now() - this.#createdAt };
   }
 

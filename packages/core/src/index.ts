@@ -18,3 +18,4 @@ export { signalExitCode } from './signals.js';
 export { flushLogger } from './logger.js';
 export { ENV, parsePositiveInteger, WORKER_MESSAGE_KEY } from './protocol.js';
 export type { WorkerMessage } from './supervised.js';
+export type { SelfStatus } from './self-control.js';

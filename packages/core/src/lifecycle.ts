@@ -146,8 +146,3 @@ export const LIFECYCLE: Readonly<Record<LifecycleState, Row>> = {
 export function transition(state: LifecycleState, event: LifecycleEvent): Transition {
   return LIFECYCLE[state][event] ?? stay(state, 'ignore');
 }
-
-/** True in the states where this process takes new connections. */
-export function isServing(state: LifecycleState): boolean {
-  return state === 'ready' || state === 'upgrading';
-}

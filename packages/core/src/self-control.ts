@@ -7,9 +7,19 @@ import { controlSocketPath, serveControl, type ControlServer, type UpgradeOutcom
 import { UpgradeError } from './errors.js';
 import type { Logger } from './logger.js';
 
+/** What a self-upgrading process answers to `status`. */
+export interface SelfStatus {
+  mode: 'self';
+  pid: number;
+  state: string;
+  generation: number;
+  parentPid: number | undefined;
+  uptimeMs: number;
+}
+
 /** What the socket asks of the process. */
 export interface SelfControlHandlers {
-  status(): object;
+  status(): SelfStatus;
   /** Starts (or joins) an upgrade; resolves once the successor is ready. */
   upgrade(): Promise<{ pid: number; generation: number; durationMs: number }>;
 }
@@ -37,12 +47,6 @@ async function upgradeOutcome(handlers: SelfControlHandlers): Promise<UpgradeOut
     return { ok: true, trigger: 'control', generation: result.generation, durationMs: result.durationMs, replaced };
   } catch (error) {
     const reason = error instanceof UpgradeError ? ` (${error.reason})` : '';
-    const generation = currentGeneration(handlers);
-    return { ok: false, trigger: 'control', generation, durationMs: Date.now() - startedAt, replaced: [], error: `${(error as Error).message}${reason}` };
+    return { ok: false, trigger: 'control', generation: handlers.status().generation, durationMs: Date.now() - startedAt, replaced: [], error: `${(error as Error).message}${reason}` };
   }
-}
-
-function currentGeneration(handlers: SelfControlHandlers): number {
-  const status = handlers.status() as { generation?: unknown };
-  return typeof status.generation === 'number' ? status.generation : 1;
 }

@@ -36,7 +36,8 @@ for (const dir of readdirSync('packages')) {
 }
 
 // Rows such as "| `idleGrace` | `3000` | ..." in the package READMEs and the root README.
-const defaults = resolveOptions({});
+// An empty environment: the defaults as documented, whatever this shell sets.
+const defaults = resolveOptions({}, {});
 let rows = 0;
 for (const readme of ['README.md', ...readdirSync('packages').map((dir) => join('packages', dir, 'README.md'))]) {
   for (const [, name, stated] of readFileSync(readme, 'utf8').matchAll(/^\| `(\w+)` \| `([^`]+)` \|/gm)) {

@@ -13,11 +13,27 @@
  * backoff (the pending restart keeps the process alive, so it never ends up idle with no
  * worker); a crash loop ends the supervisor with a non-zero code. A stop aborts a running
  * upgrade and drains every worker at once.
+ *
+ * A replaced worker whose replacement adopts connections (both run with core's
+ * `moveConnections`, and say so in their ready report) is sent `retire` instead of SIGTERM:
+ * it moves its idle keep-alive connections here and they are relayed to the replacement
+ * (core's connection-relay.ts), so those clients keep their TCP connections.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import { realpathSync } from 'node:fs';
-import { ENV, removePidFile, stopChild, WORKER_MESSAGE_KEY, writePidFile, type Logger, type UpgradeOutcome } from '@grace-restart/core';
+import {
+  ENV,
+  relayConnections,
+  removePidFile,
+  stopChild,
+  WORKER_MESSAGE_KEY,
+  writePidFile,
+  type ConnectionRelay,
+  type Logger,
+  type SupervisorMessage,
+  type UpgradeOutcome,
+} from '@grace-restart/core';
 import { scriptPath, type WorkerCommand } from './worker-command.js';
 
 export type { UpgradeOutcome };
@@ -52,6 +68,11 @@ interface WorkerRecord {
   startedAt: number;
   /** Set when the supervisor itself stops this worker: its exit is then no crash. */
   retiring: boolean;
+  /**
+   * From the ready report: the listener names this worker adopts moved connections on, when
+   * it runs with `moveConnections` (it then also understands `retire`); else undefined.
+   */
+  adopts: string[] | undefined;
 }
 
 /** What `grace-restart status` prints. */
@@ -87,6 +108,8 @@ export class Supervisor extends EventEmitter {
   #crashes: number[] = [];
   #consecutiveCrashes = 0;
   readonly #restartTimers = new Set<NodeJS.Timeout>();
+  /** Connections being relayed from retiring workers to their replacements. */
+  readonly #relays = new Set<ConnectionRelay>();
   #watchTimer: NodeJS.Timeout | undefined;
   #stopping: Promise<void> | undefined;
 
@@ -180,6 +203,8 @@ export class Supervisor extends EventEmitter {
     for (const timer of this.#restartTimers) clearTimeout(timer);
     this.#restartTimers.clear();
     this.#upgrade?.abort.abort();
+    // Nothing to move to: the replacements stop too, every worker drains what it holds.
+    for (const relay of this.#relays) relay.end('the supervisor is stopping');
     log.info({ signal, shutdownDelay: this.#o.shutdownDelay }, 'stopping: draining all workers');
     if (this.#o.shutdownDelay > 0) await new Promise((r) => setTimeout(r, this.#o.shutdownDelay));
     await this.#stopWorkers();
@@ -213,7 +238,7 @@ export class Supervisor extends EventEmitter {
       // Every other worker of the slot goes, including one a crash restart brought meanwhile.
       const old = this.#slotWorkers(slot).filter((w) => w !== fresh);
       replaced.push({ slot, oldPid: old[0]?.pid, newPid: fresh.pid, readyMs: Date.now() - slotStart });
-      for (const w of old) this.#retire(w);
+      for (const w of old) this.#retire(w, fresh);
     }
     this.#generation = generation;
     const outcome: UpgradeOutcome = { ok: true, trigger, generation, durationMs: Date.now() - startedAt, replaced };
@@ -243,7 +268,7 @@ export class Supervisor extends EventEmitter {
     const { command, startDir } = this.#o;
     cluster.setupPrimary({ exec: scriptPath(command, startDir), args: command.args, execArgv: command.execArgv, cwd: startDir });
     const worker = cluster.fork({ [ENV.supervisor]: String(process.pid), [ENV.generation]: String(generation), PWD: startDir });
-    const record: WorkerRecord = { worker, pid: worker.process.pid ?? 0, slot, generation, state: 'starting', startedAt: Date.now(), retiring: false };
+    const record: WorkerRecord = { worker, pid: worker.process.pid ?? 0, slot, generation, state: 'starting', startedAt: Date.now(), retiring: false, adopts: undefined };
     this.#workers.add(record);
     worker.on('message', (message: unknown) => this.#onMessage(record, message));
     worker.once('exit', (code, sig) => this.#onExit(record, code, sig));
@@ -264,8 +289,11 @@ export class Supervisor extends EventEmitter {
         reject(new Error(`worker ${record.pid} (slot ${slot}) ${reason}`));
       };
       const onReady = (message: unknown): void => {
-        if (readMessage(message)?.type !== 'ready') return;
+        const body = readMessage(message);
+        if (body?.type !== 'ready') return;
         settle();
+        const { adopts } = body as { adopts?: unknown };
+        if (Array.isArray(adopts)) record.adopts = adopts.filter((name): name is string => typeof name === 'string');
         record.state = 'ready';
         resolve(record);
       };
@@ -337,10 +365,33 @@ export class Supervisor extends EventEmitter {
     if (newer) this.#retire(fresh);
   }
 
-  /** Drains a worker that has been replaced: SIGTERM, SIGKILL past the drain deadline. */
-  #retire(record: WorkerRecord): void {
+  /**
+   * Drains a worker that has been replaced: SIGTERM, SIGKILL past the drain deadline. When
+   * both it and its replacement handle moved connections, it is sent `retire` instead and its
+   * connections are relayed to the replacement; the same SIGKILL deadline holds.
+   */
+  #retire(record: WorkerRecord, replacement?: WorkerRecord): void {
     record.state = 'draining';
-    void this.#terminate(record, this.#o.drainTimeout + this.#o.killTimeout);
+    const killAfterMs = this.#o.drainTimeout + this.#o.killTimeout;
+    const adopts = replacement?.adopts ?? [];
+    if (replacement === undefined || record.adopts === undefined || adopts.length === 0 || !record.worker.isConnected() || !replacement.worker.isConnected()) {
+      void this.#terminate(record, killAfterMs);
+      return;
+    }
+    record.retiring = true;
+    const relay = relayConnections(record.worker, replacement.worker, this.#o.logger);
+    this.#relays.add(relay);
+    const kill = setTimeout(() => record.worker.process.kill('SIGKILL'), killAfterMs);
+    record.worker.once('exit', () => {
+      clearTimeout(kill);
+      this.#relays.delete(relay);
+    });
+    const retire: SupervisorMessage = { type: 'retire', adopts };
+    record.worker.send({ [WORKER_MESSAGE_KEY]: retire }, undefined, (error) => {
+      // Not delivered (the worker is exiting): its exit ends the relay; SIGTERM covers a worker that lingers.
+      if (error !== null) void this.#terminate(record, killAfterMs);
+    });
+    this.#o.logger.info({ workerPid: record.pid, replacementPid: replacement.pid, adopts }, 'retiring the worker: its keep-alive connections move to the replacement');
   }
 
   #terminate(record: WorkerRecord, killAfterMs = this.#o.killTimeout): Promise<void> {

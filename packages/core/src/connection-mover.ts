@@ -1,20 +1,24 @@
 /**
- * Live connection handoff, the old process's side: after its successor's probation, each
+ * Live connection handoff, the old process's side: as soon as its successor is ready, each
  * plain HTTP/1 keep-alive connection moves to the successor at its next request boundary,
  * so the client keeps its TCP connection and never has to reconnect. The successor's side
  * is connection-handoff.ts.
+ *
+ * The move starts while this process still accepts (the successor's probation, grace.ts):
+ * a connection accepted then moves at once, before it is read from. Until the intake closes
+ * the move does not end for want of sockets, and its deadlines start only then.
  *
  * A socket moves only when nothing of it lives in this process any more: no response
  * attached or queued, nothing waiting to be written (in the stream or in libuv), nothing
  * read and unparsed, not paused by http, not ending, and its parser between two messages
  * (or no byte ever received). In the same tick reading stops (`readStop`) and the socket
  * is sent: whatever the client sends next stays in the kernel until the successor reads
- * it. One socket at a time, each acknowledged by the successor.
+ * it. One socket at a time, each acknowledged by the successor; this process closes its copy
+ * of the fd on the ack (or, unacknowledged, when the move ends: the successor died, say).
  *
  * TLS, HTTP/2 and upgraded sockets keep their state in this process and never move; nor
  * does a socket that is still busy at the deadline: drain.ts handles them as before.
  */
-import type { ChildProcess } from 'node:child_process';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { CONNECTION_MESSAGE_KEY, readConnectionMessage, type ConnectionAck, type ConnectionMessage } from './connection-handoff.js';
@@ -26,6 +30,18 @@ import { missingMoveInternals, pausedByHttp, pendingResponse, queuedWriteBytes, 
 export interface MovableListener {
   name: string;
   tracker: ConnectionTracker;
+}
+
+/**
+ * The IPC channel the sockets leave by: the successor's ChildProcess in self-upgrade mode, or,
+ * in a worker of `grace-restart run`, `process` (the supervisor relays to the replacement,
+ * connection-relay.ts). Acks come back on its 'message'.
+ */
+export interface MoveChannel {
+  readonly connected: boolean;
+  send(message: unknown, handle: Socket, options: { keepOpen?: boolean }, callback: (error: Error | null) => void): boolean;
+  on(event: 'message', listener: (message: unknown) => void): unknown;
+  removeListener(event: 'message', listener: (message: unknown) => void): unknown;
 }
 
 /** Settings of one move. */
@@ -44,6 +60,11 @@ export interface MoveSettings {
   ackTimeout: number;
   /** Ends the move early (the successor died, or this process serves again). */
   signal?: AbortSignal;
+  /**
+   * Settles when the servers stop accepting. Until then new connections keep coming (and
+   * move at once), so the move neither ends when none is left nor counts its deadlines.
+   */
+  intake?: Promise<void>;
   logger: Logger;
 }
 
@@ -58,6 +79,8 @@ export interface MoveResult {
   left: number;
   /** Time spent waiting for the successor's acks (ms): the rest of durationMs waited for idle sockets. */
   ackWaitMs: number;
+  /** From the start to the last connection the successor acknowledged (ms); 0 when none moved. */
+  lastMovedMs: number;
   /** Why nothing moved at all, when the internals the move needs are missing. */
   unsupported?: string;
 }
@@ -71,17 +94,20 @@ type IdleSnapshot = Map<Socket, number>;
 let warnedUnsupported = false;
 
 /**
- * Moves the idle plain HTTP/1 connections of `listeners` to `child`, which must have
- * reported that it adopts connections on these listener names. The servers must already
- * have stopped accepting. Resolves once none is left, at the deadline, or on abort.
+ * Moves the idle plain HTTP/1 connections of `listeners` to `child` (the successor's end of
+ * the channel, or the supervisor relaying to the replacement), which must have
+ * reported that it adopts connections on these listener names. While the servers still
+ * accept, `settings.intake` must say when they stop (see MoveSettings); without it they must
+ * have stopped already. Resolves once none is left, at the deadline, or on abort.
  */
-export function moveConnections(listeners: readonly MovableListener[], child: ChildProcess, settings: MoveSettings): Promise<MoveResult> {
+export function moveConnections(listeners: readonly MovableListener[], child: MoveChannel, settings: MoveSettings): Promise<MoveResult> {
   const started = Date.now();
-  const result: MoveResult = { durationMs: 0, moved: 0, refused: 0, left: 0, ackWaitMs: 0 };
+  const result: MoveResult = { durationMs: 0, moved: 0, refused: 0, left: 0, ackWaitMs: 0, lastMovedMs: 0 };
   const movable = listeners.filter((l) => l.tracker.movable);
   const trackerOf = new Map<Socket, MovableListener>();
   const remaining = (): number => movable.reduce((n, l) => n + [...l.tracker.httpSockets].filter((s) => !isUpgraded(s)).length, 0);
-  if (movable.length === 0 || !child.connected || remaining() === 0) return Promise.resolve(finish());
+  if (movable.length === 0 || !child.connected) return Promise.resolve(finish());
+  if (settings.intake === undefined && remaining() === 0) return Promise.resolve(finish());
 
   const unsupported = checkInternals(movable);
   if (unsupported !== undefined) {
@@ -107,6 +133,7 @@ export function moveConnections(listeners: readonly MovableListener[], child: Ch
     let inFlight: { id: number; socket: Socket; timer: NodeJS.Timeout; sentAt: number } | undefined;
     let nextId = 1;
     let done = false;
+    let intakeOpen = settings.intake !== undefined;
 
     const takeSnapshot = (): void => {
       stale = false;
@@ -146,12 +173,14 @@ export function moveConnections(listeners: readonly MovableListener[], child: Ch
         if (!stale) break;
         takeSnapshot();
       }
-      if (remaining() === 0) end();
-      // else: wait for a response to finish (onFinish) or for the deadline.
+      if (!intakeOpen && remaining() === 0) end();
+      // else: wait for a response to finish or a new connection (lookAgain), or the deadline.
     };
 
     const send = (socket: Socket): void => {
       const listener = trackerOf.get(socket) as MovableListener;
+      // A closed channel sends nothing: the socket stays here, reading, for the drain.
+      if (!child.connected) return giveUp('the successor disconnected');
       // Same tick as the checks above: no byte can be read by this process after them.
       if (!stopReading(socket)) {
         socket.resume();
@@ -159,19 +188,20 @@ export function moveConnections(listeners: readonly MovableListener[], child: Ch
       }
       const id = nextId++;
       const message: ConnectionMessage = { type: 'connection', id, listener: listener.name };
-      let sent: boolean;
       try {
-        sent = child.send({ [CONNECTION_MESSAGE_KEY]: message }, socket, (error) => {
+        // keepOpen: this process's copy of the fd stays open until the successor's ack, and is
+        // closed here then. Without it Node keeps the copy in the channel until its own ack, and
+        // leaks it, connection open and unread, when the successor dies before that ack.
+        child.send({ [CONNECTION_MESSAGE_KEY]: message }, socket, { keepOpen: true }, (error) => {
           if (error !== null && inFlight?.id === id) giveUp('send failed', error);
         });
       } catch (error) {
         socket.resume();
         return giveUp('send failed', error);
       }
-      // The handle now belongs to Node's send queue: this process's wrapper is an empty shell.
+      // From here the successor may own the socket: it is no longer this process's to serve or drain.
       listener.tracker.forget(socket);
       snapshot.delete(socket);
-      if (!sent && !child.connected) return giveUp('the successor disconnected');
       const timer = setTimeout(() => giveUp(`no ack within ${settings.ackTimeout} ms`), settings.ackTimeout);
       inFlight = { id, socket, timer, sentAt: Date.now() };
     };
@@ -181,22 +211,27 @@ export function moveConnections(listeners: readonly MovableListener[], child: Ch
       if (ack === undefined || inFlight?.id !== ack.id) return;
       clearTimeout(inFlight.timer);
       result.ackWaitMs += Date.now() - inFlight.sentAt;
-      // Detached from its handle, destroying the wrapper closes no fd; it lets http free the parser.
+      result.lastMovedMs = Date.now() - started;
+      // Closes this process's copy of the fd (never a shutdown: the successor's copy keeps the
+      // connection) and lets http free the parser.
       inFlight.socket.destroy();
       inFlight = undefined;
       if (ack.ok) result.moved += 1;
       else result.refused += 1;
-      deadline.refresh();
+      deadline?.refresh();
       pump();
     };
 
-    const onFinish = (): void => {
+    // A response finished or (while the intake is open) a connection was accepted: more sockets
+    // may be between messages. On 'connection' this runs after http's own listener (added when
+    // the server was made): the parser is attached, but nothing is read before the next turn.
+    const lookAgain = (): void => {
       stale = true;
       pump();
     };
     const onRequest = (_req: IncomingMessage, res: ServerResponse): void => {
       // Added after http's own 'finish' listener: when it runs, http has detached the response.
-      res.once('finish', onFinish);
+      res.once('finish', lookAgain);
     };
 
     const giveUp = (why: string, error?: unknown): void => {
@@ -210,22 +245,38 @@ export function moveConnections(listeners: readonly MovableListener[], child: Ch
       end();
     };
 
-    const deadline = setTimeout(() => end(), settings.deadline);
-    const cap = setTimeout(() => end(), settings.maxDuration);
+    // The deadlines count from the moment the intake closes: before, the move waits for more.
+    let deadline: NodeJS.Timeout | undefined;
+    let cap: NodeJS.Timeout | undefined;
+    const armDeadlines = (): void => {
+      deadline = setTimeout(() => end(), settings.deadline);
+      cap = setTimeout(() => end(), settings.maxDuration);
+    };
+    const closeIntake = (): void => {
+      if (done || !intakeOpen) return;
+      intakeOpen = false;
+      for (const listener of movable) listener.tracker.server.removeListener('connection', lookAgain);
+      armDeadlines();
+      pump();
+    };
     const end = (): void => {
       if (done) return;
       done = true;
       clearTimeout(deadline);
       clearTimeout(cap);
       if (inFlight !== undefined) {
-        // Past the deadline the successor still owes an ack: it owns the socket either way.
+        // Unacknowledged, the socket may be the successor's already: close this copy, never
+        // serve it here too (two readers would split its bytes).
         clearTimeout(inFlight.timer);
         inFlight.socket.destroy();
         inFlight = undefined;
       }
       clearInterval(poll);
       child.removeListener('message', onMessage);
-      for (const listener of movable) listener.tracker.server.removeListener('request', onRequest);
+      for (const listener of movable) {
+        listener.tracker.server.removeListener('request', onRequest);
+        listener.tracker.server.removeListener('connection', lookAgain);
+      }
       settings.signal?.removeEventListener('abort', end);
       resolve(finish());
     };
@@ -235,11 +286,14 @@ export function moveConnections(listeners: readonly MovableListener[], child: Ch
     // queued before the move started).
     for (const listener of movable) {
       listener.tracker.server.on('request', onRequest);
-      for (const socket of listener.tracker.httpSockets) pendingResponse(socket)?.once('finish', onFinish);
+      if (intakeOpen) listener.tracker.server.on('connection', lookAgain);
+      for (const socket of listener.tracker.httpSockets) pendingResponse(socket)?.once('finish', lookAgain);
     }
-    const poll = setInterval(onFinish, RESCAN_MS);
+    const poll = setInterval(lookAgain, RESCAN_MS);
     child.on('message', onMessage);
     settings.signal?.addEventListener('abort', end, { once: true });
+    if (intakeOpen) settings.intake?.then(closeIntake, closeIntake);
+    else armDeadlines();
     pump();
   });
 }

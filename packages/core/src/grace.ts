@@ -10,12 +10,12 @@ import { EventEmitter } from 'node:events';
 import type { Server } from 'node:net';
 import type { ListenOptions } from './address.js';
 import { adoptMovedConnections } from './connection-handoff.js';
-import { moveConnections } from './connection-mover.js';
+import { moveConnections, type MoveChannel } from './connection-mover.js';
 import type { ControlServer } from './control.js';
 import { drainConnections, type DrainResult } from './drain.js';
 import { GraceError, UpgradeError } from './errors.js';
 import { closeChannel, reportReady, spawnSuccessor, successorCommand } from './handoff.js';
-import { abortableDelay, withDeadline } from './timing.js';
+import { abortableDelay, deferred, withDeadline } from './timing.js';
 import { transition, type LifecycleAction, type LifecycleEvent, type LifecycleState } from './lifecycle.js';
 import { parseListenArgs } from './listen-args.js';
 import { appHeardListenError, ListenerSet } from './listeners.js';
@@ -25,7 +25,7 @@ import { removePidFile, writePidFile } from './pid-file.js';
 import { openSelfControl, type SelfStatus } from './self-control.js';
 import { takeProcessEnv } from './process-env.js';
 import { installSignalHandlers, signalExitCode } from './signals.js';
-import type { Supervision } from './supervised.js';
+import type { Retirement, Supervision } from './supervised.js';
 
 /** Where a Grace instance is in its life, as the public API names it. */
 export type GraceState = 'starting' | 'ready' | 'upgrading' | 'draining' | 'closed';
@@ -108,10 +108,16 @@ export class Grace extends EventEmitter<GraceEvents> {
   #drainAbort: AbortController | undefined;
   /** Aborted when the wait for the successor's probation is pointless: this process was told to stop. */
   #probationAbort: AbortController | undefined;
+  /** Aborted when connections must stop moving: the successor died, or this process was told to stop. */
+  #moveAbort: AbortController | undefined;
   #relisten: Promise<void> | undefined;
   #successorReadyAt = 0;
-  /** The successor of the last handoff, while its connections may still move to it. */
-  #successor: { child: ChildProcess; adopts: readonly string[] } | undefined;
+  /**
+   * The successor of the last handoff, while its connections may still move to it; in a
+   * supervised worker, the supervisor that relays them to the replacement (`relayEnded`
+   * aborts when it stops relaying). `release` ends the channel when nothing more goes over it.
+   */
+  #successor: { child: MoveChannel; adopts: readonly string[]; pid: number | undefined; relayEnded?: AbortSignal; release: () => void } | undefined;
   /** Stops adopting connections moved here by the predecessor. */
   #stopAdopting: (() => void) | undefined;
   #readyScheduled = false;
@@ -147,6 +153,12 @@ export class Grace extends EventEmitter<GraceEvents> {
     if (this.#readyFd !== undefined && !this.#supervision && process.channel !== undefined) {
       this.#stopAdopting = adoptMovedConnections(process, (name) => this.#listeners.serverNamed(name), log);
     }
+    // A supervised worker adopts what the supervisor relays from the worker it replaces, and
+    // is itself retired that way (supervised.ts).
+    if (this.#supervision && this.#options.moveConnections) {
+      this.#stopAdopting = adoptMovedConnections(this.#supervision.adoptChannel, (name) => this.#listeners.serverNamed(name), log);
+    }
+    this.#supervision?.onRetire((retirement) => this.#retire(retirement));
     if (this.#options.onDrain) this.#hooks.onDrain.push(this.#options.onDrain);
     if (this.#options.onShutdown) this.#hooks.onShutdown.push(this.#options.onShutdown);
     // Under `grace-restart run` the supervisor upgrades: SIGUSR2 belongs to it.
@@ -243,7 +255,7 @@ export class Grace extends EventEmitter<GraceEvents> {
     if (this.#readyFd !== undefined && !reportReady(this.#readyFd, adopts)) {
       log.warn({ parentPid: this.parentPid }, 'the previous process is gone: serving alone');
     }
-    this.#supervision?.notify({ type: 'ready', generation: this.generation });
+    this.#supervision?.notify(adopts === undefined ? { type: 'ready', generation: this.generation } : { type: 'ready', generation: this.generation, adopts });
     const event = { pid: process.pid, generation: this.generation, durationMs: Date.now() - this.#createdAt };
     log.info(event, 'ready');
     this.emit('ready', event);
@@ -345,7 +357,7 @@ export class Grace extends EventEmitter<GraceEvents> {
       throw failure;
     }
     this.#successorReadyAt = Date.now();
-    this.#successor = { child, adopts };
+    this.#successor = { child, adopts, pid, release: () => closeChannel(child) };
     child.once('exit', (code, sig) => this.#successorExited(pid, code, sig, startedAt));
     const result = { pid, generation: this.generation + 1, durationMs: Date.now() - startedAt };
     if (this.#dispatch('successor-ready') === 'drain-for-upgrade') {
@@ -388,6 +400,7 @@ export class Grace extends EventEmitter<GraceEvents> {
   #serveAgain(error: UpgradeError): void {
     const log = this.#options.logger;
     this.#drainAbort?.abort();
+    this.#moveAbort?.abort();
     this.#probationAbort?.abort();
     this.#shutdown = undefined;
     for (const tracker of this.#listeners.trackers) tracker.stopDraining();
@@ -405,6 +418,24 @@ export class Grace extends EventEmitter<GraceEvents> {
         this.#shutdown = this.#runShutdown('stop');
       },
     );
+  }
+
+  /**
+   * The supervisor replaces this worker by one that adopts on `adopts`: drain as for an
+   * upgrade, moving the idle keep-alive connections to the supervisor, which relays them.
+   */
+  #retire({ adopts, relayEnded }: Retirement): void {
+    const action = this.#dispatch('replaced');
+    if (action === 'drain-for-stop') {
+      this.#shutdown = this.#runShutdown('stop');
+      return;
+    }
+    if (action !== 'drain-for-upgrade' || this.#supervision === undefined) return;
+    this.#ownsAddresses = false;
+    // The channel is the worker's own link to the supervisor: it stays open after the move.
+    this.#successor = { child: this.#supervision.channel, adopts, pid: undefined, relayEnded, release: () => undefined };
+    this.#options.logger.info({ adopts }, 'replaced by a new worker: moving connections to it through the supervisor');
+    this.#shutdown = this.#runShutdown('upgrade');
   }
 
   #upgradeFromTrigger(trigger: string): void {
@@ -433,6 +464,7 @@ export class Grace extends EventEmitter<GraceEvents> {
       case 'forget-handoff-and-stop':
         // The drain for the successor goes on; only the wait for its probation is dropped.
         this.#options.logger.info({ trigger }, 'told to stop while handing over: this process will not serve again');
+        this.#moveAbort?.abort();
         this.#probationAbort?.abort();
         break;
       default:
@@ -478,9 +510,15 @@ export class Grace extends EventEmitter<GraceEvents> {
     const { logger: log, shutdownDelay, idleGrace, drainTimeout } = this.#options;
     await this.#upgrade?.promise.catch(() => undefined);
     await this.#relisten?.catch(() => undefined);
+    // Keep-alive connections start moving at once; the listening sockets stay through the probation.
+    const intake = reason === 'upgrade' ? deferred() : undefined;
+    const moving = intake === undefined ? Promise.resolve(0) : this.#moveConnections(intake.promise);
     if (reason === 'upgrade') await this.#probation();
     // The successor may have died meanwhile: this process serves again (#serveAgain).
-    if (this.#state !== 'handed-off' && this.#state !== 'stopping') return;
+    if (this.#state !== 'handed-off' && this.#state !== 'stopping') {
+      intake?.resolve();
+      return;
+    }
     this.emit('drain-start', { reason });
     if (reason === 'stop' && shutdownDelay > 0) {
       log.info({ shutdownDelay }, 'still serving while load balancers deregister');
@@ -488,7 +526,8 @@ export class Grace extends EventEmitter<GraceEvents> {
     }
     const drainAbort = (this.#drainAbort = new AbortController());
     this.#listeners.stopAccepting(reason === 'upgrade');
-    const moved = reason === 'upgrade' ? await this.#moveConnections(drainAbort.signal) : 0;
+    intake?.resolve();
+    const moved = await moving;
     if (drainAbort.signal.aborted) return; // the successor died: this process serves again (#serveAgain)
     const connections = this.#listeners.trackers.reduce((n, t) => n + t.connections.size, 0);
     this.#supervision?.notify({ type: 'drain-start', reason, connections });
@@ -510,31 +549,36 @@ export class Grace extends EventEmitter<GraceEvents> {
 
   /**
    * Moves the idle plain-HTTP/1 keep-alive connections to the successor that adopts them
-   * (connection-mover.ts); returns how many moved. The rest, and every connection of a
-   * listener the successor does not adopt, drain as before.
+   * (connection-mover.ts), from its ready report on; returns how many moved. `intake`
+   * settles when this process stops accepting: connections accepted until then move too.
+   * The rest, and every connection of a listener the successor does not adopt, drain as
+   * before. A stop or the successor's death ends the move (#moveAbort).
    */
-  async #moveConnections(signal: AbortSignal): Promise<number> {
+  async #moveConnections(intake: Promise<void>): Promise<number> {
     const successor = this.#successor;
     this.#successor = undefined;
     if (successor === undefined) return 0;
     const { child, adopts } = successor;
     // Told to stop meanwhile: the successor stops too, the connections drain here.
     if (!this.#options.moveConnections || this.#state === 'stopping' || adopts.length === 0 || !child.connected) {
-      closeChannel(child);
+      successor.release();
       return 0;
     }
     const listeners = this.#listeners.named.filter((l) => adopts.includes(l.name));
     const log = this.#options.logger;
+    const abort = (this.#moveAbort = new AbortController());
     const result = await moveConnections(listeners, child, {
       deadline: MOVE_STALL_MS,
       maxDuration: Math.max(MOVE_STALL_MS, this.#options.idleGrace),
       ackTimeout: MOVE_ACK_TIMEOUT_MS,
-      signal,
+      // In a supervised worker, also when the supervisor stops relaying (the replacement exited).
+      signal: successor.relayEnded === undefined ? abort.signal : AbortSignal.any([abort.signal, successor.relayEnded]),
+      intake,
       logger: log,
     });
     // Nothing more goes over the channel: it must keep neither process alive.
-    closeChannel(child);
-    log.info({ ...result, successorPid: child.pid }, `moved ${result.moved} connections to the successor`);
+    successor.release();
+    log.info({ ...result, successorPid: successor.pid }, `moved ${result.moved} connections to the successor`);
     return result.moved;
   }
 

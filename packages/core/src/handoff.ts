@@ -255,7 +255,14 @@ export function spawnSuccessor(options: SpawnSuccessorOptions): Promise<ReadySuc
 
 /** Ends the IPC channel to `child`, so that it keeps neither process alive. */
 export function closeChannel(child: ChildProcess): void {
+  // A message still on its way (a late ack) must find a listener: with none, Node queues it on
+  // the channel, which disconnect() has just set to null, and throws from its own internals.
+  if (child.listenerCount('message') === 0) child.on('message', ignoreMessage);
   if (child.connected) child.disconnect();
+}
+
+function ignoreMessage(): void {
+  // Nothing more is expected once the channel is closing.
 }
 
 function parseReadyLine(line: string): { pid: number; adopts: string[] } | undefined {

@@ -39,6 +39,12 @@ export type LifecycleEvent =
   | 'reload'
   /** The successor reported ready. */
   | 'successor-ready'
+  /**
+   * Under `grace-restart run`: the supervisor retires this worker in favour of a ready
+   * replacement that adopts its connections (`retire`). Like a successor's ready report,
+   * except that the supervisor, not this process, deals with the replacement's failures.
+   */
+  | 'replaced'
   /** The successor exited, timed out or could not start before it was ready. */
   | 'successor-failed'
   /** The successor crashed (non-zero exit, or a signal) after it was ready. */
@@ -89,6 +95,8 @@ const stay = (state: LifecycleState, action: LifecycleAction): Transition => ({ 
 export const LIFECYCLE: Readonly<Record<LifecycleState, Row>> = {
   starting: {
     ready: { to: 'ready', action: 'report-ready' },
+    // The supervisor retires only ready workers; a stop is the safe answer all the same.
+    replaced: { to: 'stopping', action: 'drain-for-stop' },
     upgrade: stay('starting', 'refuse-upgrade'),
     stop: { to: 'stopping', action: 'drain-for-stop' },
     'stop-again': stay('starting', 'exit-now'),
@@ -101,6 +109,7 @@ export const LIFECYCLE: Readonly<Record<LifecycleState, Row>> = {
     reload: stay('ready', 'call-onReload'),
     // Only after 'serve-again': the addresses could not be bound again, so nothing serves.
     'relisten-failed': { to: 'stopping', action: 'stop-serving' },
+    replaced: { to: 'handed-off', action: 'drain-for-upgrade' },
   },
   upgrading: {
     upgrade: stay('upgrading', 'join-upgrade'),
@@ -124,6 +133,7 @@ export const LIFECYCLE: Readonly<Record<LifecycleState, Row>> = {
   },
   stopping: {
     upgrade: stay('stopping', 'refuse-upgrade'),
+    replaced: stay('stopping', 'keep-draining'),
     stop: stay('stopping', 'keep-draining'),
     'stop-again': stay('stopping', 'exit-now'),
     reload: stay('stopping', 'ignore'),

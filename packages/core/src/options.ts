@@ -54,10 +54,11 @@ export interface GraceOptions {
   exit?: boolean;
   /**
    * After an upgrade, move idle plain-HTTP/1 keep-alive connections to the successor over an
-   * IPC channel instead of closing them, so clients keep their TCP connections. Default `false`
-   * for now (opt in with `true`; self-upgrade mode only, not under `grace-restart run`): the
-   * full fault suite still shows rare resets with it on. TLS, HTTP/2 and upgraded connections
-   * are always drained. `false`: the successor gets no IPC channel and every connection drains.
+   * IPC channel instead of closing them, so clients keep their TCP connections. Default `true`
+   * where this Node has the internals it needs (else a warning and the drain), or what the
+   * environment variable `GRACE_RESTART_MOVE_CONNECTIONS` (`1`/`0`) says when it is set; an
+   * explicit option wins over both. TLS, HTTP/2 and upgraded connections always drain.
+   * `false`: the successor gets no IPC channel and every connection drains.
    */
   moveConnections?: boolean;
   /** Called when a drain starts: close WebSockets (code 1001) and other long-lived streams here. */
@@ -128,8 +129,23 @@ function isLogger(value: unknown): value is Logger {
   return ['error', 'warn', 'info', 'debug'].every((level) => typeof candidate[level] === 'function');
 }
 
-/** Validates user options and applies defaults; throws a GraceError naming the bad option. */
-export function resolveOptions(input: unknown = {}): ResolvedOptions {
+/** Environment variable that sets the default of `moveConnections` (an operator's switch). */
+export const MOVE_CONNECTIONS_ENV = 'GRACE_RESTART_MOVE_CONNECTIONS';
+
+/** The default of `moveConnections`: the environment's word when it says one, else true. */
+function moveConnectionsDefault(env: NodeJS.ProcessEnv): boolean {
+  const value = env[MOVE_CONNECTIONS_ENV];
+  if (value === undefined || value === '') return true;
+  if (value === '1' || value === 'true') return true;
+  if (value === '0' || value === 'false') return false;
+  return fail(`environment variable ${MOVE_CONNECTIONS_ENV} must be 1 or 0 (true or false), got ${JSON.stringify(value)}`);
+}
+
+/**
+ * Validates user options and applies defaults (one of which `env` may set); throws a
+ * GraceError naming the bad option or variable.
+ */
+export function resolveOptions(input: unknown = {}, env: NodeJS.ProcessEnv = process.env): ResolvedOptions {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) fail('options must be an object');
   const o = input as Record<string, unknown>;
   for (const key of Object.keys(o)) {
@@ -167,7 +183,7 @@ export function resolveOptions(input: unknown = {}): ResolvedOptions {
     autoReady: (o['autoReady'] as boolean | undefined) ?? true,
     pidFile: o['pidFile'] as string | undefined,
     exit: (o['exit'] as boolean | undefined) ?? true,
-    moveConnections: (o['moveConnections'] as boolean | undefined) ?? false,
+    moveConnections: (o['moveConnections'] as boolean | undefined) ?? moveConnectionsDefault(env),
     onDrain: hook(o['onDrain'], 'onDrain'),
     onShutdown: hook(o['onShutdown'], 'onShutdown'),
     onReload: hook(o['onReload'], 'onReload'),

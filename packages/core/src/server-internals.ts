@@ -146,6 +146,10 @@ export function pausedByHttp(socket: Socket): boolean {
  * read by whoever owns the fd next. `pause()` does it through http's 'pause' listener
  * (`_handle.readStop()`); the handle is stopped directly when that listener did not run.
  * Returns false if reading could not be stopped (the socket must not move then).
+ *
+ * The supervisor relay (connection-relay.ts) needs it too: a socket received over IPC starts
+ * reading as soon as Node wraps it, and the bytes libuv reads while the handle waits to be
+ * sent on would be lost.
  */
 export function stopReading(socket: Socket): boolean {
   socket.pause();

@@ -29,3 +29,12 @@ export async function withDeadline(work: Promise<unknown>, ms: number): Promise<
     clearTimeout(timer);
   }
 }
+
+/** A promise with its resolve function, for a moment that another part of the code decides. */
+export function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve: () => void = () => undefined;
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}

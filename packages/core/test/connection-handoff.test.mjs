@@ -2,12 +2,13 @@
 // (their local ports) survive upgrades and are answered by the successor, the client opens no
 // new connection, and the old process holds no client connection once it has moved them.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { test } from 'node:test';
-import { isAlive, waitFor } from '../../../test/helpers/process.mjs';
-import { startServer } from './helpers.mjs';
+import { isAlive, startFixture, waitFor } from '../../../test/helpers/process.mjs';
+import { tcpTable, TCP_STATE } from '../../../test/helpers/tcp-table.mjs';
+import { FIXTURE, startServer } from './helpers.mjs';
 
 /** A keep-alive client that remembers which local port answered each request, and by whom. */
 function keepAliveClient(port, connections) {
@@ -65,23 +66,7 @@ function keepAliveClient(port, connections) {
 
 /** Inodes of the established TCP connections whose local port is `port` (the server's side). */
 function serverSideInodes(port) {
-  const inodes = new Set();
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text;
-    try {
-      text = readFileSync(table, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const fields = line.trim().split(/\s+/);
-      if (fields.length < 10) continue;
-      const localPort = Number.parseInt(fields[1].split(':')[1], 16);
-      const established = fields[3] === '01';
-      if (localPort === port && established) inodes.add(fields[9]);
-    }
-  }
-  return inodes;
+  return new Set(tcpTable().filter((row) => row.localPort === port && row.state === TCP_STATE.established).map((row) => row.inode));
 }
 
 /** How many client connections of the server on `port` the process `pid` holds an fd of. */
@@ -170,20 +155,55 @@ test('under keep-alive load, 3 upgrades fail no request and the client never rec
   assert.deepEqual(new Set(last.map((r) => r.pid)), new Set([pid]));
 });
 
-test('moveConnections: false (the default) drains as before: the client reconnects to the successor', async (t) => {
-  const connections = 4;
-  const { fixture, port } = await startServer(t, { MOVE_CONNECTIONS: '0', IDLE_GRACE: '50' });
+for (const [how, env, moves] of [
+  ['moveConnections: false', { MOVE_CONNECTIONS: '0' }, false],
+  ['GRACE_RESTART_MOVE_CONNECTIONS=0', { GRACE_RESTART_MOVE_CONNECTIONS: '0' }, false],
+  ['no option and no environment variable (the default)', {}, true],
+]) {
+  test(`${how}: ${moves ? 'connections move, the client keeps them' : 'the drain closes them, the client reconnects to the successor'}`, async (t) => {
+    const connections = 4;
+    const { fixture, port } = await startServer(t, { ...env, IDLE_GRACE: '50' });
+    const client = keepAliveClient(port, connections);
+    t.after(() => client.close());
+    await client.burst();
+    const after = fixture.events.length;
+    process.kill(fixture.pid, 'SIGUSR2');
+    const drain = await fixture.waitForEvent({ event: 'drain-end', pid: fixture.pid }, { after });
+    assert.equal(drain.moved, moves ? connections : 0, JSON.stringify(drain));
+    assert.equal(drain.closedIdle, moves ? 0 : connections, JSON.stringify(drain));
+    await waitFor(() => !isAlive(fixture.pid), { what: 'old process to exit' });
+    await client.burst();
+    assert.deepEqual(client.stats.errors, {});
+    if (moves) assert.equal(client.opened, connections, 'the client opened no new connection');
+    else assert.ok(client.opened > connections, `the client reconnected (${client.opened} connections)`);
+  });
+}
+
+test('a bad GRACE_RESTART_MOVE_CONNECTIONS stops the app at start with a message naming it', async () => {
+  const fixture = startFixture(FIXTURE, { env: { GRACE_RESTART_MOVE_CONNECTIONS: 'yes please' } });
+  const { code } = await fixture.exited;
+  assert.equal(code, 1);
+  assert.match(fixture.stderr, /GRACE_RESTART_MOVE_CONNECTIONS must be 1 or 0/);
+});
+
+test('connections move during the probation: the old process holds none before it stops accepting', async (t) => {
+  const connections = 8;
+  const { fixture, port } = await startServer(t, INSPECTABLE);
   const client = keepAliveClient(port, connections);
   t.after(() => client.close());
   await client.burst();
+  const pid = fixture.pid;
   const after = fixture.events.length;
-  process.kill(fixture.pid, 'SIGUSR2');
-  const drain = await fixture.waitForEvent({ event: 'drain-end', pid: fixture.pid }, { after });
-  assert.equal(drain.moved, 0);
-  assert.equal(drain.closedIdle, connections);
-  await waitFor(() => !isAlive(fixture.pid), { what: 'old process to exit' });
+  process.kill(pid, 'SIGUSR2');
+  await fixture.waitForEvent({ event: 'upgrade-ready' }, { after });
+  // The probation lasts a second after ready; 8 idle sockets move in a few ms each.
+  const stoppedAccepting = () => fixture.events.slice(after).some((e) => e.event === 'drain-start' && e.pid === pid);
+  await waitFor(() => clientConnectionsHeld(pid, port) === 0 || stoppedAccepting(), { what: 'the moves or the end of the probation' });
+  assert.equal(stoppedAccepting(), false, 'every connection had moved while the old process still listened');
+  const drain = await fixture.waitForEvent({ event: 'drain-end', pid }, { after });
+  assert.equal(drain.moved, connections, JSON.stringify(drain));
   await client.burst();
-  assert.ok(client.opened > connections, `the client reconnected (${client.opened} connections)`);
+  assert.equal(client.opened, connections, 'the client opened no new connection');
 });
 
 test('a connection that never sent a byte moves too, and is answered by the successor', async (t) => {

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { LIFECYCLE, transition } from '@grace-restart/core';
 
 const states = Object.keys(LIFECYCLE);
-const events = ['ready', 'upgrade', 'stop', 'stop-again', 'reload', 'successor-ready', 'successor-failed', 'successor-lost', 'successor-stopped', 'relisten-failed', 'drain-done'];
+const events = ['ready', 'upgrade', 'stop', 'stop-again', 'reload', 'successor-ready', 'replaced', 'successor-failed', 'successor-lost', 'successor-stopped', 'relisten-failed', 'drain-done'];
 const serving = new Set(['ready', 'upgrading']);
 
 test('once told to stop, no event leads back to serving', () => {
@@ -50,4 +50,11 @@ test('events that cannot happen in a state are ignored, not thrown', () => {
 test('a successor that stops cleanly after its takeover stops the service: the old process does not serve again', () => {
   assert.deepEqual(transition('handed-off', 'successor-stopped'), { to: 'stopping', action: 'forget-handoff-and-stop' });
   assert.deepEqual(transition('handed-off', 'successor-lost'), { to: 'ready', action: 'serve-again' });
+});
+
+test('a supervised worker the supervisor replaces drains like a process that handed off, or stops', () => {
+  assert.deepEqual(transition('ready', 'replaced'), { to: 'handed-off', action: 'drain-for-upgrade' });
+  assert.equal(transition('starting', 'replaced').to, 'stopping');
+  // A supervised worker never upgrades itself: 'upgrading' cannot meet a supervisor's retire.
+  for (const from of ['handed-off', 'stopping', 'closed']) assert.ok(!serving.has(transition(from, 'replaced').to), from);
 });

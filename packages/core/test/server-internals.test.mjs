@@ -2,6 +2,7 @@
 // real sockets, plus the fallback when one is missing. A Node release that changes one of
 // them fails here, by name, instead of silently losing requests during upgrades.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
@@ -171,4 +172,44 @@ test('a Node without the connections list falls back to the drain, logged once',
   assert.equal(second.unsupported, first.unsupported);
   assert.equal(warnings.length, 1, 'logged once');
   assert.match(warnings[0], /drained instead of moved/);
+});
+
+test('a socket received over IPC reads at once; stopReading in the same tick keeps later bytes in the kernel (the supervisor relay)', async (t) => {
+  // A relaying process: it stops reading the first socket it receives, not the second, and
+  // reports how many bytes each has read when asked (after a full turn of its event loop).
+  const internals = new URL('../dist/server-internals.js', import.meta.url).href;
+  const code = `
+    import { stopReading } from ${JSON.stringify(internals)};
+    const sockets = [];
+    process.on('message', (message, socket) => {
+      if (message === 'check') return setImmediate(() => process.send(sockets.map((s) => s.bytesRead)));
+      process.send({ stopped: sockets.length === 0 ? stopReading(socket) : false });
+      sockets.push(socket);
+    });`;
+  const relay = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  t.after(() => relay.kill());
+  const accepted = [];
+  const server = net.createServer((socket) => accepted.push(socket));
+  const port = await listen(t, server);
+  const clients = [connect(t, port), connect(t, port)];
+  await waitFor(() => accepted.length === 2, { what: 'both connections to be accepted' });
+  const replies = [];
+  relay.on('message', (message) => replies.push(message));
+  for (const [i, socket] of accepted.entries()) {
+    relay.send('socket', socket);
+    await waitFor(() => replies.length === i + 1, { what: 'the relay to receive the socket' });
+  }
+  assert.deepEqual(replies, [{ stopped: true }, { stopped: false }]);
+  for (const client of clients) client.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+  const read = await waitFor(
+    async () => {
+      relay.send('check');
+      const count = replies.length;
+      await waitFor(() => replies.length > count, { what: 'the relay to answer' });
+      const [stopped, reading] = replies.at(-1);
+      return reading > 0 ? { stopped, reading } : undefined;
+    },
+    { what: 'the socket that was not stopped to read the request' },
+  );
+  assert.equal(read.stopped, 0, 'nothing read from the stopped socket: the request waits in the kernel for the replacement');
 });

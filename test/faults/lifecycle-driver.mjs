@@ -204,11 +204,19 @@ async function stop(service, signal, scope, { twice = false, expectCodes = [0] }
   return endOfLife(service, scope, pid, after, stats, expectCodes);
 }
 
+/**
+ * The 'exit' line `pid` wrote as it exited. Its process can be gone before this process has
+ * read the line from the pipe: wait for it (undefined if it never comes: killed by a signal).
+ */
+function exitEvent(service, pid, after) {
+  return service.proc.waitForEvent((e) => e.event === 'exit' && e.pid === pid, { after, timeout: 5_000 }).catch(() => undefined);
+}
+
 /** After a stop: the exit code, no tagged process, PID file and control socket gone. */
 async function endOfLife(service, scope, pid, after, stats, expectCodes) {
   let problem;
   await waitFor(() => liveTagged(scope.tag).length === 0, { timeout: 20_000, what: 'every process to exit' }).catch(() => (problem = `processes left: ${liveTagged(scope.tag).join(',')}`));
-  const exit = service.mode === 'self' ? service.events(after).find((e) => e.event === 'exit' && e.pid === pid) : await service.proc.exited;
+  const exit = service.mode === 'self' ? await exitEvent(service, pid, after) : await service.proc.exited;
   const code = exit?.code;
   if (!expectCodes.includes(code)) problem ??= `exit code ${code}, expected ${expectCodes.join(' or ')}`;
   if (existsSync(service.pidFile)) problem ??= 'the PID file is left behind';
@@ -325,7 +333,7 @@ async function perform(op, service, rnd, scope) {
       const successor = await selfUpgradeOutcome(service, pid, after);
       for (const p of [pid, successor]) if (p !== undefined && isAlive(p)) process.kill(p, 'SIGTERM');
       const life = await endOfLife(service, scope, successor ?? pid, after, stats, [0]);
-      const old = service.events(after).find((e) => e.event === 'exit' && e.pid === pid);
+      const old = await exitEvent(service, pid, after);
       if (old?.code !== 0) life.problem ??= `the old process exited ${old?.code}`;
       return life;
     }

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench [-- --quick] [--frameworks a,b] [--only overhead,upgrades,scaling,proxies]
+// npm run bench [-- --quick] [--frameworks a,b] [--only overhead,upgrades,scaling,proxies,upstream-pool]
 //
 // Runs every scenario in one process, on one machine, in one go, so the ratios in the report
 // compare like with like. Writes bench/results/<date>[-quick].{json,md} (+ SVG charts) and
@@ -18,6 +18,7 @@ import { runOverhead } from './scenarios/overhead.mjs';
 import { runProxies } from './scenarios/proxies.mjs';
 import { runScaling } from './scenarios/scaling.mjs';
 import { runUpgrades } from './scenarios/upgrades.mjs';
+import { runUpstreamPool } from './scenarios/upstream-pool.mjs';
 import { runK8sRollout } from './scenarios/k8s-rollout.mjs';
 
 const { values } = parseArgs({
@@ -29,7 +30,7 @@ const { values } = parseArgs({
   },
 });
 if (values.help) {
-  console.log('usage: node bench/run.mjs [--quick] [--frameworks express,fastify,koa,node] [--only overhead,upgrades,scaling,proxies]\n       node bench/report.mjs bench/results/<file>.json   (redraw the report and charts of a past run)');
+  console.log('usage: node bench/run.mjs [--quick] [--frameworks express,fastify,koa,node] [--only overhead,upgrades,scaling,proxies,upstream-pool]\n       node bench/report.mjs bench/results/<file>.json   (redraw the report and charts of a past run)');
   process.exit(0);
 }
 const resultsDir = join(ROOT, 'bench', 'results');
@@ -78,7 +79,7 @@ if (values.frameworks) {
   settings.frameworks = wanted;
   settings.overheadFrameworks = wanted;
 }
-const only = new Set((values.only ?? 'overhead,upgrades,scaling,proxies').split(','));
+const only = new Set((values.only ?? 'overhead,upgrades,scaling,proxies,upstream-pool').split(','));
 
 installExitHandlers();
 const dir = mkdtempSync(join(tmpdir(), 'grace-restart-bench-'));
@@ -113,6 +114,7 @@ const run = {
   machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model?.trim(), memGb: Math.round(totalmem() / 2 ** 30), node: process.version, platform: `${process.platform} ${process.arch}`, fdLimit },
   settings: { ...settings, methods: Object.fromEntries(settings.frameworks.map((f) => [f, settings.methods(f)])) },
   phaseSeconds: {},
+  ...(values.only ? { only: [...only] } : {}),
 };
 
 try {
@@ -132,6 +134,10 @@ try {
     log(`topologies: direct, behind nginx, behind HAProxy (fastify; ${settings.upgrades} upgrades per method)`);
     run.proxies = await phase('proxies', () => runProxies({ ...settings, framework: 'fastify', dir, log }));
   }
+  if (only.has('upstream-pool')) {
+    log(`upstream pool: nginx and HAProxy, moveConnections on vs off (fastify; ${settings.upgrades} upgrades each)`);
+    run.upstreamPool = await phase('upstream-pool', () => runUpstreamPool({ ...settings, framework: 'fastify', dir, log }));
+  }
   // Not in the default set: needs nginx and wrk (--only k8s-rollout).
   if (only.has('k8s-rollout')) run.k8sRollout = await phase('k8s-rollout', () => runK8sRollout({ dir, log }));
 } finally {
@@ -140,10 +146,11 @@ try {
 run.durationS = (Date.now() - started) / 1000;
 run.machine.loadAverage = { before: Math.round(loadBefore * 100) / 100, after: Math.round(loadavg()[0] * 100) / 100 };
 
-const base = `${date}${quick ? '-quick' : ''}`;
+// A run of some scenarios only (--only) gets its own name and leaves latest.md to full runs.
+const base = `${date}${quick ? '-quick' : ''}${run.only ? `-${run.only.join('+')}` : ''}`;
 const charts = (await writeResults(run, base, resultsDir)).filter((p) => p.endsWith('.svg')).length;
 
 const t = targets(run);
 log(`\ntargets: ${t.filter((x) => x.pass).length}/${t.length} met`);
 for (const x of t) log(`  ${x.pass ? 'PASS' : 'FAIL'}  ${x.name}: ${x.detail}`);
-log(`\nwrote bench/results/${base}.md (+ .json, ${charts} SVG charts) and bench/results/latest.md in ${Math.round(run.durationS)} s`);
+log(`\nwrote bench/results/${base}.md (+ .json, ${charts} SVG charts)${run.only ? '' : ' and bench/results/latest.md'} in ${Math.round(run.durationS)} s`);

@@ -1,6 +1,7 @@
 // The report's charts as Vega-Lite specs, built from a run's JSON. Each chart answers one
 // question; bench/lib/vega-render.mjs turns a spec into SVG.
 import { ratePoints, samplingNote } from './rates.mjs';
+import { median } from './stats.mjs';
 
 const WIDTH = 760;
 const FAILURE_COLORS = { refused: '#f59e0b', reset: '#dc2626', timeout: '#7c3aed', non2xx: '#0891b2', other: '#6b7280' };
@@ -9,6 +10,11 @@ const ZERO_COLOR = '#16a34a';
 const KILO_LABELS = "datum.value === 0 ? '0' : datum.value >= 1000 ? format(datum.value / 1000, '~r') + 'k' : format(datum.value, '~r')";
 
 /** Does this run's upgrades scenario carry per-upgrade connection counts? */
+/** One panel per topology (direct, nginx, HAProxy), in the order given, named at its top left. */
+const topologyFacet = (topologies) => ({
+  row: { field: 'topology', type: 'nominal', sort: topologies, title: null, header: { labelAngle: 0, labelOrient: 'top', labelAnchor: 'start', labelFontWeight: 'bold', labelFontSize: 13 } },
+});
+
 export const hasConnectionCounts = (rows) => rows.some((r) => r.upgrades?.some((u) => u.newConnections !== undefined));
 
 /** Throughput over time, one small multiple per method, triggers as dashed rules. */
@@ -88,7 +94,6 @@ export function failuresSpec(framework, rows, upgrades) {
 /** New TCP connections per upgrade (median), per method: churn beside the failures. */
 export function connectionsSpec(framework, rows, clients) {
   const labels = rows.map((r) => r.label);
-  const median = (xs) => xs.sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
   const values = rows.map((r) => {
     const n = median(r.upgrades.map((u) => u.newConnections ?? 0));
     return { method: r.label, n, text: `${n.toLocaleString('en-US')} (steady: ${r.steadyConnects ?? '–'})` };
@@ -153,7 +158,7 @@ export function proxiesSpec(rows, upgrades) {
   return {
     title: { text: `Failed requests over ${upgrades} upgrades: direct, behind nginx, behind HAProxy`, subtitle: 'fastify; counted by the client in front of the proxy (no retries); the proxy\'s own log in the label' },
     data: { values },
-    facet: { row: { field: 'topology', type: 'nominal', sort: topologies, title: null, header: { labelAngle: 0, labelOrient: 'top', labelAnchor: 'start', labelFontWeight: 'bold', labelFontSize: 13 } } },
+    facet: topologyFacet(topologies),
     spacing: 16,
     spec: {
       width: WIDTH - 420,
@@ -164,6 +169,60 @@ export function proxiesSpec(rows, upgrades) {
           mark: { type: 'bar', height: { band: 0.7 } },
           encoding: { y, x: { ...x, aggregate: 'sum' }, color: { field: 'kind', type: 'nominal', title: 'kind', scale: { domain: kinds, range: kinds.map((k) => FAILURE_COLORS[k]) }, legend: { orient: 'bottom', direction: 'horizontal' } }, order: { field: 'kind' } },
         },
+        {
+          transform: [{ filter: "datum.row === 'text'" }],
+          mark: { type: 'text', align: 'left', dx: 4, fontSize: 12 },
+          encoding: { y, x, text: { field: 'text' }, color: { condition: { test: 'datum.zero', value: ZERO_COLOR }, value: '#111' } },
+        },
+      ],
+    },
+  };
+}
+
+/**
+ * New TCP connections the proxy opened to the app per upgrade (median), one panel per proxy,
+ * moveConnections on vs off; a dashed rule marks the pool's size before the first upgrade (what
+ * "every pooled connection reopened" would be). The label adds each upgrade's count, the pool
+ * connections still open at the end, failed requests and the proxy's own error answers.
+ */
+export function upstreamPoolSpec(rows, upgrades) {
+  const topologies = [...new Set(rows.map((r) => r.topology))];
+  const labels = [...new Set(rows.map((r) => r.label))];
+  const values = rows.flatMap((r) => {
+    const each = r.upgrades.map((u) => u.upstream?.opened ?? 0);
+    const n = median(each);
+    const u = r.upstream;
+    return [
+      { topology: r.topology, method: r.label, row: 'bar', n, on: r.method === 'grace-move' },
+      { topology: r.topology, method: r.label, row: 'pool', n: u.poolSize },
+      {
+        topology: r.topology,
+        method: r.label,
+        row: 'text',
+        n,
+        text: `${each.join(', ')} new · ${u.poolSurvived}/${u.poolSize} of the pool kept · ${r.failed.toLocaleString('en-US')} failed, ${r.proxy.proxyErrors} 5xx from ${r.topology}`,
+        zero: r.failed === 0 && r.proxy.proxyErrors === 0,
+      },
+    ];
+  });
+  const y = { field: 'method', type: 'nominal', sort: labels, title: null, axis: { labelLimit: 0, labelFontSize: 12 } };
+  const maxX = Math.max(...values.map((v) => v.n), 1);
+  const x = { field: 'n', type: 'quantitative', title: 'new upstream TCP connections per upgrade (median)', scale: { domain: [0, maxX * 1.05] } };
+  return {
+    title: { text: `Proxy → app connections opened per upgrade, over ${upgrades} upgrades`, subtitle: ['fastify, grace-restart self-upgrade; counted from the kernel\'s socket table (ss -E + /proc/net/tcp). Dashed: the proxy\'s pool before', 'the first upgrade. Label: new connections at each upgrade, pool connections still open at the end, client failures, proxy 5xx'] },
+    data: { values },
+    facet: topologyFacet(topologies),
+    spacing: 16,
+    spec: {
+      width: WIDTH - 420,
+      height: { step: 30 },
+      layer: [
+        {
+          transform: [{ filter: "datum.row === 'bar'" }],
+          mark: { type: 'bar', height: { band: 0.7 } },
+          encoding: { y, x, color: { field: 'on', type: 'nominal', scale: { domain: [true, false], range: ['#16a34a', '#0891b2'] }, legend: null } },
+        },
+        { transform: [{ filter: "datum.row === 'pool'" }], mark: { type: 'rule', strokeDash: [4, 3], color: '#6b7280' }, encoding: { x } },
         {
           transform: [{ filter: "datum.row === 'text'" }],
           mark: { type: 'text', align: 'left', dx: 4, fontSize: 12 },

@@ -36,42 +36,63 @@ function startNodeApp(file, env, pids) {
   return proc;
 }
 
-/** grace-restart self-upgrade: SIGUSR2 to whichever pid the PID file names. */
-const grace = {
-  id: 'grace',
-  label: 'grace-restart (SIGUSR2 self-upgrade)',
-  app: 'adapter',
-  unavailable: (framework) => adapterApp(framework).missing,
-  async start({ framework, port, dir, env = {} }) {
-    const pidFile = join(dir, `${framework}-${port}.pid`);
-    const pids = new Set();
-    const proc = startNodeApp(adapterApp(framework).path, { ...baseEnv(port), PID_FILE: pidFile, ...env }, pids);
-    await waitForHttp({ port, proc, what: `${framework} (grace-restart)` });
-    await waitForPidFile(pidFile, `${framework} example`);
-    return {
-      proc,
-      pids,
-      currentPid: () => readPid(pidFile),
-      /** Ready = the PID file names a new, live process (core writes it when the successor is ready). */
-      isReady: (oldPids) => {
-        const pid = readPid(pidFile);
-        return pid !== undefined && !oldPids.has(pid) && isAlive(pid);
-      },
-      async trigger() {
-        const pid = readPid(pidFile);
-        if (pid === undefined) throw new Error(`no pid in ${pidFile}`);
-        track(pid);
-        pids.add(pid);
-        process.kill(pid, 'SIGUSR2');
-      },
-      async stop() {
-        const pid = readPid(pidFile);
-        if (pid !== undefined) pids.add(pid);
-        await stopPids(pids);
-      },
-    };
-  },
-};
+/**
+ * grace-restart self-upgrade: SIGUSR2 to whichever pid the PID file names. `move` sets live
+ * connection handoff through core's kill switch GRACE_RESTART_MOVE_CONNECTIONS (1 or 0; unset:
+ * core's default). The handle's `drains` collects core's "drained" log line of each process that
+ * drained after an upgrade ({ pid, moved, connections, closedIdle, forced }).
+ */
+function graceMethod({ id, label, move }) {
+  return {
+    id,
+    label,
+    app: 'adapter',
+    move,
+    unavailable: (framework) => adapterApp(framework).missing,
+    async start({ framework, port, dir, env = {} }) {
+      const pidFile = join(dir, `${framework}-${port}.pid`);
+      const pids = new Set();
+      const drains = [];
+      const moveEnv = move === undefined ? {} : { GRACE_RESTART_MOVE_CONNECTIONS: move ? '1' : '0' };
+      // Successors write to the same stdout, so their lines come through this one pipe.
+      const proc = startProcess(process.execPath, [adapterApp(framework).path], {
+        env: { ...baseEnv(port), PID_FILE: pidFile, ...moveEnv, ...env },
+        onEvent: (e) => {
+          if (typeof e.pid === 'number') pids.add(e.pid);
+          if (e.msg === 'drained' && e.reason === 'upgrade') drains.push({ pid: e.pid, moved: e.moved, connections: e.connections, closedIdle: e.closedIdle, forced: e.forced });
+        },
+      });
+      pids.add(proc.pid);
+      await waitForHttp({ port, proc, what: `${framework} (grace-restart)` });
+      await waitForPidFile(pidFile, `${framework} example`);
+      return {
+        proc,
+        pids,
+        drains,
+        currentPid: () => readPid(pidFile),
+        /** Ready = the PID file names a new, live process (core writes it when the successor is ready). */
+        isReady: (oldPids) => {
+          const pid = readPid(pidFile);
+          return pid !== undefined && !oldPids.has(pid) && isAlive(pid);
+        },
+        async trigger() {
+          const pid = readPid(pidFile);
+          if (pid === undefined) throw new Error(`no pid in ${pidFile}`);
+          track(pid);
+          pids.add(pid);
+          process.kill(pid, 'SIGUSR2');
+        },
+        async stop() {
+          const pid = readPid(pidFile);
+          if (pid !== undefined) pids.add(pid);
+          await stopPids(pids);
+        },
+      };
+    },
+  };
+}
+
+const grace = graceMethod({ id: 'grace', label: 'grace-restart (SIGUSR2 self-upgrade)' });
 
 /** A supervisor that restarts: stop the old process, then start the new one (bare app). */
 function restartMethod({ id, label, graceful }) {
@@ -195,6 +216,9 @@ function supervisorMethod(workers) {
 export const METHODS = Object.fromEntries(
   [
     grace,
+    // Live connection handoff on and off, whatever core's default: the upstream-pool scenario.
+    graceMethod({ id: 'grace-move', label: 'grace-restart, moveConnections on', move: true }),
+    graceMethod({ id: 'grace-nomove', label: 'grace-restart, moveConnections off', move: false }),
     supervisorMethod(1),
     supervisorMethod(2),
     restartMethod({ id: 'restart', label: 'plain restart (SIGTERM, then start)', graceful: false }),

@@ -21,7 +21,7 @@ export function proxyUnavailable(kind) {
 }
 
 /** nginx with an upstream keepalive pool, as its docs recommend for proxying to an app server. */
-function nginxConfig({ dir, port, upstreamPort }) {
+function nginxConfig({ dir, port, upstreamPort, keepaliveRequests }) {
   return `user root;
 worker_processes 1;
 pid ${dir}/nginx.pid;
@@ -40,7 +40,8 @@ http {
   access_log ${dir}/access.log upstream if=$abnormal;
   upstream app {
     server 127.0.0.1:${upstreamPort};
-    keepalive 64;
+    keepalive 64;${keepaliveRequests ? `
+    keepalive_requests ${keepaliveRequests};` : ''}
   }
   server {
     listen 127.0.0.1:${port};
@@ -101,12 +102,14 @@ async function waitListening(port, exited, what, logFile) {
 
 /**
  * Starts `kind` listening on `port` and forwarding to `upstreamPort`; resolves once it listens
- * (the app need not be up yet: until it is, the proxy answers 502). Returns { kind, stop(), summary() }.
+ * (the app need not be up yet: until it is, the proxy answers 502). `keepaliveRequests` sets nginx's
+ * upstream `keepalive_requests` (default 1000: nginx closes an upstream connection after that
+ * many requests). Returns { kind, stop(), summary() }.
  */
-export async function startProxy(kind, { dir, port, upstreamPort }) {
+export async function startProxy(kind, { dir, port, upstreamPort, keepaliveRequests }) {
   mkdirSync(dir, { recursive: true });
   const conf = join(dir, `${kind}.conf`);
-  writeFileSync(conf, kind === 'nginx' ? nginxConfig({ dir, port, upstreamPort }) : haproxyConfig({ port, upstreamPort }));
+  writeFileSync(conf, kind === 'nginx' ? nginxConfig({ dir, port, upstreamPort, keepaliveRequests }) : haproxyConfig({ port, upstreamPort }));
   // HAProxy logs to stdout: straight into a file, no pipe for the runner to drain under load.
   const out = openSync(join(dir, 'stdout.log'), 'w');
   const [bin, args] = START[kind]({ dir, conf });

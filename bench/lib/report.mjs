@@ -3,14 +3,12 @@
 import { connectionsSpec, failuresSpec, hasConnectionCounts, scalingSpec, throughputSpec } from './charts.mjs';
 import { judge, noiseFloor } from './noise-floor.mjs';
 import { proxiesSection } from './report-proxies.mjs';
+import { upstreamPoolSection, upstreamPoolTargets } from './report-upstream-pool.mjs';
 import { verdict } from './verdict.mjs';
+import { median } from './stats.mjs';
 
 const n = (v, digits = 0) => (v === undefined || v === null || Number.isNaN(v) ? '–' : Number(v).toFixed(digits));
 const ms = (v) => (v === undefined ? '–' : `${n(v)} ms`);
-const median = (xs) => {
-  const s = xs.filter((x) => x !== undefined).sort((a, b) => a - b);
-  return s.length === 0 ? undefined : s[Math.floor((s.length - 1) / 2)];
-};
 const max = (xs) => (xs.filter((x) => x !== undefined).length === 0 ? undefined : Math.max(...xs.filter((x) => x !== undefined)));
 const isGrace = (id) => id === 'grace' || id.startsWith('supervisor');
 
@@ -35,6 +33,7 @@ export function targets(run) {
     const ratio = r.during.p99 / r.steady.p99;
     out.push({ name: `p99 during upgrades within 2× steady: ${r.framework} / ${r.method}`, pass: ratio <= 2, detail: `${n(r.steady.p99, 1)} -> ${n(r.during.p99, 1)} ms (${n(ratio, 1)}×)` });
   }
+  out.push(...upstreamPoolTargets(run));
   return out;
 }
 
@@ -107,6 +106,10 @@ export function renderReport(run, { svgPrefix, links = [] }) {
   const proxies = proxiesSection(run, svgPrefix);
   md.push(...proxies.md);
   Object.assign(charts, proxies.charts);
+
+  const pool = upstreamPoolSection(run, svgPrefix);
+  md.push(...pool.md);
+  Object.assign(charts, pool.charts);
 
   if (run.overhead?.length) {
     md.push('## Steady-state overhead');

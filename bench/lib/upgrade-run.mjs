@@ -8,9 +8,12 @@
 //   goneMs    - trigger -> every pid that served before the trigger has exited
 //   gapMs     - longest pause without any successful answer around the upgrade
 //   newConnections - TCP connections the clients opened from this trigger to the next (or the end)
+// With `watchPort` (the app's port behind a proxy) it also counts, from the kernel's socket table,
+// the connections the proxy opened to the app (lib/upstream-conns.mjs): `upstream` in the result.
 import { Histogram } from './histogram.mjs';
 import { connectsBetween, histogramBetween, longestGap, SLOT_MS, startLoad, throughputTimeline } from './load.mjs';
 import { isAlive, sleep, track } from './procs.mjs';
+import { summarizeConnections, watchConnections } from './upstream-conns.mjs';
 
 const round = (x, digits = 1) => (x === undefined ? undefined : Math.round(x * 10 ** digits) / 10 ** digits);
 
@@ -36,20 +39,30 @@ async function watchUpgrade(load, handle, oldPids, at, deadlineMs) {
  * Options: method (from METHODS), framework, port, loadPort (where the clients connect when a
  * proxy stands in front of the app; default `port`), dir, upgrades, intervalMs, connections,
  * warmupMs (excluded from stats), steadyMs (baseline before the first trigger), tailMs (after the
- * last trigger), timeout (per request), onProgress(snapshot) every 250 ms, onUpgrade(record).
+ * last trigger), timeout (per request), onProgress(snapshot) every 250 ms, onUpgrade(record),
+ * watchPort (count the TCP connections opened to this port: a proxy's upstream connections).
  */
 export async function runUpgradesUnderLoad(opts) {
   const { method, framework, port, dir, upgrades, intervalMs, connections = 50, warmupMs = 500, steadyMs = 2000, tailMs = 2000, timeout = 4000 } = opts;
   const handle = await method.start({ framework, port, dir });
   let load;
+  let watch;
+  let pool = new Set();
   const records = [];
   let progressTimer;
   try {
     load = startLoad({ port: opts.loadPort ?? port, connections, timeout, onNewPid: (pid) => track(pid) });
+    if (opts.watchPort !== undefined) {
+      const clock = load.now;
+      watch = watchConnections({ port: opts.watchPort, now: clock });
+      await watch.ready;
+    }
     const snapshot = () => ({ ...load.state, failures: { ...load.failures }, upgradesDone: records.filter((r) => r.servingMs !== undefined).length, upgrades, elapsedMs: load.now() });
     if (opts.onProgress) progressTimer = setInterval(() => opts.onProgress(snapshot()), 250);
     await sleep(warmupMs + steadyMs);
     const watchers = [];
+    // The proxy's pool just before the first trigger: the connections that should survive.
+    if (watch) pool = await watch.snapshot();
     for (let i = 0; i < upgrades; i++) {
       const at = load.now();
       // The processes serving right now: whatever answered in the last half second.
@@ -88,11 +101,23 @@ export async function runUpgradesUnderLoad(opts) {
     clearTimeout(cap);
     const end = load.now();
     clearInterval(progressTimer);
+    // Read before the clients close their connections (a proxy may close upstream ones with them).
+    const watched = await watch?.stop();
+    watch = undefined;
     const stats = await load.stop();
     load = undefined;
-    return summarize({ stats, records, warmupMs, end, method, framework });
+    const result = summarize({ stats, records, warmupMs, end, method, framework });
+    if (watched) {
+      const { perUpgrade, ...totals } = summarizeConnections({ watch: watched, triggers: records.map((r) => r.at), warmupMs, end, pool });
+      result.upstream = totals;
+      perUpgrade.forEach((u, i) => (result.upgrades[i].upstream = u));
+    }
+    // grace-restart's own account of each drain after an upgrade: how many connections it moved.
+    if (handle.drains) result.drains = [...handle.drains];
+    return result;
   } finally {
     clearInterval(progressTimer);
+    await watch?.stop();
     await load?.stop();
     await handle.stop();
   }

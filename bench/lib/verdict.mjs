@@ -1,6 +1,7 @@
 // The five lines latest.md opens with: which method loses how many requests, and what
 // grace-restart costs. Computed from the run, never written by hand.
 import { judge, noiseFloor } from './noise-floor.mjs';
+import { median } from './stats.mjs';
 
 const FAMILIES = [
   { name: 'plain restart', ids: ['restart'] },
@@ -63,7 +64,6 @@ function costLine(run, grace) {
   if (self.length) parts.push(`the old process drains for ~${range(self.map((r) => median(r.upgrades.map((u) => u.goneMs ?? 0)) / 1000), (v) => v.toFixed(1))} s beside the new one`);
   return parts.length ? `**What grace-restart costs**: ${parts.join('; ')}.` : undefined;
 }
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 
 const FRAMEWORK_NAMES = { node: 'node:http' };
 

@@ -51,8 +51,12 @@ export async function writeResults(run, base, resultsDir, { writeJson = true, pn
   }
   if (writeJson) writeFileSync(join(resultsDir, `${base}.json`), `${JSON.stringify(run, null, 1)}\n`);
   writeFileSync(join(resultsDir, `${base}.md`), markdown);
-  copyFileSync(join(resultsDir, `${base}.md`), join(resultsDir, 'latest.md'));
-  written.push(join(resultsDir, `${base}.md`), join(resultsDir, 'latest.md'));
+  written.push(join(resultsDir, `${base}.md`));
+  // latest.md is the newest full run; a run of some scenarios only (--only) does not replace it.
+  if (!run.only) {
+    copyFileSync(join(resultsDir, `${base}.md`), join(resultsDir, 'latest.md'));
+    written.push(join(resultsDir, 'latest.md'));
+  }
   return written;
 }
 

@@ -13,14 +13,18 @@ export const PROXY_METHODS = ['grace', 'restart', 'pm2-1'];
 
 const kinds = (f) => Object.entries(f).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ') || 'none';
 
-/** One method under one topology; the proxy (if any) is started before and stopped after the app. */
-async function runOne({ topology, method, framework, dir, settings }) {
+/**
+ * One method under one topology; the proxy (if any) is started before and stopped after the app.
+ * `watchUpstream` also counts the TCP connections the proxy opens to the app (upgrade-run.mjs);
+ * `proxyOptions` go to startProxy.
+ */
+export async function runOne({ topology, method, framework, dir, settings, watchUpstream = false, proxyOptions = {} }) {
   const port = await freePort();
   const proxyPort = topology === 'direct' ? undefined : await freePort();
-  const proxy = proxyPort && (await startProxy(topology, { dir: join(dir, `${topology}-${method.id}-${proxyPort}`), port: proxyPort, upstreamPort: port }));
+  const proxy = proxyPort && (await startProxy(topology, { dir: join(dir, `${topology}-${method.id}-${proxyPort}`), port: proxyPort, upstreamPort: port, ...proxyOptions }));
   let r;
   try {
-    r = await runUpgradesUnderLoad({ method, framework, port, loadPort: proxyPort ?? port, dir, ...settings });
+    r = await runUpgradesUnderLoad({ method, framework, port, loadPort: proxyPort ?? port, dir, ...settings, ...(watchUpstream && proxyPort ? { watchPort: port } : {}) });
   } finally {
     await proxy?.stop();
   }
@@ -28,12 +32,16 @@ async function runOne({ topology, method, framework, dir, settings }) {
   return { topology, ...r, ...(proxy ? { proxy: proxy.summary() } : {}) };
 }
 
-export async function runProxies({ framework = 'fastify', dir, upgrades, intervalMs, steadyMs, tailMs, connections, log }) {
+/**
+ * Runs `runMethod(topology, method)` for every topology × method id, in order, and collects its
+ * results. A proxy or method that is unavailable here is a `skipped` row, a run that throws an
+ * `error` row: one missing prerequisite or one failed run never ends the scenario.
+ */
+export async function forEachTopologyMethod({ topologies, methodIds, framework, log, runMethod }) {
   const results = [];
-  const settings = { upgrades, intervalMs, steadyMs, tailMs, connections };
-  for (const topology of TOPOLOGIES) {
+  for (const topology of topologies) {
     const missing = topology === 'direct' ? undefined : proxyUnavailable(topology);
-    for (const id of PROXY_METHODS) {
+    for (const id of methodIds) {
       const method = METHODS[id];
       const skip = missing ?? method.unavailable(framework);
       if (skip) {
@@ -42,10 +50,7 @@ export async function runProxies({ framework = 'fastify', dir, upgrades, interva
         continue;
       }
       try {
-        const r = await runOne({ topology, method, framework, dir, settings });
-        const hidden = r.proxy ? `; ${topology} logged ${r.proxy.upstreamErrors} upstream errors, retried ${r.proxy.retried}, answered ${r.proxy.proxyErrors} itself with an error` : '';
-        log(`  ${topology} / ${id}: ${r.failed} failed (${kinds(r.failures)}) of ${r.requests}, p99 ${r.steady.p99} -> ${r.during.p99} ms${hidden}`);
-        results.push(r);
+        results.push(await runMethod(topology, method));
       } catch (error) {
         log(`  ${topology} / ${id}: ERROR ${error.message}`);
         results.push({ topology, framework, method: id, label: method.label, error: String(error.message) });
@@ -53,4 +58,20 @@ export async function runProxies({ framework = 'fastify', dir, upgrades, interva
     }
   }
   return results;
+}
+
+export function runProxies({ framework = 'fastify', dir, upgrades, intervalMs, steadyMs, tailMs, connections, log }) {
+  const settings = { upgrades, intervalMs, steadyMs, tailMs, connections };
+  return forEachTopologyMethod({
+    topologies: TOPOLOGIES,
+    methodIds: PROXY_METHODS,
+    framework,
+    log,
+    runMethod: async (topology, method) => {
+      const r = await runOne({ topology, method, framework, dir, settings });
+      const hidden = r.proxy ? `; ${topology} logged ${r.proxy.upstreamErrors} upstream errors, retried ${r.proxy.retried}, answered ${r.proxy.proxyErrors} itself with an error` : '';
+      log(`  ${topology} / ${method.id}: ${r.failed} failed (${kinds(r.failures)}) of ${r.requests}, p99 ${r.steady.p99} -> ${r.during.p99} ms${hidden}`);
+      return r;
+    },
+  });
 }

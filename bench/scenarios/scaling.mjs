@@ -10,11 +10,8 @@
 import { METHODS } from '../lib/methods.mjs';
 import { startLoad } from '../lib/load.mjs';
 import { freePort, sleep, track } from '../lib/procs.mjs';
+import { median } from '../lib/stats.mjs';
 
-const median = (xs) => {
-  const s = xs.filter((x) => x !== undefined).sort((a, b) => a - b);
-  return s.length === 0 ? undefined : s[Math.floor((s.length - 1) / 2)];
-};
 
 /** Waits for the first event after index `from` matching `test`. */
 async function nextEvent(events, from, test, timeout = 20_000) {

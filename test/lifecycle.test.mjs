@@ -212,6 +212,19 @@ test('a logger with flush() is flushed before the process exits', async (t) => {
   assert.ok(app.events.some((e) => e.event === 'logger-flushed' && e.pid === pid), 'flush() ran to its callback before exit');
 });
 
+test('a SIGTERM in the last moments of an old process, as it flushes its logs after a handoff, does not kill it: it exits 0', async (t) => {
+  // systemd and Ctrl-C signal the whole group: an old process that has just finished its drain
+  // can get the stop in its last moments, and a default SIGTERM would end it by the signal.
+  const release = join(tempDir(), 'release');
+  const { app, pid: old } = await startApp(t, APP, { FLUSH_LOGGER: 'hold', FLUSH_RELEASE_FILE: release });
+  process.kill(old, 'SIGUSR2');
+  await app.waitForEvent({ event: 'logger-flushing', pid: old });
+  process.kill(old, 'SIGTERM');
+  writeFileSync(release, '');
+  assert.deepEqual(await app.exited, { code: 0, signal: null }, app.stderr);
+  assert.ok(app.events.some((e) => e.event === 'logger-flushed' && e.pid === old), 'the flush was not cut short');
+});
+
 test('with autoReady, a release that drops a listener still gets ready; the dropped address is closed', async (t) => {
   const behaviour = join(tempDir(), 'behaviour');
   writeFileSync(behaviour, 'ok');

@@ -604,8 +604,11 @@ export class Grace extends EventEmitter<GraceEvents> {
     await this.#runHooks('onShutdown', { reason });
     if (pidFile !== undefined && reason === 'stop' && !this.#supervision) removePidFile(pidFile);
     (await this.#control)?.close();
-    this.#uninstallSignals();
+    // A process about to exit keeps its signal handlers until process.exit: a stop that
+    // arrives while its logs flush (systemd signals the whole group) is then answered by the
+    // table ('closed' ignores it), not by the default action, which would end it by SIGTERM.
     if (this.#options.exit && !this.#noExit) await this.#exit(this.#exitCode);
+    else this.#uninstallSignals();
   }
 
   async #exit(code: number): Promise<void> {

@@ -9,6 +9,7 @@
  */
 import { mkdtempSync, rmdirSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
+import type { EventEmitter } from 'node:events';
 import { Server as NetServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -190,4 +191,125 @@ export function missingMoveInternals(server: Server, socket: Socket): string | u
   if (typeof handle.readStop !== 'function' || typeof handle.reading !== 'boolean') return 'socket._handle.readStop / reading';
   if (typeof (server as unknown as ServerInternals)._connections !== 'number') return 'server._connections';
   return undefined;
+}
+
+/** Writes sockets over a Node IPC channel without waiting for each one's ack (see {@link pipelinedHandleWriter}). */
+export interface HandleWriter {
+  /**
+   * Writes `message` with `socket`'s fd, framed as Node's own `send(message, socket)` frames
+   * it, and returns at once: undefined, or why nothing was written. `onWritten` runs once the
+   * message (and with it the fd) is in the kernel, or could not be: only then may this
+   * process close its copy of the socket.
+   */
+  write(message: object, socket: Socket, onWritten: (error: string | undefined) => void): string | undefined;
+  /** Stops following Node's acks once the last one for a written socket has come (or the channel closes). */
+  close(): void;
+}
+
+interface WriteRequest {
+  handle: unknown;
+  async: boolean;
+  oncomplete: (status: number) => void;
+}
+
+interface StreamWrapBinding {
+  WriteWrap: new () => WriteRequest;
+  streamBaseState: Int32Array;
+  kLastWriteWasAsync: number;
+}
+
+interface IpcPipe {
+  writeUtf8String(req: WriteRequest, data: string, handle: unknown): number;
+}
+
+/** An object Node set an IPC channel up on: a ChildProcess, or `process` in a child. */
+type IpcEndpoint = EventEmitter & { connected?: boolean; _handleQueue?: unknown[] | null };
+
+let streamWrap: StreamWrapBinding | null | undefined;
+
+/** Node's stream_wrap binding (WriteWrap), or null: `process.binding` is deprecated and may go. */
+function loadStreamWrap(): StreamWrapBinding | null {
+  if (streamWrap !== undefined) return streamWrap;
+  try {
+    const binding = (process as unknown as { binding(name: string): Partial<StreamWrapBinding> }).binding('stream_wrap');
+    streamWrap = typeof binding.WriteWrap === 'function' && binding.streamBaseState !== undefined && typeof binding.kLastWriteWasAsync === 'number' ? (binding as StreamWrapBinding) : null;
+  } catch {
+    streamWrap = null; // --throw-deprecation with --pending-deprecation, or a Node without it
+  }
+  return streamWrap;
+}
+
+const ownSymbol = (object: object, description: string): symbol | undefined => Object.getOwnPropertySymbols(object).find((s) => s.description === description);
+
+/** The libuv pipe under `endpoint`'s channel, if it is one that frames JSON lines. */
+function jsonIpcPipe(endpoint: object): IpcPipe | undefined {
+  const key = ownSymbol(endpoint, 'kChannelHandle');
+  const pipe = key === undefined ? undefined : (endpoint as Record<symbol, unknown>)[key];
+  if (typeof pipe !== 'object' || pipe === null || typeof (pipe as Partial<IpcPipe>).writeUtf8String !== 'function') return undefined;
+  // The 'advanced' serialization frames messages differently; only 'json' carries kJSONBuffer.
+  return ownSymbol(pipe, 'kJSONBuffer') === undefined ? undefined : (pipe as IpcPipe);
+}
+
+/**
+ * Sends sockets over Node's IPC channel many at a time. `child.send(message, socket)` sends
+ * one handle per round trip (Node holds the next one until the peer's NODE_HANDLE_ACK): at
+ * about 1 ms a round trip under load, 5 000 connections take seconds. This writes each
+ * message as Node frames it (a JSON line `{cmd: 'NODE_HANDLE', type: 'net.Socket', msg}`
+ * with the fd in the same sendmsg, which the kernel never merges with the next), so the
+ * receiving Node handles it exactly as one of its own; it just does not wait.
+ *
+ * The receiver still answers each with NODE_HANDLE_ACK, or NODE_HANDLE_NACK when the fd did
+ * not arrive (its fd limit, say): they come back in order, and `onRefused` gets each socket
+ * the peer never received, so the caller can serve it again. Node's own ack handler asserts a
+ * queue of its own handle sends on every ack; one is provided for ours.
+ *
+ * Internals: `process.binding('stream_wrap').WriteWrap`, the channel's libuv pipe (the
+ * `kChannelHandle` symbol) and its `writeUtf8String`, the JSON framing, `_handleQueue` and the
+ * `internalMessage` event. Covered by packages/core/test/server-internals.test.mjs. Returns
+ * undefined when one is missing: the caller sends one at a time with `send()` then.
+ */
+export function pipelinedHandleWriter(endpoint: object, onRefused: (socket: Socket) => void): HandleWriter | undefined {
+  const binding = loadStreamWrap();
+  const target = endpoint as IpcEndpoint;
+  if (binding === null || typeof target.prependListener !== 'function' || jsonIpcPipe(endpoint) === undefined) return undefined;
+  /** Sockets written, in order, whose NODE_HANDLE_ACK has not come yet. */
+  const unanswered: Socket[] = [];
+  let closing = false;
+
+  const onInternalMessage = (message: unknown): void => {
+    const cmd = (message as { cmd?: unknown } | null)?.cmd;
+    if ((cmd !== 'NODE_HANDLE_ACK' && cmd !== 'NODE_HANDLE_NACK') || unanswered.length === 0) return;
+    target._handleQueue ??= []; // Node's listener runs next and needs it
+    const socket = unanswered.shift() as Socket;
+    if (cmd === 'NODE_HANDLE_NACK') onRefused(socket);
+    if (closing && unanswered.length === 0) stop();
+  };
+  const stop = (): void => {
+    target.removeListener('internalMessage', onInternalMessage);
+    target.removeListener('disconnect', stop);
+  };
+  target.prependListener('internalMessage', onInternalMessage);
+  target.once('disconnect', stop);
+
+  return {
+    write(message, socket, onWritten) {
+      const pipe = target.connected === false ? undefined : jsonIpcPipe(endpoint);
+      if (pipe === undefined) return 'the channel is closed';
+      const handle = (socket as unknown as SocketInternals)._handle;
+      if (handle === null || handle === undefined) return 'the socket is closed';
+      const req = new binding.WriteWrap();
+      req.handle = pipe;
+      req.async = false;
+      req.oncomplete = (status) => onWritten(status < 0 ? `write failed (${status})` : undefined);
+      const status = pipe.writeUtf8String(req, `${JSON.stringify({ cmd: 'NODE_HANDLE', type: 'net.Socket', msg: message })}\n`, handle);
+      if (status < 0) return `write failed (${status})`;
+      unanswered.push(socket);
+      if (binding.streamBaseState[binding.kLastWriteWasAsync] === 0) process.nextTick(onWritten, undefined);
+      return undefined;
+    },
+    close() {
+      closing = true;
+      if (unanswered.length === 0) stop();
+    },
+  };
 }

@@ -15,6 +15,7 @@ import {
   claimAdoptedSocket,
   missingMoveInternals,
   pausedByHttp,
+  pipelinedHandleWriter,
   queuedWriteBytes,
   socketsBetweenMessages,
   stopReading,
@@ -212,4 +213,96 @@ test('a socket received over IPC reads at once; stopReading in the same tick kee
     { what: 'the socket that was not stopped to read the request' },
   );
   assert.equal(read.stopped, 0, 'nothing read from the stopped socket: the request waits in the kernel for the replacement');
+});
+
+/**
+ * A child that adopts the sockets sent to it and writes `<id>\n` on each, so that the client
+ * at the other end can tell which message its fd came with. With FD_LIMIT it runs under that
+ * `ulimit -n`, so that fds beyond it cannot arrive.
+ */
+function spawnReceiver(t, { fdLimit, serialization } = {}) {
+  const code = `
+    const kept = [];
+    process.on('message', (message, socket) => {
+      if (message === 'count') return process.send({ received: kept.length });
+      kept.push(socket);
+      socket.write(message.id + '\\n');
+    });`;
+  const args = ['--input-type=module', '-e', code];
+  const child =
+    fdLimit === undefined
+      ? spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization })
+      : spawn('/bin/sh', ['-c', `ulimit -n ${fdLimit} && exec "$0" "$@"`, process.execPath, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  t.after(() => child.kill());
+  return child;
+}
+
+/** `n` accepted server-side sockets and their clients, each client collecting what it reads. */
+async function acceptedPairs(t, n) {
+  const accepted = [];
+  const server = net.createServer({ pauseOnConnect: true }, (socket) => accepted.push(socket));
+  const port = await listen(t, server);
+  const clients = Array.from({ length: n }, () => {
+    const client = connect(t, port);
+    client.text = '';
+    client.setEncoding('utf8').on('data', (d) => (client.text += d));
+    return client;
+  });
+  await waitFor(() => accepted.length === n, { what: `${n} connections to be accepted` });
+  // Accepted in the order they connected? Not necessarily: pair them by port.
+  const byPort = new Map(clients.map((c) => [c.localPort, c]));
+  return accepted.map((socket) => ({ socket, client: byPort.get(socket.remotePort) }));
+}
+
+test('pipelinedHandleWriter writes many sockets without waiting for acks: each fd arrives with its own message, and Node\'s own send still works after', async (t) => {
+  const n = 300;
+  const child = spawnReceiver(t);
+  const pairs = await acceptedPairs(t, n);
+  const refused = [];
+  const writer = pipelinedHandleWriter(child, (socket) => refused.push(socket));
+  assert.ok(writer, 'this Node has what the pipelined writer needs');
+  let written = 0;
+  // All in one synchronous loop: Node's own send() would hold all but the first until its ack.
+  for (const [id, { socket }] of pairs.entries()) assert.equal(writer.write({ id }, socket, (error) => (assert.equal(error, undefined), (written += 1))), undefined);
+  await waitFor(() => written === n, { what: 'every message to be written' });
+  for (const { socket } of pairs) socket.destroy(); // the child's copies keep the connections
+  await waitFor(() => pairs.every(({ client }) => client.text !== ''), { what: 'every client to hear from the child' });
+  for (const [id, { client }] of pairs.entries()) assert.equal(client.text, `${id}\n`, 'the fd came with its own message');
+  assert.deepEqual(refused, []);
+  writer.close();
+  // Node's own queue was not disturbed by the acks of ours: a plain send of a socket still arrives.
+  const [extra] = await acceptedPairs(t, 1);
+  child.send({ id: 'plain' }, extra.socket);
+  await waitFor(() => extra.client.text === 'plain\n', { what: "Node's own send to arrive" });
+});
+
+test('pipelinedHandleWriter: a socket whose fd could not arrive (the receiver\'s fd limit) is given back, in order, with Node\'s NACK', async (t) => {
+  const n = 120;
+  const child = spawnReceiver(t, { fdLimit: 60 });
+  const pairs = await acceptedPairs(t, n);
+  const refused = [];
+  const writer = pipelinedHandleWriter(child, (socket) => refused.push(socket));
+  for (const [id, { socket }] of pairs.entries()) writer.write({ id }, socket, () => {});
+  const answers = [];
+  child.on('message', (m) => answers.push(m));
+  const received = await waitFor(
+    async () => {
+      const count = answers.length;
+      child.send('count');
+      await waitFor(() => answers.length > count, { what: 'the child to count' });
+      const got = answers.at(-1).received;
+      return got + refused.length === n ? got : undefined;
+    },
+    { what: 'every socket to be received or given back' },
+  );
+  assert.ok(refused.length > 0 && received > 0, `received ${received}, given back ${refused.length}`);
+  // The ones given back never reached the child: their clients hear nothing from it.
+  const givenBack = new Set(refused);
+  for (const { socket, client } of pairs) if (givenBack.has(socket)) assert.equal(client.text, '');
+  writer.close();
+});
+
+test('pipelinedHandleWriter declines what is not a JSON-framed Node IPC channel: the caller sends one at a time', (t) => {
+  assert.equal(pipelinedHandleWriter({}, () => {}), undefined);
+  assert.equal(pipelinedHandleWriter(spawnReceiver(t, { serialization: 'advanced' }), () => {}), undefined);
 });

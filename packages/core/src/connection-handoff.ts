@@ -5,9 +5,9 @@
  *
  * Each connection arrives as `process.on('message', (message, socket))`, named by the
  * listener it was accepted on. It is given to that server as if it had just accepted it
- * (`emit('connection')`), its keep-alive timeout armed, and acknowledged: the old process
- * sends the next one only then, so a socket waiting in Node's own handle queue is never
- * still attached to the old process's http parser.
+ * (`emit('connection')`), its keep-alive timeout armed, and acknowledged (the answers of one
+ * event-loop turn in one message): the old process closes its copy of the fd on the answer,
+ * and keeps a bounded number of sockets on their way at once.
  */
 import type { Server as HttpServer } from 'node:http';
 import { Socket, type Server } from 'node:net';
@@ -32,6 +32,13 @@ export interface ConnectionAck {
   ok: boolean;
 }
 
+/** The successor's answers of one event-loop turn, in one message: a write per socket costs as much as the adoption itself. */
+export interface ConnectionAcks {
+  type: 'acks';
+  adopted: number[];
+  refused: number[];
+}
+
 /** The payload of `message` when it is one of ours of `type`. */
 export function readConnectionMessage<T extends ConnectionMessage | ConnectionAck>(message: unknown, type: T['type']): T | undefined {
   if (typeof message !== 'object' || message === null) return undefined;
@@ -40,6 +47,17 @@ export function readConnectionMessage<T extends ConnectionMessage | ConnectionAc
   const typed = body as Record<string, unknown>;
   if (typed['type'] !== type || typeof typed['id'] !== 'number') return undefined;
   return typed as unknown as T;
+}
+
+/** The answers `message` carries, one {@link ConnectionAck} or a {@link ConnectionAcks} batch, or undefined. */
+export function readConnectionAcks(message: unknown): Pick<ConnectionAck, 'id' | 'ok'>[] | undefined {
+  const one = readConnectionMessage<ConnectionAck>(message, 'ack');
+  if (one !== undefined) return [one];
+  if (typeof message !== 'object' || message === null) return undefined;
+  const body = (message as Record<string, unknown>)[CONNECTION_MESSAGE_KEY] as Partial<ConnectionAcks> | undefined;
+  if (body?.type !== 'acks' || !Array.isArray(body.adopted) || !Array.isArray(body.refused)) return undefined;
+  const ids = (list: unknown[]): number[] => list.filter((id): id is number => typeof id === 'number');
+  return [...ids(body.adopted).map((id) => ({ id, ok: true })), ...ids(body.refused).map((id) => ({ id, ok: false }))];
 }
 
 /** The IPC side of a process: `process` itself in a successor. */
@@ -55,6 +73,22 @@ export interface ConnectionChannel {
  * for the listener each one names. Returns a function that stops listening.
  */
 export function adoptMovedConnections(channel: ConnectionChannel, serverNamed: (name: string) => Server | undefined, log: Logger): () => void {
+  let answers: ConnectionAcks | undefined;
+  const answer = (id: number, ok: boolean): void => {
+    if (answers === undefined) {
+      answers = { type: 'acks', adopted: [], refused: [] };
+      setImmediate(flush);
+    }
+    (ok ? answers.adopted : answers.refused).push(id);
+  };
+  const flush = (): void => {
+    const batch = answers;
+    answers = undefined;
+    // With a callback, a closed channel is reported there instead of as an 'error' event on process.
+    channel.send?.({ [CONNECTION_MESSAGE_KEY]: batch }, () => {
+      // The old process is gone: nobody waits for the answers.
+    });
+  };
   const onMessage = (message: unknown, handle: unknown): void => {
     const move = readConnectionMessage<ConnectionMessage>(message, 'connection');
     if (move === undefined) return;
@@ -67,10 +101,7 @@ export function adoptMovedConnections(channel: ConnectionChannel, serverNamed: (
       log.warn({ listener: move.listener }, 'a moved connection names no listener of this process: closing it');
       if (handle instanceof Socket) handle.destroy();
     }
-    // With a callback, a closed channel is reported there instead of as an 'error' event on process.
-    channel.send?.({ [CONNECTION_MESSAGE_KEY]: { type: 'ack', id: move.id, ok } satisfies ConnectionAck }, () => {
-      // The old process is gone: nobody waits for the ack.
-    });
+    answer(move.id, ok);
   };
   channel.on('message', onMessage);
   // The channel must not keep this process alive once it is done serving.

@@ -13,18 +13,20 @@
  * read and unparsed, not paused by http, not ending, and its parser between two messages
  * (or no byte ever received). In the same tick reading stops (`readStop`) and the socket
  * is sent: whatever the client sends next stays in the kernel until the successor reads
- * it. One socket at a time, each acknowledged by the successor; this process closes its copy
- * of the fd on the ack (or, unacknowledged, when the move ends: the successor died, say).
+ * it. Up to MOVE_WINDOW sockets are on their way at once (one at a time where this Node
+ * does not allow that), each acknowledged by the successor; this process closes its copy of
+ * the fd on the ack (or, unacknowledged, when the move ends: the successor died, say).
  *
  * TLS, HTTP/2 and upgraded sockets keep their state in this process and never move; nor
  * does a socket that is still busy at the deadline: drain.ts handles them as before.
  */
+import type { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { CONNECTION_MESSAGE_KEY, readConnectionMessage, type ConnectionAck, type ConnectionMessage } from './connection-handoff.js';
+import { CONNECTION_MESSAGE_KEY, readConnectionAcks, type ConnectionMessage } from './connection-handoff.js';
 import { isUpgraded, type ConnectionTracker } from './drain.js';
 import type { Logger } from './logger.js';
-import { missingMoveInternals, pausedByHttp, pendingResponse, queuedWriteBytes, socketsBetweenMessages, stopReading } from './server-internals.js';
+import { missingMoveInternals, pausedByHttp, pendingResponse, pipelinedHandleWriter, queuedWriteBytes, socketsBetweenMessages, stopReading } from './server-internals.js';
 
 /** One listener whose connections may move, under the name the successor knows it by. */
 export interface MovableListener {
@@ -39,6 +41,11 @@ export interface MovableListener {
  */
 export interface MoveChannel {
   readonly connected: boolean;
+  /**
+   * The object Node set this channel up on (a ChildProcess, or `process` in a worker), when
+   * the channel is a wrapper: sockets are written on it many at a time (server-internals.ts).
+   */
+  readonly endpoint?: object;
   send(message: unknown, handle: Socket, options: { keepOpen?: boolean }, callback: (error: Error | null) => void): boolean;
   on(event: 'message', listener: (message: unknown) => void): unknown;
   removeListener(event: 'message', listener: (message: unknown) => void): unknown;
@@ -58,8 +65,18 @@ export interface MoveSettings {
   maxDuration: number;
   /** How long the successor may take to acknowledge one socket before moving stops (ms). */
   ackTimeout: number;
-  /** Ends the move early (the successor died, or this process serves again). */
+  /**
+   * Ends the move early (the successor died, or this process serves again): nothing more is
+   * sent, and the sockets in flight wait for their answers.
+   */
   signal?: AbortSignal;
+  /**
+   * The channel leads straight to the receiver (self-upgrade mode): a socket not answered when
+   * it closes was never adopted, since the successor answers before it reads a byte, and only
+   * the kernel's copy in the closed channel went with it: this process serves it again. Not so
+   * through the supervisor, which may have passed it on.
+   */
+  unansweredComeBack?: boolean;
   /**
    * Settles when the servers stop accepting. Until then new connections keep coming (and
    * move at once), so the move neither ends when none is left nor counts its deadlines.
@@ -88,6 +105,23 @@ export interface MoveResult {
 /** How often the idle sockets are looked up again when no response has finished (ms). */
 const RESCAN_MS = 50;
 
+/**
+ * Sockets on their way to the successor at once (when written without Node's one-at-a-time
+ * queue, server-internals.ts). The kernel's default socket buffer holds about 200 such small
+ * messages; more would only wait in libuv's queue, still this process's.
+ */
+const MOVE_WINDOW = 128;
+
+/** A socket sent and not acknowledged yet. */
+interface InFlight {
+  socket: Socket;
+  listener: MovableListener;
+  /** Its message, and the fd with it, is in the kernel: this process may close its copy. */
+  written: boolean;
+  /** The move ended before it was written: close it once it is. */
+  closeWhenWritten: boolean;
+}
+
 /** Sockets whose parser was seen between two messages, with `bytesRead` at that moment. */
 type IdleSnapshot = Map<Socket, number>;
 
@@ -105,6 +139,8 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
   const result: MoveResult = { durationMs: 0, moved: 0, refused: 0, left: 0, ackWaitMs: 0, lastMovedMs: 0 };
   const movable = listeners.filter((l) => l.tracker.movable);
   const trackerOf = new Map<Socket, MovableListener>();
+  /** Sockets the successor never received, or that could not stop reading: they stay here. */
+  const cameBack = new WeakSet<Socket>();
   const remaining = (): number => movable.reduce((n, l) => n + [...l.tracker.httpSockets].filter((s) => !isUpgraded(s)).length, 0);
   if (movable.length === 0 || !child.connected) return Promise.resolve(finish());
   if (settings.intake === undefined && remaining() === 0) return Promise.resolve(finish());
@@ -130,10 +166,22 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
     let queue: Socket[] = [];
     /** A response finished since the last snapshot: more sockets may be between messages. */
     let stale = true;
-    let inFlight: { id: number; socket: Socket; timer: NodeJS.Timeout; sentAt: number } | undefined;
+    /** Sockets sent and not acknowledged yet, by message id. */
+    const inFlight = new Map<number, InFlight>();
     let nextId = 1;
     let done = false;
+    /** Told to stop sending: ends once every socket in flight is answered (stopSending()). */
+    let finishing = false;
     let intakeOpen = settings.intake !== undefined;
+    /** Since when some socket has been in flight (for ackWaitMs). */
+    let busySince = 0;
+    /** Messages (with their fds) not in the kernel yet; the channel must not close before they are. */
+    let unwritten = 0;
+    let allWritten: (() => void) | undefined;
+    // Many sockets on their way at once where this Node lets us write them so; else Node's
+    // own send(), which holds each next socket until the previous one's ack: one at a time.
+    const writer = pipelinedHandleWriter(child.endpoint ?? child, (socket) => comeBack(socket));
+    const window = writer === undefined ? 1 : MOVE_WINDOW;
 
     const takeSnapshot = (): void => {
       stale = false;
@@ -144,6 +192,7 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
         for (const socket of listener.tracker.httpSockets) {
           // bytesRead === 0: never sent a byte, its parser has not started a message.
           if (!idle.has(socket) && socket.bytesRead !== 0) continue;
+          if (cameBack.has(socket)) continue;
           snapshot.set(socket, socket.bytesRead);
           trackerOf.set(socket, listener);
           queue.push(socket);
@@ -160,21 +209,29 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
       return socket.readableLength === 0 && !pausedByHttp(socket);
     };
 
-    const pump = (): void => {
-      if (done || inFlight !== undefined) return;
-      if (settings.signal?.aborted) return end();
-      // The queue of the last snapshot first; under load most of it has taken a request since,
-      // so look again at once when a response has finished meanwhile.
+    /** The next socket that can move now: the last snapshot's queue first, then a new look if a response finished meanwhile. */
+    const nextMovable = (): Socket | undefined => {
       for (;;) {
         while (queue.length > 0) {
           const socket = queue.shift() as Socket;
-          if (canMove(socket)) return send(socket);
+          if (canMove(socket)) return socket;
         }
-        if (!stale) break;
+        if (!stale) return undefined;
         takeSnapshot();
       }
-      if (!intakeOpen && remaining() === 0) end();
-      // else: wait for a response to finish or a new connection (lookAgain), or the deadline.
+    };
+
+    const pump = (): void => {
+      if (done || finishing) return;
+      if (settings.signal?.aborted) return stopSending();
+      while (inFlight.size < window) {
+        const socket = nextMovable();
+        if (socket === undefined) break;
+        send(socket);
+        if (done) return;
+      }
+      if (inFlight.size === 0 && !intakeOpen && remaining() === 0) end();
+      // else: wait for acks, a response to finish or a new connection (lookAgain), or the deadline.
     };
 
     const send = (socket: Socket): void => {
@@ -184,42 +241,120 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
       // Same tick as the checks above: no byte can be read by this process after them.
       if (!stopReading(socket)) {
         socket.resume();
-        return pump();
+        cameBack.add(socket);
+        return;
       }
       const id = nextId++;
-      const message: ConnectionMessage = { type: 'connection', id, listener: listener.name };
+      const message = { [CONNECTION_MESSAGE_KEY]: { type: 'connection', id, listener: listener.name } satisfies ConnectionMessage };
+      const entry: InFlight = { socket, listener, written: false, closeWhenWritten: false };
+      const onWritten = (error: string | Error | null | undefined): void => {
+        entry.written = true;
+        unwritten -= 1;
+        if (unwritten === 0) allWritten?.();
+        if (entry.closeWhenWritten) entry.socket.destroy();
+        else if (error !== undefined && error !== null && inFlight.get(id) === entry) giveUp('send failed', error);
+      };
+      let error: string | undefined;
       try {
         // keepOpen: this process's copy of the fd stays open until the successor's ack, and is
         // closed here then. Without it Node keeps the copy in the channel until its own ack, and
         // leaks it, connection open and unread, when the successor dies before that ack.
-        child.send({ [CONNECTION_MESSAGE_KEY]: message }, socket, { keepOpen: true }, (error) => {
-          if (error !== null && inFlight?.id === id) giveUp('send failed', error);
-        });
-      } catch (error) {
+        if (writer !== undefined) error = writer.write(message, socket, onWritten);
+        else child.send(message, socket, { keepOpen: true }, onWritten);
+      } catch (thrown) {
+        error = String(thrown);
+      }
+      if (error !== undefined) {
         socket.resume();
         return giveUp('send failed', error);
       }
       // From here the successor may own the socket: it is no longer this process's to serve or drain.
       listener.tracker.forget(socket);
       snapshot.delete(socket);
-      const timer = setTimeout(() => giveUp(`no ack within ${settings.ackTimeout} ms`), settings.ackTimeout);
-      inFlight = { id, socket, timer, sentAt: Date.now() };
+      if (inFlight.size === 0) {
+        busySince = Date.now();
+        armAckTimer();
+      }
+      inFlight.set(id, entry);
+      unwritten += 1;
+    };
+
+    /** Closes this process's copy of a socket the successor has (or may have): never a shutdown, its copy keeps the connection. */
+    const release = (entry: InFlight): void => {
+      if (entry.written) entry.socket.destroy();
+      else entry.closeWhenWritten = true; // the pending write still needs the fd
+    };
+
+    const settle = (id: number): InFlight | undefined => {
+      const entry = inFlight.get(id);
+      if (entry === undefined) return undefined;
+      inFlight.delete(id);
+      if (inFlight.size === 0) {
+        result.ackWaitMs += Date.now() - busySince;
+        clearTimeout(ackTimer);
+      } else armAckTimer();
+      return entry;
     };
 
     const onMessage = (message: unknown): void => {
-      const ack = readConnectionMessage<ConnectionAck>(message, 'ack');
-      if (ack === undefined || inFlight?.id !== ack.id) return;
-      clearTimeout(inFlight.timer);
-      result.ackWaitMs += Date.now() - inFlight.sentAt;
-      result.lastMovedMs = Date.now() - started;
-      // Closes this process's copy of the fd (never a shutdown: the successor's copy keeps the
-      // connection) and lets http free the parser.
-      inFlight.socket.destroy();
-      inFlight = undefined;
-      if (ack.ok) result.moved += 1;
-      else result.refused += 1;
+      const acks = readConnectionAcks(message);
+      if (acks === undefined) return;
+      for (const ack of acks) {
+        const entry = inFlight.get(ack.id);
+        if (entry === undefined) continue;
+        if (!ack.ok) {
+          // Refused unread (the receiver closed its copy without reading): still whole here.
+          result.refused += 1;
+          comeBack(entry.socket);
+          continue;
+        }
+        settle(ack.id);
+        result.lastMovedMs = Date.now() - started;
+        result.moved += 1;
+        release(entry);
+      }
       deadline?.refresh();
-      pump();
+      afterAnswers();
+    };
+
+    /**
+     * A socket the successor never received (Node's NACK: the fd did not arrive, at its fd
+     * limit say), or refused unread, is still whole here: it reads again and is served and
+     * drained here.
+     */
+    const comeBack = (socket: Socket): void => {
+      const id = [...inFlight].find(([, entry]) => entry.socket === socket)?.[0];
+      const entry = id === undefined ? undefined : settle(id);
+      if (entry === undefined) return;
+      if (entry.closeWhenWritten) return; // the move has ended: its copy is closed once written
+      cameBack.add(socket);
+      entry.listener.tracker.restore(socket);
+      socket.resume();
+      afterAnswers();
+    };
+
+    /** Sends more, or, once told to stop sending, ends when every socket in flight is answered. */
+    const afterAnswers = (): void => {
+      if (!finishing) return pump();
+      if (inFlight.size === 0) end();
+    };
+
+    /**
+     * Told to stop (the successor died, a stop, the supervisor ended the relay): nothing more is
+     * sent, and the sockets in flight wait for their answers (a relay answers each one it
+     * could not pass on). If the channel closes first, what was not answered never reached
+     * the successor (see MoveSettings.unansweredComeBack); at ackTimeout it is given up.
+     */
+    const stopSending = (): void => {
+      if (done || finishing) return;
+      finishing = true;
+      afterAnswers();
+    };
+
+    const onDisconnect = (): void => {
+      if (done) return;
+      if (settings.unansweredComeBack) for (const entry of [...inFlight.values()]) comeBack(entry.socket);
+      end();
     };
 
     // A response finished or (while the intake is open) a connection was accepted: more sockets
@@ -237,17 +372,18 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
     const giveUp = (why: string, error?: unknown): void => {
       if (done) return;
       settings.logger.warn({ err: error === undefined ? undefined : String(error), moved: result.moved }, `grace-restart: stopped moving connections (${why}): the rest drain`);
-      if (inFlight !== undefined) {
-        clearTimeout(inFlight.timer);
-        inFlight.socket.destroy();
-        inFlight = undefined;
-      }
       end();
     };
 
     // The deadlines count from the moment the intake closes: before, the move waits for more.
     let deadline: NodeJS.Timeout | undefined;
     let cap: NodeJS.Timeout | undefined;
+    /** Runs while some socket is in flight: the successor must answer within ackTimeout of the last answer. */
+    let ackTimer: NodeJS.Timeout | undefined;
+    const armAckTimer = (): void => {
+      clearTimeout(ackTimer);
+      ackTimer = setTimeout(() => giveUp(`no ack within ${settings.ackTimeout} ms`), settings.ackTimeout);
+    };
     const armDeadlines = (): void => {
       deadline = setTimeout(() => end(), settings.deadline);
       cap = setTimeout(() => end(), settings.maxDuration);
@@ -264,21 +400,28 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
       done = true;
       clearTimeout(deadline);
       clearTimeout(cap);
-      if (inFlight !== undefined) {
-        // Unacknowledged, the socket may be the successor's already: close this copy, never
-        // serve it here too (two readers would split its bytes).
-        clearTimeout(inFlight.timer);
-        inFlight.socket.destroy();
-        inFlight = undefined;
-      }
+      clearTimeout(ackTimer);
+      // Unacknowledged, a socket may be the successor's already: close this copy, never serve
+      // it here too (two readers would split its bytes).
+      for (const entry of inFlight.values()) release(entry);
+      inFlight.clear();
+      writer?.close();
       clearInterval(poll);
       child.removeListener('message', onMessage);
       for (const listener of movable) {
         listener.tracker.server.removeListener('request', onRequest);
         listener.tracker.server.removeListener('connection', lookAgain);
       }
-      settings.signal?.removeEventListener('abort', end);
-      resolve(finish());
+      settings.signal?.removeEventListener('abort', stopSending);
+      disconnects?.removeListener('disconnect', onDisconnect);
+      // The caller closes the channel next, which would cancel writes still queued in libuv
+      // (and lose their connections): wait for them, but not for a peer that stopped reading.
+      if (unwritten === 0) return resolve(finish());
+      const waited = setTimeout(() => resolve(finish()), settings.ackTimeout);
+      allWritten = () => {
+        clearTimeout(waited);
+        resolve(finish());
+      };
     };
 
     // A socket becomes movable when its response finishes: hook the responses running now,
@@ -291,7 +434,10 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
     }
     const poll = setInterval(lookAgain, RESCAN_MS);
     child.on('message', onMessage);
-    settings.signal?.addEventListener('abort', end, { once: true });
+    settings.signal?.addEventListener('abort', stopSending, { once: true });
+    const endpoint = (child.endpoint ?? child) as Partial<EventEmitter>;
+    const disconnects = typeof endpoint.once === 'function' ? (endpoint as EventEmitter) : undefined;
+    disconnects?.once('disconnect', onDisconnect);
     if (intakeOpen) settings.intake?.then(closeIntake, closeIntake);
     else armDeadlines();
     pump();

@@ -3,8 +3,9 @@
  * have an IPC channel to the supervisor, so a retiring worker moves its idle keep-alive
  * sockets to the supervisor (connection-mover.ts over `process`), which forwards each one
  * with its message to the replacement (connection-handoff.ts adopts it there) and forwards
- * the replacement's ack back. The mover sends the next socket only after that ack, so at
- * most one socket per relay is ever on its way.
+ * the replacement's acks back. The mover keeps a bounded number of sockets on their way at
+ * once, and so does this relay (written many at a time where this Node allows it,
+ * server-internals.ts).
  *
  * The supervisor holds no relayed socket: it stops reading it at once, sends it on, and
  * closes its own copy as soon as the message carrying it is written. When the relay ends
@@ -13,10 +14,10 @@
  */
 import type { Worker } from 'node:cluster';
 import { Socket } from 'node:net';
-import { CONNECTION_MESSAGE_KEY, readConnectionMessage, type ConnectionAck, type ConnectionMessage } from './connection-handoff.js';
+import { CONNECTION_MESSAGE_KEY, readConnectionAcks, readConnectionMessage, type ConnectionAcks, type ConnectionMessage } from './connection-handoff.js';
 import type { Logger } from './logger.js';
 import { WORKER_MESSAGE_KEY } from './protocol.js';
-import { stopReading } from './server-internals.js';
+import { pipelinedHandleWriter, stopReading } from './server-internals.js';
 import type { SupervisorMessage } from './supervised.js';
 
 /** A running relay from a retiring worker to its replacement. */
@@ -45,57 +46,90 @@ export function relayConnections(from: Worker, to: Worker, logger: Logger): Conn
   let ended = false;
   let relayed = 0;
 
-  const answer = (id: number, ok: boolean): void => {
-    if (from.isConnected()) from.send({ [CONNECTION_MESSAGE_KEY]: { type: 'ack', id, ok } satisfies ConnectionAck }, undefined, ignoreSendError);
+  const answer = (adopted: number[], refused: number[]): void => {
+    const acks: ConnectionAcks = { type: 'acks', adopted, refused };
+    if (from.isConnected()) from.send({ [CONNECTION_MESSAGE_KEY]: acks }, undefined, ignoreSendError);
   };
+  /** Relay ids of the sockets written to the replacement, for Node's NACK (the fd never arrived there). */
+  const relayIdOf = new Map<Socket, number>();
+  const writer = pipelinedHandleWriter(to.process, (socket) => {
+    const id = relayIdOf.get(socket);
+    relayIdOf.delete(socket);
+    const original = id === undefined ? undefined : inFlight.get(id);
+    if (id === undefined || original === undefined) return;
+    inFlight.delete(id);
+    answer([], [original]);
+  });
 
   const onFromMessage = (message: unknown, handle: unknown): void => {
     const move = readConnectionMessage<ConnectionMessage>(message, 'connection');
     if (move === undefined) return;
-    if (!(handle instanceof Socket)) return answer(move.id, false);
+    if (!(handle instanceof Socket)) return answer([], [move.id]);
     // A socket received over IPC starts reading at once: stopped in this same tick, every byte
     // the client sends next stays in the kernel for the replacement instead of being read here.
     const reading = stopReading(handle);
     if (ended || !reading || !to.isConnected()) {
-      // Nowhere to send it (a socket the worker sent before it heard relay-end): this one
-      // idle connection is closed.
+      // Nowhere to send it (a socket the worker sent before it heard relay-end): refused
+      // unread, the worker's own copy serves it again.
       handle.destroy();
-      answer(move.id, false);
+      answer([], [move.id]);
       end(reading ? 'the replacement is gone' : 'this Node cannot stop reading a received socket');
       return;
     }
     const id = nextRelayId++;
     inFlight.set(id, move.id);
-    const forwarded: ConnectionMessage = { type: 'connection', id, listener: move.listener };
-    // keepOpen, then close this copy once written: the message in the channel holds the fd
-    // for the replacement. Without keepOpen Node keeps the copy until the replacement's own ack,
-    // and never closes it if the replacement dies first: a connection open, unread, forever.
-    to.send({ [CONNECTION_MESSAGE_KEY]: forwarded }, handle, { keepOpen: true }, (error) => {
+    const forwarded = { [CONNECTION_MESSAGE_KEY]: { type: 'connection', id, listener: move.listener } satisfies ConnectionMessage };
+    // This process's copy is closed once the message is written: the message in the channel
+    // holds the fd for the replacement. (Node's own send() without keepOpen would keep the copy
+    // until the replacement's own ack, and never close it if the replacement died first.)
+    const onWritten = (error: Error | string | null | undefined): void => {
       // Sent or not, this process is done with it; not sent, the connection is lost.
       handle.destroy();
-      if (error === null || !inFlight.delete(id)) return;
-      answer(move.id, false);
-      end(`a connection could not be sent to the replacement: ${error.message}`);
-    });
+      relayIdOf.delete(handle);
+      if (error === null || error === undefined || !inFlight.delete(id)) return;
+      answer([], [move.id]);
+      end(`a connection could not be sent to the replacement: ${String(error)}`);
+    };
+    if (writer === undefined) return void to.send(forwarded, handle, { keepOpen: true }, onWritten);
+    relayIdOf.set(handle, id);
+    const error = writer.write(forwarded, handle, onWritten);
+    if (error !== undefined) onWritten(error);
   };
 
   const onToMessage = (message: unknown): void => {
-    const ack = readConnectionMessage<ConnectionAck>(message, 'ack');
-    const original = ack === undefined ? undefined : inFlight.get(ack.id);
-    if (ack === undefined || original === undefined) return;
-    inFlight.delete(ack.id);
-    if (ack.ok) relayed += 1;
-    answer(original, ack.ok);
+    const acks = readConnectionAcks(message);
+    if (acks === undefined) return;
+    const adopted: number[] = [];
+    const refused: number[] = [];
+    for (const ack of acks) {
+      const original = inFlight.get(ack.id);
+      if (original === undefined) continue;
+      inFlight.delete(ack.id);
+      if (ack.ok) relayed += 1;
+      (ack.ok ? adopted : refused).push(original);
+    }
+    if (adopted.length + refused.length > 0) answer(adopted, refused);
   };
 
-  const onToExit = (): void => end('the replacement exited');
+  // The replacement is gone once it has exited and every answer it wrote has been read (its
+  // channel's 'disconnect'): a socket it has not answered by then was never adopted (it answers
+  // before it reads a byte), and the worker still holds it, so the worker serves it again.
+  const onToExit = (): void => {
+    if (to.isConnected()) return void to.process.once('disconnect', onToExit);
+    const unanswered = [...inFlight.values()];
+    inFlight.clear();
+    if (unanswered.length > 0) answer([], unanswered);
+    end('the replacement exited');
+  };
 
   const end = (why: string): void => {
     if (ended) return;
     ended = true;
     to.removeListener('message', onToMessage);
     to.removeListener('exit', onToExit);
-    // The worker's ack for the socket in flight, if any, never comes: relay-end ends its wait.
+    to.process.removeListener('disconnect', onToExit);
+    writer?.close();
+    // The worker's acks for the sockets in flight, if any, never come: relay-end ends its wait.
     inFlight.clear();
     if (from.isConnected()) from.send({ [WORKER_MESSAGE_KEY]: { type: 'relay-end' } satisfies SupervisorMessage }, undefined, ignoreSendError);
     logger.info({ workerPid: from.process.pid, replacementPid: to.process.pid, relayed }, `stopped relaying connections (${why}): the rest drain`);

@@ -99,6 +99,13 @@ export class ConnectionTracker {
     this.httpSockets.delete(socket);
   }
 
+  /** Tracks again a socket that was to move but never left (its 'close' listener is still in place). */
+  restore(socket: Socket): void {
+    if (socket.destroyed) return;
+    this.connections.add(socket);
+    if (this.movable) this.httpSockets.add(socket);
+  }
+
   get draining(): boolean {
     return this.#draining;
   }

@@ -573,6 +573,8 @@ export class Grace extends EventEmitter<GraceEvents> {
       ackTimeout: MOVE_ACK_TIMEOUT_MS,
       // In a supervised worker, also when the supervisor stops relaying (the replacement exited).
       signal: successor.relayEnded === undefined ? abort.signal : AbortSignal.any([abort.signal, successor.relayEnded]),
+      // Straight to the successor, a socket it did not answer before its death comes back here.
+      unansweredComeBack: successor.relayEnded === undefined,
       intake,
       logger: log,
     });

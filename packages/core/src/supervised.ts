@@ -71,6 +71,7 @@ export function takeSupervision(env: NodeJS.ProcessEnv): { supervision: Supervis
     get connected() {
       return process.connected;
     },
+    endpoint: process,
     send: (message: unknown, handle: Socket, options: { keepOpen?: boolean }, callback: (error: Error | null) => void) => send(message, handle, options, callback),
     on: (event, listener) => process.on(event, listener),
     removeListener: (event, listener) => process.removeListener(event, listener),

@@ -2,9 +2,11 @@
 // (their local ports) survive upgrades and are answered by the successor, the client opens no
 // new connection, and the old process holds no client connection once it has moved them.
 import assert from 'node:assert/strict';
-import { readdirSync, readlinkSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { isAlive, startFixture, waitFor } from '../../../test/helpers/process.mjs';
 import { tcpTable, TCP_STATE } from '../../../test/helpers/tcp-table.mjs';
@@ -225,4 +227,33 @@ test('a connection that never sent a byte moves too, and is answered by the succ
   await waitFor(() => response.includes('}'), { what: 'a response on the moved socket' });
   assert.match(response, /^HTTP\/1\.1 200/);
   assert.equal(JSON.parse(response.slice(response.indexOf('\r\n\r\n') + 4)).pid, next);
+});
+
+test('a successor that dies with connections on their way: what it never answered comes back to the old process, which serves it on the same sockets', async (t) => {
+  const connections = 40;
+  const crashAt = 5;
+  const behaviour = join(mkdtempSync(join(tmpdir(), 'grace-move-')), 'behaviour');
+  writeFileSync(behaviour, 'ok');
+  const { fixture, port } = await startServer(t, { MOVE_CONNECTIONS: '1', BEHAVIOUR_FILE: behaviour, LOG_CONNECTIONS: '1' });
+  const old = fixture.pid;
+  const client = keepAliveClient(port, connections);
+  t.after(() => client.close());
+  const ports = new Set((await client.burst()).map((r) => r.localPort));
+  assert.equal(ports.size, connections);
+  // The successor exits at the 5th connection it is given, before adopting it; the others are
+  // on their way then (many at a time), unanswered.
+  writeFileSync(behaviour, `crash-on-connection:${crashAt}`);
+  const after = fixture.events.length;
+  process.kill(old, 'SIGUSR2');
+  const failed = await fixture.waitForEvent({ event: 'upgrade-failed', pid: old }, { after });
+  const successor = fixture.events.slice(after).find((e) => e.event === 'connection' && e.count === crashAt);
+  assert.ok(successor, `the successor crashed at its ${crashAt}th connection: ${JSON.stringify(failed)}`);
+  const successorHad = new Set(fixture.events.slice(after).filter((e) => e.event === 'connection' && e.pid === successor.pid).map((e) => e.remotePort));
+  const results = await client.burst();
+  // Only a connection the successor had adopted (and answered) before it died may be lost.
+  const lost = results.filter((r) => r.error !== undefined || !ports.has(r.localPort));
+  t.diagnostic(`successor had ${successorHad.size}, requests failed ${client.stats.failed} ${JSON.stringify(client.stats.errors)}, reconnected ${client.opened - connections}`);
+  assert.ok(lost.length <= crashAt - 1, `${lost.length} connections lost, more than the ${crashAt - 1} the successor adopted`);
+  for (const r of results.filter((r) => r.error === undefined)) assert.equal(r.pid, old, 'the old process serves again');
+  assert.ok(results.filter((r) => r.error === undefined && ports.has(r.localPort)).length >= connections - (crashAt - 1), 'the rest came back on their own sockets');
 });

@@ -6,11 +6,12 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { startFixture, waitFor } from '../../../test/helpers/process.mjs';
+import { isAlive, startFixture, waitFor } from '../../../test/helpers/process.mjs';
 
 const BIN = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
 const APP = fileURLToPath(new URL('../../core/test/fixtures/server.mjs', import.meta.url));
@@ -201,4 +202,37 @@ test('the replacement dies during the relay: only requests on connections it had
   for (const localPort of load.stats.failedPorts) assert.ok(crashedHad.has(localPort), `a request failed on ${localPort}, a connection the crashed replacement never had`);
   assert.ok(load.stats.failed <= crashedHad.size, JSON.stringify(load.stats.errors));
   for (const pid of load.stats.pids) assert.ok(last.has(pid), `answered by ${pid}, not one of the new workers`);
+});
+
+test('a stop in the middle of a relay: the supervisor and every worker exit 0, the PID file goes, no request waits for its timeout', async (t) => {
+  const { supervisor, port, pidFile } = await startSupervisor(t, { workers: 1, env: { MOVE_CONNECTIONS: '1', LOG_CONNECTIONS: '1' } });
+  // Idle keep-alive sockets (one request each) to make the relay last, beside busy clients.
+  const idle = Array.from({ length: 300 }, () => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    return socket;
+  });
+  t.after(() => idle.forEach((socket) => socket.destroy()));
+  const load = keepAliveLoad({ port, connections: 16 });
+  t.after(() => load.stop());
+  await load.flowing(300, 'load to flow');
+  const [old] = (await status(pidFile)).workers.map((w) => w.pid);
+  const after = supervisor.events.length;
+  const upgrading = cli(['upgrade', '--pid-file', pidFile]);
+  // The replacement's first adopted connection: the relay is running.
+  const first = await supervisor.waitForEvent((e) => e.event === 'connection' && e.pid !== old && e.pid !== supervisor.pid, { after, timeout: 30_000 });
+  process.kill(supervisor.pid, 'SIGTERM');
+  const exit = await supervisor.exited;
+  await upgrading;
+  await load.stop();
+  const workers = new Set(supervisor.events.filter((e) => e.event === 'ready').map((e) => e.pid));
+  const adopted = supervisor.events.slice(after).filter((e) => e.event === 'connection' && e.pid === first.pid).length;
+  t.diagnostic(`replacement ${first.pid} had ${adopted} connections at the stop; requests ${load.stats.ok}, failed ${load.stats.failed} ${JSON.stringify(load.stats.errors)}`);
+  assert.deepEqual(exit, { code: 0, signal: null }, supervisor.stderr);
+  assert.ok(workers.has(old) && workers.has(first.pid));
+  await waitFor(() => [...workers].every((pid) => !isAlive(pid)), { what: 'every worker to exit' });
+  assert.equal(existsSync(pidFile), false, 'the PID file is removed');
+  // A socket left in the channel with nobody reading it would hold its request until the timeout.
+  assert.equal(load.stats.errors.TIMEOUT, undefined, JSON.stringify(load.stats.errors));
 });

@@ -252,7 +252,11 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
         unwritten -= 1;
         if (unwritten === 0) allWritten?.();
         if (entry.closeWhenWritten) entry.socket.destroy();
-        else if (error !== undefined && error !== null && inFlight.get(id) === entry) giveUp('send failed', error);
+        else if (error !== undefined && error !== null && inFlight.get(id) === entry) {
+          // Never written, so never received: the socket is still whole here.
+          takeBack(socket);
+          giveUp('send failed', error);
+        }
       };
       let error: string | undefined;
       try {
@@ -323,14 +327,16 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
      * drained here.
      */
     const comeBack = (socket: Socket): void => {
+      if (takeBack(socket)) afterAnswers();
+    };
+    const takeBack = (socket: Socket): boolean => {
       const id = [...inFlight].find(([, entry]) => entry.socket === socket)?.[0];
       const entry = id === undefined ? undefined : settle(id);
-      if (entry === undefined) return;
-      if (entry.closeWhenWritten) return; // the move has ended: its copy is closed once written
+      if (entry === undefined) return false;
       cameBack.add(socket);
       entry.listener.tracker.restore(socket);
       socket.resume();
-      afterAnswers();
+      return true;
     };
 
     /** Sends more, or, once told to stop sending, ends when every socket in flight is answered. */

@@ -24,6 +24,7 @@ import { EventEmitter } from 'node:events';
 import { realpathSync } from 'node:fs';
 import {
   ENV,
+  readWorkerMessage,
   relayConnections,
   removePidFile,
   stopChild,
@@ -33,6 +34,7 @@ import {
   type Logger,
   type SupervisorMessage,
   type UpgradeOutcome,
+  type WorkerMessage,
 } from '@grace-restart/core';
 import { scriptPath, type WorkerCommand } from './worker-command.js';
 
@@ -289,10 +291,11 @@ export class Supervisor extends EventEmitter {
         reject(new Error(`worker ${record.pid} (slot ${slot}) ${reason}`));
       };
       const onReady = (message: unknown): void => {
-        const body = readMessage(message);
+        const body = readWorkerMessage<WorkerMessage>(message);
         if (body?.type !== 'ready') return;
         settle();
-        const { adopts } = body as { adopts?: unknown };
+        // Checked, not trusted: the type is what a worker should send.
+        const adopts: unknown = body.adopts;
         if (Array.isArray(adopts)) record.adopts = adopts.filter((name): name is string => typeof name === 'string');
         record.state = 'ready';
         resolve(record);
@@ -310,7 +313,7 @@ export class Supervisor extends EventEmitter {
   }
 
   #onMessage(record: WorkerRecord, message: unknown): void {
-    const body = readMessage(message);
+    const body = readWorkerMessage<WorkerMessage>(message);
     if (body === undefined) return;
     this.#o.logger.debug({ workerPid: record.pid, ...body }, `worker ${body.type}`);
     if (body.type === 'drain-start') record.state = 'draining';
@@ -420,13 +423,6 @@ export class Supervisor extends EventEmitter {
   #pids(): number[] {
     return [...this.#workers].map((w) => w.pid);
   }
-}
-
-function readMessage(message: unknown): { type: string } | undefined {
-  if (typeof message !== 'object' || message === null) return undefined;
-  const body = (message as Record<string, unknown>)[WORKER_MESSAGE_KEY];
-  if (typeof body !== 'object' || body === null || typeof (body as { type?: unknown }).type !== 'string') return undefined;
-  return body as { type: string };
 }
 
 function safeRealpath(path: string): string | undefined {

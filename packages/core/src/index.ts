@@ -17,6 +17,7 @@ export type { LifecycleAction, LifecycleEvent, LifecycleState, Transition } from
 export { signalExitCode } from './signals.js';
 export { flushLogger } from './logger.js';
 export { ENV, parsePositiveInteger, WORKER_MESSAGE_KEY } from './protocol.js';
+export { readWorkerMessage } from './supervised.js';
 export type { SupervisorMessage, WorkerMessage } from './supervised.js';
 export { relayConnections } from './connection-relay.js';
 export type { ConnectionRelay } from './connection-relay.js';

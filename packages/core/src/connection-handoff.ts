@@ -25,13 +25,6 @@ export interface ConnectionMessage {
   listener: string;
 }
 
-/** The successor's answer: `ok` once the connection is adopted. */
-export interface ConnectionAck {
-  type: 'ack';
-  id: number;
-  ok: boolean;
-}
-
 /** The successor's answers of one event-loop turn, in one message: a write per socket costs as much as the adoption itself. */
 export interface ConnectionAcks {
   type: 'acks';
@@ -39,22 +32,23 @@ export interface ConnectionAcks {
   refused: number[];
 }
 
-/** The payload of `message` when it is one of ours of `type`. */
-export function readConnectionMessage<T extends ConnectionMessage | ConnectionAck>(message: unknown, type: T['type']): T | undefined {
+/** The body of `message` when it is one of ours, or undefined. */
+function ourBody(message: unknown): Record<string, unknown> | undefined {
   if (typeof message !== 'object' || message === null) return undefined;
   const body = (message as Record<string, unknown>)[CONNECTION_MESSAGE_KEY];
-  if (typeof body !== 'object' || body === null) return undefined;
-  const typed = body as Record<string, unknown>;
-  if (typed['type'] !== type || typeof typed['id'] !== 'number') return undefined;
-  return typed as unknown as T;
+  return typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : undefined;
 }
 
-/** The answers `message` carries, one {@link ConnectionAck} or a {@link ConnectionAcks} batch, or undefined. */
-export function readConnectionAcks(message: unknown): Pick<ConnectionAck, 'id' | 'ok'>[] | undefined {
-  const one = readConnectionMessage<ConnectionAck>(message, 'ack');
-  if (one !== undefined) return [one];
-  if (typeof message !== 'object' || message === null) return undefined;
-  const body = (message as Record<string, unknown>)[CONNECTION_MESSAGE_KEY] as Partial<ConnectionAcks> | undefined;
+/** The moved connection `message` announces, or undefined. */
+export function readConnectionMessage(message: unknown): ConnectionMessage | undefined {
+  const body = ourBody(message);
+  if (body?.['type'] !== 'connection' || typeof body['id'] !== 'number') return undefined;
+  return body as unknown as ConnectionMessage;
+}
+
+/** The answers a {@link ConnectionAcks} `message` carries, each id with whether it was adopted, or undefined. */
+export function readConnectionAcks(message: unknown): { id: number; ok: boolean }[] | undefined {
+  const body = ourBody(message) as Partial<ConnectionAcks> | undefined;
   if (body?.type !== 'acks' || !Array.isArray(body.adopted) || !Array.isArray(body.refused)) return undefined;
   const ids = (list: unknown[]): number[] => list.filter((id): id is number => typeof id === 'number');
   return [...ids(body.adopted).map((id) => ({ id, ok: true })), ...ids(body.refused).map((id) => ({ id, ok: false }))];
@@ -90,7 +84,7 @@ export function adoptMovedConnections(channel: ConnectionChannel, serverNamed: (
     });
   };
   const onMessage = (message: unknown, handle: unknown): void => {
-    const move = readConnectionMessage<ConnectionMessage>(message, 'connection');
+    const move = readConnectionMessage(message);
     if (move === undefined) return;
     const server = serverNamed(move.listener);
     const ok = handle instanceof Socket && server !== undefined;

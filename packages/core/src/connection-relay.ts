@@ -62,7 +62,7 @@ export function relayConnections(from: Worker, to: Worker, logger: Logger): Conn
   });
 
   const onFromMessage = (message: unknown, handle: unknown): void => {
-    const move = readConnectionMessage<ConnectionMessage>(message, 'connection');
+    const move = readConnectionMessage(message);
     if (move === undefined) return;
     if (!(handle instanceof Socket)) return answer([], [move.id]);
     // A socket received over IPC starts reading at once: stopped in this same tick, every byte

@@ -180,7 +180,8 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
     let allWritten: (() => void) | undefined;
     // Many sockets on their way at once where this Node lets us write them so; else Node's
     // own send(), which holds each next socket until the previous one's ack: one at a time.
-    const writer = pipelinedHandleWriter(child.endpoint ?? child, (socket) => comeBack(socket));
+    const endpoint: object = child.endpoint ?? child;
+    const writer = pipelinedHandleWriter(endpoint, (socket) => comeBack(socket));
     const window = writer === undefined ? 1 : MOVE_WINDOW;
 
     const takeSnapshot = (): void => {
@@ -254,7 +255,7 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
         if (entry.closeWhenWritten) entry.socket.destroy();
         else if (error !== undefined && error !== null && inFlight.get(id) === entry) {
           // Never written, so never received: the socket is still whole here.
-          takeBack(socket);
+          takeBack(id);
           giveUp('send failed', error);
         }
       };
@@ -309,7 +310,7 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
         if (!ack.ok) {
           // Refused unread (the receiver closed its copy without reading): still whole here.
           result.refused += 1;
-          comeBack(entry.socket);
+          takeBack(ack.id);
           continue;
         }
         settle(ack.id);
@@ -327,15 +328,15 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
      * drained here.
      */
     const comeBack = (socket: Socket): void => {
-      if (takeBack(socket)) afterAnswers();
-    };
-    const takeBack = (socket: Socket): boolean => {
       const id = [...inFlight].find(([, entry]) => entry.socket === socket)?.[0];
-      const entry = id === undefined ? undefined : settle(id);
+      if (id !== undefined && takeBack(id)) afterAnswers();
+    };
+    const takeBack = (id: number): boolean => {
+      const entry = settle(id);
       if (entry === undefined) return false;
-      cameBack.add(socket);
-      entry.listener.tracker.restore(socket);
-      socket.resume();
+      cameBack.add(entry.socket);
+      entry.listener.tracker.restore(entry.socket);
+      entry.socket.resume();
       return true;
     };
 
@@ -359,7 +360,7 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
 
     const onDisconnect = (): void => {
       if (done) return;
-      if (settings.unansweredComeBack) for (const entry of [...inFlight.values()]) comeBack(entry.socket);
+      if (settings.unansweredComeBack) for (const id of [...inFlight.keys()]) takeBack(id);
       end();
     };
 
@@ -441,8 +442,7 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
     const poll = setInterval(lookAgain, RESCAN_MS);
     child.on('message', onMessage);
     settings.signal?.addEventListener('abort', stopSending, { once: true });
-    const endpoint = (child.endpoint ?? child) as Partial<EventEmitter>;
-    const disconnects = typeof endpoint.once === 'function' ? (endpoint as EventEmitter) : undefined;
+    const disconnects = typeof (endpoint as Partial<EventEmitter>).once === 'function' ? (endpoint as EventEmitter) : undefined;
     disconnects?.once('disconnect', onDisconnect);
     if (intakeOpen) settings.intake?.then(closeIntake, closeIntake);
     else armDeadlines();

@@ -77,6 +77,8 @@ export interface MoveSettings {
    * through the supervisor, which may have passed it on.
    */
   unansweredComeBack?: boolean;
+  /** At most this many sockets on their way at once (default MOVE_WINDOW). */
+  maxInFlight?: number;
   /**
    * Settles when the servers stop accepting. Until then new connections keep coming (and
    * move at once), so the move neither ends when none is left nor counts its deadlines.
@@ -182,7 +184,7 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
     // own send(), which holds each next socket until the previous one's ack: one at a time.
     const endpoint: object = child.endpoint ?? child;
     const writer = pipelinedHandleWriter(endpoint, (socket) => comeBack(socket));
-    const window = writer === undefined ? 1 : MOVE_WINDOW;
+    const window = writer === undefined ? 1 : (settings.maxInFlight ?? MOVE_WINDOW);
 
     const takeSnapshot = (): void => {
       stale = false;

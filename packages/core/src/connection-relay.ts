@@ -3,9 +3,8 @@
  * have an IPC channel to the supervisor, so a retiring worker moves its idle keep-alive
  * sockets to the supervisor (connection-mover.ts over `process`), which forwards each one
  * with its message to the replacement (connection-handoff.ts adopts it there) and forwards
- * the replacement's acks back. The mover keeps a bounded number of sockets on their way at
- * once, and so does this relay (written many at a time where this Node allows it,
- * server-internals.ts).
+ * the replacement's acks back. A retiring worker sends one socket at a time (grace.ts); the
+ * relay writes without waiting for Node's own ack where this Node allows it (server-internals.ts).
  *
  * The supervisor holds no relayed socket: it stops reading it at once, sends it on, and
  * closes its own copy as soon as the message carrying it is written. When the relay ends

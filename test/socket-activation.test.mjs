@@ -4,8 +4,8 @@
 // The app must serve on those sockets (not bind its own: that fails with EADDRINUSE), and
 // upgrade with SIGUSR2 under keep-alive load without failing a request.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -170,4 +170,143 @@ test('two TCP sockets, the app listens on one: it takes that one and closes the 
   );
   assert.equal(closed, 'ECONNREFUSED', 'the socket no listen() asked for is closed');
   assert.equal((await request({ port })).json.pid, app.pid);
+});
+
+// ---------------------------------------------------------------------------------------
+// `grace-restart run` socket-activated: the supervisor holds the sockets systemd passed and
+// gives every worker (first ones, replacements, crash restarts) its own copy at fd 3, 4, ….
+
+const BIN = fileURLToPath(new URL('../packages/cli/dist/bin.js', import.meta.url));
+
+function cli(args) {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { timeout: 60_000 }, (error, stdout, stderr) => resolve({ code: error ? (error.code ?? 1) : 0, stdout, stderr }));
+  });
+}
+
+/**
+ * Runs `grace-restart run --workers N -- node script` under systemd-socket-activate, connects
+ * once to let it exec the supervisor, and resolves once the supervisor wrote its PID file.
+ */
+async function activateSupervisor(t, { script, sockets, fdnames, env = {}, workers, connect }) {
+  assert.ok(existsSync(ACTIVATE), `${ACTIVATE} is missing: apt-get install systemd`);
+  const dir = tempDir(t);
+  const pidFile = join(dir, 'sup.pid');
+  const args = sockets.flatMap((s) => ['-l', s]);
+  if (fdnames) args.push(`--fdname=${fdnames.join(':')}`);
+  for (const [key, value] of Object.entries(env)) args.push('-E', `${key}=${value}`);
+  const run = [BIN, 'run', '--workers', String(workers), '--pid-file', pidFile, '--', 'node', script];
+  const child = spawn(ACTIVATE, [...args, '--', process.execPath, ...run], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const output = followJsonEvents(child);
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  t.after(async () => {
+    const pids = [child.pid, ...(await status(pidFile).catch(() => ({ workers: [] }))).workers.map((w) => w.pid)];
+    for (const pid of pids) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+    child.stdout.destroy();
+    child.stderr.destroy();
+  });
+  await waitFor(() => output.stderr.split('\n').filter((l) => l.startsWith('Listening on')).length === sockets.length, {
+    what: `systemd-socket-activate to listen: ${output.stderr}`,
+  });
+  // The first connection makes it exec the supervisor; a worker answers it on the inherited socket.
+  const first = await request(connect);
+  assert.equal(first.status, 200, first.body);
+  await waitFor(() => existsSync(pidFile), { what: `the supervisor's PID file: ${output.stderr.slice(-2000)}` });
+  // LISTEN_PID named this very process: systemd-socket-activate exec'd the supervisor in place.
+  assert.equal(Number(readFileSync(pidFile, 'utf8')), child.pid);
+  assert.notEqual(first.json.pid, child.pid, 'a worker answers, not the supervisor');
+  assert.match(output.stderr, /socket activation: every worker serves on the inherited sockets/);
+  return { ...output, pid: child.pid, pidFile, exited };
+}
+
+async function status(pidFile) {
+  const result = await cli(['status', '--pid-file', pidFile, '--json']);
+  assert.equal(result.code, 0, result.stderr);
+  return JSON.parse(result.stdout);
+}
+
+/** `grace-restart upgrade` `times` times under keep-alive load on every target; no request may fail. */
+async function supervisorUpgradesUnderLoad(t, sup, targets, times) {
+  const loads = targets.map((target) => startLoad({ ...target, connections: 10 }));
+  t.after(() => Promise.all(loads.map((l) => l.stop())));
+  await Promise.all(loads.map((l) => flows(l, 100)));
+  for (let i = 0; i < times; i++) {
+    const result = await cli(['upgrade', '--pid-file', sup.pidFile]);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    await Promise.all(loads.map((l) => flows(l, 100)));
+  }
+  const workers = (await status(sup.pidFile)).workers.filter((w) => w.state === 'ready').map((w) => w.pid);
+  for (const load of loads) {
+    const result = await load.stop();
+    t.diagnostic(`${result.ok} requests over ${times} supervisor upgrade(s), ${result.failed} failed, by pid ${JSON.stringify(result.pids)}`);
+    assert.equal(result.failed, 0, `failed requests: ${JSON.stringify(result.errors)}`);
+    assert.ok(workers.some((pid) => result.pids[pid] > 0), 'the new workers served');
+    assert.equal(result.pids[sup.pid], undefined, 'the supervisor never serves');
+  }
+}
+
+/** SIGTERM to the supervisor: it drains and exits 0 (systemd-socket-activate exec'd it: its exit is ours to see). */
+async function stopSupervisor(sup) {
+  process.kill(sup.pid, 'SIGTERM');
+  assert.deepEqual(await sup.exited, { code: 0, signal: null }, sup.stderr.slice(-2000));
+  assert.equal(existsSync(sup.pidFile), false, 'the PID file is removed');
+}
+
+for (const framework of ['express', 'fastify', 'koa']) {
+  test(`grace-restart run, ${framework} example, 2 workers, unnamed socket: the workers serve on it, 2 upgrades under load fail no request`, async (t) => {
+    const port = await freePort();
+    const sup = await activateSupervisor(t, {
+      script: example(framework),
+      sockets: [`127.0.0.1:${port}`],
+      env: { PORT: port, HOST: '127.0.0.1' },
+      workers: 2,
+      connect: { port },
+    });
+    await supervisorUpgradesUnderLoad(t, sup, [{ port }], 2);
+    assert.equal((await status(sup.pidFile)).generation, 3);
+    await stopSupervisor(sup);
+  });
+}
+
+test('grace-restart run, 1 worker, TCP and unix sockets unnamed: upgrades under load on both; a SIGKILLed worker is restarted and the connects made meanwhile wait in the backlog', async (t) => {
+  const port = await freePort();
+  const socketPath = join(tempDir(t), 'admin.sock');
+  // The unix socket first: order alone would hand it to the TCP listen().
+  const sup = await activateSupervisor(t, {
+    script: TWO_LISTENERS,
+    sockets: [socketPath, `127.0.0.1:${port}`],
+    env: { PORT: port, HOST: '127.0.0.1', SOCKET_PATH: socketPath },
+    workers: 1,
+    connect: { port },
+  });
+  await supervisorUpgradesUnderLoad(t, sup, [{ port }, { socketPath }], 2);
+  for (let i = 0; i < 2; i++) {
+    const [worker] = (await status(sup.pidFile)).workers.map((w) => w.pid);
+    process.kill(worker, 'SIGKILL');
+    await waitFor(() => !isAlive(worker), { what: `worker ${worker} to die` });
+    // No worker now: the supervisor's copy keeps both sockets open, so these connect and wait.
+    const [tcp, unix] = await Promise.all([request({ port }), request({ socketPath })]);
+    assert.equal(tcp.status, 200);
+    assert.equal(unix.status, 200);
+    assert.notEqual(tcp.json.pid, worker, 'the restarted worker answers');
+    assert.equal(unix.json.pid, tcp.json.pid);
+  }
+  await stopSupervisor(sup);
+  assert.ok(existsSync(socketPath), "a final stop leaves systemd's socket file to systemd");
+});
+
+test('grace-restart run, 2 workers, sockets named by --fdname and claimed with listen({ fdName }): an upgrade under load on both fails no request', async (t) => {
+  const port = await freePort();
+  const socketPath = join(tempDir(t), 'admin.sock');
+  const sup = await activateSupervisor(t, {
+    script: TWO_LISTENERS,
+    sockets: [socketPath, `127.0.0.1:${port}`],
+    fdnames: ['admin', 'web'],
+    // Claimed by name, so the addresses the app asks for do not matter: given wrong on purpose.
+    env: { PORT: 1, HOST: '127.0.0.1', SOCKET_PATH: join(tempDir(t), 'elsewhere.sock'), FD_NAMES: 'web,admin' },
+    workers: 2,
+    connect: { port },
+  });
+  await supervisorUpgradesUnderLoad(t, sup, [{ port }, { socketPath }], 1);
+  await stopSupervisor(sup);
 });

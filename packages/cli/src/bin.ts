@@ -16,6 +16,7 @@ import {
   removePidFile,
   sendControl,
   serveControl,
+  takeInheritedListeners,
   signalExitCode,
   startDirectory,
   type SelfStatus,
@@ -136,6 +137,10 @@ async function run(argv: string[]): Promise<number> {
   if (maxCrashes < 1) throw new UsageError('--max-crashes must be at least 1');
   const startDir = startDirectory();
   if (!existsSync(scriptPath(command, startDir))) throw new UsageError(`cannot find the app to run: ${scriptPath(command, startDir)}`);
+  // Socket activation: taken out of the environment, so workers get only what the supervisor gives them.
+  const activation = takeInheritedListeners(process.env, process.pid);
+  for (const problem of activation.problems) logger.warn({}, problem);
+  if (activation.fds.length > 0) logger.info({ listeners: activation.fds }, 'socket activation: every worker serves on the inherited sockets');
   const supervisor = new Supervisor({
     command,
     startDir,
@@ -148,6 +153,7 @@ async function run(argv: string[]): Promise<number> {
     watch: values.watch,
     watchInterval: integer(values['watch-interval'], '--watch-interval', 1_000),
     maxCrashes,
+    listeners: activation.fds,
     logger,
   });
 

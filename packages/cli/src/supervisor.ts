@@ -14,6 +14,13 @@
  * worker); a crash loop ends the supervisor with a non-zero code. A stop aborts a running
  * upgrade and drains every worker at once.
  *
+ * Socket activation: sockets the supervisor inherited (systemd's `LISTEN_FDS`, or a
+ * `.socket` unit's) are held here for the life of the process and given to every worker at
+ * fds 3, 4, … with `LISTEN_FDS`/`LISTEN_FDNAMES`, exactly as systemd gives them; core in the
+ * worker claims each by name or by the address its `listen()` asks for, and listens on its
+ * own copy, so a worker that exits closes only that copy. Addresses no inherited socket
+ * serves are bound through cluster as above.
+ *
  * A replaced worker whose replacement adopts connections (both run with core's
  * `moveConnections`, and say so in their ready report) is sent `retire` instead of SIGTERM:
  * it moves its idle keep-alive connections here and they are relayed to the replacement
@@ -24,6 +31,7 @@ import { EventEmitter } from 'node:events';
 import { realpathSync } from 'node:fs';
 import {
   ENV,
+  listenFdsEnv,
   readWorkerMessage,
   relayConnections,
   removePidFile,
@@ -31,6 +39,7 @@ import {
   WORKER_MESSAGE_KEY,
   writePidFile,
   type ConnectionRelay,
+  type InheritedFd,
   type Logger,
   type SupervisorMessage,
   type UpgradeOutcome,
@@ -54,6 +63,8 @@ export interface SupervisorOptions {
   /** Path (usually a symlink) whose target change triggers an upgrade. */
   watch: string | undefined;
   watchInterval: number;
+  /** Listening sockets this process inherited (socket activation), passed on to every worker. */
+  listeners?: readonly InheritedFd[];
   /** Worker crashes within a minute that end the supervisor (a crash loop). Default {@link CRASH_LOOP_COUNT}. */
   maxCrashes?: number;
   logger: Logger;
@@ -268,8 +279,12 @@ export class Supervisor extends EventEmitter {
    */
   #spawn(generation: number, slot: number, signal?: AbortSignal): Promise<WorkerRecord> {
     const { command, startDir } = this.#o;
-    cluster.setupPrimary({ exec: scriptPath(command, startDir), args: command.args, execArgv: command.execArgv, cwd: startDir });
-    const worker = cluster.fork({ [ENV.supervisor]: String(process.pid), [ENV.generation]: String(generation), PWD: startDir });
+    const inherited = this.#o.listeners ?? [];
+    // The inherited sockets at the worker's fds 3, 4, … (in this order), the IPC channel after them.
+    const stdio = inherited.length === 0 ? undefined : ['inherit', 'inherit', 'inherit', ...inherited.map((l) => l.fd), 'ipc'];
+    cluster.setupPrimary({ exec: scriptPath(command, startDir), args: command.args, execArgv: command.execArgv, cwd: startDir, stdio });
+    const activation = inherited.length === 0 ? {} : listenFdsEnv(inherited.map((l) => l.name));
+    const worker = cluster.fork({ ...activation, [ENV.supervisor]: String(process.pid), [ENV.generation]: String(generation), PWD: startDir });
     const record: WorkerRecord = { worker, pid: worker.process.pid ?? 0, slot, generation, state: 'starting', startedAt: Date.now(), retiring: false, adopts: undefined };
     this.#workers.add(record);
     worker.on('message', (message: unknown) => this.#onMessage(record, message));

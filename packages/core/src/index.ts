@@ -9,6 +9,8 @@ export { createJsonLogger } from './logger.js';
 export type { Logger } from './logger.js';
 export { readPidFile, removePidFile, writePidFile } from './pid-file.js';
 export { addressName } from './address.js';
+export { listenFdsEnv, takeInheritedListeners } from './listen-fds.js';
+export type { InheritedFd, InheritedListeners } from './listen-fds.js';
 export { startDirectory, stopChild } from './handoff.js';
 export { controlDirectory, controlSocketPath, defaultControlDirectory, sendControl, serveControl } from './control.js';
 export type { ControlRequest, ControlServer, UpgradeOutcome } from './control.js';

@@ -2,6 +2,7 @@
  * The listeners of one process: claiming inherited sockets, binding fresh ones, and
  * stopping them at drain time.
  */
+import cluster from 'node:cluster';
 import { closeSync, lstatSync, unlinkSync } from 'node:fs';
 import { Server as NetServer, type Server } from 'node:net';
 import { resolve } from 'node:path';
@@ -13,7 +14,7 @@ import { GraceError } from './errors.js';
 import type { HandoffListener } from './handoff.js';
 import type { InheritedFd } from './listen-fds.js';
 import type { Logger } from './logger.js';
-import { bindUnixSocket, closeKeepingSocketFile, listeningFd } from './server-internals.js';
+import { bindUnixSocket, closeKeepingSocketFile, listenOnInheritedFd, listeningFd } from './server-internals.js';
 import { listeningAddresses, type BoundAddress } from './socket-address.js';
 
 interface Listener {
@@ -132,10 +133,11 @@ export class ListenerSet {
     let start: () => void;
     let description = describeAddress(options);
     if (inherited !== undefined) {
-      const target = options.backlog === undefined ? { fd: inherited.fd } : { fd: inherited.fd, backlog: options.backlog };
-      description = `inherited fd ${inherited.fd} ${inherited.how}`;
-      // The prototype's listen: the instance's may be Grace.adopt's, which calls back here.
-      start = () => NetServer.prototype.listen.call(server, target);
+      const { fd } = inherited;
+      description = `inherited fd ${fd} ${inherited.how}`;
+      // The prototype's listen (the instance's may be Grace.adopt's, which calls back here), and
+      // in this process even in a supervisor's worker, whose fd this is (server-internals.ts).
+      start = () => listenOnInheritedFd(server, fd, options.backlog, cluster.isWorker);
     } else if (options.path !== undefined) {
       const path = options.path;
       start = () => bindUnixSocket(server, { ...listenOptions, path });

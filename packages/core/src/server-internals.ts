@@ -10,7 +10,7 @@
 import { mkdtempSync, rmdirSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import type { EventEmitter } from 'node:events';
-import { Server as NetServer, type Server, type Socket } from 'node:net';
+import { Server as NetServer, Socket, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 
@@ -47,6 +47,44 @@ export function bindUnixSocket(server: Server, options: object & { path: string 
   } finally {
     process.chdir(previous);
   }
+}
+
+/**
+ * Listens on the inherited listening socket `fd` in this very process.
+ *
+ * Outside a cluster worker that is `server.listen({ fd })`. In a worker of `grace-restart run`
+ * (a cluster worker) Node sends `listen({ fd })` to the primary, which opens *its own* fd of
+ * that number and closes it once the last worker stops listening: the supervisor would lose
+ * a socket it holds for systemd. A worker has its own copy of the fd (the supervisor passes
+ * it at the same position), so it listens on that one instead:
+ * - TCP: public API. `server.listen(handle)` with a socket wrapping the fd keeps the handle in
+ *   the worker ("the worker uses the supplied handle, rather than talk to the primary").
+ * - unix: Node routes a pipe handle to the primary like an fd, so the wrapped handle is set
+ *   as `server._handle` and started with `server._listen2()`, as Node's own cluster worker
+ *   does with the handle its primary sends. Where `_listen2` is missing, the fallback is the
+ *   primary's route (it serves, but the supervisor's copy closes with the last worker).
+ */
+export function listenOnInheritedFd(server: Server, fd: number, backlog: number | undefined, inClusterWorker: boolean): void {
+  if (!inClusterWorker) {
+    NetServer.prototype.listen.call(server, backlog === undefined ? { fd } : { fd, backlog });
+    return;
+  }
+  const wrapper = new Socket({ fd, readable: false, writable: false });
+  const handle = (wrapper as unknown as { _handle?: { constructor?: { name?: string } } | null })._handle;
+  if (handle?.constructor?.name === 'TCP') {
+    // Node's types lack the documented listen(handle, backlog).
+    const listen = NetServer.prototype.listen as (this: Server, handle: Socket, backlog?: number) => Server;
+    if (backlog === undefined) listen.call(server, wrapper);
+    else listen.call(server, wrapper, backlog);
+    return;
+  }
+  const internals = server as unknown as { _handle?: unknown; _listen2?: (address: null, port: number, addressType: number, backlog: number | undefined) => void };
+  if (handle === null || handle === undefined || typeof internals._listen2 !== 'function') {
+    NetServer.prototype.listen.call(server, backlog === undefined ? { fd } : { fd, backlog });
+    return;
+  }
+  internals._handle = handle;
+  internals._listen2(null, -1, -1, backlog);
 }
 
 /** Runs `close` (which closes a server bound by {@link bindUnixSocket}) from an empty directory. */

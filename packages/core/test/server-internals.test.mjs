@@ -6,13 +6,19 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { waitFor } from '../../../test/helpers/process.mjs';
+import { fileURLToPath } from 'node:url';
+import { request } from '../../../test/helpers/load.mjs';
+import { followJsonEvents, freePort, isAlive, waitFor } from '../../../test/helpers/process.mjs';
 import { adoptConnection } from '../dist/connection-handoff.js';
 import { moveConnections } from '../dist/connection-mover.js';
 import { ConnectionTracker } from '../dist/drain.js';
 import {
   claimAdoptedSocket,
+  listenOnInheritedFd,
   missingMoveInternals,
   pausedByHttp,
   pipelinedHandleWriter,
@@ -305,4 +311,41 @@ test('pipelinedHandleWriter: a socket whose fd could not arrive (the receiver\'s
 test('pipelinedHandleWriter declines what is not a JSON-framed Node IPC channel: the caller sends one at a time', (t) => {
   assert.equal(pipelinedHandleWriter({}, () => {}), undefined);
   assert.equal(pipelinedHandleWriter(spawnReceiver(t, { serialization: 'advanced' }), () => {}), undefined);
+});
+
+test('listenOnInheritedFd: a cluster worker listens on its own copy of an inherited TCP and unix socket, and the primary keeps its copy when the worker dies', async (t) => {
+  const activate = '/usr/bin/systemd-socket-activate';
+  assert.ok(existsSync(activate), `${activate} is missing: apt-get install systemd`);
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'grace-inherited-'));
+  const socketPath = join(dir, 'app.sock');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const fixture = fileURLToPath(new URL('./fixtures/cluster-inherited.mjs', import.meta.url));
+  const child = spawn(activate, ['-l', `127.0.0.1:${port}`, '-l', socketPath, '--', process.execPath, fixture], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const output = followJsonEvents(child);
+  t.after(() => {
+    // The primary (systemd-socket-activate exec'd it) takes its worker with it.
+    child.kill('SIGKILL');
+    for (const e of output.events) if (isAlive(e.pid)) process.kill(e.pid, 'SIGKILL');
+    // A worker that never reported its pid may still hold the pipes: do not wait for it.
+    child.stdout.destroy();
+    child.stderr.destroy();
+  });
+  await waitFor(() => (output.stderr.match(/^Listening on/gm) ?? []).length === 2, { what: `systemd-socket-activate to listen: ${output.stderr}` });
+  // The first connection makes it exec the primary; the worker answers it.
+  const first = await request({ port });
+  const seen = new Set([first.json.pid]);
+  for (let i = 0; i < 3; i++) {
+    const worker = (await request({ socketPath, path: '/next' })).json.pid;
+    assert.ok(seen.has(worker), 'TCP and unix are served by the same worker');
+    await waitFor(() => !isAlive(worker), { what: `worker ${worker} to be killed` });
+    // Connects made now wait in the backlog of the primary's copy: neither refused nor reset.
+    const [tcp, unix] = await Promise.all([request({ port }), request({ socketPath })]);
+    assert.equal(tcp.status, 200);
+    assert.equal(unix.json.pid, tcp.json.pid);
+    assert.ok(!seen.has(tcp.json.pid), 'a new worker serves');
+    seen.add(tcp.json.pid);
+  }
+  assert.ok(existsSync(socketPath), 'the unix socket file is still there');
+  assert.equal(output.stderr.includes('Error'), false, output.stderr);
 });

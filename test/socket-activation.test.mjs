@@ -5,6 +5,7 @@
 // upgrade with SIGUSR2 under keep-alive load without failing a request.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
+import http from 'node:http';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -309,4 +310,69 @@ test('grace-restart run, 2 workers, sockets named by --fdname and claimed with l
   });
   await supervisorUpgradesUnderLoad(t, sup, [{ port }, { socketPath }], 1);
   await stopSupervisor(sup);
+});
+
+// ---------------------------------------------------------------------------------------
+// Two sockets of one name (systemd names every socket of a .socket unit after the unit;
+// systemd-socket-activate without --fdname names both `unknown`): a keep-alive connection that
+// moves to the new version must be served by the listener it was accepted on.
+
+/** A keep-alive client holding one connection to `target`; `get()` says whether it was reused. */
+function keepAliveClient(target) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const get = () =>
+    new Promise((resolve, reject) => {
+      const req = http.get({ host: '127.0.0.1', ...target, path: '/', agent }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ ...JSON.parse(body), reused: req.reusedSocket }));
+      });
+      req.on('error', reject);
+    });
+  return { get, close: () => agent.destroy() };
+}
+
+async function movedConnectionsKeepTheirListener(t, { port, socketPath }, upgradeOnce) {
+  const clients = { tcp: keepAliveClient({ port }), unix: keepAliveClient({ socketPath }) };
+  t.after(() => Object.values(clients).forEach((c) => c.close()));
+  const before = { tcp: await clients.tcp.get(), unix: await clients.unix.get() };
+  await upgradeOnce();
+  for (const [listener, client] of Object.entries(clients)) {
+    // The connection moved: the same TCP connection, a new process, the listener it was on.
+    const after = await client.get();
+    assert.equal(after.reused, true, `${listener}: the keep-alive connection was kept`);
+    assert.notEqual(after.pid, before[listener].pid, `${listener}: served by the new version`);
+    assert.equal(after.listener, listener, `a moved ${listener} connection is served by the ${listener} listener`);
+  }
+}
+
+test('two unnamed sockets (both `unknown`), self-upgrade: each moved keep-alive connection is served by its own listener', async (t) => {
+  const port = await freePort();
+  const socketPath = join(tempDir(t), 'admin.sock');
+  const app = await activate(t, {
+    script: TWO_LISTENERS,
+    sockets: [socketPath, `127.0.0.1:${port}`],
+    env: { PORT: port, HOST: '127.0.0.1', SOCKET_PATH: socketPath },
+    connect: { port },
+  });
+  await movedConnectionsKeepTheirListener(t, { port, socketPath }, () => upgrade(app, app.pid));
+});
+
+test('two unnamed sockets (both `unknown`), grace-restart run: each relayed keep-alive connection is served by its own listener', async (t) => {
+  const port = await freePort();
+  const socketPath = join(tempDir(t), 'admin.sock');
+  const sup = await activateSupervisor(t, {
+    script: TWO_LISTENERS,
+    sockets: [socketPath, `127.0.0.1:${port}`],
+    env: { PORT: port, HOST: '127.0.0.1', SOCKET_PATH: socketPath },
+    workers: 1,
+    connect: { port },
+  });
+  await movedConnectionsKeepTheirListener(t, { port, socketPath }, async () => {
+    const result = await cli(['upgrade', '--pid-file', sup.pidFile]);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    // The retired worker has handed its connections over once it is gone.
+    await waitFor(async () => (await status(sup.pidFile)).workers.every((w) => w.generation === 2), { what: 'the retired worker to exit' });
+  });
 });

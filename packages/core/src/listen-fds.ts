@@ -14,7 +14,10 @@ const ENV_KEYS = ['LISTEN_FDS', 'LISTEN_FDNAMES', 'LISTEN_PID'] as const;
 /** One inherited listening socket. */
 export interface InheritedFd {
   fd: number;
-  /** Name from LISTEN_FDNAMES (`unknown` when systemd gave none). */
+  /**
+   * Name from LISTEN_FDNAMES (`unknown` when systemd gave none), made unique: a repeated name
+   * gets `#2`, `#3`, … in the order of the fds (see {@link uniqueNames}).
+   */
   name: string;
 }
 
@@ -49,10 +52,11 @@ export function takeInheritedListeners(env: NodeJS.ProcessEnv, pid: number): Inh
     if (Number(listenPid) !== pid) return none();
   }
   const n = Number(count);
-  const nameList = names === undefined || names === '' ? Array.from({ length: n }, () => 'unknown') : names.split(':');
-  if (nameList.length !== n) {
-    return none(`ignoring LISTEN_FDS=${n}: LISTEN_FDNAMES has ${nameList.length} names`);
+  const given = names === undefined || names === '' ? Array.from({ length: n }, () => 'unknown') : names.split(':');
+  if (given.length !== n) {
+    return none(`ignoring LISTEN_FDS=${n}: LISTEN_FDNAMES has ${given.length} names`);
   }
+  const nameList = uniqueNames(given);
 
   const fds: InheritedFd[] = [];
   const problems: string[] = [];
@@ -63,6 +67,30 @@ export function takeInheritedListeners(env: NodeJS.ProcessEnv, pid: number): Inh
     else problems.push(`ignoring inherited fd ${fd} (${JSON.stringify(name)}): it is ${kind}, not a socket`);
   });
   return { fds, problems };
+}
+
+/**
+ * systemd names every socket of a `.socket` unit after the unit (or `unknown`), but a name is
+ * how a moved keep-alive connection finds its listener in the successor: with two sockets of
+ * one name, a connection of the second would be served by the first's server. So the second
+ * `web` is `web#2`, the third `web#3`, by fd order, which is the same in every process that
+ * inherits the same sockets (each worker of a supervisor, each successor). A `listen()` that
+ * asks for `fdName: 'web'` still takes them (listeners.ts).
+ */
+export function uniqueNames(names: readonly string[]): string[] {
+  const taken = new Set(names);
+  const seen = new Set<string>();
+  return names.map((name) => {
+    if (!seen.has(name)) {
+      seen.add(name);
+      return name;
+    }
+    let k = 2;
+    while (taken.has(`${name}#${k}`)) k += 1;
+    const unique = `${name}#${k}`;
+    taken.add(unique);
+    return unique;
+  });
 }
 
 function describeFd(fd: number): string {

@@ -104,7 +104,9 @@ export class ListenerSet {
 
   /** Takes the inherited fd for `options` out of the unclaimed list: by name, then by address. */
   async #claim(name: string, options: ListenOptions): Promise<Claimed | undefined> {
-    const byName = this.#inherited.findIndex((fd) => fd.name === name);
+    const exact = this.#inherited.findIndex((fd) => fd.name === name);
+    // A repeated systemd name was made unique (`web#2`, listen-fds.ts): it still answers to `web`.
+    const byName = exact !== -1 ? exact : this.#inherited.findIndex((fd) => fd.name.startsWith(`${name}#`) && /^[0-9]+$/.test(fd.name.slice(name.length + 1)));
     if (byName !== -1) return { ...this.#take(byName), how: `(${name})`, external: options.fdName !== undefined };
     if (this.#inherited.length === 0 || options.fdName !== undefined) return undefined;
     const host = await resolveHost(options);

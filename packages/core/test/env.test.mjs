@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { takeHandoffEnv } from '../dist/handoff.js';
-import { listenFdsEnv, takeInheritedListeners } from '../dist/listen-fds.js';
+import { listenFdsEnv, takeInheritedListeners, uniqueNames } from '../dist/listen-fds.js';
 import { servingPid, startServer } from './helpers.mjs';
 
 /** The `msg` of every JSON log line the fixture wrote on stderr. */
@@ -55,6 +55,12 @@ test('an inherited fd that is not a socket is refused with a reason', async () =
   } finally {
     closeSync(fd);
   }
+});
+
+test('repeated LISTEN_FDNAMES (every socket of a .socket unit is named after the unit) are made unique in fd order', () => {
+  assert.deepEqual(uniqueNames(['app.socket', 'app.socket', 'web', 'app.socket']), ['app.socket', 'app.socket#2', 'web', 'app.socket#3']);
+  assert.deepEqual(uniqueNames(['unknown', 'unknown#2', 'unknown']), ['unknown', 'unknown#2', 'unknown#3'], 'a name systemd gave is never taken');
+  assert.deepEqual(uniqueNames(['a', 'b']), ['a', 'b']);
 });
 
 test('listener names never contain the LISTEN_FDNAMES separator', () => {

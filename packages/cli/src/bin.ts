@@ -11,12 +11,15 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import {
   controlSocketPath,
   createJsonLogger,
+  createServiceNotifier,
   flushLogger,
   readPidFile,
+  reloadingFields,
   removePidFile,
   sendControl,
   serveControl,
   takeInheritedListeners,
+  takeNotifyEnv,
   signalExitCode,
   startDirectory,
   type SelfStatus,
@@ -141,6 +144,10 @@ async function run(argv: string[]): Promise<number> {
   const activation = takeInheritedListeners(process.env, process.pid);
   for (const problem of activation.problems) logger.warn({}, problem);
   if (activation.fds.length > 0) logger.info({ listeners: activation.fds }, 'socket activation: every worker serves on the inherited sockets');
+  // systemd's notify socket is the supervisor's: taken out of the environment, workers never see it.
+  const notifyEnv = takeNotifyEnv(process.env, process.pid);
+  for (const problem of notifyEnv.problems) logger.warn({}, problem);
+  const notifier = createServiceNotifier(notifyEnv, logger);
   const supervisor = new Supervisor({
     command,
     startDir,
@@ -165,6 +172,7 @@ async function run(argv: string[]): Promise<number> {
   });
   const exit = async (code: number): Promise<never> => {
     control.close();
+    await notifier?.flush();
     await flushLogger(logger);
     process.exit(code);
   };
@@ -179,13 +187,30 @@ async function run(argv: string[]): Promise<number> {
       process.exit(signalExitCode(signal));
     }
     stopping = true;
+    notifier?.send(['STOPPING=1', 'STATUS=stopping: draining the workers']);
     void supervisor.stop(signal).then(() => exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   process.on('SIGHUP', () => supervisor.forward('SIGHUP'));
   process.on('SIGUSR2', () => void supervisor.upgrade('SIGUSR2'));
+  const serving = (): string => {
+    const { generation, workers: running } = supervisor.status();
+    return `serving, generation ${generation}, ${running.filter((w) => w.state === 'ready').length} workers`;
+  };
+  // RELOADING=1 … READY=1 around each upgrade that really starts (one refused while stopping sends nothing).
+  let reloading = false;
+  supervisor.on('upgrade-start', ({ generation }: { generation: number }) => {
+    reloading = true;
+    notifier?.send(reloadingFields(`upgrading to generation ${generation}`));
+  });
+  supervisor.on('upgrade', (outcome: UpgradeOutcome) => {
+    if (!reloading) return;
+    reloading = false;
+    notifier?.send(['READY=1', outcome.ok ? `STATUS=${serving()}` : `STATUS=upgrade failed, ${serving()}: ${outcome.error ?? ''}`]);
+  });
   supervisor.on('fatal', (error: Error) => {
+    notifier?.send([`STATUS=stopped: ${error.message}`]);
     logger.error({}, `stopped: ${error.message}`);
     void exit(1);
   });
@@ -195,8 +220,13 @@ async function run(argv: string[]): Promise<number> {
   } catch (error) {
     // A stop signal during start is a stop on request, not a failure.
     if (stopping) return new Promise<number>(() => undefined);
+    notifier?.send([`STATUS=could not start: ${(error as Error).message}`]);
     logger.error({}, `could not start: ${(error as Error).message}`);
     await exit(1);
+  }
+  if (supervisor.state === 'running') {
+    notifier?.send(['READY=1', `MAINPID=${process.pid}`, `STATUS=${serving()}`]);
+    notifier?.startWatchdog();
   }
   // Keep running: the workers, timers and signal handlers hold the process; stop/fatal exit.
   return new Promise<number>(() => undefined);

@@ -238,6 +238,7 @@ export class Supervisor extends EventEmitter {
     const generation = this.#generation + 1;
     const replaced: UpgradeOutcome['replaced'] = [];
     log.info({ trigger, generation }, 'upgrade started');
+    this.emit('upgrade-start', { trigger, generation });
     for (let slot = 0; slot < this.#o.workers; slot++) {
       const slotStart = Date.now();
       let fresh: WorkerRecord;

@@ -25,6 +25,7 @@ import { removePidFile, writePidFile } from './pid-file.js';
 import { openSelfControl, type SelfStatus } from './self-control.js';
 import { takeProcessEnv } from './process-env.js';
 import { installSignalHandlers, signalExitCode } from './signals.js';
+import { createServiceNotifier, reloadingFields, type ServiceNotifier } from './service-notify.js';
 import type { Retirement, Supervision } from './supervised.js';
 
 /** Where a Grace instance is in its life, as the public API names it. */
@@ -88,6 +89,8 @@ export class Grace extends EventEmitter<GraceEvents> {
   readonly #readyFd: number | undefined;
   readonly #startDir: string;
   readonly #supervision: Supervision | undefined;
+  /** systemd's notify socket, when this process serves a Type=notify unit (never in a supervised worker: the supervisor speaks for it). */
+  readonly #notifier: ServiceNotifier | undefined;
   readonly #createdAt = Date.now();
   readonly #hooks: Record<HookKind, Hook[]> = { onDrain: [], onShutdown: [] };
   readonly #uninstallSignals: () => void;
@@ -112,6 +115,10 @@ export class Grace extends EventEmitter<GraceEvents> {
   #moveAbort: AbortController | undefined;
   #relisten: Promise<void> | undefined;
   #successorReadyAt = 0;
+  /** pid of the successor of the running handoff (systemd's MAINPID once this process lets go). */
+  #successorPid: number | undefined;
+  /** False once this process has told systemd that its successor is the service's main process. */
+  #speaksForService = true;
   /**
    * The successor of the last handoff, while its connections may still move to it; in a
    * supervised worker, the supervisor that relays them to the replacement (`relayEnded`
@@ -135,10 +142,11 @@ export class Grace extends EventEmitter<GraceEvents> {
     liveInstance = this;
     const env = takeProcessEnv();
     const log = this.#options.logger;
-    for (const problem of [...env.listeners.problems, ...env.handoff.problems, ...env.supervision.problems]) {
+    for (const problem of [...env.listeners.problems, ...env.handoff.problems, ...env.supervision.problems, ...env.notify.problems]) {
       log.error({}, `grace-restart: ${problem}`);
     }
     this.#supervision = env.supervision.supervision;
+    this.#notifier = this.#supervision ? undefined : createServiceNotifier(env.notify, log);
     this.generation = env.handoff.generation;
     this.parentPid = env.handoff.parentPid;
     this.#readyFd = env.handoff.readyFd;
@@ -252,9 +260,13 @@ export class Grace extends EventEmitter<GraceEvents> {
     const log = this.#options.logger;
     this.#writePidFile();
     const adopts = this.#stopAdopting === undefined ? undefined : this.#listeners.listeningNames;
-    if (this.#readyFd !== undefined && !reportReady(this.#readyFd, adopts)) {
+    const handedOver = this.#readyFd !== undefined && reportReady(this.#readyFd, adopts);
+    if (this.#readyFd !== undefined && !handedOver) {
       log.warn({ parentPid: this.parentPid }, 'the previous process is gone: serving alone');
     }
+    // A successor becomes systemd's main process when its predecessor lets go (#runShutdown).
+    if (!handedOver) this.#notifier?.send(['READY=1', `MAINPID=${process.pid}`, `STATUS=serving, generation ${this.generation}`]);
+    this.#notifier?.startWatchdog();
     this.#supervision?.notify(adopts === undefined ? { type: 'ready', generation: this.generation } : { type: 'ready', generation: this.generation, adopts });
     const event = { pid: process.pid, generation: this.generation, durationMs: Date.now() - this.#createdAt };
     log.info(event, 'ready');
@@ -334,6 +346,7 @@ export class Grace extends EventEmitter<GraceEvents> {
     const startedAt = Date.now();
     this.emit('upgrade-start', { generation: this.generation, trigger });
     log.info({ generation: this.generation, trigger }, 'upgrade started');
+    this.#notifier?.send(reloadingFields(`upgrading: starting generation ${this.generation + 1}`));
     let pid: number;
     let child: ChildProcess;
     let adopts: readonly string[];
@@ -347,16 +360,19 @@ export class Grace extends EventEmitter<GraceEvents> {
         startedAt,
         signal,
         ipc: this.#options.moveConnections,
+        env: this.#notifier?.env,
       }));
     } catch (error) {
       const failure = error instanceof UpgradeError ? error : new UpgradeError('spawn', String(error), { durationMs: Date.now() - startedAt, cause: error });
       const action = this.#dispatch('successor-failed');
       const outcome = action === 'roll-back' ? 'still serving' : 'stopping anyway';
       log.error({ reason: failure.reason, successorPid: failure.pid, exitCode: failure.exitCode, signal: failure.signal, durationMs: failure.durationMs }, `upgrade failed, ${outcome}: ${failure.message}`);
+      if (action === 'roll-back') this.#notifier?.send(['READY=1', `STATUS=upgrade failed (${failure.reason}): serving generation ${this.generation}`]);
       this.emit('upgrade-failed', failure);
       throw failure;
     }
     this.#successorReadyAt = Date.now();
+    this.#successorPid = pid;
     this.#successor = { child, adopts, pid, release: () => closeChannel(child) };
     child.once('exit', (code, sig) => this.#successorExited(pid, code, sig, startedAt));
     const result = { pid, generation: this.generation + 1, durationMs: Date.now() - startedAt };
@@ -408,12 +424,16 @@ export class Grace extends EventEmitter<GraceEvents> {
       () => {
         this.#ownsAddresses = true;
         this.#writePidFile();
+        this.#speaksForService = true;
+        this.#notifier?.send(['READY=1', `MAINPID=${process.pid}`, `STATUS=successor ${error.pid} died: serving generation ${this.generation} again`]);
+        this.#notifier?.startWatchdog();
         log.error({ successorPid: error.pid, code: error.exitCode, signal: error.signal }, `${error.message}: this process serves again`);
         this.emit('upgrade-failed', error);
       },
       (relistenError: unknown) => {
         log.error({ successorPid: error.pid, err: String(relistenError) }, `${error.message} and this process cannot bind again: stopping with exit code 1`);
         if (this.#dispatch('relisten-failed') !== 'stop-serving') return;
+        this.#notifier?.send(['STOPPING=1', `STATUS=successor ${error.pid} died and the addresses could not be bound again: stopping`]);
         this.#exitCode = 1;
         this.#shutdown = this.#runShutdown('stop');
       },
@@ -453,6 +473,10 @@ export class Grace extends EventEmitter<GraceEvents> {
   #stopWith(trigger: string, exit: boolean): Promise<void> {
     const action = this.#dispatch('stop');
     if (!exit) this.#noExit = true;
+    // Not after the handover: the successor serves on, this stop is this process's alone.
+    if (this.#speaksForService && (action === 'drain-for-stop' || action === 'abort-upgrade-and-drain' || action === 'forget-handoff-and-stop')) {
+      this.#notifier?.send(['STOPPING=1', 'STATUS=stopping: draining connections']);
+    }
     switch (action) {
       case 'drain-for-stop':
         this.#shutdown = this.#runShutdown('stop');
@@ -519,6 +543,7 @@ export class Grace extends EventEmitter<GraceEvents> {
       intake?.resolve();
       return;
     }
+    if (this.#state === 'handed-off') this.#letGoOfService();
     this.emit('drain-start', { reason });
     if (reason === 'stop' && shutdownDelay > 0) {
       log.info({ shutdownDelay }, 'still serving while load balancers deregister');
@@ -602,6 +627,18 @@ export class Grace extends EventEmitter<GraceEvents> {
     await abortableDelay(this.#successorReadyAt + SUCCESSOR_PROBATION_MS - Date.now(), abort.signal);
   }
 
+  /**
+   * The successor has served through its probation and this process stops accepting: from now
+   * on systemd follows the successor (MAINPID=), so this process's exit does not end the unit.
+   */
+  #letGoOfService(): void {
+    const successor = this.#successorPid;
+    if (this.#notifier === undefined || successor === undefined) return;
+    this.#speaksForService = false;
+    this.#notifier.stopWatchdog();
+    this.#notifier.send([`MAINPID=${successor}`, 'READY=1', `STATUS=serving, generation ${this.generation + 1}`]);
+  }
+
   async #close(reason: DrainInfo['reason']): Promise<void> {
     const { pidFile } = this.#options;
     // Socket files stay while anyone may serve on them: a successor, a predecessor that
@@ -618,6 +655,7 @@ export class Grace extends EventEmitter<GraceEvents> {
   }
 
   async #exit(code: number): Promise<void> {
+    await this.#notifier?.flush();
     await flushLogger(this.#options.logger);
     process.exit(code);
   }

@@ -163,6 +163,8 @@ export interface SpawnSuccessorOptions {
   signal?: AbortSignal;
   /** Open a Node IPC channel to the successor, after the readiness fd, to move connections over. */
   ipc?: boolean;
+  /** More environment for the successor (systemd's NOTIFY_SOCKET, which this process took out of its own). */
+  env?: Readonly<Record<string, string>> | undefined;
 }
 
 /** A successor that reported ready. */
@@ -184,6 +186,7 @@ export function spawnSuccessor(options: SpawnSuccessorOptions): Promise<ReadySuc
   const readyIndex = LISTEN_FDS_START + listeners.length;
   const env = {
     ...process.env,
+    ...options.env,
     ...listenFdsEnv(listeners.map((l) => l.name)),
     [ENV_READY_FD]: String(readyIndex),
     [ENV_GENERATION]: String(options.generation + 1),

@@ -18,6 +18,8 @@ export { LIFECYCLE, transition } from './lifecycle.js';
 export type { LifecycleAction, LifecycleEvent, LifecycleState, Transition } from './lifecycle.js';
 export { signalExitCode } from './signals.js';
 export { flushLogger } from './logger.js';
+export { createServiceNotifier, reloadingFields, takeNotifyEnv } from './service-notify.js';
+export type { NotifyEnv, ServiceNotifier } from './service-notify.js';
 export { ENV, parsePositiveInteger, WORKER_MESSAGE_KEY } from './protocol.js';
 export { readWorkerMessage } from './supervised.js';
 export type { SupervisorMessage, WorkerMessage } from './supervised.js';

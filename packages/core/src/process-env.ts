@@ -1,11 +1,12 @@
 /**
  * What a process learns once from its environment: inherited listeners (LISTEN_FDS), the
- * handoff variables of a successor, the start directory and supervision. Each variable is
+ * handoff variables of a successor, the start directory, supervision and systemd's notify socket. Each variable is
  * removed from process.env when read (so the app's own children do not inherit it), hence
  * read once per process and cached here.
  */
 import { startDirectory, takeHandoffEnv, type HandoffEnv } from './handoff.js';
 import { takeInheritedListeners, type InheritedListeners } from './listen-fds.js';
+import { takeNotifyEnv, type NotifyEnv } from './service-notify.js';
 import { takeSupervision } from './supervised.js';
 
 export interface ProcessEnv {
@@ -13,6 +14,8 @@ export interface ProcessEnv {
   handoff: HandoffEnv;
   startDir: string;
   supervision: ReturnType<typeof takeSupervision>;
+  /** systemd's NOTIFY_SOCKET and watchdog. */
+  notify: NotifyEnv;
 }
 
 let processEnv: ProcessEnv | undefined;
@@ -26,6 +29,7 @@ export function takeProcessEnv(): ProcessEnv {
     handoff: takeHandoffEnv(process.env, listeners.fds.map((l) => l.fd)),
     startDir: startDirectory(),
     supervision: takeSupervision(process.env),
+    notify: takeNotifyEnv(process.env, process.pid),
   };
   return processEnv;
 }

@@ -376,3 +376,33 @@ test('two unnamed sockets (both `unknown`), grace-restart run: each relayed keep
     await waitFor(async () => (await status(sup.pidFile)).workers.every((w) => w.generation === 2), { what: 'the retired worker to exit' });
   });
 });
+
+test('grace-restart run socket-activated, TCP and unix: `upgrade --supervisor` under load on both fails no request; the new supervisor serves on the same sockets, the unix file stays systemd\'s', async (t) => {
+  const port = await freePort();
+  const socketPath = join(tempDir(t), 'admin.sock');
+  const sup = await activateSupervisor(t, {
+    script: TWO_LISTENERS,
+    sockets: [socketPath, `127.0.0.1:${port}`],
+    env: { PORT: port, HOST: '127.0.0.1', SOCKET_PATH: socketPath },
+    workers: 2,
+    connect: { port },
+  });
+  const loads = [startLoad({ port, connections: 10 }), startLoad({ socketPath, connections: 10 })];
+  t.after(() => Promise.all(loads.map((l) => l.stop())));
+  await Promise.all(loads.map((l) => flows(l, 100)));
+  const result = await cli(['upgrade', '--supervisor', '--pid-file', sup.pidFile]);
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  const newPid = Number(readFileSync(sup.pidFile, 'utf8'));
+  t.after(() => isAlive(newPid) && process.kill(newPid, 'SIGKILL'));
+  assert.deepEqual(await sup.exited, { code: 0, signal: null }, 'the old supervisor drained and exited');
+  await Promise.all(loads.map((l) => flows(l, 200)));
+  for (const load of loads) {
+    const stats = await load.stop();
+    t.diagnostic(`${stats.ok} requests over a supervisor upgrade, ${stats.failed} failed`);
+    assert.equal(stats.failed, 0, JSON.stringify(stats.errors));
+  }
+  assert.equal((await status(sup.pidFile)).generation, 2);
+  process.kill(newPid, 'SIGTERM');
+  await waitFor(() => !isAlive(newPid), { what: 'the new supervisor to stop' });
+  assert.ok(existsSync(socketPath), "systemd's socket file is left to systemd");
+});

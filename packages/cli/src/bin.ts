@@ -15,9 +15,11 @@ import {
   flushLogger,
   readPidFile,
   reloadingFields,
+  reportReady,
   removePidFile,
   sendControl,
   serveControl,
+  takeHandoffEnv,
   takeInheritedListeners,
   takeNotifyEnv,
   signalExitCode,
@@ -26,6 +28,7 @@ import {
   type UpgradeOutcome,
 } from '@grace-restart/core';
 import { Supervisor, type SupervisorStatus } from './supervisor.js';
+import { createSupervisorUpgrader, type SupervisorHandoverOutcome } from './supervisor-handover.js';
 import { parseWorkerCommand, scriptPath } from './worker-command.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -45,12 +48,15 @@ const USAGE = `Usage:
                             with exit code 1: a crash loop (default 5)
       --control-dir DIR     private directory of the control socket
       --log-level LEVEL     debug, info (default), warn, error, silent
-  grace-restart upgrade [--pid-file PATH | --pid N] [--timeout MS] [--json] [--control-dir DIR]
+  grace-restart upgrade [--pid-file PATH | --pid N] [--timeout MS] [--json] [--control-dir DIR] [--supervisor]
       upgrade a supervisor or a self-upgrading app; exit 0 only if the new version serves
+      --supervisor: replace the supervisor process itself (new code, new Node binary) and
+      its workers; the old supervisor serves on if the new one fails
   grace-restart status  [--pid-file PATH | --pid N] [--json] [--control-dir DIR]
   grace-restart --version | --help
 
-Signals to the supervisor: SIGUSR2 upgrades, SIGHUP is forwarded to the ready workers
+Signals to the supervisor: SIGUSR2 upgrades, SIGUSR1 upgrades the supervisor itself (as
+upgrade --supervisor), SIGHUP is forwarded to the ready workers
 (their onReload hook; ignored without one), SIGTERM/SIGINT drain and stop (a second one
 kills at once, exit code 128 + signal number). Exit codes: 0 stopped on request, 1 failed
 (crash loop, could not start), 2 bad command line.`;
@@ -148,25 +154,55 @@ async function run(argv: string[]): Promise<number> {
   const notifyEnv = takeNotifyEnv(process.env, process.pid);
   for (const problem of notifyEnv.problems) logger.warn({}, problem);
   const notifier = createServiceNotifier(notifyEnv, logger);
+  // Started by the supervisor this one replaces (grace-restart upgrade --supervisor): it waits for our ready report.
+  const predecessor = takeHandoffEnv(process.env, activation.fds.map((l) => l.fd));
+  for (const problem of predecessor.problems) logger.warn({}, problem);
+  const readyTimeout = integer(values['ready-timeout'], '--ready-timeout', 30_000);
+  const killTimeout = integer(values['kill-timeout'], '--kill-timeout', 5_000);
   const supervisor = new Supervisor({
     command,
     startDir,
     workers,
-    readyTimeout: integer(values['ready-timeout'], '--ready-timeout', 30_000),
+    readyTimeout,
     drainTimeout: integer(values['drain-timeout'], '--drain-timeout', 30_000),
-    killTimeout: integer(values['kill-timeout'], '--kill-timeout', 5_000),
+    killTimeout,
     shutdownDelay: integer(values['shutdown-delay'], '--shutdown-delay', 0),
     pidFile: values['pid-file'],
     watch: values.watch,
     watchInterval: integer(values['watch-interval'], '--watch-interval', 1_000),
     maxCrashes,
     listeners: activation.fds,
+    generation: predecessor.generation,
     logger,
+  });
+  const controlSocket = controlSocketPath(process.pid, values['control-dir']);
+  let stopping = false;
+  /** Set once a new supervisor serves: this one only drains its workers, then exits. */
+  let retired = false;
+  const upgrader = createSupervisorUpgrader({
+    supervisor,
+    inherited: activation.fds,
+    controlSocket,
+    startDir,
+    readyTimeout,
+    killTimeout,
+    pidFile: values['pid-file'],
+    logger,
+    notifier,
+    retire: () => {
+      retired = true;
+      // The PID file names the new supervisor now: stop() leaves it, and the sockets stay for it.
+      void supervisor.stop('supervisor-upgrade').then(() => exit(0));
+    },
   });
 
   // Serve the control socket before the PID file exists: whoever reads the pid finds it.
-  const control = await serveControl(controlSocketPath(process.pid, values['control-dir']), async (request) => {
+  const control = await serveControl(controlSocket, async (request) => {
     if (request.cmd === 'status') return { ok: true, status: supervisor.status() };
+    if (request.cmd === 'upgrade-supervisor') {
+      const handover = await upgrader.upgrade('control');
+      return { ok: handover.ok, supervisorUpgrade: handover };
+    }
     const outcome = await supervisor.upgrade('control');
     return { ok: outcome.ok, outcome };
   });
@@ -177,7 +213,6 @@ async function run(argv: string[]): Promise<number> {
     process.exit(code);
   };
 
-  let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {
       logger.warn({ signal }, 'second stop signal: killing workers');
@@ -187,6 +222,11 @@ async function run(argv: string[]): Promise<number> {
       process.exit(signalExitCode(signal));
     }
     stopping = true;
+    if (retired) {
+      logger.info({ signal }, `${signal}: this supervisor is already draining its workers after handing over`);
+      return;
+    }
+    upgrader.abort();
     notifier?.send(['STOPPING=1', 'STATUS=stopping: draining the workers']);
     void supervisor.stop(signal).then(() => exit(0));
   };
@@ -194,6 +234,8 @@ async function run(argv: string[]): Promise<number> {
   process.on('SIGINT', stop);
   process.on('SIGHUP', () => supervisor.forward('SIGHUP'));
   process.on('SIGUSR2', () => void supervisor.upgrade('SIGUSR2'));
+  // A listener of our own also keeps Node from opening its inspector on SIGUSR1.
+  process.on('SIGUSR1', () => void upgrader.upgrade('SIGUSR1'));
   const serving = (): string => {
     const { generation, workers: running } = supervisor.status();
     return `serving, generation ${generation}, ${running.filter((w) => w.state === 'ready').length} workers`;
@@ -225,7 +267,10 @@ async function run(argv: string[]): Promise<number> {
     await exit(1);
   }
   if (supervisor.state === 'running') {
-    notifier?.send(['READY=1', `MAINPID=${process.pid}`, `STATUS=${serving()}`]);
+    // The supervisor that started this one names it systemd's main process once it lets go.
+    const handedOver = predecessor.readyFd !== undefined && reportReady(predecessor.readyFd);
+    if (predecessor.readyFd !== undefined && !handedOver) logger.warn({ parentPid: predecessor.parentPid }, 'the supervisor that started this one is gone: serving alone');
+    if (!handedOver) notifier?.send(['READY=1', `MAINPID=${process.pid}`, `STATUS=${serving()}`]);
     notifier?.startWatchdog();
   }
   // Keep running: the workers, timers and signal handlers hold the process; stop/fatal exit.
@@ -277,10 +322,12 @@ async function upgrade(argv: string[]): Promise<number> {
     timeout: { type: 'string' },
     json: { type: 'boolean' },
     'control-dir': { type: 'string' },
+    supervisor: { type: 'boolean' },
   });
   const pid = targetPid(values);
   const timeout = integer(values.timeout, '--timeout', 60_000);
   const socket = controlSocketPath(pid, values['control-dir']);
+  if (values.supervisor === true) return upgradeSupervisor(pid, socket, timeout, values.json === true);
   if (existsSync(socket)) {
     const response = await sendControl(socket, { cmd: 'upgrade' }, timeout);
     const outcome = response['outcome'] as UpgradeOutcome | undefined;
@@ -324,6 +371,18 @@ async function upgradeSelf(pid: number, pidFile: string | undefined, timeout: nu
   const message = `upgrade failed: ${pid} still serves after ${timeout} ms (the successor failed and was rolled back, or is still starting); see the process logs`;
   process.stdout.write(json ? `${JSON.stringify({ ok: false, oldPid: pid, error: message })}\n` : `${message}\n`);
   return 1;
+}
+
+/** `upgrade --supervisor`: replaces the supervisor process itself, through its control socket. */
+async function upgradeSupervisor(pid: number, socket: string, timeout: number, json: boolean): Promise<number> {
+  if (!existsSync(socket)) throw new Error(`process ${pid} has no control socket at ${socket}: it is not a grace-restart run supervisor (or give its --control-dir)`);
+  const response = await sendControl(socket, { cmd: 'upgrade-supervisor' }, timeout);
+  const outcome = response['supervisorUpgrade'] as SupervisorHandoverOutcome | undefined;
+  if (json) process.stdout.write(`${JSON.stringify(response)}\n`);
+  else if (outcome?.ok === true) {
+    process.stdout.write(`supervisor upgraded: ${outcome.oldPid} -> ${outcome.newPid} in ${outcome.durationMs} ms, serving generation ${outcome.generation}; the old supervisor drains its workers and exits\n`);
+  } else process.stdout.write(`supervisor upgrade failed, ${pid} serves on: ${String(outcome?.error ?? response['error'])}\n`);
+  return response['ok'] === true ? 0 : 1;
 }
 
 function describeOutcome(outcome: UpgradeOutcome): string {

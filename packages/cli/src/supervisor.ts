@@ -63,6 +63,8 @@ export interface SupervisorOptions {
   /** Path (usually a symlink) whose target change triggers an upgrade. */
   watch: string | undefined;
   watchInterval: number;
+  /** Generation of the first workers: 1, or the one after the workers of the supervisor this one replaces. */
+  generation?: number;
   /** Listening sockets this process inherited (socket activation), passed on to every worker. */
   listeners?: readonly InheritedFd[];
   /** Worker crashes within a minute that end the supervisor (a crash loop). Default {@link CRASH_LOOP_COUNT}. */
@@ -115,7 +117,9 @@ export class Supervisor extends EventEmitter {
   readonly #workers = new Set<WorkerRecord>();
   readonly #startedAt = Date.now();
   #state: SupervisorState = 'starting';
-  #generation = 1;
+  #generation: number;
+  /** Why upgrades are refused for now (the supervisor itself is being replaced), if they are. */
+  #upgradesHeld: string | undefined;
   #upgrade: { promise: Promise<UpgradeOutcome>; abort: AbortController } | undefined;
   #lastUpgrade: UpgradeOutcome | undefined;
   #crashes: number[] = [];
@@ -129,6 +133,7 @@ export class Supervisor extends EventEmitter {
   constructor(options: SupervisorOptions) {
     super();
     this.#o = options;
+    this.#generation = options.generation ?? 1;
     // Must be set before the first fork: the supervisor binds, the workers accept.
     cluster.schedulingPolicy = cluster.SCHED_NONE;
   }
@@ -141,7 +146,7 @@ export class Supervisor extends EventEmitter {
   async start(): Promise<void> {
     const log = this.#o.logger;
     const slots = Array.from({ length: this.#o.workers }, (_, slot) => slot);
-    const results = await Promise.allSettled(slots.map((slot) => this.#spawn(1, slot)));
+    const results = await Promise.allSettled(slots.map((slot) => this.#spawn(this.#generation, slot)));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed !== undefined) {
       await this.#stopWorkers();
@@ -160,7 +165,26 @@ export class Supervisor extends EventEmitter {
       }
     }
     this.#watch();
-    log.info({ workerPids: this.#pids(), generation: 1 }, 'supervisor ready');
+    log.info({ workerPids: this.#pids(), generation: this.#generation }, 'supervisor ready');
+  }
+
+  /** Generation of the workers that serve now. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /** True while a rolling upgrade runs. */
+  get upgrading(): boolean {
+    return this.#upgrade !== undefined;
+  }
+
+  /** Refuses upgrades with `reason` until {@link releaseUpgrades} (the supervisor itself is being replaced). */
+  holdUpgrades(reason: string): void {
+    this.#upgradesHeld = reason;
+  }
+
+  releaseUpgrades(): void {
+    this.#upgradesHeld = undefined;
   }
 
   status(): SupervisorStatus {
@@ -168,7 +192,7 @@ export class Supervisor extends EventEmitter {
     return {
       mode: 'supervisor',
       pid: process.pid,
-      state: this.#upgrade ? 'upgrading' : this.#state,
+      state: this.#upgradesHeld !== undefined && this.#state === 'running' ? 'upgrading-supervisor' : this.#upgrade ? 'upgrading' : this.#state,
       generation: this.#generation,
       uptimeMs: now - this.#startedAt,
       workers: [...this.#workers].map((w) => ({ pid: w.pid, slot: w.slot, generation: w.generation, state: w.state, uptimeMs: now - w.startedAt })),
@@ -182,8 +206,8 @@ export class Supervisor extends EventEmitter {
       this.#o.logger.info({ trigger }, 'an upgrade is already running: joining it');
       return this.#upgrade.promise;
     }
-    if (this.#state !== 'running') {
-      const outcome = this.#failed(trigger, Date.now(), [], `the supervisor is ${this.#state}`);
+    if (this.#state !== 'running' || this.#upgradesHeld !== undefined) {
+      const outcome = this.#failed(trigger, Date.now(), [], this.#upgradesHeld ?? `the supervisor is ${this.#state}`);
       this.#o.logger.warn({ trigger }, `ignoring the upgrade: ${outcome.error}`);
       return Promise.resolve(outcome);
     }

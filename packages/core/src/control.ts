@@ -12,8 +12,11 @@ import { createConnection, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** A request on the control socket. */
-export type ControlRequest = { cmd: 'status' } | { cmd: 'upgrade' };
+/**
+ * A request on the control socket. `upgrade-supervisor` replaces a `grace-restart run`
+ * supervisor process itself (its workers with it); a self-upgrading process refuses it.
+ */
+export type ControlRequest = { cmd: 'status' } | { cmd: 'upgrade' } | { cmd: 'upgrade-supervisor' };
 
 /** The default control directory: `$TMPDIR/grace-restart-<uid>`. */
 export function defaultControlDirectory(): string {
@@ -128,7 +131,7 @@ function listenPrivately(server: Server, path: string): Promise<void> {
 function parseRequest(line: string): ControlRequest | undefined {
   try {
     const value = JSON.parse(line) as { cmd?: unknown };
-    if (value.cmd === 'status' || value.cmd === 'upgrade') return { cmd: value.cmd };
+    if (value.cmd === 'status' || value.cmd === 'upgrade' || value.cmd === 'upgrade-supervisor') return { cmd: value.cmd };
   } catch {
     // not JSON
   }

@@ -29,6 +29,7 @@ export async function openSelfControl(dir: string, handlers: SelfControlHandlers
   try {
     return await serveControl(controlSocketPath(process.pid, dir), async (request) => {
       if (request.cmd === 'status') return { ok: true, status: handlers.status() };
+      if (request.cmd === 'upgrade-supervisor') return { ok: false, error: 'this process upgrades itself, it has no supervisor: upgrade it without --supervisor' };
       const outcome = await upgradeOutcome(handlers);
       return { ok: outcome.ok, outcome };
     });

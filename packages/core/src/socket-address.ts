@@ -10,7 +10,7 @@
  * activation is a Linux (systemd) protocol; elsewhere, or when the socket is not listed,
  * the address is unknown and only names match, as before.
  */
-import { fstatSync, readFileSync } from 'node:fs';
+import { fstatSync, readdirSync, readFileSync } from 'node:fs';
 import { endianness } from 'node:os';
 
 /** Where a listening socket is bound. */
@@ -51,6 +51,21 @@ export function listeningAddresses(fds: readonly number[], procNet = '/proc/self
     }
   }
   return found;
+}
+
+/**
+ * Every listening socket this process holds, by fd (from /proc/self/fd): what a
+ * `grace-restart run` supervisor hands to the supervisor that replaces it, whether systemd
+ * passed the socket or cluster bound it. Empty where there is no /proc.
+ */
+export function ownListeningSockets(): Map<number, BoundAddress> {
+  let fds: number[];
+  try {
+    fds = readdirSync('/proc/self/fd').map(Number).filter((fd) => Number.isInteger(fd) && fd > 2);
+  } catch {
+    return new Map();
+  }
+  return listeningAddresses(fds);
 }
 
 function readTable(path: string): string[] {

@@ -2,13 +2,17 @@
 // no retries, so a reset, a refused connect, a timeout or a non-2xx is one failure each.
 import http from 'node:http';
 
-export function startLoad({ port, host = '127.0.0.1', socketPath, connections = 20, path = '/', timeout = 10_000 }) {
+/** `latency: true` also keeps every answer's time, for p50/p99/max at stop (a soak of millions leaves it off). */
+export function startLoad({ port, host = '127.0.0.1', socketPath, connections = 20, path = '/', timeout = 10_000, latency = false }) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
   const stats = { ok: 0, failed: 0, errors: {}, pids: new Map() };
+  // Time to the answer of every request that got one, for the rehearsals' latency figures.
+  const latencies = [];
   let running = true;
 
   const once = () =>
     new Promise((resolve) => {
+      const sent = performance.now();
       const req = http.request({ host, port, socketPath, path, agent, timeout }, (res) => {
         let body = '';
         res.setEncoding('utf8');
@@ -16,6 +20,7 @@ export function startLoad({ port, host = '127.0.0.1', socketPath, connections = 
         res.on('end', () => {
           if (res.statusCode >= 200 && res.statusCode < 300) {
             stats.ok += 1;
+            if (latency) latencies.push(performance.now() - sent);
             try {
               const pid = JSON.parse(body).pid;
               stats.pids.set(pid, (stats.pids.get(pid) ?? 0) + 1);
@@ -51,7 +56,10 @@ export function startLoad({ port, host = '127.0.0.1', socketPath, connections = 
       running = false;
       await Promise.all(loops);
       agent.destroy();
-      return { ok: stats.ok, failed: stats.failed, errors: stats.errors, pids: Object.fromEntries(stats.pids) };
+      const sorted = latencies.sort((a, b) => a - b);
+      const at = (q) => Math.round((sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0) * 10) / 10;
+      const result = { ok: stats.ok, failed: stats.failed, errors: stats.errors, pids: Object.fromEntries(stats.pids) };
+      return latency ? { ...result, latencyMs: { p50: at(0.5), p99: at(0.99), max: at(1) } } : result;
     },
   };
 }

@@ -102,7 +102,8 @@ async function supervisorUnit(c) {
   installUnit('app-supervisor.service', `[Unit]
 Description=grace-restart rehearsal: the supervisor recipe
 [Service]
-Type=simple
+Type=notify
+NotifyAccess=all
 WorkingDirectory=${REPO}/examples/fastify
 Environment=PORT=${port} HOST=127.0.0.1
 ExecStart=${CLI} run --workers 2 --pid-file /run/app/app.pid -- node dist/server.js
@@ -150,13 +151,177 @@ TimeoutStopSec=45
   check('supervisor: a worker killed with SIGKILL is replaced', replacement !== undefined && show(c, unit, 'ActiveState') === 'active' && serves === 200,
     `killed ${workers[0]}, workers now ${JSON.stringify(replacement)}, unit ${show(c, unit, 'ActiveState')}, GET / → ${serves}`);
 
+  // The supervisor itself, with the TCP socket cluster bound for its workers.
+  const upLoad = startLoad({ port, connections: 20, latency: true });
+  await waitFor(() => upLoad.stats.ok > 300, { what: 'load to flow' });
+  const up = timed(() => c.run(...CLI.split(' '), 'upgrade', '--supervisor', '--pid-file', '/run/app/app.pid'));
+  const newMain = show(c, unit, 'MainPID');
+  const oldGone = await waitFor(() => c.run('kill', '-0', mainPid).status !== 0, { timeout: 30_000, what: 'the old supervisor to exit' }).then(() => true, () => false);
+  const upOk = upLoad.stats.ok;
+  await waitFor(() => upLoad.stats.ok > upOk + 300, { what: 'load to flow after the supervisor upgrade' });
+  const upResult = await upLoad.stop();
+  check('supervisor: grace-restart upgrade --supervisor under load', up.status === 0 && newMain !== mainPid && oldGone && upResult.failed === 0 && show(c, unit, 'ActiveState') === 'active',
+    `exit ${up.status} in ${up.ms} ms; MainPID ${mainPid}→${newMain}, old supervisor exited: ${oldGone}, unit ${show(c, unit, 'ActiveState')}; ${upResult.ok} requests, ${upResult.failed} failed ${JSON.stringify(upResult.errors)}, p99 ${upResult.latencyMs.p99} ms, max ${upResult.latencyMs.max} ms`);
+
   const slow = request({ port, path: '/slow?ms=2000' });
   await new Promise((r) => setTimeout(r, 300));
   const stop = timed(() => c.run('systemctl', 'stop', unit));
   const slowRes = await slow.then((r) => r.status, (e) => e.code);
   const props = ['Result', 'ExecMainStatus', 'ExecMainCode'].map((p) => `${p}=${show(c, unit, p)}`).join(' ');
-  check('supervisor: systemctl stop drains', stop.status === 0 && slowRes === 200 && show(c, unit, 'Result') === 'success' && show(c, unit, 'ExecMainStatus') === '0',
+  check('supervisor: systemctl stop drains (after the supervisor upgrade)', stop.status === 0 && slowRes === 200 && show(c, unit, 'Result') === 'success' && show(c, unit, 'ActiveState') === 'inactive',
     `exit ${stop.status} in ${stop.ms} ms; a 2 s request in flight → ${slowRes}; ${props}`);
+}
+
+/**
+ * The supervisor socket-activated, Type=notify (its own sd_notify): reloads, `systemctl
+ * restart` and a supervisor upgrade under load, a stop while a reload is in flight, the stop.
+ * The app is core's test fixture, whose next release can be made slow to boot.
+ */
+async function activatedSupervisorUnit(c) {
+  const port = await freePort();
+  const behaviour = join(ROOTFS, 'tmp/grace-behaviour');
+  writeFileSync(behaviour, 'ok');
+  const unit = 'app-sup.service';
+  installUnit('app-sup.socket', `[Socket]
+ListenStream=127.0.0.1:${port}
+`);
+  installUnit(unit, `[Unit]
+Requires=app-sup.socket
+After=app-sup.socket
+[Service]
+Type=notify
+NotifyAccess=all
+Environment=PORT=${port} HOST=127.0.0.1 BEHAVIOUR_FILE=/tmp/grace-behaviour
+ExecStart=${CLI} run --workers 2 --pid-file /run/app-sup/app.pid -- node ${REPO}/packages/core/test/fixtures/server.mjs
+ExecReload=${CLI} upgrade --pid-file /run/app-sup/app.pid
+RuntimeDirectory=app-sup
+KillMode=mixed
+TimeoutStopSec=45
+`);
+  c.run('systemctl', 'daemon-reload');
+  const label = 'supervisor socket-activated (app-sup.socket), Type=notify';
+  c.run('systemctl', 'start', 'app-sup.socket');
+  const first = await request({ port, timeout: 15_000 }).then((r) => r.json, (e) => ({ error: e.code }));
+  const mainPid = show(c, unit, 'MainPID');
+  check(`${label}: the first connection starts it`, typeof first.pid === 'number' && show(c, unit, 'ActiveState') === 'active' && show(c, unit, 'StatusText').startsWith('serving, generation 1, 2 workers'),
+    `GET / → worker ${first.pid ?? first.error}, unit ${show(c, unit, 'ActiveState')}, MainPID ${mainPid}, StatusText "${show(c, unit, 'StatusText')}"`);
+
+  const underLoad = async (what, action) => {
+    const load = startLoad({ port, connections: 20, latency: true });
+    await waitFor(() => load.stats.ok > 300, { what: 'load to flow' });
+    const outcome = await action();
+    const okBefore = load.stats.ok;
+    await waitFor(() => load.stats.ok > okBefore + 300, { what: `load to flow after ${what}` });
+    return { outcome, result: await load.stop() };
+  };
+  const figures = (r) => `${r.ok} requests, ${r.failed} failed ${JSON.stringify(r.errors)}, latency p50/p99/max ${r.latencyMs.p50}/${r.latencyMs.p99}/${r.latencyMs.max} ms`;
+
+  const reloads = await underLoad('3 reloads', async () => {
+    const rounds = [];
+    for (let i = 0; i < 3; i++) rounds.push(timed(() => c.run('systemctl', 'reload', unit)));
+    return rounds;
+  });
+  check(`${label}: 3 × systemctl reload under load`, reloads.outcome.every((r) => r.status === 0) && reloads.result.failed === 0 && show(c, unit, 'MainPID') === mainPid,
+    `reload exits ${reloads.outcome.map((r) => r.status).join('/')} in ${reloads.outcome.map((r) => r.ms).join('/')} ms, MainPID unchanged: ${show(c, unit, 'MainPID') === mainPid}; ${figures(reloads.result)}`);
+
+  const restart = await underLoad('a restart', async () => timed(() => c.run('systemctl', 'restart', unit)));
+  const afterRestart = show(c, unit, 'MainPID');
+  check(`${label}: systemctl restart under load`, restart.outcome.status === 0 && restart.result.failed === 0 && afterRestart !== mainPid && show(c, unit, 'ActiveState') === 'active',
+    `exit ${restart.outcome.status} in ${restart.outcome.ms} ms, MainPID ${mainPid}→${afterRestart}; connects waited in the socket's backlog: ${figures(restart.result)}`);
+
+  const upgrade = await underLoad('a supervisor upgrade', async () => timed(() => c.run(...CLI.split(' '), 'upgrade', '--supervisor', '--pid-file', '/run/app-sup/app.pid')));
+  const newMain = show(c, unit, 'MainPID');
+  const oldGone = await waitFor(() => c.run('kill', '-0', afterRestart).status !== 0, { timeout: 30_000, what: 'the old supervisor to exit' }).then(() => true, () => false);
+  const pidFile = c.run('cat', '/run/app-sup/app.pid').stdout.trim();
+  check(`${label}: grace-restart upgrade --supervisor under load`, upgrade.outcome.status === 0 && upgrade.result.failed === 0 && newMain !== afterRestart && pidFile === newMain && oldGone && show(c, unit, 'ActiveState') === 'active',
+    `exit ${upgrade.outcome.status} in ${upgrade.outcome.ms} ms (${upgrade.outcome.stdout.trim()}); MainPID ${afterRestart}→${newMain}, PID file ${pidFile}, old supervisor exited: ${oldGone}, unit ${show(c, unit, 'ActiveState')}; ${figures(upgrade.result)}`);
+  const reloadAfter = timed(() => c.run('systemctl', 'reload', unit));
+  check(`${label}: systemctl reload after the supervisor upgrade`, reloadAfter.status === 0 && show(c, unit, 'StatusText').startsWith('serving, generation 3'),
+    `exit ${reloadAfter.status} in ${reloadAfter.ms} ms, StatusText "${show(c, unit, 'StatusText')}"`);
+
+  // A stop while a reload waits for a new release that boots slowly.
+  writeFileSync(behaviour, 'slow-boot:5000');
+  c.run('systemctl', 'reload', '--no-block', unit);
+  const reloading = await waitFor(() => show(c, unit, 'ActiveState') === 'reloading', { timeout: 10_000, what: 'the reload to run' }).then(() => true, () => false);
+  const stopDuringReload = timed(() => c.run('systemctl', 'stop', unit));
+  writeFileSync(behaviour, 'ok');
+  check(`${label}: systemctl stop while a reload is in flight`, reloading && stopDuringReload.status === 0 && show(c, unit, 'ActiveState') === 'inactive' && show(c, unit, 'Result') === 'success',
+    `reloading seen: ${reloading}; stop exit ${stopDuringReload.status} in ${stopDuringReload.ms} ms; unit ${show(c, unit, 'ActiveState')}, Result=${show(c, unit, 'Result')}`);
+
+  const again = await request({ port, timeout: 15_000 }).then((r) => r.json?.pid, (e) => e.code);
+  const slow = request({ port, path: '/slow?ms=2000' });
+  await waitFor(() => show(c, unit, 'ActiveState') === 'active', { timeout: 10_000, what: 'the unit to be active again' }).catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 300));
+  const stop = timed(() => c.run('systemctl', 'stop', unit));
+  const slowRes = await slow.then((r) => r.status, (e) => e.code);
+  check(`${label}: next connection activates it again; systemctl stop drains`, typeof again === 'number' && stop.status === 0 && slowRes === 200 && show(c, unit, 'ActiveState') === 'inactive' && show(c, unit, 'Result') === 'success',
+    `GET / → ${again}; stop exit ${stop.status} in ${stop.ms} ms, a 2 s request in flight → ${slowRes}, unit ${show(c, unit, 'ActiveState')}, Result=${show(c, unit, 'Result')}`);
+  c.run('systemctl', 'stop', 'app-sup.socket');
+}
+
+/** The plain Fastify example as a Type=notify unit: core's own sd_notify, no app code for it. */
+async function coreNotifyUnit(c) {
+  const port = await freePort();
+  const unit = 'app-core-notify.service';
+  installUnit(unit, `[Service]
+Type=notify
+NotifyAccess=all
+WatchdogSec=3
+WorkingDirectory=${REPO}/examples/fastify
+Environment=PORT=${port} HOST=127.0.0.1
+ExecStart=/usr/local/bin/node dist/server.js
+ExecReload=/bin/kill -USR2 $MAINPID
+ExecStop=/bin/sh -c 'kill -TERM $MAINPID; while kill -0 $MAINPID 2>/dev/null; do sleep 0.2; done'
+TimeoutStopSec=45
+`);
+  c.run('systemctl', 'daemon-reload');
+  const label = 'self-upgrade, Type=notify with core\'s own sd_notify, WatchdogSec=3';
+  const start = timed(() => c.run('systemctl', 'start', unit));
+  let mainPid = show(c, unit, 'MainPID');
+  check(`${label}: start waits for READY=1`, start.status === 0 && show(c, unit, 'ActiveState') === 'active' && show(c, unit, 'StatusText') === 'serving, generation 1',
+    `exit ${start.status} in ${start.ms} ms, MainPID ${mainPid}, StatusText "${show(c, unit, 'StatusText')}"`);
+  const load = startLoad({ port, connections: 20, latency: true });
+  await waitFor(() => load.stats.ok > 300, { what: 'load to flow' });
+  const moves = [];
+  for (let i = 0; i < 3; i++) {
+    const before = mainPid;
+    c.run('systemctl', 'reload', unit);
+    const now = await waitFor(() => {
+      const p = show(c, unit, 'MainPID');
+      return p !== before && p !== '0' && c.run('kill', '-0', before).status !== 0 && p;
+    }, { timeout: 30_000, what: 'MainPID to move to the successor' }).catch(() => undefined);
+    moves.push(`${before}→${now}`);
+    if (now) mainPid = now;
+  }
+  // Longer than WatchdogSec: the pings of the last generation keep the unit alive.
+  await new Promise((r) => setTimeout(r, 4000));
+  const result = await load.stop();
+  check(`${label}: 3 upgrades under load, MAINPID from the handover, watchdog kept`, !moves.some((m) => m.endsWith('undefined')) && result.failed === 0 && show(c, unit, 'ActiveState') === 'active' && show(c, unit, 'StatusText') === 'serving, generation 4',
+    `MainPID ${moves.join(', ')}, unit ${show(c, unit, 'ActiveState')}, StatusText "${show(c, unit, 'StatusText')}", NRestarts=${show(c, unit, 'NRestarts')}; ${result.ok} requests, ${result.failed} failed, p99 ${result.latencyMs.p99} ms`);
+  const stop = timed(() => c.run('systemctl', 'stop', unit));
+  check(`${label}: stop`, stop.status === 0 && show(c, unit, 'Result') === 'success', `exit ${stop.status} in ${stop.ms} ms, Result=${show(c, unit, 'Result')}`);
+}
+
+/** The supervisor as Type=simple: it runs, but cannot be replaced (systemd would stop the unit). */
+async function simpleSupervisorUnit(c) {
+  const port = await freePort();
+  const unit = 'app-sup-simple.service';
+  installUnit(unit, `[Service]
+Type=simple
+WorkingDirectory=${REPO}/examples/fastify
+Environment=PORT=${port} HOST=127.0.0.1
+ExecStart=${CLI} run --workers 1 --pid-file /run/app-sup-simple/app.pid -- node dist/server.js
+RuntimeDirectory=app-sup-simple
+KillMode=mixed
+`);
+  c.run('systemctl', 'daemon-reload');
+  c.run('systemctl', 'start', unit);
+  await waitFor(() => request({ port, timeout: 2000 }).then((r) => r.status === 200, () => false), { what: `${unit} to serve` });
+  const mainPid = show(c, unit, 'MainPID');
+  const refused = c.run(...CLI.split(' '), 'upgrade', '--supervisor', '--pid-file', '/run/app-sup-simple/app.pid');
+  check('supervisor, Type=simple: upgrade --supervisor is refused with the reason', refused.status === 1 && /Type=notify/.test(refused.stdout) && show(c, unit, 'MainPID') === mainPid && show(c, unit, 'ActiveState') === 'active',
+    `exit ${refused.status}: ${refused.stdout.trim()}; MainPID still ${show(c, unit, 'MainPID')}`);
+  c.run('systemctl', 'stop', unit);
 }
 
 /** The old docs' recipe: Type=forking + PIDFile for a process that never forks. */
@@ -269,6 +434,9 @@ let container;
 try {
   container = await boot();
   await supervisorUnit(container);
+  await simpleSupervisorUnit(container);
+  await activatedSupervisorUnit(container);
+  await coreNotifyUnit(container);
   await forkingUnit(container);
   await simpleSelfUpgrade(container);
   await notifyUnit(container, { socket: false });

@@ -327,6 +327,7 @@ async function upgrade(argv: string[]): Promise<number> {
   const pid = targetPid(values);
   const timeout = integer(values.timeout, '--timeout', 60_000);
   const socket = controlSocketPath(pid, values['control-dir']);
+  stopWaitingOnSignals(pid);
   if (values.supervisor === true) return upgradeSupervisor(pid, socket, timeout, values.json === true);
   if (existsSync(socket)) {
     const response = await sendControl(socket, { cmd: 'upgrade' }, timeout);
@@ -371,6 +372,23 @@ async function upgradeSelf(pid: number, pidFile: string | undefined, timeout: nu
   const message = `upgrade failed: ${pid} still serves after ${timeout} ms (the successor failed and was rolled back, or is still starting); see the process logs`;
   process.stdout.write(json ? `${JSON.stringify({ ok: false, oldPid: pid, error: message })}\n` : `${message}\n`);
   return 1;
+}
+
+/**
+ * A stop signal while `upgrade` waits ends the wait, never the upgrade: that is the service's
+ * to finish or abort. Run by systemd (`ExecReload=`, INVOCATION_ID set), SIGTERM means systemd
+ * is stopping the unit (or gave up on the reload, which it reports itself): exit 0 then, or
+ * the killed reload would leave the stopped unit `failed` (Result=signal). Otherwise the
+ * usual 128 + signal number.
+ */
+function stopWaitingOnSignals(pid: number): void {
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      const systemdStopping = signal === 'SIGTERM' && process.env['INVOCATION_ID'] !== undefined;
+      process.stdout.write(`grace-restart upgrade: stopped waiting (${signal}); the upgrade of ${pid} is the service's to finish or abort${systemdStopping ? ' (systemd is stopping the unit or gave up on this reload)' : ''}: see grace-restart status\n`);
+      process.exit(systemdStopping ? 0 : signalExitCode(signal));
+    });
+  }
 }
 
 /** `upgrade --supervisor`: replaces the supervisor process itself, through its control socket. */

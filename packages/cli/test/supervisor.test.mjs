@@ -1,6 +1,6 @@
 // grace-restart run / upgrade / status, as real processes on 127.0.0.1.
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, statSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,6 +98,28 @@ test('a release that crashes at boot: old workers keep serving and upgrade exits
   const stats = await load.stop();
   assert.equal(stats.failed, 0, JSON.stringify(stats));
   assert.deepEqual((await workerPids(pidFile)).sort(), before.sort());
+});
+
+test('a stop signal to a waiting `grace-restart upgrade` ends the wait, not the upgrade: exit 143, or 0 for SIGTERM under systemd (INVOCATION_ID), which is stopping the unit', async (t) => {
+  const behaviour = join(tempDir(), 'behaviour');
+  writeFileSync(behaviour, 'ok');
+  const { supervisor, pidFile } = await startSupervisor(t, { workers: 1, env: { BEHAVIOUR_FILE: behaviour } });
+  writeFileSync(behaviour, 'slow-boot:4000');
+  for (const [env, expected] of [[{}, 143], [{ INVOCATION_ID: 'f00d' }, 0]]) {
+    const after = supervisor.stderr.length;
+    const waiting = spawn(process.execPath, [BIN, 'upgrade', '--pid-file', pidFile], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    waiting.stdout.on('data', (d) => (stdout += d));
+    const exited = new Promise((resolve) => waiting.once('exit', (code, signal) => resolve({ code, signal })));
+    await waitFor(() => supervisor.stderr.slice(after).includes('upgrade started'), { what: 'the upgrade to start' });
+    waiting.kill('SIGTERM');
+    assert.deepEqual(await exited, { code: expected, signal: null }, stdout);
+    assert.match(stdout, /stopped waiting \(SIGTERM\); the upgrade of [0-9]+ is the service's to finish or abort/);
+    // The upgrade itself goes on and lands.
+    await waitFor(async () => (await cli(['status', '--pid-file', pidFile, '--json'])).stdout.includes('"lastUpgrade":{"ok":true'), { timeout: 30_000, what: 'the upgrade to land' });
+    const { generation } = JSON.parse((await cli(['status', '--pid-file', pidFile, '--json'])).stdout);
+    assert.equal(generation, expected === 143 ? 2 : 3);
+  }
 });
 
 test('a killed worker is restarted', async (t) => {

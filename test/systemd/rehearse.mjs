@@ -2,6 +2,7 @@
 // The systemd recipes of docs/operations.md, tried against a real systemd as PID 1.
 //
 //   sudo node test/systemd/rehearse.mjs        (after npm ci && npm run build)
+//   sudo ONLY=activatedSupervisorUnit node test/systemd/rehearse.mjs   (some scenarios only)
 //
 // Needs root, `debootstrap` and `systemd-nspawn` (apt-get install debootstrap systemd-container).
 // Builds a Debian bookworm tree once (ROOTFS, default /var/lib/grace-nspawn/bookworm), boots it
@@ -9,7 +10,7 @@
 // The container shares this machine's network, so the units listen on 127.0.0.1 and load is sent
 // from here. Drives it with `nsenter -t <its PID 1> -a systemctl …`; powers it off at the end.
 // Prints one line per check and a summary; exits 1 if an expected outcome was not met.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,9 +24,12 @@ const NODE = realpathSync(process.execPath);
 const CLI = `/usr/local/bin/node ${REPO}/packages/cli/dist/bin.js`;
 const results = [];
 
-function check(name, ok, detail) {
+let container;
+function check(name, ok, detail, unit) {
   results.push({ name, ok, detail });
   console.log(`${ok ? 'PASS' : 'FAIL'}  ${name}: ${detail}`);
+  // What the unit logged, to see why.
+  if (!ok && unit && container) console.log(container.run('journalctl', '--no-pager', '-o', 'cat', '-n', '40', '-u', unit).stdout.replace(/^/gm, '      | '));
 }
 
 function ensureRootfs() {
@@ -55,11 +59,20 @@ async function boot() {
     return readChildren(nspawn.pid).find((pid) => readComm(pid) === 'systemd');
   }, { timeout: 30_000, what: 'the container to start' }).catch(abandon);
   const run = (...cmd) => spawnSync('nsenter', ['-t', String(leader), '-a', ...cmd], { encoding: 'utf8', timeout: 120_000 });
+  // While load runs from this process: spawnSync would stall its clients for the command's whole
+  // duration, and their latency and idle timeouts would measure that stall.
+  const runAsync = (...cmd) =>
+    new Promise((resolve) => {
+      execFile('nsenter', ['-t', String(leader), '-a', ...cmd], { encoding: 'utf8', timeout: 120_000 }, (error, stdout, stderr) => {
+        resolve({ status: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
+      });
+    });
   await waitFor(() => /^(running|degraded)/.test(run('systemctl', 'is-system-running').stdout), { timeout: 60_000, what: 'systemd in the container to finish booting' }).catch(abandon);
   console.log(`container booted: ${run('systemctl', '--version').stdout.split('\n')[0]} as PID 1 (host pid ${leader})`);
   return {
     leader,
     run,
+    runAsync,
     async stop() {
       run('systemctl', 'poweroff');
       const done = await Promise.race([exited.then(() => true), new Promise((r) => setTimeout(() => r(false), 30_000))]);
@@ -96,6 +109,11 @@ const timed = (fn) => {
   const r = fn();
   return { ...r, ms: Date.now() - t0 };
 };
+const timedAsync = async (fn) => {
+  const t0 = Date.now();
+  const r = await fn();
+  return { ...r, ms: Date.now() - t0 };
+};
 
 async function supervisorUnit(c) {
   const port = await freePort();
@@ -108,6 +126,9 @@ WorkingDirectory=${REPO}/examples/fastify
 Environment=PORT=${port} HOST=127.0.0.1
 ExecStart=${CLI} run --workers 2 --pid-file /run/app/app.pid -- node dist/server.js
 ExecReload=${CLI} upgrade --pid-file /run/app/app.pid
+# After a supervisor upgrade the main process is not systemd's child: on cgroup v1 systemd does
+# not wait for it (SIGKILL mid-drain): stop it and wait for its drain here.
+ExecStop=/bin/sh -c 'kill -TERM $MAINPID; while kill -0 $MAINPID 2>/dev/null; do sleep 0.2; done'
 RuntimeDirectory=app
 KillSignal=SIGTERM
 # SIGTERM to the supervisor only: it drains its workers. With the default (control-group) each
@@ -127,7 +148,7 @@ TimeoutStopSec=45
   const reloads = [];
   for (let i = 0; i < 3; i++) {
     const before = childrenIn(c, mainPid);
-    const r = timed(() => c.run('systemctl', 'reload', unit));
+    const r = await timedAsync(() => c.runAsync('systemctl', 'reload', unit));
     // The retired workers drain after the reload returns: wait until they are gone.
     const replaced = await waitFor(() => {
       const now = childrenIn(c, mainPid);
@@ -154,7 +175,7 @@ TimeoutStopSec=45
   // The supervisor itself, with the TCP socket cluster bound for its workers.
   const upLoad = startLoad({ port, connections: 20, latency: true });
   await waitFor(() => upLoad.stats.ok > 300, { what: 'load to flow' });
-  const up = timed(() => c.run(...CLI.split(' '), 'upgrade', '--supervisor', '--pid-file', '/run/app/app.pid'));
+  const up = await timedAsync(() => c.runAsync(...CLI.split(' '), 'upgrade', '--supervisor', '--pid-file', '/run/app/app.pid'));
   const newMain = show(c, unit, 'MainPID');
   const oldGone = await waitFor(() => c.run('kill', '-0', mainPid).status !== 0, { timeout: 30_000, what: 'the old supervisor to exit' }).then(() => true, () => false);
   const upOk = upLoad.stats.ok;
@@ -169,7 +190,7 @@ TimeoutStopSec=45
   const slowRes = await slow.then((r) => r.status, (e) => e.code);
   const props = ['Result', 'ExecMainStatus', 'ExecMainCode'].map((p) => `${p}=${show(c, unit, p)}`).join(' ');
   check('supervisor: systemctl stop drains (after the supervisor upgrade)', stop.status === 0 && slowRes === 200 && show(c, unit, 'Result') === 'success' && show(c, unit, 'ActiveState') === 'inactive',
-    `exit ${stop.status} in ${stop.ms} ms; a 2 s request in flight → ${slowRes}; ${props}`);
+    `exit ${stop.status} in ${stop.ms} ms; a 2 s request in flight → ${slowRes}; ${props}`, unit);
 }
 
 /**
@@ -179,7 +200,8 @@ TimeoutStopSec=45
  */
 async function activatedSupervisorUnit(c) {
   const port = await freePort();
-  const behaviour = join(ROOTFS, 'tmp/grace-behaviour');
+  // Not /tmp: nspawn mounts a tmpfs there, which this side does not see.
+  const behaviour = join(ROOTFS, 'var/lib/grace-behaviour');
   writeFileSync(behaviour, 'ok');
   const unit = 'app-sup.service';
   installUnit('app-sup.socket', `[Socket]
@@ -191,9 +213,12 @@ After=app-sup.socket
 [Service]
 Type=notify
 NotifyAccess=all
-Environment=PORT=${port} HOST=127.0.0.1 BEHAVIOUR_FILE=/tmp/grace-behaviour
+Environment=PORT=${port} HOST=127.0.0.1 BEHAVIOUR_FILE=/var/lib/grace-behaviour
 ExecStart=${CLI} run --workers 2 --pid-file /run/app-sup/app.pid -- node ${REPO}/packages/core/test/fixtures/server.mjs
 ExecReload=${CLI} upgrade --pid-file /run/app-sup/app.pid
+# After a supervisor upgrade the main process is not systemd's child: on cgroup v1 systemd does
+# not wait for it (SIGKILL mid-drain): stop it and wait for its drain here.
+ExecStop=/bin/sh -c 'kill -TERM $MAINPID; while kill -0 $MAINPID 2>/dev/null; do sleep 0.2; done'
 RuntimeDirectory=app-sup
 KillMode=mixed
 TimeoutStopSec=45
@@ -204,7 +229,7 @@ TimeoutStopSec=45
   const first = await request({ port, timeout: 15_000 }).then((r) => r.json, (e) => ({ error: e.code }));
   const mainPid = show(c, unit, 'MainPID');
   check(`${label}: the first connection starts it`, typeof first.pid === 'number' && show(c, unit, 'ActiveState') === 'active' && show(c, unit, 'StatusText').startsWith('serving, generation 1, 2 workers'),
-    `GET / → worker ${first.pid ?? first.error}, unit ${show(c, unit, 'ActiveState')}, MainPID ${mainPid}, StatusText "${show(c, unit, 'StatusText')}"`);
+    `GET / → worker ${first.pid ?? first.error}, unit ${show(c, unit, 'ActiveState')}, MainPID ${mainPid}, StatusText "${show(c, unit, 'StatusText')}"`, unit);
 
   const underLoad = async (what, action) => {
     const load = startLoad({ port, connections: 20, latency: true });
@@ -218,18 +243,18 @@ TimeoutStopSec=45
 
   const reloads = await underLoad('3 reloads', async () => {
     const rounds = [];
-    for (let i = 0; i < 3; i++) rounds.push(timed(() => c.run('systemctl', 'reload', unit)));
+    for (let i = 0; i < 3; i++) rounds.push(await timedAsync(() => c.runAsync('systemctl', 'reload', unit)));
     return rounds;
   });
   check(`${label}: 3 × systemctl reload under load`, reloads.outcome.every((r) => r.status === 0) && reloads.result.failed === 0 && show(c, unit, 'MainPID') === mainPid,
     `reload exits ${reloads.outcome.map((r) => r.status).join('/')} in ${reloads.outcome.map((r) => r.ms).join('/')} ms, MainPID unchanged: ${show(c, unit, 'MainPID') === mainPid}; ${figures(reloads.result)}`);
 
-  const restart = await underLoad('a restart', async () => timed(() => c.run('systemctl', 'restart', unit)));
+  const restart = await underLoad('a restart', () => timedAsync(() => c.runAsync('systemctl', 'restart', unit)));
   const afterRestart = show(c, unit, 'MainPID');
   check(`${label}: systemctl restart under load`, restart.outcome.status === 0 && restart.result.failed === 0 && afterRestart !== mainPid && show(c, unit, 'ActiveState') === 'active',
     `exit ${restart.outcome.status} in ${restart.outcome.ms} ms, MainPID ${mainPid}→${afterRestart}; connects waited in the socket's backlog: ${figures(restart.result)}`);
 
-  const upgrade = await underLoad('a supervisor upgrade', async () => timed(() => c.run(...CLI.split(' '), 'upgrade', '--supervisor', '--pid-file', '/run/app-sup/app.pid')));
+  const upgrade = await underLoad('a supervisor upgrade', () => timedAsync(() => c.runAsync(...CLI.split(' '), 'upgrade', '--supervisor', '--pid-file', '/run/app-sup/app.pid')));
   const newMain = show(c, unit, 'MainPID');
   const oldGone = await waitFor(() => c.run('kill', '-0', afterRestart).status !== 0, { timeout: 30_000, what: 'the old supervisor to exit' }).then(() => true, () => false);
   const pidFile = c.run('cat', '/run/app-sup/app.pid').stdout.trim();
@@ -242,11 +267,13 @@ TimeoutStopSec=45
   // A stop while a reload waits for a new release that boots slowly.
   writeFileSync(behaviour, 'slow-boot:5000');
   c.run('systemctl', 'reload', '--no-block', unit);
-  const reloading = await waitFor(() => show(c, unit, 'ActiveState') === 'reloading', { timeout: 10_000, what: 'the reload to run' }).then(() => true, () => false);
+  // Once the supervisor works on it (its RELOADING=1 status): a stop within the first ~0.1 s, while
+  // node itself still starts the `grace-restart upgrade` process, kills it before it can answer.
+  const reloading = await waitFor(() => show(c, unit, 'ActiveState') === 'reloading' && show(c, unit, 'StatusText').startsWith('upgrading to generation'), { timeout: 10_000, what: 'the reload to run' }).then(() => true, () => false);
   const stopDuringReload = timed(() => c.run('systemctl', 'stop', unit));
   writeFileSync(behaviour, 'ok');
   check(`${label}: systemctl stop while a reload is in flight`, reloading && stopDuringReload.status === 0 && show(c, unit, 'ActiveState') === 'inactive' && show(c, unit, 'Result') === 'success',
-    `reloading seen: ${reloading}; stop exit ${stopDuringReload.status} in ${stopDuringReload.ms} ms; unit ${show(c, unit, 'ActiveState')}, Result=${show(c, unit, 'Result')}`);
+    `reloading seen: ${reloading}; stop exit ${stopDuringReload.status} in ${stopDuringReload.ms} ms; unit ${show(c, unit, 'ActiveState')}, Result=${show(c, unit, 'Result')}`, unit);
 
   const again = await request({ port, timeout: 15_000 }).then((r) => r.json?.pid, (e) => e.code);
   const slow = request({ port, path: '/slow?ms=2000' });
@@ -285,7 +312,7 @@ TimeoutStopSec=45
   const moves = [];
   for (let i = 0; i < 3; i++) {
     const before = mainPid;
-    c.run('systemctl', 'reload', unit);
+    await c.runAsync('systemctl', 'reload', unit);
     const now = await waitFor(() => {
       const p = show(c, unit, 'MainPID');
       return p !== before && p !== '0' && c.run('kill', '-0', before).status !== 0 && p;
@@ -430,17 +457,21 @@ if (process.getuid?.() !== 0) {
   process.exit(2);
 }
 ensureRootfs();
-let container;
 try {
   container = await boot();
-  await supervisorUnit(container);
-  await simpleSupervisorUnit(container);
-  await activatedSupervisorUnit(container);
-  await coreNotifyUnit(container);
-  await forkingUnit(container);
-  await simpleSelfUpgrade(container);
-  await notifyUnit(container, { socket: false });
-  await notifyUnit(container, { socket: true });
+  // ONLY=supervisorUnit,coreNotifyUnit runs just those.
+  const only = process.env.ONLY?.split(',');
+  const scenarios = [
+    ['supervisorUnit', () => supervisorUnit(container)],
+    ['simpleSupervisorUnit', () => simpleSupervisorUnit(container)],
+    ['activatedSupervisorUnit', () => activatedSupervisorUnit(container)],
+    ['coreNotifyUnit', () => coreNotifyUnit(container)],
+    ['forkingUnit', () => forkingUnit(container)],
+    ['simpleSelfUpgrade', () => simpleSelfUpgrade(container)],
+    ['notifyUnit', () => notifyUnit(container, { socket: false })],
+    ['activatedNotifyUnit', () => notifyUnit(container, { socket: true })],
+  ];
+  for (const [name, run] of scenarios) if (only === undefined || only.includes(name)) await run();
 } catch (error) {
   check('rehearsal', false, `aborted: ${error.stack}`);
 } finally {

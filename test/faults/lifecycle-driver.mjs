@@ -40,7 +40,11 @@ function prng(seed) {
 /** Operations and their weights, per mode. `excused`: may fail requests held by a killed or crashed process. */
 const OPERATIONS = {
   self: { upgrade: 6, 'upgrade-storm': 1, hup: 2, 'bad-crash-at-boot': 2, 'bad-never-ready': 1, 'bad-crash-after-ready': 2, 'kill-successor': 2, 'kill-old-in-drain': 1, term: 1, int: 1, 'term-twice': 1, 'term-in-upgrade': 1, 'term-in-drain': 1 },
-  supervisor: { upgrade: 5, 'upgrade-usr2': 2, hup: 2, 'bad-crash-at-boot': 2, 'bad-never-ready': 1, 'bad-crash-after-ready': 1, 'kill-worker': 2, 'kill-new-worker': 2, term: 1, int: 1, 'term-twice': 1, 'term-in-upgrade': 1 },
+  supervisor: {
+    upgrade: 5, 'upgrade-usr2': 2, hup: 2, 'bad-crash-at-boot': 2, 'bad-never-ready': 1, 'bad-crash-after-ready': 1, 'kill-worker': 2, 'kill-new-worker': 2, term: 1, int: 1, 'term-twice': 1, 'term-in-upgrade': 1,
+    // The supervisor process itself replaced (upgrade --supervisor, SIGUSR1), failing, interrupted.
+    'supervisor-upgrade': 3, 'supervisor-upgrade-usr1': 1, 'bad-supervisor-upgrade': 1, 'kill-new-supervisor': 1, 'kill-old-supervisor-in-drain': 1, 'term-in-supervisor-upgrade': 1, 'term-old-supervisor-in-drain': 1,
+  },
 };
 
 function pick(rnd, weights) {
@@ -205,6 +209,18 @@ async function stop(service, signal, scope, { twice = false, expectCodes = [0] }
 }
 
 /**
+ * How the supervisor `pid` ended: its exit code when it is the one this driver started (the first
+ * of a life); a supervisor started by the one it replaced is not our child, and its clean end
+ * shows only as what `endOfLife` checks besides (no process left, PID file and control socket
+ * removed, which only a clean stop does): reported as code 0 then.
+ */
+async function supervisorExit(service, pid) {
+  if (pid === service.proc.pid) return service.proc.exited;
+  await waitFor(() => !isAlive(pid), { timeout: 20_000, what: `supervisor ${pid} to exit` }).catch(() => undefined);
+  return isAlive(pid) ? undefined : { code: 0 };
+}
+
+/**
  * The 'exit' line `pid` wrote as it exited. Its process can be gone before this process has
  * read the line from the pipe: wait for it (undefined if it never comes: killed by a signal).
  */
@@ -216,7 +232,7 @@ function exitEvent(service, pid, after) {
 async function endOfLife(service, scope, pid, after, stats, expectCodes) {
   let problem;
   await waitFor(() => liveTagged(scope.tag).length === 0, { timeout: 20_000, what: 'every process to exit' }).catch(() => (problem = `processes left: ${liveTagged(scope.tag).join(',')}`));
-  const exit = service.mode === 'self' ? await exitEvent(service, pid, after) : await service.proc.exited;
+  const exit = service.mode === 'self' ? await exitEvent(service, pid, after) : await supervisorExit(service, pid);
   const code = exit?.code;
   if (!expectCodes.includes(code)) problem ??= `exit code ${code}, expected ${expectCodes.join(' or ')}`;
   if (existsSync(service.pidFile)) problem ??= 'the PID file is left behind';
@@ -313,6 +329,62 @@ async function perform(op, service, rnd, scope) {
       await upgrading;
       return { excused: true };
     }
+    case 'supervisor-upgrade': {
+      const result = await cli(['upgrade', '--supervisor', '--pid-file', service.pidFile], { tag: scope.tag, timeout: 30_000 });
+      return { problem: result.code === 0 && service.pid() !== pid ? undefined : `upgrade --supervisor exit ${result.code}, PID file ${service.pid()}: ${result.stdout}${result.stderr}` };
+    }
+    case 'supervisor-upgrade-usr1': {
+      process.kill(pid, 'SIGUSR1');
+      const next = await waitFor(() => service.pid() !== pid && service.pid(), { timeout: 20_000, what: 'a new supervisor' }).catch(() => undefined);
+      await waitFor(() => !isAlive(pid), { timeout: 20_000, what: 'the old supervisor to exit' }).catch(() => undefined);
+      return { problem: next && !isAlive(pid) ? undefined : `SIGUSR1: PID file ${service.pid()}, old supervisor ${pid} alive: ${isAlive(pid)}` };
+    }
+    case 'bad-supervisor-upgrade': {
+      writeFileSync(service.behaviourFile, 'crash-at-boot');
+      const result = await cli(['upgrade', '--supervisor', '--pid-file', service.pidFile], { tag: scope.tag, timeout: 30_000 });
+      writeFileSync(service.behaviourFile, 'ok');
+      return { problem: result.code === 1 && service.pid() === pid ? undefined : `a bad release's supervisor upgrade exited ${result.code}, PID file ${service.pid()}: ${result.stdout}` };
+    }
+    case 'kill-new-supervisor': {
+      // Killed before it has served through its probation (a random moment up to 300 ms after it started).
+      const supervisors = () => liveTagged(scope.tag).filter((p) => p !== pid && readCmdline(p).includes(`${BIN} run`));
+      const upgrading = cli(['upgrade', '--supervisor', '--pid-file', service.pidFile], { tag: scope.tag, timeout: 30_000 });
+      const [fresh] = await waitFor(() => supervisors().length > 0 && supervisors(), { timeout: 10_000, interval: 5, what: 'the new supervisor' }).catch(() => []);
+      await new Promise((r) => setTimeout(r, Math.floor(rnd() * 300)));
+      if (fresh !== undefined && isAlive(fresh)) process.kill(fresh, 'SIGKILL');
+      const result = await upgrading;
+      await waitFor(() => service.pid() === pid, { timeout: 5_000, what: 'the PID file to name the old supervisor' }).catch(() => undefined);
+      // Its workers die with it: requests they had accepted fail (excused).
+      return { excused: true, problem: result.code === 1 && service.pid() === pid ? undefined : `upgrade --supervisor exit ${result.code} after the new supervisor was killed, PID file ${service.pid()}: ${result.stdout}` };
+    }
+    case 'kill-old-supervisor-in-drain': {
+      const result = await cli(['upgrade', '--supervisor', '--pid-file', service.pidFile], { tag: scope.tag, timeout: 30_000 });
+      if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+      // Its draining workers die with it (their requests in flight: excused); the new one serves on.
+      return { excused: true, problem: result.code === 0 ? undefined : `upgrade --supervisor exit ${result.code}: ${result.stdout}` };
+    }
+    case 'term-in-supervisor-upgrade': {
+      // Before the handover: the new supervisor's workers boot for 600+ ms; SIGTERM lands within 500 ms of its start.
+      const stats = await service.load.stop();
+      writeFileSync(service.behaviourFile, `slow-boot:${600 + Math.floor(rnd() * 600)}`);
+      const supervisors = () => liveTagged(scope.tag).filter((p) => p !== pid && readCmdline(p).includes(`${BIN} run`));
+      const upgrading = cli(['upgrade', '--supervisor', '--pid-file', service.pidFile], { tag: scope.tag, timeout: 30_000 });
+      await waitFor(() => supervisors().length > 0, { timeout: 10_000, interval: 5, what: 'the new supervisor' }).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, Math.floor(rnd() * 500)));
+      process.kill(pid, 'SIGTERM');
+      const result = await upgrading;
+      writeFileSync(service.behaviourFile, 'ok');
+      const life = await endOfLife(service, scope, pid, after, stats, [0]);
+      if (result.code === 0) life.problem ??= `the supervisor upgrade landed although a stop came first: ${result.stdout}`;
+      return life;
+    }
+    case 'term-old-supervisor-in-drain': {
+      // systemd's KillMode=control-group, or an operator, signals the old supervisor after it handed over: it drains on.
+      const result = await cli(['upgrade', '--supervisor', '--pid-file', service.pidFile], { tag: scope.tag, timeout: 30_000 });
+      if (isAlive(pid)) process.kill(pid, 'SIGTERM');
+      await waitFor(() => !isAlive(pid), { timeout: 20_000, what: 'the old supervisor to exit' }).catch(() => undefined);
+      return { problem: result.code === 0 && !isAlive(pid) ? undefined : `upgrade --supervisor exit ${result.code}, old supervisor alive: ${isAlive(pid)}: ${result.stdout}` };
+    }
     case 'term':
       return stop(service, 'SIGTERM', scope);
     case 'int':
@@ -339,6 +411,14 @@ async function perform(op, service, rnd, scope) {
     }
     default:
       throw new Error(`unknown operation ${op}`);
+  }
+}
+
+function readCmdline(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+  } catch {
+    return '';
   }
 }
 

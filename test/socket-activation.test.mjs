@@ -126,15 +126,7 @@ for (const framework of ['express', 'fastify', 'koa']) {
 }
 
 test('two sockets (TCP and unix), unnamed: each listen() takes the one bound where it asks; upgrades under load on both', async (t) => {
-  const port = await freePort();
-  const socketPath = join(tempDir(t), 'admin.sock');
-  // The unix socket first: order alone would hand it to the TCP listen().
-  const app = await activate(t, {
-    script: TWO_LISTENERS,
-    sockets: [socketPath, `127.0.0.1:${port}`],
-    env: { PORT: port, HOST: '127.0.0.1', SOCKET_PATH: socketPath },
-    connect: { port },
-  });
+  const { service: app, port, socketPath } = await activateTwoSockets(t);
   await upgradesUnderLoad(t, app, [{ port }, { socketPath }], 2);
   assert.ok(existsSync(socketPath), 'the socket file systemd created is still there');
   const last = (await request({ socketPath })).json.pid;
@@ -144,16 +136,8 @@ test('two sockets (TCP and unix), unnamed: each listen() takes the one bound whe
 });
 
 test('two sockets named by --fdname and claimed with listen({ fdName }): upgrades under load on both', async (t) => {
-  const port = await freePort();
-  const socketPath = join(tempDir(t), 'admin.sock');
-  const app = await activate(t, {
-    script: TWO_LISTENERS,
-    sockets: [socketPath, `127.0.0.1:${port}`],
-    fdnames: ['admin', 'web'],
-    // Claimed by name, so the addresses the app asks for do not matter: given wrong on purpose.
-    env: { PORT: 1, HOST: '127.0.0.1', SOCKET_PATH: join(tempDir(t), 'elsewhere.sock'), FD_NAMES: 'web,admin' },
-    connect: { port },
-  });
+  // Claimed by name, so the addresses the app asks for do not matter: given wrong on purpose.
+  const { service: app, port, socketPath } = await activateTwoSockets(t, { fdnames: ['admin', 'web'], env: { PORT: 1, HOST: '127.0.0.1', SOCKET_PATH: join(tempDir(t), 'elsewhere.sock'), FD_NAMES: 'web,admin' } });
   await upgradesUnderLoad(t, app, [{ port }, { socketPath }], 1);
 });
 
@@ -253,6 +237,19 @@ async function stopSupervisor(sup) {
   assert.equal(existsSync(sup.pidFile), false, 'the PID file is removed');
 }
 
+/**
+ * The two-listener app on a unix socket and a TCP one (the unix socket first: order alone would
+ * hand it to the TCP listen()), self-upgrading, or with `workers` under `grace-restart run`.
+ * `env` adds to (or overrides) the addresses the app is told.
+ */
+async function activateTwoSockets(t, { workers, fdnames, env = {} } = {}) {
+  const port = await freePort();
+  const socketPath = join(tempDir(t), 'admin.sock');
+  const options = { script: TWO_LISTENERS, sockets: [socketPath, `127.0.0.1:${port}`], fdnames, env: { PORT: port, HOST: '127.0.0.1', SOCKET_PATH: socketPath, ...env }, connect: { port } };
+  const service = workers === undefined ? await activate(t, options) : await activateSupervisor(t, { ...options, workers });
+  return { service, port, socketPath };
+}
+
 for (const framework of ['express', 'fastify', 'koa']) {
   test(`grace-restart run, ${framework} example, 2 workers, unnamed socket: the workers serve on it, 2 upgrades under load fail no request`, async (t) => {
     const port = await freePort();
@@ -270,16 +267,7 @@ for (const framework of ['express', 'fastify', 'koa']) {
 }
 
 test('grace-restart run, 1 worker, TCP and unix sockets unnamed: upgrades under load on both; a SIGKILLed worker is restarted and the connects made meanwhile wait in the backlog', async (t) => {
-  const port = await freePort();
-  const socketPath = join(tempDir(t), 'admin.sock');
-  // The unix socket first: order alone would hand it to the TCP listen().
-  const sup = await activateSupervisor(t, {
-    script: TWO_LISTENERS,
-    sockets: [socketPath, `127.0.0.1:${port}`],
-    env: { PORT: port, HOST: '127.0.0.1', SOCKET_PATH: socketPath },
-    workers: 1,
-    connect: { port },
-  });
+  const { service: sup, port, socketPath } = await activateTwoSockets(t, { workers: 1 });
   await supervisorUpgradesUnderLoad(t, sup, [{ port }, { socketPath }], 2);
   for (let i = 0; i < 2; i++) {
     const [worker] = (await status(sup.pidFile)).workers.map((w) => w.pid);
@@ -297,17 +285,8 @@ test('grace-restart run, 1 worker, TCP and unix sockets unnamed: upgrades under 
 });
 
 test('grace-restart run, 2 workers, sockets named by --fdname and claimed with listen({ fdName }): an upgrade under load on both fails no request', async (t) => {
-  const port = await freePort();
-  const socketPath = join(tempDir(t), 'admin.sock');
-  const sup = await activateSupervisor(t, {
-    script: TWO_LISTENERS,
-    sockets: [socketPath, `127.0.0.1:${port}`],
-    fdnames: ['admin', 'web'],
-    // Claimed by name, so the addresses the app asks for do not matter: given wrong on purpose.
-    env: { PORT: 1, HOST: '127.0.0.1', SOCKET_PATH: join(tempDir(t), 'elsewhere.sock'), FD_NAMES: 'web,admin' },
-    workers: 2,
-    connect: { port },
-  });
+  // Claimed by name, so the addresses the app asks for do not matter: given wrong on purpose.
+  const { service: sup, port, socketPath } = await activateTwoSockets(t, { workers: 2, fdnames: ['admin', 'web'], env: { PORT: 1, HOST: '127.0.0.1', SOCKET_PATH: join(tempDir(t), 'elsewhere.sock'), FD_NAMES: 'web,admin' } });
   await supervisorUpgradesUnderLoad(t, sup, [{ port }, { socketPath }], 1);
   await stopSupervisor(sup);
 });
@@ -348,27 +327,12 @@ async function movedConnectionsKeepTheirListener(t, { port, socketPath }, upgrad
 }
 
 test('two unnamed sockets (both `unknown`), self-upgrade: each moved keep-alive connection is served by its own listener', async (t) => {
-  const port = await freePort();
-  const socketPath = join(tempDir(t), 'admin.sock');
-  const app = await activate(t, {
-    script: TWO_LISTENERS,
-    sockets: [socketPath, `127.0.0.1:${port}`],
-    env: { PORT: port, HOST: '127.0.0.1', SOCKET_PATH: socketPath },
-    connect: { port },
-  });
+  const { service: app, port, socketPath } = await activateTwoSockets(t);
   await movedConnectionsKeepTheirListener(t, { port, socketPath }, () => upgrade(app, app.pid));
 });
 
 test('two unnamed sockets (both `unknown`), grace-restart run: each relayed keep-alive connection is served by its own listener', async (t) => {
-  const port = await freePort();
-  const socketPath = join(tempDir(t), 'admin.sock');
-  const sup = await activateSupervisor(t, {
-    script: TWO_LISTENERS,
-    sockets: [socketPath, `127.0.0.1:${port}`],
-    env: { PORT: port, HOST: '127.0.0.1', SOCKET_PATH: socketPath },
-    workers: 1,
-    connect: { port },
-  });
+  const { service: sup, port, socketPath } = await activateTwoSockets(t, { workers: 1 });
   await movedConnectionsKeepTheirListener(t, { port, socketPath }, async () => {
     const result = await cli(['upgrade', '--pid-file', sup.pidFile]);
     assert.equal(result.code, 0, result.stdout + result.stderr);
@@ -378,15 +342,7 @@ test('two unnamed sockets (both `unknown`), grace-restart run: each relayed keep
 });
 
 test('grace-restart run socket-activated, TCP and unix: `upgrade --supervisor` under load on both fails no request; the new supervisor serves on the same sockets, the unix file stays systemd\'s', async (t) => {
-  const port = await freePort();
-  const socketPath = join(tempDir(t), 'admin.sock');
-  const sup = await activateSupervisor(t, {
-    script: TWO_LISTENERS,
-    sockets: [socketPath, `127.0.0.1:${port}`],
-    env: { PORT: port, HOST: '127.0.0.1', SOCKET_PATH: socketPath },
-    workers: 2,
-    connect: { port },
-  });
+  const { service: sup, port, socketPath } = await activateTwoSockets(t, { workers: 2 });
   const loads = [startLoad({ port, connections: 10 }), startLoad({ socketPath, connections: 10 })];
   t.after(() => Promise.all(loads.map((l) => l.stop())));
   await Promise.all(loads.map((l) => flows(l, 100)));

@@ -15,6 +15,7 @@
  * while the new supervisor still serves on it. Socket activation (a `.socket` unit) owns such
  * files, and the supervisor then only holds the fd.
  */
+import { readFileSync } from 'node:fs';
 import {
   ownListeningSockets,
   reloadingFields,
@@ -158,9 +159,10 @@ export function createSupervisorUpgrader(deps: SupervisorUpgraderDeps): Supervis
     });
     const sockets = socketsToHandOver(deps.inherited, deps.controlSocket);
     const refusal = retired ? 'this supervisor has already handed over' : (refuseHandover(supervisor, notifier) ?? ('refusal' in sockets ? sockets.refusal : undefined));
-    if (refusal !== undefined || 'refusal' in sockets) {
-      log.warn({ trigger }, `not upgrading the supervisor: ${refusal}`);
-      return outcome({ error: refusal ?? '' });
+    if (refusal !== undefined || !('listeners' in sockets)) {
+      const error = refusal ?? 'no sockets to hand over';
+      log.warn({ trigger }, `not upgrading the supervisor: ${error}`);
+      return outcome({ error });
     }
     supervisor.holdUpgrades('the supervisor itself is being upgraded');
     abort = new AbortController();
@@ -200,13 +202,23 @@ export function createSupervisorUpgrader(deps: SupervisorUpgraderDeps): Supervis
   };
 }
 
+/** The parent is a systemd manager (PID 1, or a user's `systemd --user`). */
+function parentIsSystemd(): boolean {
+  if (process.ppid === 1) return true;
+  try {
+    return readFileSync(`/proc/${process.ppid}/comm`, 'utf8').trim() === 'systemd';
+  } catch {
+    return false;
+  }
+}
+
 /** Why this supervisor cannot be replaced now, if it cannot. */
 function refuseHandover(supervisor: Supervisor, notifier: ServiceNotifier | undefined): string | undefined {
   if (supervisor.state !== 'running') return `the supervisor is ${supervisor.state}`;
   if (supervisor.upgrading) return 'a rolling upgrade of the workers is running: upgrade the supervisor once it is done';
   if (process.pid === 1) return "this supervisor is PID 1 (a container's init): its exit would end the container; restart the container instead, or run it under an init (docker run --init)";
   // Started by systemd itself: without NOTIFY_SOCKET, systemd cannot be told the new main pid.
-  if (process.env['INVOCATION_ID'] !== undefined && process.ppid === 1 && notifier === undefined) {
+  if (process.env['INVOCATION_ID'] !== undefined && parentIsSystemd() && notifier === undefined) {
     return 'under systemd the supervisor can be upgraded only in a Type=notify unit with NotifyAccess=all: in this unit systemd would stop the service when the old supervisor exits';
   }
   return undefined;

@@ -19,11 +19,11 @@ import {
   removePidFile,
   sendControl,
   serveControl,
+  signalExitCode,
+  startDirectory,
   takeHandoffEnv,
   takeInheritedListeners,
   takeNotifyEnv,
-  signalExitCode,
-  startDirectory,
   type SelfStatus,
   type UpgradeOutcome,
 } from '@grace-restart/core';

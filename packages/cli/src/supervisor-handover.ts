@@ -63,9 +63,9 @@ export function socketsToHandOver(inherited: readonly InheritedFd[], controlSock
   return { listeners };
 }
 
-/** `tcp/127.0.0.1/3000`, `unix/%2Frun%2Fapp.sock`: core's address names, from where the socket is bound. */
-function boundName(address: BoundAddress): string {
-  return address.kind === 'unix' ? `unix/${encodeURIComponent(address.path)}` : `tcp/${encodeURIComponent(address.address)}/${address.port}`;
+/** `tcp/127.0.0.1/3000`: core's address name, from where the socket is bound (the new workers still match it by address). */
+function boundName(address: Extract<BoundAddress, { kind: 'tcp' }>): string {
+  return `tcp/${encodeURIComponent(address.address)}/${address.port}`;
 }
 
 export interface HandOverOptions {

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { expect, test } from 'tstyche';
-import { createGrace, type Grace, type GraceOptions, type UpgradeError, type UpgradeResult } from '@grace-restart/core';
+import { createGrace, createServiceNotifier, takeInheritedListeners, takeNotifyEnv, type Grace, type GraceOptions, type UpgradeError, type UpgradeResult } from '@grace-restart/core';
 
 test('createGrace accepts typed options and returns a Grace', () => {
   expect(createGrace({ readyTimeout: 1000, pidFile: 'app.pid', upgradeSignal: false })).type.toBe<Grace>();
@@ -23,4 +23,14 @@ test('listen, upgrade and events are typed', () => {
   });
   expect(grace.generation).type.toBe<number>();
   expect(grace.isDraining).type.toBe<boolean>();
+});
+
+test('the notify protocol and socket-activation helpers the CLI builds on are typed', () => {
+  const env = takeNotifyEnv(process.env, process.pid);
+  expect(env.socket).type.toBe<string | undefined>();
+  expect(env.watchdogIntervalMs).type.toBe<number | undefined>();
+  const notifier = createServiceNotifier(env, console);
+  expect(notifier?.send).type.toBe<((fields: readonly string[]) => void) | undefined>();
+  expect(notifier?.flush()).type.toBe<Promise<void> | undefined>();
+  expect(takeInheritedListeners(process.env, process.pid).fds[0]?.name).type.toBe<string | undefined>();
 });

@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+// Where the tail latency of an upgrade comes from (groundwork for issue #17): the same example
+// app and keep-alive load (bench/lib/load.mjs, 50 connections, saturating on 2 cores), with
+// three events 2 s apart of one kind per run, and the p99 / p99.9 of the 1 s after each event
+// against the 2.4 s of steady state before the first:
+//   none            nothing happens: the noise floor (steady vs steady)
+//   cold-start      the same app boots on another port (its start-up CPU, no handoff)
+//   upgrade         SIGUSR2, keep-alive connections moving to the successor (the default)
+//   upgrade-nomove  SIGUSR2 with GRACE_RESTART_MOVE_CONNECTIONS=0 (the keep-alive-first drain)
+// Each kind runs `--rounds` times, in turn. Not part of `npm run bench`; run it after a build:
+//   node bench/latency-attribution.mjs [--framework fastify|express|koa] [--rounds 2]
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { histogramBetween, startLoad } from './lib/load.mjs';
+import { freePort, killQuietly, sleep } from './lib/procs.mjs';
+
+const { values } = parseArgs({ options: { framework: { type: 'string', default: 'fastify' }, rounds: { type: 'string', default: '2' } } });
+const app = new URL(`../examples/${values.framework}/dist/server.js`, import.meta.url).pathname;
+const KINDS = ['none', 'cold-start', 'upgrade', 'upgrade-nomove'];
+const EVENT_GAP_MS = 2000;
+const WINDOW_MS = 1000;
+
+async function run(kind) {
+  const pidFile = join(mkdtempSync(join(tmpdir(), 'grace-attribution-')), 'app.pid');
+  const port = await freePort();
+  const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', PID_FILE: pidFile, GRACE_RESTART_MOVE_CONNECTIONS: kind === 'upgrade-nomove' ? '0' : '1' };
+  const first = spawn(process.execPath, [app], { env, stdio: 'ignore' });
+  const deadline = Date.now() + 20_000;
+  while (!existsSync(pidFile)) {
+    if (Date.now() > deadline) throw new Error(`${app} wrote no PID file`);
+    await sleep(20);
+  }
+  const loadStart = performance.now();
+  const load = startLoad({ port, connections: 50 });
+  await sleep(3000);
+  const events = [];
+  const strays = [];
+  for (let i = 0; i < 3; i++) {
+    events.push(performance.now() - loadStart);
+    if (kind.startsWith('upgrade')) process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGUSR2');
+    if (kind === 'cold-start') strays.push(spawn(process.execPath, [app], { env: { ...process.env, PORT: String(await freePort()), HOST: '127.0.0.1' }, stdio: 'ignore' }));
+    await sleep(EVENT_GAP_MS);
+  }
+  const result = await load.stop();
+  killQuietly(Number(readFileSync(pidFile, 'utf8')));
+  killQuietly(first.pid);
+  for (const stray of strays) killQuietly(stray.pid);
+  const steady = histogramBetween(result.slots, 500, events[0] - 100);
+  const during = events.map((at) => histogramBetween(result.slots, at, at + WINDOW_MS)).reduce((all, h) => (all.add(h), all));
+  const p = (h, q) => Math.round(h.percentileMs(q) * 10) / 10;
+  return { kind, requests: result.ok + result.failed, failed: result.failed, steadyP99: p(steady, 99), p99: p(during, 99), p999: p(during, 99.9), ratio: Math.round((during.percentileMs(99) / steady.percentileMs(99)) * 100) / 100 };
+}
+
+console.log(`${values.framework}, node ${process.version}: p99 / p99.9 (ms) in the ${WINDOW_MS} ms after each of 3 events, against steady state`);
+for (let round = 0; round < Number(values.rounds); round++) {
+  for (const kind of KINDS) console.log(JSON.stringify(await run(kind)));
+}
+process.exit(0);

@@ -202,23 +202,27 @@ export function createSupervisorUpgrader(deps: SupervisorUpgraderDeps): Supervis
   };
 }
 
-/** The parent is a systemd manager (PID 1, or a user's `systemd --user`). */
-function parentIsSystemd(): boolean {
-  if (process.ppid === 1) return true;
+/** The parent's command name (`/proc/<ppid>/comm`), where there is a /proc. */
+function parentName(): string | undefined {
   try {
-    return readFileSync(`/proc/${process.ppid}/comm`, 'utf8').trim() === 'systemd';
+    return readFileSync(`/proc/${process.ppid}/comm`, 'utf8').trim();
   } catch {
-    return false;
+    return undefined;
   }
 }
+
+/** Container inits that exit, ending the container, when their one child exits. */
+const CONTAINER_INITS = new Set(['tini', 'docker-init', 'dumb-init', 'catatonit']);
 
 /** Why this supervisor cannot be replaced now, if it cannot. */
 function refuseHandover(supervisor: Supervisor, notifier: ServiceNotifier | undefined): string | undefined {
   if (supervisor.state !== 'running') return `the supervisor is ${supervisor.state}`;
   if (supervisor.upgrading) return 'a rolling upgrade of the workers is running: upgrade the supervisor once it is done';
-  if (process.pid === 1) return "this supervisor is PID 1 (a container's init): its exit would end the container; restart the container instead, or run it under an init (docker run --init)";
+  if (process.pid === 1) return "this supervisor is PID 1 (a container's init): its exit would end the container; replace the container instead";
+  const parent = parentName();
+  if (parent !== undefined && CONTAINER_INITS.has(parent)) return `this supervisor's parent is ${parent}, a container's init, which ends the container when the supervisor exits; replace the container instead`;
   // Started by systemd itself: without NOTIFY_SOCKET, systemd cannot be told the new main pid.
-  if (process.env['INVOCATION_ID'] !== undefined && parentIsSystemd() && notifier === undefined) {
+  if (process.env['INVOCATION_ID'] !== undefined && (process.ppid === 1 || parent === 'systemd') && notifier === undefined) {
     return 'under systemd the supervisor can be upgraded only in a Type=notify unit with NotifyAccess=all: in this unit systemd would stop the service when the old supervisor exits';
   }
   return undefined;

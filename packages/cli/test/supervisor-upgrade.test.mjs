@@ -3,8 +3,8 @@
 // the old one drains and exits. Real processes on 127.0.0.1, asserted from outside: pids, the
 // PID file, responses under keep-alive load, exit codes, who holds the listening socket.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readlinkSync, readdirSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, readlinkSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -176,4 +176,24 @@ test('upgrade --supervisor against a self-upgrading app: a clear refusal, exit 1
   const result = await cli(['upgrade', '--supervisor', '--pid', String(app.pid)]);
   assert.equal(result.code, 1);
   assert.match(result.stdout, /this process upgrades itself, it has no supervisor/);
+});
+
+test('a supervisor whose parent is a container init (tini): upgrade --supervisor is refused, its exit would end the container', async (t) => {
+  // /bin/sh under the name tini: /proc/<pid>/comm is what the refusal reads. `; :` keeps sh from exec'ing node.
+  const dir = mkdtempSync(join(tmpdir(), 'grace-sup-upgrade-'));
+  const tini = join(dir, 'tini');
+  copyFileSync('/bin/sh', tini);
+  chmodSync(tini, 0o755);
+  const pidFile = join(dir, 'sup.pid');
+  const port = await freePort();
+  const init = spawn(tini, ['-c', `"${process.execPath}" "${BIN}" run --pid-file "${pidFile}" -- node "${APP}"; :`], { env: { ...process.env, PORT: String(port), HOST: '127.0.0.1' }, stdio: 'ignore' });
+  t.after(() => {
+    if (existsSync(pidFile) && isAlive(readPid(pidFile))) process.kill(readPid(pidFile), 'SIGKILL');
+    init.kill('SIGKILL');
+  });
+  await waitFor(() => existsSync(pidFile), { what: 'the supervisor to serve' });
+  const result = await cli(['upgrade', '--supervisor', '--pid-file', pidFile]);
+  assert.equal(result.code, 1, result.stdout + result.stderr);
+  assert.match(result.stdout, /this supervisor's parent is tini, a container's init, which ends the container when the supervisor exits/);
+  assert.equal((await request({ port })).json.generation, 1);
 });

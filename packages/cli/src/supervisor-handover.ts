@@ -145,7 +145,6 @@ export interface SupervisorUpgrader {
 export function createSupervisorUpgrader(deps: SupervisorUpgraderDeps): SupervisorUpgrader {
   let running: Promise<SupervisorHandoverOutcome> | undefined;
   let abort: AbortController | undefined;
-  let retired = false;
 
   const handOver = async (trigger: string): Promise<SupervisorHandoverOutcome> => {
     const { supervisor, logger: log, notifier } = deps;
@@ -157,12 +156,12 @@ export function createSupervisorUpgrader(deps: SupervisorUpgraderDeps): Supervis
       durationMs: Date.now() - startedAt,
       ...fields,
     });
-    const sockets = socketsToHandOver(deps.inherited, deps.controlSocket);
-    const refusal = retired ? 'this supervisor has already handed over' : (refuseHandover(supervisor, notifier) ?? ('refusal' in sockets ? sockets.refusal : undefined));
-    if (refusal !== undefined || !('listeners' in sockets)) {
-      const error = refusal ?? 'no sockets to hand over';
-      log.warn({ trigger }, `not upgrading the supervisor: ${error}`);
-      return outcome({ error });
+    // A supervisor that has handed over is stopping: refuseHandover says so.
+    const refusal = refuseHandover(supervisor, notifier);
+    const sockets = refusal === undefined ? socketsToHandOver(deps.inherited, deps.controlSocket) : { refusal };
+    if ('refusal' in sockets) {
+      log.warn({ trigger }, `not upgrading the supervisor: ${sockets.refusal}`);
+      return outcome({ error: sockets.refusal });
     }
     supervisor.holdUpgrades('the supervisor itself is being upgraded');
     abort = new AbortController();
@@ -170,7 +169,6 @@ export function createSupervisorUpgrader(deps: SupervisorUpgraderDeps): Supervis
     notifier?.send(reloadingFields('upgrading the supervisor'));
     try {
       const newPid = await startNewSupervisor({ ...deps, listeners: sockets.listeners, generation: supervisor.generation, env: notifier?.env, signal: abort.signal });
-      retired = true;
       // systemd follows the new supervisor before this one's exit can end the unit.
       notifier?.stopWatchdog();
       notifier?.send([`MAINPID=${newPid}`, 'READY=1', `STATUS=supervisor ${newPid} serving generation ${supervisor.generation + 1}`]);

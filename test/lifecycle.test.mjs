@@ -3,7 +3,6 @@
 // SIGHUP, unix sockets under the supervisor, hook deadlines, a dropped listener, the CLI
 // against a self-upgrading app, and the control socket's life.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -13,7 +12,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startApp } from './helpers/app-process.mjs';
 import { request } from './helpers/load.mjs';
-import { freePort, isAlive, startFixture, waitFor } from './helpers/process.mjs';
+import { freePort, isAlive, runCli as cli, startFixture, waitFor } from './helpers/process.mjs';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const BIN = join(ROOT, 'packages/cli/dist/bin.js');
@@ -21,15 +20,6 @@ const APP = join(ROOT, 'packages/core/test/fixtures/server.mjs');
 const EXPRESS = join(ROOT, 'examples/express/dist/server.js');
 const CONTROL_DIR = join(tmpdir(), `grace-restart-${process.getuid()}`);
 const tempDir = () => mkdtempSync(join(tmpdir(), 'grace-lifecycle-'));
-
-/** Runs the CLI to completion; resolves { code, stdout, stderr }. */
-function cli(args) {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { timeout: 60_000 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (error.code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 /** Whether something accepts connections on 127.0.0.1:port. */
 function accepts(port) {

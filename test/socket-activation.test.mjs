@@ -4,7 +4,7 @@
 // The app must serve on those sockets (not bind its own: that fails with EADDRINUSE), and
 // upgrade with SIGUSR2 under keep-alive load without failing a request.
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { request, startLoad } from './helpers/load.mjs';
-import { followJsonEvents, freePort, isAlive, waitFor } from './helpers/process.mjs';
+import { followJsonEvents, freePort, isAlive, runCli as cli, waitFor } from './helpers/process.mjs';
 
 const ACTIVATE = '/usr/bin/systemd-socket-activate';
 const example = (name) => fileURLToPath(new URL(`../examples/${name}/dist/server.js`, import.meta.url));
@@ -162,12 +162,6 @@ test('two TCP sockets, the app listens on one: it takes that one and closes the 
 // gives every worker (first ones, replacements, crash restarts) its own copy at fd 3, 4, ….
 
 const BIN = fileURLToPath(new URL('../packages/cli/dist/bin.js', import.meta.url));
-
-function cli(args) {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { timeout: 60_000 }, (error, stdout, stderr) => resolve({ code: error ? (error.code ?? 1) : 0, stdout, stderr }));
-  });
-}
 
 /**
  * Runs `grace-restart run --workers N -- node script` under systemd-socket-activate, connects

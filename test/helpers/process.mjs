@@ -1,8 +1,21 @@
 // Helpers to run fixtures as real processes and watch them from outside.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+/** The built `grace-restart` command. */
+export const CLI_BIN = fileURLToPath(new URL('../../packages/cli/dist/bin.js', import.meta.url));
+
+/** Runs `grace-restart args` to completion (60 s at most unless `options.timeout`); resolves { code, stdout, stderr }. */
+export function runCli(args, options = {}) {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI_BIN, ...args], { timeout: 60_000, ...options }, (error, stdout, stderr) => {
+      resolve({ code: error ? (error.code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
 
 /** Polls `check` until it returns a truthy value or the deadline passes. */
 export async function waitFor(check, { timeout = 20_000, interval = 20, what = 'condition' } = {}) {

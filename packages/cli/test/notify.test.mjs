@@ -3,24 +3,17 @@
 // pings; its workers never see NOTIFY_SOCKET. Against a real datagram socket
 // (test/helpers/notify-socket.py), through systemd's own systemd-notify.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { carrying, startNotifySocket } from '../../../test/helpers/notify-socket.mjs';
-import { startFixture, waitFor } from '../../../test/helpers/process.mjs';
+import { runCli as cli, startFixture, waitFor } from '../../../test/helpers/process.mjs';
 
 const BIN = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
 const APP = fileURLToPath(new URL('../../core/test/fixtures/server.mjs', import.meta.url));
 const senderIs = (message, pid) => process.getuid?.() !== 0 || message.pid === pid;
-
-function cli(args) {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { timeout: 60_000 }, (error, stdout, stderr) => resolve({ code: error ? (error.code ?? 1) : 0, stdout, stderr }));
-  });
-}
 
 test('grace-restart run under NOTIFY_SOCKET: READY=1 from the supervisor once both workers serve, RELOADING=1 … READY=1 per upgrade (also a failed one), STOPPING=1, watchdog; no worker ever notifies', async (t) => {
   const notify = await startNotifySocket(t);

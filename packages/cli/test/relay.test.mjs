@@ -3,7 +3,6 @@
 // supervisor to its replacement, so keep-alive clients under load neither fail a request nor
 // open a TCP connection; without it, today's drain (clients reconnect) still fails nothing.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -11,17 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { isAlive, startFixture, waitFor } from '../../../test/helpers/process.mjs';
+import { isAlive, runCli as cli, startFixture, waitFor } from '../../../test/helpers/process.mjs';
 
 const BIN = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
 const APP = fileURLToPath(new URL('../../core/test/fixtures/server.mjs', import.meta.url));
 const tempDir = () => mkdtempSync(join(tmpdir(), 'grace-relay-test-'));
-
-function cli(args) {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { timeout: 60_000 }, (error, stdout, stderr) => resolve({ code: error ? (error.code ?? 1) : 0, stdout, stderr }));
-  });
-}
 
 async function startSupervisor(t, { workers, env }) {
   const pidFile = join(tempDir(), 'sup.pid');

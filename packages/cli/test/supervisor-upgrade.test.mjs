@@ -3,24 +3,20 @@
 // the old one drains and exits. Real processes on 127.0.0.1, asserted from outside: pids, the
 // PID file, responses under keep-alive load, exit codes, who holds the listening socket.
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, readlinkSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { request, startLoad } from '../../../test/helpers/load.mjs';
-import { freePort, isAlive, startFixture, waitFor } from '../../../test/helpers/process.mjs';
+import { freePort, isAlive, runCli, startFixture, waitFor } from '../../../test/helpers/process.mjs';
 
 const BIN = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
 const APP = fileURLToPath(new URL('../../core/test/fixtures/server.mjs', import.meta.url));
 const TWO_LISTENERS = fileURLToPath(new URL('../../../test/fixtures/two-listeners.mjs', import.meta.url));
 
-function cli(args) {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { timeout: 90_000 }, (error, stdout, stderr) => resolve({ code: error ? (error.code ?? 1) : 0, stdout, stderr }));
-  });
-}
+const cli = (args, options) => runCli(args, { timeout: 90_000, ...options });
 
 const readPid = (pidFile) => Number(readFileSync(pidFile, 'utf8'));
 const status = async (pidFile) => JSON.parse((await cli(['status', '--pid-file', pidFile, '--json'])).stdout);

@@ -1,26 +1,17 @@
 // grace-restart run / upgrade / status, as real processes on 127.0.0.1.
 import assert from 'node:assert/strict';
-import { execFile, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, statSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { request, startLoad } from '../../../test/helpers/load.mjs';
-import { isAlive, startFixture, waitFor } from '../../../test/helpers/process.mjs';
+import { isAlive, runCli as cli, startFixture, waitFor } from '../../../test/helpers/process.mjs';
 
 const BIN = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
 const APP = fileURLToPath(new URL('../../core/test/fixtures/server.mjs', import.meta.url));
 const tempDir = () => mkdtempSync(join(tmpdir(), 'grace-cli-test-'));
-
-/** Runs the CLI to completion; resolves { code, stdout, stderr }. */
-function cli(args, options = {}) {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { timeout: 60_000, ...options }, (error, stdout, stderr) => {
-      resolve({ code: error ? (error.code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 /** Starts `grace-restart run`, waits until it serves; returns the supervisor, its port and PID file. */
 async function startSupervisor(t, { workers = 2, env = {}, runArgs = [], app = APP, cwd } = {}) {

@@ -19,7 +19,7 @@ import { freePort, killQuietly, sleep } from './lib/procs.mjs';
 
 const { values } = parseArgs({ options: { framework: { type: 'string', default: 'fastify' }, rounds: { type: 'string', default: '2' } } });
 const app = new URL(`../examples/${values.framework}/dist/server.js`, import.meta.url).pathname;
-const KINDS = ['none', 'cold-start', 'upgrade', 'upgrade-nomove'];
+const KINDS = (process.env.KINDS ?? 'none,cold-start,upgrade,upgrade-nomove').split(',');
 const EVENT_GAP_MS = 2000;
 const WINDOW_MS = 1000;
 
@@ -27,14 +27,16 @@ async function run(kind) {
   const pidFile = join(mkdtempSync(join(tmpdir(), 'grace-attribution-')), 'app.pid');
   const port = await freePort();
   const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', PID_FILE: pidFile, GRACE_RESTART_MOVE_CONNECTIONS: kind === 'upgrade-nomove' ? '0' : '1' };
-  const first = spawn(process.execPath, [app], { env, stdio: 'ignore' });
+  const nodeArgs = process.env.APP_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const first = spawn(process.execPath, [...nodeArgs, app], { env, stdio: 'ignore' });
   const deadline = Date.now() + 20_000;
   while (!existsSync(pidFile)) {
     if (Date.now() > deadline) throw new Error(`${app} wrote no PID file`);
     await sleep(20);
   }
   const loadStart = performance.now();
-  const load = startLoad({ port, connections: 50 });
+  const answers = [];
+  const load = startLoad({ port, connections: 50, onAnswer: (a) => answers.push(a) });
   await sleep(3000);
   const events = [];
   const strays = [];
@@ -51,7 +53,32 @@ async function run(kind) {
   const steady = histogramBetween(result.slots, 500, events[0] - 100);
   const during = events.map((at) => histogramBetween(result.slots, at, at + WINDOW_MS)).reduce((all, h) => (all.add(h), all));
   const p = (h, q) => Math.round(h.percentileMs(q) * 10) / 10;
-  return { kind, requests: result.ok + result.failed, failed: result.failed, steadyP99: p(steady, 99), p99: p(during, 99), p999: p(during, 99.9), ratio: Math.round((during.percentileMs(99) / steady.percentileMs(99)) * 100) / 100 };
+  const moves = kind.startsWith('upgrade') ? events.map((at) => movedFirstRequests(answers, at)) : undefined;
+  return { moves, kind, requests: result.ok + result.failed, failed: result.failed, steadyP99: p(steady, 99), p99: p(during, 99), p999: p(during, 99.9), ratio: Math.round((during.percentileMs(99) / steady.percentileMs(99)) * 100) / 100 };
+}
+
+/**
+ * What the connections' first requests to the successor cost after the upgrade at `at`: the
+ * successor's first answer (ms after the trigger), how long until every connection had its first
+ * answer from it, and the latency of those first requests against the old process's in the same span.
+ */
+function movedFirstRequests(answers, at) {
+  const after = answers.filter((a) => a.at >= at && a.at < at + EVENT_GAP_MS);
+  const oldPid = answers.filter((a) => a.at < at).at(-1)?.pid;
+  const firsts = new Map();
+  for (const a of after) if (a.pid !== oldPid && !firsts.has(a.loop)) firsts.set(a.loop, a);
+  const list = [...firsts.values()];
+  if (list.length === 0) return undefined;
+  const start = Math.min(...list.map((a) => a.at));
+  const end = Math.max(...list.map((a) => a.at));
+  const lat = list.map((a) => a.at - a.began).sort((x, y) => x - y);
+  const old = after.filter((a) => a.pid === oldPid && a.at >= start && a.at <= end).map((a) => a.at - a.began).sort((x, y) => x - y);
+  const r = (x) => (x === undefined ? undefined : Math.round(x));
+  // The successor's answers per 100 ms from its first one: how fast a cold process serves.
+  const rate = [];
+  for (const a of after) if (a.pid !== oldPid) rate[Math.floor((a.at - start) / 100)] = (rate[Math.floor((a.at - start) / 100)] ?? 0) + 1;
+  const steadyRate = answers.filter((a) => a.at >= at - 1000 && a.at < at).length / 10;
+  return { rate: rate.slice(0, 10).map((n) => n ?? 0).join(' '), steadyRate, servingMs: r(start - at), spanMs: r(end - start), conns: list.length, firstP50: r(lat[lat.length >> 1]), firstMax: r(lat.at(-1)), oldP50: r(old[old.length >> 1]), oldMax: r(old.at(-1)), oldN: old.length };
 }
 
 console.log(`${values.framework}, node ${process.version}: p99 / p99.9 (ms) in the ${WINDOW_MS} ms after each of 3 events, against steady state`);

@@ -33,9 +33,10 @@ const GEN_RE = /"generation":(\d+)/;
 /**
  * Starts `connections` concurrent request loops (per port), each on its own keep-alive socket.
  * Options: host, port, path, connections, timeout (ms, per request), thinkMs (pause between a
- * loop's requests: idle keep-alive connections for the scaling scenario), onNewPid(pid) (the first answer from a new server pid).
+ * loop's requests: idle keep-alive connections for the scaling scenario), onNewPid(pid) (the first answer from a new server pid),
+ * onAnswer({ loop, began, at, pid }) (every successful answer that names its pid; times in ms since start).
  */
-export function startLoad({ host = '127.0.0.1', port, ports, path = '/', connections = 50, timeout = 4000, thinkMs = 0, onNewPid }) {
+export function startLoad({ host = '127.0.0.1', port, ports, path = '/', connections = 50, timeout = 4000, thinkMs = 0, onNewPid, onAnswer }) {
   const targets = ports ?? [port];
   // One agent (so one keep-alive socket) per loop: a shared agent would hand the few most
   // recently used sockets around (LIFO) and let the others time out, so "N connections" would
@@ -72,7 +73,7 @@ export function startLoad({ host = '127.0.0.1', port, ports, path = '/', connect
       slotAt(performance.now() - t0).connects += 1;
     });
   };
-  const succeed = (began, body) => {
+  const succeed = (began, body, loop) => {
     const now = performance.now() - t0;
     state.ok += 1;
     // Pauses in service: any stretch above 50 ms without one successful answer.
@@ -95,6 +96,7 @@ export function startLoad({ host = '127.0.0.1', port, ports, path = '/', connect
       if (gen) seen.generation = Number(gen[1]);
       state.lastPid = pid;
       state.lastGeneration = seen.generation;
+      onAnswer?.({ loop, began, at: now, pid });
     }
   };
 
@@ -114,7 +116,7 @@ export function startLoad({ host = '127.0.0.1', port, ports, path = '/', connect
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (d) => (body += d));
-        res.on('end', () => finish(() => (res.statusCode >= 200 && res.statusCode < 300 ? succeed(began, body) : fail('non2xx'))));
+        res.on('end', () => finish(() => (res.statusCode >= 200 && res.statusCode < 300 ? succeed(began, body, loop) : fail('non2xx'))));
         res.on('error', (err) => finish(() => fail(classify(err), err.code ?? err.message)));
         res.on('aborted', () => finish(() => fail('reset', 'aborted')));
       });

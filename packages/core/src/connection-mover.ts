@@ -13,9 +13,16 @@
  * read and unparsed, not paused by http, not ending, and its parser between two messages
  * (or no byte ever received). In the same tick reading stops (`readStop`) and the socket
  * is sent: whatever the client sends next stays in the kernel until the successor reads
- * it. Up to MOVE_WINDOW sockets are on their way at once (one at a time where this Node
- * does not allow that), each acknowledged by the successor; this process closes its copy of
- * the fd on the ack (or, unacknowledged, when the move ends: the successor died, say).
+ * it. Each socket is acknowledged by the successor; this process closes its copy of the fd
+ * on the ack (or, unacknowledged, when the move ends: the successor died, say).
+ *
+ * The move is paced by the successor (a slow start): a socket on its way is one whose client
+ * waits, unread, and the successor adopts one socket per turn of its event loop (libuv reads
+ * one fd-carrying message per turn), which takes milliseconds once it serves. Sent all at
+ * once, 50 busy connections waited up to 650 ms for a cold successor while this process sat
+ * idle. So only as many are on their way as the successor adopts within STALL_BUDGET_MS at
+ * the pace it has been acknowledging (1 to MOVE_WINDOW), and the rest are served here
+ * meanwhile: the successor takes the connections as fast as it can absorb them.
  *
  * TLS, HTTP/2 and upgraded sockets keep their state in this process and never move; nor
  * does a socket that is still busy at the deadline: drain.ts handles them as before.
@@ -77,7 +84,7 @@ export interface MoveSettings {
    * through the supervisor, which may have passed it on.
    */
   unansweredComeBack?: boolean;
-  /** At most this many sockets on their way at once (default MOVE_WINDOW). */
+  /** At most this many sockets on their way at once (default MOVE_WINDOW; the pace of the successor's acks sets fewer). */
   maxInFlight?: number;
   /**
    * Settles when the servers stop accepting. Until then new connections keep coming (and
@@ -108,16 +115,32 @@ export interface MoveResult {
 const RESCAN_MS = 50;
 
 /**
- * Sockets on their way to the successor at once (when written without Node's one-at-a-time
- * queue, server-internals.ts). The kernel's default socket buffer holds about 200 such small
- * messages; more would only wait in libuv's queue, still this process's.
+ * At most this many sockets on their way to the successor at once (when written without Node's
+ * one-at-a-time queue, server-internals.ts). The kernel's default socket buffer holds about
+ * 200 such small messages; more would only wait in libuv's queue, still this process's.
  */
 const MOVE_WINDOW = 128;
+
+/**
+ * How long the last socket sent may wait for the successor to adopt it, at the pace it has
+ * been adopting (ms): the window of sockets in flight is this over the time per adoption.
+ * An idle successor adopts one in ~0.1 ms (a full window); a cold one serving load, one in
+ * 5–20 ms (one at a time).
+ */
+const STALL_BUDGET_MS = 5;
+
+/** Sockets on their way before the successor's pace is known. */
+const FIRST_WINDOW = 2;
+
+/** Weight of the newest sample in the running time per adoption. */
+const PACE_WEIGHT = 0.3;
 
 /** A socket sent and not acknowledged yet. */
 interface InFlight {
   socket: Socket;
   listener: MovableListener;
+  /** When it was sent (ms, performance.now()). */
+  sentAt: number;
   /** Its message, and the fd with it, is in the kernel: this process may close its copy. */
   written: boolean;
   /** The move ended before it was written: close it once it is. */
@@ -184,7 +207,9 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
     // own send(), which holds each next socket until the previous one's ack: one at a time.
     const endpoint: object = child.endpoint ?? child;
     const writer = pipelinedHandleWriter(endpoint, (socket) => comeBack(socket));
-    const window = writer === undefined ? 1 : (settings.maxInFlight ?? MOVE_WINDOW);
+    const maxWindow = writer === undefined ? 1 : (settings.maxInFlight ?? MOVE_WINDOW);
+    const pace = new AdoptionPace();
+    const window = (): number => Math.min(maxWindow, pace.window());
 
     const takeSnapshot = (): void => {
       stale = false;
@@ -227,7 +252,7 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
     const pump = (): void => {
       if (done || finishing) return;
       if (settings.signal?.aborted) return stopSending();
-      while (inFlight.size < window) {
+      while (inFlight.size < window()) {
         const socket = nextMovable();
         if (socket === undefined) break;
         send(socket);
@@ -249,7 +274,7 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
       }
       const id = nextId++;
       const message = { [CONNECTION_MESSAGE_KEY]: { type: 'connection', id, listener: listener.name } satisfies ConnectionMessage };
-      const entry: InFlight = { socket, listener, written: false, closeWhenWritten: false };
+      const entry: InFlight = { socket, listener, sentAt: performance.now(), written: false, closeWhenWritten: false };
       const onWritten = (error: string | Error | null | undefined): void => {
         entry.written = true;
         unwritten -= 1;
@@ -306,6 +331,7 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
     const onMessage = (message: unknown): void => {
       const acks = readConnectionAcks(message);
       if (acks === undefined) return;
+      pace.answered(acks.length, Math.min(...acks.map((ack) => inFlight.get(ack.id)?.sentAt ?? Infinity)));
       for (const ack of acks) {
         const entry = inFlight.get(ack.id);
         if (entry === undefined) continue;
@@ -450,6 +476,30 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
     else armDeadlines();
     pump();
   });
+}
+
+/**
+ * The successor's pace of adoption, from its acks: a running time per adopted socket, and the
+ * window of sockets in flight it allows (see STALL_BUDGET_MS).
+ */
+export class AdoptionPace {
+  #msPerAdoption: number | undefined;
+  #lastAnswerAt = 0;
+
+  /** `count` answers arrived at `now`, for sockets the oldest of which was sent at `oldestSentAt` (ms, performance.now()). */
+  answered(count: number, oldestSentAt: number, now = performance.now()): void {
+    if (count === 0 || !Number.isFinite(oldestSentAt)) return;
+    // The successor worked on these since the later of the previous answer and their sending.
+    const sample = (now - Math.max(this.#lastAnswerAt, oldestSentAt)) / count;
+    this.#lastAnswerAt = now;
+    this.#msPerAdoption = this.#msPerAdoption === undefined ? sample : this.#msPerAdoption + PACE_WEIGHT * (sample - this.#msPerAdoption);
+  }
+
+  /** How many sockets may be on their way now. */
+  window(): number {
+    if (this.#msPerAdoption === undefined) return FIRST_WINDOW;
+    return Math.max(1, Math.min(MOVE_WINDOW, Math.floor(STALL_BUDGET_MS / Math.max(this.#msPerAdoption, 0.001))));
+  }
 }
 
 /** The first internal the move needs that this Node lacks, checked on a live socket. */

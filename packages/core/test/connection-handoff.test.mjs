@@ -257,3 +257,22 @@ test('a successor that dies with connections on their way: what it never answere
   for (const r of results.filter((r) => r.error === undefined)) assert.equal(r.pid, old, 'the old process serves again');
   assert.ok(results.filter((r) => r.error === undefined && ports.has(r.localPort)).length >= connections - (crashAt - 1), 'the rest came back on their own sockets');
 });
+
+test('the move is paced by the successor: as many sockets on their way as it adopts within the stall budget, from 2 before its pace is known', async () => {
+  const { AdoptionPace } = await import('../dist/connection-mover.js');
+  const pace = new AdoptionPace();
+  assert.equal(pace.window(), 2);
+  // An idle successor: 2 answers 0.2 ms after they were sent.
+  pace.answered(2, 0, 0.2);
+  assert.equal(pace.window(), 50);
+  // It starts serving load: each answer now takes 15 ms, and the window closes to one socket.
+  let t = 0.2;
+  for (let i = 0; i < 8; i++) pace.answered(1, t, (t += 15));
+  assert.equal(pace.window(), 1);
+  // Quiet again: the window opens as fast answers come in, never past MOVE_WINDOW.
+  for (let i = 0; i < 30; i++) pace.answered(10, t, (t += 0.1));
+  assert.equal(pace.window(), 128);
+  // A batch of answers for sockets sent long ago counts from the previous answer, not from their sending.
+  pace.answered(4, 0, (t += 2));
+  assert.ok(pace.window() > 1 && pace.window() < 128, `window ${pace.window()}`);
+});

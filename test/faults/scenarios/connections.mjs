@@ -169,7 +169,8 @@ export async function slowloris(scope) {
   const after = app.events.length;
   const next = await upgradeOnce(app, app.pid, { timeout: 30_000 });
   const start = app.events.slice(after).find((e) => e.event === 'drain-start' && e.pid === app.pid);
-  const end = app.events.slice(after).find((e) => e.event === 'drain-end' && e.pid === app.pid);
+  // Logged just before the exit upgradeOnce waited for: its line may still be in the pipe.
+  const end = await app.waitForEvent((e) => e.event === 'drain-end' && e.pid === app.pid, { after, timeout: 5_000 }).catch(() => undefined);
   await waitFor(() => clients.every((c) => c.closedAt !== undefined), { timeout: 5000, what: 'slowloris sockets to be cut' }).catch(() => undefined);
   const open = clients.filter((c) => c.closedAt === undefined).length;
   scope.check(open === 0, `${open} slowloris sockets still open after the old process exited`);
@@ -336,7 +337,8 @@ export async function longRequestCut(scope) {
   const after = app.events.length;
   const next = await upgradeOnce(app, app.pid);
   const start = app.events.slice(after).find((e) => e.event === 'drain-start' && e.pid === app.pid);
-  const end = app.events.slice(after).find((e) => e.event === 'drain-end' && e.pid === app.pid);
+  // Logged just before the exit upgradeOnce waited for: its line may still be in the pipe.
+  const end = await app.waitForEvent((e) => e.event === 'drain-end' && e.pid === app.pid, { after, timeout: 5_000 }).catch(() => undefined);
   const cut = await slow;
   const { code } = await app.exited;
   const after2 = cut.at - start.at;

@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
 import { FRAMEWORKS, ROOT } from './lib/apps.mjs';
 import { cleanupAll, installExitHandlers, onCleanup } from './lib/procs.mjs';
-import { targets } from './lib/report.mjs';
+import { targets, targetStatus } from './lib/report.mjs';
 import { writeResults } from './lib/write-results.mjs';
 import { runOverhead } from './scenarios/overhead.mjs';
 import { runProxies } from './scenarios/proxies.mjs';
@@ -44,8 +44,9 @@ const settings = quick
       methods: (fw) => (fw === 'fastify' ? ALL_METHODS : ['grace']),
       upgrades: 3,
       intervalMs: 2000,
-      steadyMs: 1000,
+      steadyMs: 2000,
       tailMs: 1000,
+      steadyAfterMs: 2000,
       connections: 50,
       overheadFrameworks: ['fastify', 'express', 'koa'],
       overheadRounds: 2,
@@ -61,8 +62,9 @@ const settings = quick
       methods: () => ALL_METHODS,
       upgrades: 5,
       intervalMs: 2000,
-      steadyMs: 2000,
+      steadyMs: 3000,
       tailMs: 2000,
+      steadyAfterMs: 3000,
       connections: 50,
       overheadFrameworks: ['express', 'fastify', 'koa', 'node'],
       overheadRounds: 6,
@@ -151,6 +153,6 @@ const base = `${date}${quick ? '-quick' : ''}${run.only ? `-${run.only.join('+')
 const charts = (await writeResults(run, base, resultsDir)).filter((p) => p.endsWith('.svg')).length;
 
 const t = targets(run);
-log(`\ntargets: ${t.filter((x) => x.pass).length}/${t.length} met`);
-for (const x of t) log(`  ${x.pass ? 'PASS' : 'FAIL'}  ${x.name}: ${x.detail}`);
+log(`\ntargets: ${t.filter((x) => x.pass).length}/${t.length} met, ${t.filter((x) => x.unresolved).length} not resolved (noise)`);
+for (const x of t) log(`  ${targetStatus(x).replaceAll('*', '')}  ${x.name}: ${x.detail}`);
 log(`\nwrote bench/results/${base}.md (+ .json, ${charts} SVG charts)${run.only ? '' : ' and bench/results/latest.md'} in ${Math.round(run.durationS)} s`);

@@ -14,6 +14,14 @@ const grace = createGrace({
   idleGrace: env.IDLE_GRACE ? Number(env.IDLE_GRACE) : undefined,
   // The k8s-rollout scenario: keep serving while the load balancer deregisters this pod.
   shutdownDelay: env.SHUTDOWN_DELAY ? Number(env.SHUTDOWN_DELAY) : undefined,
+  // The core's own account of each connection move (moved, lastMovedMs...) as a 'moved' line:
+  // the scaling scenario's move rate. Warnings and errors go to stderr as usual.
+  logger: {
+    info: (obj, msg) => msg?.startsWith('moved ') && emit('moved', obj),
+    debug: () => {},
+    warn: (obj, msg) => process.stderr.write(`${JSON.stringify({ ...obj, msg })}\n`),
+    error: (obj, msg) => process.stderr.write(`${JSON.stringify({ ...obj, msg })}\n`),
+  },
 });
 for (const name of ['ready', 'upgrade-start', 'upgrade-ready', 'upgrade-failed', 'drain-start', 'drain-end']) {
   grace.on(name, (payload) => emit(name, { generation: grace.generation, ...(payload instanceof Error ? { message: payload.message } : payload) }));

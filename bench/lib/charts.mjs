@@ -232,3 +232,52 @@ export function upstreamPoolSpec(rows, upgrades) {
     },
   };
 }
+
+/** Does this run's upgrades scenario carry the per-100 ms p99 profile around each upgrade? */
+export const hasP99Around = (rows) => rows.some((r) => r.upgrades?.some((u) => u.p99Around?.length));
+
+/**
+ * p99 of each 100 ms window around each upgrade (one line per upgrade, x = ms from its trigger),
+ * one small multiple per method, on a log axis with the method's steady p99 as a dashed rule:
+ * a spike shows as lines leaving the rule, its absence as lines hugging it.
+ */
+export function p99AroundSpec(framework, rows) {
+  const shown = rows.filter((r) => r.upgrades?.some((u) => u.p99Around?.length));
+  const labels = shown.map((r) => r.label);
+  const values = shown.flatMap((r) => [
+    ...r.upgrades.flatMap((u) => (u.p99Around ?? []).map((p) => ({ method: r.label, kind: 'p99', upgrade: `#${u.n}`, t: p.t, p99: Math.max(p.p99, 0.1) }))),
+    { method: r.label, kind: 'steady', p99: r.steady.p99 },
+  ]);
+  return {
+    title: { text: `${framework}: p99 latency per 100 ms window around each upgrade`, subtitle: 'one line per upgrade, x = ms from its trigger (0, solid rule); dashed: the method\'s steady-state p99; log scale' },
+    data: { values },
+    facet: { row: { field: 'method', type: 'nominal', sort: labels, title: null, header: { labelAngle: 0, labelOrient: 'top', labelAnchor: 'start', labelFontWeight: 'bold', labelPadding: 4 } } },
+    spacing: 14,
+    resolve: { scale: { y: 'shared' } },
+    spec: {
+      width: WIDTH - 120,
+      height: 90,
+      layer: [
+        {
+          transform: [{ filter: "datum.kind === 'p99'" }],
+          mark: { type: 'line', strokeWidth: 1.2, interpolate: 'step-after', opacity: 0.85 },
+          encoding: {
+            x: { field: 't', type: 'quantitative', title: 'ms from the upgrade trigger', scale: { domain: [-500, 2500], nice: false } },
+            y: { field: 'p99', type: 'quantitative', title: 'p99 (ms)', scale: { type: 'log' }, axis: { tickCount: 4 } },
+            color: { field: 'upgrade', type: 'nominal', title: 'upgrade', legend: { orient: 'right' } },
+          },
+        },
+        {
+          transform: [{ filter: "datum.kind === 'steady'" }],
+          mark: { type: 'rule', color: '#111827', strokeDash: [5, 3], strokeWidth: 1.2 },
+          encoding: { y: { field: 'p99', type: 'quantitative' } },
+        },
+        {
+          data: { values: [{ t: 0 }] },
+          mark: { type: 'rule', color: '#dc2626', strokeWidth: 1 },
+          encoding: { x: { field: 't', type: 'quantitative' } },
+        },
+      ],
+    },
+  };
+}

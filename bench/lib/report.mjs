@@ -1,6 +1,6 @@
 // Turns a bench run's JSON into the markdown report and the Vega-Lite specs of its charts
 // (bench/lib/write-results.mjs renders them to SVG).
-import { connectionsSpec, failuresSpec, hasConnectionCounts, scalingSpec, throughputSpec } from './charts.mjs';
+import { connectionsSpec, failuresSpec, hasConnectionCounts, hasP99Around, p99AroundSpec, scalingSpec, throughputSpec } from './charts.mjs';
 import { judge, noiseFloor } from './noise-floor.mjs';
 import { proxiesSection } from './report-proxies.mjs';
 import { upstreamPoolSection, upstreamPoolTargets } from './report-upstream-pool.mjs';
@@ -27,14 +27,56 @@ export function targets(run) {
     for (const s of run.scaling?.[key] ?? []) {
       const what = s.connections !== undefined ? `${s.connections} keep-alive connections` : `${s.listeners} listeners`;
       out.push({ name: `zero failed requests: scaling, ${what}`, pass: s.failed === 0, detail: `${s.failed} failed of ${s.requests}${s.failed ? ` (${kinds(s.failures)})` : ''}` });
+      if (s.moveRatio !== undefined) out.push({ name: `connections move at least as fast as fresh ones arrive: ${what}`, pass: s.moveRatio >= 1, detail: `${n(s.moveRate)}/s moved vs ${n(s.freshRate)}/s fresh (${n(s.moveRatio, 2)}×)` });
     }
   }
-  for (const r of graceRuns.filter((x) => !x.error)) {
-    const ratio = r.during.p99 / r.steady.p99;
-    out.push({ name: `p99 during upgrades within 2× steady: ${r.framework} / ${r.method}`, pass: ratio <= 2, detail: `${n(r.steady.p99, 1)} -> ${n(r.during.p99, 1)} ms (${n(ratio, 1)}×)` });
+  for (const r of graceRuns.filter((x) => !x.error)) out.push(...latencyTargets(r));
+  for (const r of graceRuns.filter((x) => !x.error && x.coldStartMs !== undefined)) {
+    const serving = median(r.upgrades.map((u) => u.servingMs).filter((v) => v !== undefined));
+    out.push({ name: `trigger -> serving within cold start + 50 ms: ${r.framework} / ${r.method}`, pass: serving - r.coldStartMs <= 50, detail: `serving after ${n(serving)} ms (median), the same app's cold start under the same load ${n(r.coldStartMs)} ms: ${serving >= r.coldStartMs ? '+' : '−'}${n(Math.abs(serving - r.coldStartMs))} ms` });
   }
   out.push(...upstreamPoolTargets(run));
   return out;
+}
+
+/** Targets of issue #17: p99 during upgrades within 1.3× steady, p99.9 within 2×. */
+const LATENCY_TARGETS = [
+  { key: 'p99', label: 'p99', limit: 1.3 },
+  { key: 'p999', label: 'p99.9', limit: 2 },
+];
+
+/**
+ * How far apart the run's two steady windows are on `key` (0.25 = one is 1.25× the other): the
+ * steady-vs-steady noise floor; undefined for runs without a second steady window.
+ */
+export function steadyNoise(r, key) {
+  const [a, b] = (r.steadyWindows ?? []).map((w) => w[key]);
+  if (!(a > 0 && b > 0)) return undefined;
+  return Math.max(a, b) / Math.min(a, b) - 1;
+}
+
+/**
+ * p99 and p99.9 during upgrades against steady state, each beside the noise floor. A run whose
+ * floor is wider than the limit's margin (1.3× needs two steady windows within 30 % of each
+ * other) cannot resolve the target: NOISE, unless the ratio is beyond the limit by more than the
+ * floor (FAIL). Otherwise PASS within the limit, FAIL beyond it. Older runs (no p99.9, no second
+ * steady window) keep their 2× p99 target.
+ */
+function latencyTargets(r) {
+  const where = `${r.framework} / ${r.method}`;
+  if (r.during.p999 === undefined) {
+    const ratio = r.during.p99 / r.steady.p99;
+    return [{ name: `p99 during upgrades within 2× steady: ${where}`, pass: ratio <= 2, detail: `${n(r.steady.p99, 1)} -> ${n(r.during.p99, 1)} ms (${n(ratio, 1)}×)` }];
+  }
+  return LATENCY_TARGETS.map(({ key, label, limit }) => {
+    const ratio = r.during[key] / r.steady[key];
+    const floor = steadyNoise(r, key);
+    const floorText = floor === undefined ? 'no second steady window: noise floor unknown' : `steady vs steady ±${n(floor * 100)} %`;
+    const detail = `${n(r.steady[key], 1)} -> ${n(r.during[key], 1)} ms (${n(ratio, 2)}×; ${floorText})`;
+    const name = `${label} during upgrades within ${limit}× steady: ${where}`;
+    if (floor !== undefined && floor > limit - 1 && ratio <= limit + floor) return { name, pass: false, unresolved: true, detail: `${detail} — the noise floor is wider than the target's margin: not resolved` };
+    return { name, pass: ratio <= limit && floor !== undefined, unresolved: floor === undefined && ratio <= limit, detail };
+  });
 }
 
 const kinds = (f = {}) => Object.entries(f).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(', ') || '0';
@@ -59,12 +101,14 @@ export function renderReport(run, { svgPrefix, links = [] }) {
   md.push('');
   md.push('## Targets');
   md.push('');
-  const failedTargets = t.filter((x) => !x.pass);
-  md.push(failedTargets.length === 0 ? `**All ${t.length} targets met.**` : `**${failedTargets.length} of ${t.length} targets missed** — see FAIL rows.`);
+  const failedTargets = t.filter((x) => !x.pass && !x.unresolved);
+  const unresolved = t.filter((x) => x.unresolved);
+  const noiseNote = unresolved.length ? ` ${unresolved.length} not resolved: this run's noise floor is wider than their margin (NOISE rows).` : '';
+  md.push(failedTargets.length === 0 ? `**${t.length - unresolved.length} of ${t.length} targets met**, none missed.${noiseNote}` : `**${failedTargets.length} of ${t.length} targets missed** — see FAIL rows.${noiseNote}`);
   md.push('');
   md.push('| target | result | measured |');
   md.push('|---|---|---|');
-  for (const x of t) md.push(`| ${x.name} | ${x.pass ? 'PASS' : '**FAIL**'} | ${x.detail} |`);
+  for (const x of t) md.push(`| ${x.name} | ${targetStatus(x)} | ${x.detail} |`);
   md.push('');
 
   if (run.upgrades?.length) {
@@ -86,6 +130,7 @@ export function renderReport(run, { svgPrefix, links = [] }) {
       md.push(`| ${r.framework} | ${r.label} | ${r.failed === 0 ? '**0**' : r.failed} | ${kinds(r.failures)} | ${r.rps} | ${n(r.steady.p99, 1)} → ${n(r.during.p99, 1)} | ${ms(median(u.map((x) => x.servingMs)))} | ${ms(median(u.map((x) => x.goneMs)))} | ${ms(max(u.map((x) => x.gapMs)))} |${conns} ${r.landed}/${u.length} |`);
     }
     md.push('');
+    md.push(...latencySection(run.upgrades));
     if (!churn) md.push('New TCP connections per upgrade are not charted: this run predates the load generator\'s connection counter (`bench/lib/load.mjs`); the next run records them.', '');
     for (const framework of [...new Set(run.upgrades.map((r) => r.framework))]) {
       const rows = run.upgrades.filter((r) => r.framework === framework && r.timeline);
@@ -97,6 +142,10 @@ export function renderReport(run, { svgPrefix, links = [] }) {
       md.push('');
       md.push(`![${framework}: throughput during upgrades, one row per method](${svgPrefix}throughput-${framework}.svg)`);
       md.push('');
+      if (hasP99Around(rows)) {
+        charts[`p99-${framework}`] = p99AroundSpec(framework, rows);
+        md.push(`![${framework}: p99 per 100 ms window around each upgrade, one row per method](${svgPrefix}p99-${framework}.svg)`, '');
+      }
       md.push(`![${framework}: failed requests per method](${svgPrefix}failures-${framework}.svg)`);
       md.push('');
       if (charts[`connections-${framework}`]) md.push(`![${framework}: new TCP connections per upgrade per method](${svgPrefix}connections-${framework}.svg)`, '');
@@ -123,9 +172,12 @@ export function renderReport(run, { svgPrefix, links = [] }) {
     md.push('');
     md.push('node:http + core (`bench/apps/grace-node.mjs`). Handoff = trigger → successor ready, drain = drain start → last old connection gone, both as the core measures them (median over the upgrades). Connections are mostly idle keep-alive clients (one request every ~1–2 s each), counted with the same no-retry loader.');
     md.push('');
-    md.push('| keep-alive connections | handoff | drain | open at drain start | closed idle | forced | failed (kinds) |');
-    md.push('|---:|---:|---:|---:|---:|---:|---|');
-    for (const s of run.scaling.byConnections) md.push(`| ${s.connections} | ${n(s.handoffMs)} ms | ${n(s.drainMs)} ms | ${n(s.drainedConnections)} | ${n(s.closedIdle)} | ${n(s.forced)} | ${s.failed} of ${s.requests} (${kinds(s.failures)}) |`);
+    const rates = run.scaling.byConnections.some((s) => s.moveRatio !== undefined);
+    if (rates) md.push('Move rate: connections the successor adopted per second (moved / the old process\'s time from the move\'s start to its last ack); fresh: the same successor\'s rate for new connections right after (up to 1,000 opened at once, each to its first answer), under the same load. The ratio aims at ≥ 1: a live move should not be slower than making the clients reconnect.', '');
+    md.push(`| keep-alive connections | handoff | drain | open at drain start | closed idle | forced |${rates ? ' moved | move rate | fresh rate | ratio |' : ''} failed (kinds) |`);
+    md.push(`|---:|---:|---:|---:|---:|---:|${rates ? '---:|---:|---:|---:|' : ''}---|`);
+    const rateCells = (s) => (rates ? ` ${n(s.moved)} | ${n(s.moveRate)}/s | ${n(s.freshRate)}/s | ${n(s.moveRatio, 2)}× |` : '');
+    for (const s of run.scaling.byConnections) md.push(`| ${s.connections} | ${n(s.handoffMs)} ms | ${n(s.drainMs)} ms | ${n(s.drainedConnections)} | ${n(s.closedIdle)} | ${n(s.forced)} |${rateCells(s)} ${s.failed} of ${s.requests} (${kinds(s.failures)}) |`);
     md.push('');
     md.push('| listeners | handoff | drain | failed |');
     md.push('|---:|---:|---:|---|');
@@ -144,6 +196,27 @@ export function renderReport(run, { svgPrefix, links = [] }) {
   md.push('');
   return { markdown: md.join('\n'), charts };
 }
+
+/** grace-restart's latency during upgrades beside its two steady windows and the cold start. */
+function latencySection(upgrades) {
+  const rows = upgrades.filter((r) => isGrace(r.method) && !r.skipped && !r.error && r.steadyWindows);
+  if (rows.length === 0) return [];
+  const md = ['#### Latency during upgrades (grace-restart)', ''];
+  md.push('Steady state is two windows, before the first trigger and after the last upgrade has settled; how far apart their p99 are is the run\'s noise floor, printed beside every ratio. "During" is every request answered from a trigger until the old process is gone (+250 ms). Cold start: the same app started from nothing on another port under the same load, spawn → first 200.');
+  md.push('');
+  md.push('| framework | method | p99 steady: before / after (floor) | p99 during | p99 ratio | p99.9 steady → during | p99.9 ratio | serving (median) | cold start |');
+  md.push('|---|---|---|---:|---:|---|---:|---:|---:|');
+  for (const r of rows) {
+    const [a, b] = r.steadyWindows;
+    const floor = steadyNoise(r, 'p99');
+    md.push(`| ${r.framework} | ${r.label} | ${n(a.p99, 1)} / ${n(b.p99, 1)} ms (±${n(floor * 100)} %) | ${n(r.during.p99, 1)} ms | ${n(r.during.p99 / r.steady.p99, 2)}× | ${n(r.steady.p999, 1)} → ${n(r.during.p999, 1)} ms | ${n(r.during.p999 / r.steady.p999, 2)}× | ${ms(median(r.upgrades.map((u) => u.servingMs)))} | ${ms(r.coldStartMs)} |`);
+  }
+  md.push('');
+  return md;
+}
+
+/** PASS, **FAIL** or NOISE (the run cannot tell: its noise floor is wider than the target's margin). */
+export const targetStatus = (x) => (x.pass ? 'PASS' : x.unresolved ? 'NOISE' : '**FAIL**');
 
 const pct = (v) => (v === undefined ? '–' : `${n(v, 1)} %`);
 const VERDICT_TEXT = { within: 'within noise', real: '**beyond noise**', favour: 'beyond noise, in its favour ¹' };

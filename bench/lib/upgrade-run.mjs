@@ -11,8 +11,9 @@
 // With `watchPort` (the app's port behind a proxy) it also counts, from the kernel's socket table,
 // the connections the proxy opened to the app (lib/upstream-conns.mjs): `upstream` in the result.
 import { Histogram } from './histogram.mjs';
+import { adapterApp } from './apps.mjs';
 import { connectsBetween, histogramBetween, longestGap, SLOT_MS, startLoad, throughputTimeline } from './load.mjs';
-import { isAlive, sleep, track } from './procs.mjs';
+import { freePort, get, isAlive, killQuietly, sleep, startProcess, track } from './procs.mjs';
 import { summarizeConnections, watchConnections } from './upstream-conns.mjs';
 
 const round = (x, digits = 1) => (x === undefined ? undefined : Math.round(x * 10 ** digits) / 10 ** digits);
@@ -36,14 +37,41 @@ async function watchUpgrade(load, handle, oldPids, at, deadlineMs) {
 }
 
 /**
+ * The same app started from nothing on another port while the load runs (ms from spawn to its
+ * first 200): what "trigger -> serving" is held against, on the same busy machine.
+ */
+async function coldStartUnderLoad(framework, dir) {
+  const app = adapterApp(framework);
+  if (app.missing) return undefined;
+  const port = await freePort();
+  const started = performance.now();
+  const proc = startProcess(process.execPath, [app.path], { env: { PORT: String(port), HOST: '127.0.0.1', NODE_ENV: 'production', PID_FILE: `${dir}/cold-${port}.pid` } });
+  track(proc.pid);
+  try {
+    const deadline = started + 20_000;
+    while (performance.now() < deadline) {
+      const res = await get({ port, timeout: 500 }).catch(() => undefined);
+      if (res?.status === 200) return performance.now() - started;
+      await sleep(2);
+    }
+    return undefined;
+  } finally {
+    killQuietly(proc.pid);
+  }
+}
+
+/**
  * Options: method (from METHODS), framework, port, loadPort (where the clients connect when a
  * proxy stands in front of the app; default `port`), dir, upgrades, intervalMs, connections,
  * warmupMs (excluded from stats), steadyMs (baseline before the first trigger), tailMs (after the
- * last trigger), timeout (per request), onProgress(snapshot) every 250 ms, onUpgrade(record),
- * watchPort (count the TCP connections opened to this port: a proxy's upstream connections).
+ * last trigger), steadyAfterMs (a second steady window once the last upgrade has settled: the
+ * steady-vs-steady noise floor), coldStart (also time the app's cold start under the same load,
+ * after the measured windows), timeout (per request), onProgress(snapshot) every 250 ms,
+ * onUpgrade(record), watchPort (count the TCP connections opened to this port: a proxy's
+ * upstream connections).
  */
 export async function runUpgradesUnderLoad(opts) {
-  const { method, framework, port, dir, upgrades, intervalMs, connections = 50, warmupMs = 500, steadyMs = 2000, tailMs = 2000, timeout = 4000 } = opts;
+  const { method, framework, port, dir, upgrades, intervalMs, connections = 50, warmupMs = 500, steadyMs = 2000, tailMs = 2000, steadyAfterMs = 0, timeout = 4000 } = opts;
   const handle = await method.start({ framework, port, dir });
   let load;
   let watch;
@@ -99,14 +127,19 @@ export async function runUpgradesUnderLoad(opts) {
     let cap;
     await Promise.race([Promise.all(watchers), new Promise((r) => (cap = setTimeout(r, 10_000)))]);
     clearTimeout(cap);
+    // The second steady window starts once the last upgrade has settled (its old process gone).
+    const settledAt = load.now();
+    if (steadyAfterMs > 0) await sleep(steadyAfterMs);
     const end = load.now();
+    const coldStartMs = opts.coldStart ? await coldStartUnderLoad(framework, dir) : undefined;
     clearInterval(progressTimer);
     // Read before the clients close their connections (a proxy may close upstream ones with them).
     const watched = await watch?.stop();
     watch = undefined;
     const stats = await load.stop();
     load = undefined;
-    const result = summarize({ stats, records, warmupMs, end, method, framework });
+    const result = summarize({ stats, records, warmupMs, end, settledAt: steadyAfterMs > 0 ? settledAt : undefined, method, framework });
+    if (coldStartMs !== undefined) result.coldStartMs = round(coldStartMs);
     if (watched) {
       const { perUpgrade, ...totals } = summarizeConnections({ watch: watched, triggers: records.map((r) => r.at), warmupMs, end, pool });
       result.upstream = totals;
@@ -123,17 +156,36 @@ export async function runUpgradesUnderLoad(opts) {
   }
 }
 
-function summarize({ stats, records, warmupMs, end, method, framework }) {
+/** Milliseconds around each trigger that the per-100 ms p99 profile covers. */
+const AROUND_MS = [-500, 2500];
+
+/** p99 of each 100 ms slot from AROUND_MS[0] to AROUND_MS[1] around `at`: [{ t (ms from the trigger), p99, n }]. */
+function p99Around(slots, at) {
+  const out = [];
+  const first = Math.floor((at + AROUND_MS[0]) / SLOT_MS);
+  for (let i = Math.max(0, first); i * SLOT_MS < at + AROUND_MS[1] && i < slots.length; i++) {
+    const slot = slots[i];
+    if (!slot || slot.hist.total === 0) continue;
+    out.push({ t: Math.round(i * SLOT_MS - at), p99: round(slot.hist.percentileMs(99), 2), n: slot.hist.total });
+  }
+  return out;
+}
+
+function summarize({ stats, records, warmupMs, end, settledAt, method, framework }) {
   const firstTrigger = records[0]?.at ?? end;
   // "During upgrades": from each trigger until the new version serves and the old one is gone,
   // plus 250 ms, never past the next trigger.
   const windows = records.map((r, i) => {
     const settled = Math.max(r.servingMs ?? 0, r.goneMs ?? 0, r.triggerMs ?? 0) + 250;
-    const cap = records[i + 1]?.at ?? end;
+    const cap = records[i + 1]?.at ?? settledAt ?? end;
     return [r.at, Math.min(r.at + settled, cap)];
   });
-  const steady = histogramBetween(stats.slots, warmupMs, firstTrigger);
+  const before = histogramBetween(stats.slots, warmupMs, firstTrigger);
+  // With a second steady window, steady state is both, and their difference the noise floor.
+  const after = settledAt === undefined ? undefined : histogramBetween(stats.slots, settledAt, end);
+  const steady = after === undefined ? before : new Histogram().add(before).add(after);
   const during = windows.reduce((h, [a, b]) => h.add(histogramBetween(stats.slots, a, b)), new Histogram());
+  const pcts = (h) => ({ p50: round(h.percentileMs(50), 2), p99: round(h.percentileMs(99), 2), p999: round(h.percentileMs(99.9), 2), n: h.total });
   const measuredMs = end - warmupMs;
   let okInWindow = 0;
   for (let i = Math.floor(warmupMs / 100); i < stats.slots.length; i++) okInWindow += stats.slots[i]?.ok ?? 0;
@@ -147,8 +199,10 @@ function summarize({ stats, records, warmupMs, end, method, framework }) {
     failures: stats.failures,
     otherCodes: stats.otherCodes,
     rps: Math.round((okInWindow * 1000) / measuredMs),
-    steady: { p50: round(steady.percentileMs(50), 2), p99: round(steady.percentileMs(99), 2) },
-    during: { p50: round(during.percentileMs(50), 2), p99: round(during.percentileMs(99), 2) },
+    steady: pcts(steady),
+    during: pcts(during),
+    // The two steady windows apart (before the first trigger, after the last upgrade settled).
+    steadyWindows: after === undefined ? undefined : [pcts(before), pcts(after)],
     upgrades: records.map((r, i) => ({
       n: r.n,
       atMs: Math.round(r.at),
@@ -158,6 +212,7 @@ function summarize({ stats, records, warmupMs, end, method, framework }) {
       triggerMs: round(r.triggerMs),
       gapMs: longestGap(stats.gaps, windows[i][0], windows[i][1]),
       newConnections: connectsBetween(stats.slots, r.at, records[i + 1]?.at ?? end),
+      p99Around: p99Around(stats.slots, r.at),
       error: r.error,
     })),
     landed: records.filter((r) => r.servingMs !== undefined && !r.error).length,

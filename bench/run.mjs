@@ -26,11 +26,12 @@ const { values } = parseArgs({
     quick: { type: 'boolean', default: false },
     frameworks: { type: 'string' },
     only: { type: 'string' },
+    methods: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (values.help) {
-  console.log('usage: node bench/run.mjs [--quick] [--frameworks express,fastify,koa,node] [--only overhead,upgrades,scaling,proxies,upstream-pool]\n       node bench/report.mjs bench/results/<file>.json   (redraw the report and charts of a past run)');
+  console.log('usage: node bench/run.mjs [--quick] [--frameworks express,fastify,koa,node] [--methods grace,supervisor-1,...] [--only overhead,upgrades,scaling,proxies,upstream-pool]\n       node bench/report.mjs bench/results/<file>.json   (redraw the report and charts of a past run)');
   process.exit(0);
 }
 const resultsDir = join(ROOT, 'bench', 'results');
@@ -61,7 +62,10 @@ const settings = quick
       frameworks: ['express', 'fastify', 'koa'],
       methods: () => ALL_METHODS,
       upgrades: 5,
-      intervalMs: 2000,
+      // 3 s apart: an Express upgrade's old process is gone ~3 s after its trigger (its
+      // connections move at the pace of the cold successor), and upgrades that overlap would
+      // measure three processes sharing the 2 cores.
+      intervalMs: 3000,
       steadyMs: 3000,
       tailMs: 2000,
       steadyAfterMs: 3000,
@@ -80,6 +84,11 @@ if (values.frameworks) {
   for (const fw of wanted) if (!FRAMEWORKS.includes(fw)) throw new Error(`unknown framework ${fw}; one of ${FRAMEWORKS.join(', ')}`);
   settings.frameworks = wanted;
   settings.overheadFrameworks = wanted;
+}
+if (values.methods) {
+  const wanted = values.methods.split(',');
+  for (const id of wanted) if (!ALL_METHODS.includes(id)) throw new Error(`unknown method ${id}; one of ${ALL_METHODS.join(', ')}`);
+  settings.methods = () => wanted;
 }
 const only = new Set((values.only ?? 'overhead,upgrades,scaling,proxies,upstream-pool').split(','));
 

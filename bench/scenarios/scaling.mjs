@@ -97,7 +97,7 @@ export async function runScaling({ dir, connectionCounts, listenerCounts, upgrad
     const ports = [];
     for (let i = 0; i < l; i++) ports.push(await freePort());
     const r = await measure({ dir, ports, connections: 4, thinkMs: 0, upgrades, settleMs: 1000 });
-    const row = summarize({ listeners: l }, r);
+    const { moveRate, freshRate, moveRatio, ...row } = summarize({ listeners: l }, r);
     log(`  ${l} listeners: handoff ${row.handoffMs} ms, drain ${row.drainMs} ms, ${r.failed} failed of ${r.requests}`);
     byListeners.push(row);
   }

@@ -23,7 +23,9 @@ export async function runUpgrades({ frameworks, methods, dir, upgrades, interval
       }
       try {
         const grace = isGrace(id);
-        const r = await runUpgradesUnderLoad({ method, framework, port: await freePort(), dir, upgrades, intervalMs, steadyMs, tailMs, steadyAfterMs: grace ? steadyAfterMs : 0, coldStart: grace, connections });
+        // A freshly started app serves slower for its first seconds (its JIT warms up): grace-restart's
+        // runs measure steady state from 2 s on, so that both steady windows see a warm process.
+        const r = await runUpgradesUnderLoad({ method, framework, port: await freePort(), dir, upgrades, intervalMs, steadyMs, tailMs, warmupMs: grace ? 2000 : 500, steadyAfterMs: grace ? steadyAfterMs : 0, coldStart: grace, connections });
         const serving = r.upgrades.map((u) => (u.servingMs === undefined ? '–' : Math.round(u.servingMs))).join('/');
         const cold = r.coldStartMs === undefined ? '' : ` (cold start ${Math.round(r.coldStartMs)} ms)`;
         const tail = r.steady.p999 === undefined ? '' : `, p99.9 ${r.steady.p999} -> ${r.during.p999} ms`;

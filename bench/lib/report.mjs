@@ -34,7 +34,7 @@ export function targets(run) {
   for (const r of graceRuns.filter((x) => !x.error)) out.push(...latencyTargets(r));
   for (const r of graceRuns.filter((x) => !x.error && x.coldStartMs !== undefined)) {
     const serving = median(r.upgrades.map((u) => u.servingMs).filter((v) => v !== undefined));
-    out.push({ name: `trigger -> serving within cold start + 50 ms: ${r.framework} / ${r.method}`, pass: serving - r.coldStartMs <= 50, detail: `serving after ${n(serving)} ms (median), the same app's cold start under the same load ${n(r.coldStartMs)} ms: ${serving >= r.coldStartMs ? '+' : '−'}${n(Math.abs(serving - r.coldStartMs))} ms` });
+    out.push({ name: `trigger -> serving within cold start + 50 ms: ${r.framework} / ${r.method}`, pass: serving - r.coldStartMs <= 50, detail: `serving after ${n(serving)} ms (median), the same app's cold start under the same load ${n(r.coldStartMs)} ms (median${r.coldStartSamples ? ` of ${r.coldStartSamples.join(', ')}` : ''}): ${serving >= r.coldStartMs ? '+' : '−'}${n(Math.abs(serving - r.coldStartMs))} ms` });
   }
   out.push(...upstreamPoolTargets(run));
   return out;
@@ -203,7 +203,7 @@ function latencySection(upgrades) {
   const rows = upgrades.filter((r) => isGrace(r.method) && !r.skipped && !r.error && r.steadyWindows);
   if (rows.length === 0) return [];
   const md = ['#### Latency during upgrades (grace-restart)', ''];
-  md.push('Steady state is two windows, before the first trigger and after the last upgrade has settled; how far apart their p99 are is the run\'s noise floor, printed beside every ratio. "During" is every request answered from a trigger until the old process is gone (+250 ms). Cold start: the same app started from nothing on another port under the same load, spawn → first 200.');
+  md.push('Steady state is two windows, before the first trigger and after the last upgrade has settled; how far apart their p99 are is the run\'s noise floor, printed beside every ratio. "During" is every request answered from a trigger until the old process is gone (+250 ms). Cold start: the same app started from nothing on another port under the same load, spawn → first 200 (median of 3 one after another; the samples in the JSON).');
   md.push('');
   md.push('| framework | method | p99 steady: before / after (floor) | p99 during | p99 ratio | p99.9 steady → during | p99.9 ratio | serving (median) | cold start |');
   md.push('|---|---|---|---:|---:|---|---:|---:|---:|');

@@ -15,6 +15,7 @@ import { adapterApp } from './apps.mjs';
 import { connectsBetween, histogramBetween, longestGap, SLOT_MS, startLoad, throughputTimeline } from './load.mjs';
 import { freePort, get, isAlive, killQuietly, sleep, startProcess, track } from './procs.mjs';
 import { summarizeConnections, watchConnections } from './upstream-conns.mjs';
+import { median } from './stats.mjs';
 
 const round = (x, digits = 1) => (x === undefined ? undefined : Math.round(x * 10 ** digits) / 10 ** digits);
 
@@ -36,10 +37,24 @@ async function watchUpgrade(load, handle, oldPids, at, deadlineMs) {
   return result;
 }
 
+/** Cold starts per run: one sample on a loaded 2-core machine varies by ±150 ms. */
+const COLD_STARTS = 3;
+
 /**
  * The same app started from nothing on another port while the load runs (ms from spawn to its
- * first 200): what "trigger -> serving" is held against, on the same busy machine.
+ * first 200): what "trigger -> serving" is held against, on the same busy machine. The median
+ * of COLD_STARTS, one after another; the samples beside it.
  */
+async function coldStartsUnderLoad(framework, dir) {
+  const samples = [];
+  for (let i = 0; i < COLD_STARTS; i++) {
+    const ms = await coldStartUnderLoad(framework, dir);
+    if (ms === undefined) return undefined;
+    samples.push(round(ms));
+  }
+  return { median: median(samples), samples };
+}
+
 async function coldStartUnderLoad(framework, dir) {
   const app = adapterApp(framework);
   if (app.missing) return undefined;
@@ -131,7 +146,7 @@ export async function runUpgradesUnderLoad(opts) {
     const settledAt = load.now();
     if (steadyAfterMs > 0) await sleep(steadyAfterMs);
     const end = load.now();
-    const coldStartMs = opts.coldStart ? await coldStartUnderLoad(framework, dir) : undefined;
+    const coldStart = opts.coldStart ? await coldStartsUnderLoad(framework, dir) : undefined;
     clearInterval(progressTimer);
     // Read before the clients close their connections (a proxy may close upstream ones with them).
     const watched = await watch?.stop();
@@ -139,7 +154,10 @@ export async function runUpgradesUnderLoad(opts) {
     const stats = await load.stop();
     load = undefined;
     const result = summarize({ stats, records, warmupMs, end, settledAt: steadyAfterMs > 0 ? settledAt : undefined, method, framework });
-    if (coldStartMs !== undefined) result.coldStartMs = round(coldStartMs);
+    if (coldStart !== undefined) {
+      result.coldStartMs = coldStart.median;
+      result.coldStartSamples = coldStart.samples;
+    }
     if (watched) {
       const { perUpgrade, ...totals } = summarizeConnections({ watch: watched, triggers: records.map((r) => r.at), warmupMs, end, pool });
       result.upstream = totals;

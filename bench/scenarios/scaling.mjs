@@ -50,7 +50,7 @@ async function freshConnectionRate(port, n) {
   return (answered.length * 1000) / (Math.max(...answered) - started);
 }
 
-async function measure({ dir, ports, connections, thinkMs, upgrades, settleMs, afterMs = 800 }) {
+async function measure({ dir, ports, connections, thinkMs, upgrades, settleMs, afterMs = 800, freshRate: withFreshRate = true }) {
   const handle = await METHODS.grace.start({ framework: 'node', port: ports[0], dir, env: { PORTS: ports.join(',') } });
   const load = startLoad({ ports, connections, thinkMs, timeout: 10_000, onNewPid: track });
   const samples = [];
@@ -72,7 +72,7 @@ async function measure({ dir, ports, connections, thinkMs, upgrades, settleMs, a
       await sleep(i < upgrades - 1 ? settleMs : afterMs);
     }
     // The last successor's accept rate, measured under the same load right after its move.
-    const freshRate = await freshConnectionRate(ports[0], Math.min(connections, FRESH_MAX));
+    const freshRate = withFreshRate ? await freshConnectionRate(ports[0], Math.min(connections, FRESH_MAX)) : undefined;
     const stats = await load.stop();
     return { requestsBefore: opened, requests: stats.ok + stats.failed, failed: stats.failed, failures: stats.failures, samples, freshRate };
   } finally {
@@ -96,7 +96,8 @@ export async function runScaling({ dir, connectionCounts, listenerCounts, upgrad
   for (const l of listenerCounts) {
     const ports = [];
     for (let i = 0; i < l; i++) ports.push(await freePort());
-    const r = await measure({ dir, ports, connections: 4, thinkMs: 0, upgrades, settleMs: 1000 });
+    // Only the connection-count rows hold the move rate against fresh connections.
+    const r = await measure({ dir, ports, connections: 4, thinkMs: 0, upgrades, settleMs: 1000, freshRate: false });
     const { moveRate, freshRate, moveRatio, ...row } = summarize({ listeners: l }, r);
     log(`  ${l} listeners: handoff ${row.handoffMs} ms, drain ${row.drainMs} ms, ${r.failed} failed of ${r.requests}`);
     byListeners.push(row);

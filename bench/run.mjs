@@ -58,7 +58,7 @@ const settings = quick
       scalingUpgrades: 1,
     }
   : {
-      // ~11 minutes: every method on every framework (+ the proxies).
+      // ~17 minutes: every method on every framework (+ the proxies and the upstream pool).
       frameworks: ['express', 'fastify', 'koa'],
       methods: () => ALL_METHODS,
       upgrades: 5,

@@ -7,12 +7,15 @@
 //   cold-start      the same app boots on another port (its start-up CPU, no handoff)
 //   upgrade         SIGUSR2, keep-alive connections moving to the successor (the default)
 //   upgrade-nomove  SIGUSR2 with GRACE_RESTART_MOVE_CONNECTIONS=0 (the keep-alive-first drain)
+// Each line also gives the p99 event-loop delay of this process, which runs the clients, in
+// steady state and in the windows: how long an answer may wait here for the CPU before it is timed.
 // Each kind runs `--rounds` times, in turn. Not part of `npm run bench`; run it after a build:
 //   node bench/latency-attribution.mjs [--framework fastify|express|koa] [--rounds 2]
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { histogramBetween, startLoad } from './lib/load.mjs';
 import { freePort, killQuietly, sleep } from './lib/procs.mjs';
@@ -37,14 +40,23 @@ async function run(kind) {
   const loadStart = performance.now();
   const answers = [];
   const load = startLoad({ port, connections: 50, onAnswer: (a) => answers.push(a) });
-  await sleep(3000);
+  // The clients run in this process: its own event-loop delay is the part of every measured
+  // latency that is the client waiting for the CPU, not the server answering late.
+  const clientDelay = { steady: monitorEventLoopDelay({ resolution: 1 }), during: monitorEventLoopDelay({ resolution: 1 }) };
+  await sleep(500);
+  clientDelay.steady.enable();
+  await sleep(2500);
+  clientDelay.steady.disable();
   const events = [];
   const strays = [];
   for (let i = 0; i < 3; i++) {
     events.push(performance.now() - loadStart);
     if (kind.startsWith('upgrade')) process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGUSR2');
     if (kind === 'cold-start') strays.push(spawn(process.execPath, [app], { env: { ...process.env, PORT: String(await freePort()), HOST: '127.0.0.1' }, stdio: 'ignore' }));
-    await sleep(EVENT_GAP_MS);
+    clientDelay.during.enable();
+    await sleep(WINDOW_MS);
+    clientDelay.during.disable();
+    await sleep(EVENT_GAP_MS - WINDOW_MS);
   }
   const result = await load.stop();
   killQuietly(Number(readFileSync(pidFile, 'utf8')));
@@ -54,7 +66,11 @@ async function run(kind) {
   const during = events.map((at) => histogramBetween(result.slots, at, at + WINDOW_MS)).reduce((all, h) => (all.add(h), all));
   const p = (h, q) => Math.round(h.percentileMs(q) * 10) / 10;
   const moves = kind.startsWith('upgrade') ? events.map((at) => movedFirstRequests(answers, at)) : undefined;
-  return { moves, kind, requests: result.ok + result.failed, failed: result.failed, steadyP99: p(steady, 99), p99: p(during, 99), p999: p(during, 99.9), ratio: Math.round((during.percentileMs(99) / steady.percentileMs(99)) * 100) / 100 };
+  // ms over the 1 ms sampling interval (the histogram records the whole interval, in ns). No
+  // max: the first sample after each enable() spans the time it was disabled.
+  const loopDelay = (h) => Math.round((h.percentile(99) / 1e6 - 1) * 10) / 10;
+  const clientLoopDelayP99 = { steady: loopDelay(clientDelay.steady), during: loopDelay(clientDelay.during) };
+  return { moves, kind, requests: result.ok + result.failed, failed: result.failed, steadyP99: p(steady, 99), p99: p(during, 99), p999: p(during, 99.9), ratio: Math.round((during.percentileMs(99) / steady.percentileMs(99)) * 100) / 100, clientLoopDelayP99 };
 }
 
 /**

@@ -7,6 +7,8 @@
 //   cold-start      the same app boots on another port (its start-up CPU, no handoff)
 //   upgrade         SIGUSR2, keep-alive connections moving to the successor (the default)
 //   upgrade-nomove  SIGUSR2 with GRACE_RESTART_MOVE_CONNECTIONS=0 (the keep-alive-first drain)
+//   supervisor      the app under `grace-restart run` (1 worker), SIGUSR2 to the supervisor
+//   supervisor-nomove  the same with GRACE_RESTART_MOVE_CONNECTIONS=0
 // Each line also gives the p99 event-loop delay of this process, which runs the clients, in
 // steady state and in the windows: how long an answer may wait here for the CPU before it is timed.
 // Each kind runs `--rounds` times, in turn. Not part of `npm run bench`; run it after a build:
@@ -29,9 +31,13 @@ const WINDOW_MS = 1000;
 async function run(kind) {
   const pidFile = join(mkdtempSync(join(tmpdir(), 'grace-attribution-')), 'app.pid');
   const port = await freePort();
-  const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', PID_FILE: pidFile, GRACE_RESTART_MOVE_CONNECTIONS: kind === 'upgrade-nomove' ? '0' : '1' };
+  const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', PID_FILE: pidFile, GRACE_RESTART_MOVE_CONNECTIONS: kind.endsWith('nomove') ? '0' : '1' };
   const nodeArgs = process.env.APP_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-  const first = spawn(process.execPath, [...nodeArgs, app], { env, stdio: 'ignore' });
+  const cli = new URL('../packages/cli/dist/bin.js', import.meta.url).pathname;
+  const supervised = ['run', '--workers', '1', '--pid-file', pidFile, '--log-level', 'warn', '--', process.execPath, ...nodeArgs, app];
+  const first = kind.startsWith('supervisor')
+    ? spawn(process.execPath, [cli, ...supervised], { env: { ...env, PID_FILE: '' }, stdio: 'ignore' })
+    : spawn(process.execPath, [...nodeArgs, app], { env, stdio: 'ignore' });
   const deadline = Date.now() + 20_000;
   while (!existsSync(pidFile)) {
     if (Date.now() > deadline) throw new Error(`${app} wrote no PID file`);
@@ -51,7 +57,7 @@ async function run(kind) {
   const strays = [];
   for (let i = 0; i < 3; i++) {
     events.push(performance.now() - loadStart);
-    if (kind.startsWith('upgrade')) process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGUSR2');
+    if (kind.startsWith('upgrade') || kind.startsWith('supervisor')) process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGUSR2');
     if (kind === 'cold-start') strays.push(spawn(process.execPath, [app], { env: { ...process.env, PORT: String(await freePort()), HOST: '127.0.0.1' }, stdio: 'ignore' }));
     clientDelay.during.enable();
     await sleep(WINDOW_MS);
@@ -65,7 +71,7 @@ async function run(kind) {
   const steady = histogramBetween(result.slots, 500, events[0] - 100);
   const during = events.map((at) => histogramBetween(result.slots, at, at + WINDOW_MS)).reduce((all, h) => (all.add(h), all));
   const p = (h, q) => Math.round(h.percentileMs(q) * 10) / 10;
-  const moves = kind.startsWith('upgrade') ? events.map((at) => movedFirstRequests(answers, at)) : undefined;
+  const moves = kind.startsWith('upgrade') || kind.startsWith('supervisor') ? events.map((at) => movedFirstRequests(answers, at)) : undefined;
   // ms over the 1 ms sampling interval (the histogram records the whole interval, in ns). No
   // max: the first sample after each enable() spans the time it was disabled.
   const loopDelay = (h) => Math.round((h.percentile(99) / 1e6 - 1) * 10) / 10;

@@ -153,7 +153,7 @@ export async function runUpgradesUnderLoad(opts) {
     watch = undefined;
     const stats = await load.stop();
     load = undefined;
-    const result = summarize({ stats, records, warmupMs, end, settledAt: steadyAfterMs > 0 ? settledAt : undefined, method, framework });
+    const result = summarize({ stats, records, warmupMs, intervalMs, end, settledAt: steadyAfterMs > 0 ? settledAt : undefined, method, framework });
     if (coldStart !== undefined) {
       result.coldStartMs = coldStart.median;
       result.coldStartSamples = coldStart.samples;
@@ -189,20 +189,39 @@ function p99Around(slots, at) {
   return out;
 }
 
-function summarize({ stats, records, warmupMs, end, settledAt, method, framework }) {
-  const firstTrigger = records[0]?.at ?? end;
-  // "During upgrades": from each trigger until the new version serves and the old one is gone,
-  // plus 250 ms, never past the next trigger.
+/**
+ * The two windows the latency of each upgrade is measured in, as [from, to] ms pairs:
+ *  - windows, "the upgrade alone": from each trigger until the new version serves and the old
+ *    one is gone, plus 250 ms, never past the next trigger. Its length is the method's own: a
+ *    method whose old process exits sooner has the same spike in a shorter window, so a higher p99.
+ *  - periods, "while upgrading": from each trigger to the next, the last one an interval long
+ *    (or until it settled, if that is later), never into the second steady window. The same
+ *    length for every method, and what a p99 graph of a service upgraded back to back shows:
+ *    issue #17's own window (9 s with 3 upgrades).
+ */
+export function upgradeWindows(records, { intervalMs, settledAt, end }) {
   const windows = records.map((r, i) => {
     const settled = Math.max(r.servingMs ?? 0, r.goneMs ?? 0, r.triggerMs ?? 0) + 250;
     const cap = records[i + 1]?.at ?? settledAt ?? end;
     return [r.at, Math.min(r.at + settled, cap)];
   });
+  const periods = records.map((r, i) => {
+    const next = records[i + 1]?.at;
+    if (next !== undefined) return [r.at, next];
+    return [r.at, Math.min(Math.max(r.at + intervalMs, windows[i][1]), settledAt ?? end)];
+  });
+  return { windows, periods };
+}
+
+function summarize({ stats, records, warmupMs, intervalMs, end, settledAt, method, framework }) {
+  const firstTrigger = records[0]?.at ?? end;
+  const { windows, periods } = upgradeWindows(records, { intervalMs, settledAt, end });
   const before = histogramBetween(stats.slots, warmupMs, firstTrigger);
   // With a second steady window, steady state is both, and their difference the noise floor.
   const after = settledAt === undefined ? undefined : histogramBetween(stats.slots, settledAt, end);
   const steady = after === undefined ? before : new Histogram().add(before).add(after);
   const during = windows.reduce((h, [a, b]) => h.add(histogramBetween(stats.slots, a, b)), new Histogram());
+  const upgrading = periods.reduce((h, [a, b]) => h.add(histogramBetween(stats.slots, a, b)), new Histogram());
   const pcts = (h) => ({ p50: round(h.percentileMs(50), 2), p99: round(h.percentileMs(99), 2), p999: round(h.percentileMs(99.9), 2), n: h.total });
   const measuredMs = end - warmupMs;
   let okInWindow = 0;
@@ -219,6 +238,7 @@ function summarize({ stats, records, warmupMs, end, settledAt, method, framework
     rps: Math.round((okInWindow * 1000) / measuredMs),
     steady: pcts(steady),
     during: pcts(during),
+    upgrading: pcts(upgrading),
     // The two steady windows apart (before the first trigger, after the last upgrade settled).
     steadyWindows: after === undefined ? undefined : [pcts(before), pcts(after)],
     upgrades: records.map((r, i) => ({

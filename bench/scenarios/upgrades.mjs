@@ -28,8 +28,8 @@ export async function runUpgrades({ frameworks, methods, dir, upgrades, interval
         const r = await runUpgradesUnderLoad({ method, framework, port: await freePort(), dir, upgrades, intervalMs, steadyMs, tailMs, warmupMs: grace ? 2000 : 500, steadyAfterMs: grace ? steadyAfterMs : 0, coldStart: grace, connections });
         const serving = r.upgrades.map((u) => (u.servingMs === undefined ? '–' : Math.round(u.servingMs))).join('/');
         const cold = r.coldStartMs === undefined ? '' : ` (cold start ${Math.round(r.coldStartMs)} ms)`;
-        const tail = r.steady.p999 === undefined ? '' : `, p99.9 ${r.steady.p999} -> ${r.during.p999} ms`;
-        log(`  ${framework} / ${id}: ${r.failed} failed (${kinds(r.failures)}) of ${r.requests}, ${r.rps} req/s, p99 ${r.steady.p99} -> ${r.during.p99} ms${tail}, new version serving after ${serving} ms${cold}`);
+        const tail = r.steady.p999 === undefined ? '' : `, p99.9 ${r.steady.p999} -> ${r.upgrading.p999} ms`;
+        log(`  ${framework} / ${id}: ${r.failed} failed (${kinds(r.failures)}) of ${r.requests}, ${r.rps} req/s, p99 ${r.steady.p99} -> ${r.upgrading.p99} ms while upgrading (${r.during.p99} ms trigger -> old gone)${tail}, new version serving after ${serving} ms${cold}`);
         for (const u of r.upgrades.filter((x) => x.error)) log(`    upgrade ${u.n}: ${u.error}`);
         results.push(r);
       } catch (error) {

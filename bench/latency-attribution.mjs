@@ -11,6 +11,7 @@
 //   supervisor-nomove  the same with GRACE_RESTART_MOVE_CONNECTIONS=0
 // Each line also gives the p99 event-loop delay of this process, which runs the clients, in
 // steady state and in the windows: how long an answer may wait here for the CPU before it is timed.
+// APP_NICE=n starts the servers at nice n (the clients first); APP_NODE_ARGS adds node flags to them.
 // Each kind runs `--rounds` times, in turn. Not part of `npm run bench`; run it after a build:
 //   node bench/latency-attribution.mjs [--framework fastify|express|koa] [--rounds 2]
 import { spawn } from 'node:child_process';
@@ -28,6 +29,10 @@ const KINDS = (process.env.KINDS ?? 'none,cold-start,upgrade,upgrade-nomove').sp
 const EVENT_GAP_MS = 2000;
 const WINDOW_MS = 1000;
 
+// APP_NICE=n starts every server process (and so its successors, which inherit it) at nice n, so
+// that this process, the clients, wins the CPU: what is left of the rise is the server's own.
+const launch = (args, options) => (process.env.APP_NICE ? spawn('nice', ['-n', process.env.APP_NICE, process.execPath, ...args], options) : spawn(process.execPath, args, options));
+
 async function run(kind) {
   const pidFile = join(mkdtempSync(join(tmpdir(), 'grace-attribution-')), 'app.pid');
   const port = await freePort();
@@ -36,8 +41,8 @@ async function run(kind) {
   const cli = new URL('../packages/cli/dist/bin.js', import.meta.url).pathname;
   const supervised = ['run', '--workers', '1', '--pid-file', pidFile, '--log-level', 'warn', '--', process.execPath, ...nodeArgs, app];
   const first = kind.startsWith('supervisor')
-    ? spawn(process.execPath, [cli, ...supervised], { env: { ...env, PID_FILE: '' }, stdio: 'ignore' })
-    : spawn(process.execPath, [...nodeArgs, app], { env, stdio: 'ignore' });
+    ? launch([cli, ...supervised], { env: { ...env, PID_FILE: '' }, stdio: 'ignore' })
+    : launch([...nodeArgs, app], { env, stdio: 'ignore' });
   const deadline = Date.now() + 20_000;
   while (!existsSync(pidFile)) {
     if (Date.now() > deadline) throw new Error(`${app} wrote no PID file`);
@@ -58,7 +63,7 @@ async function run(kind) {
   for (let i = 0; i < 3; i++) {
     events.push(performance.now() - loadStart);
     if (kind.startsWith('upgrade') || kind.startsWith('supervisor')) process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGUSR2');
-    if (kind === 'cold-start') strays.push(spawn(process.execPath, [app], { env: { ...process.env, PORT: String(await freePort()), HOST: '127.0.0.1' }, stdio: 'ignore' }));
+    if (kind === 'cold-start') strays.push(launch([app], { env: { ...process.env, PORT: String(await freePort()), HOST: '127.0.0.1' }, stdio: 'ignore' }));
     clientDelay.during.enable();
     await sleep(WINDOW_MS);
     clientDelay.during.disable();

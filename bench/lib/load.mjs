@@ -11,10 +11,14 @@
 // and last, so a scenario can tell when a new version started serving and when an old one stopped.
 // And it counts the TCP connections the clients had to open (per slot): on keep-alive load that
 // is ~0 in steady state, so every new connection during an upgrade is churn the restart caused.
+// The clients share the machine with the servers: per slot it also records its own event-loop
+// delay (the lateness of a 10 ms timer), the time an answer that has arrived may wait here for
+// the CPU before it is timed.
 import http from 'node:http';
 import { Histogram } from './histogram.mjs';
 
 export const SLOT_MS = 100;
+const LAG_PROBE_MS = 10;
 export const FAILURE_KINDS = ['refused', 'reset', 'timeout', 'non2xx', 'other'];
 
 /** Maps a client-side error to one of FAILURE_KINDS. */
@@ -55,8 +59,16 @@ export function startLoad({ host = '127.0.0.1', port, ports, path = '/', connect
 
   const slotAt = (ms) => {
     const i = Math.floor(ms / SLOT_MS);
-    return (slots[i] ??= { ok: 0, failed: 0, connects: 0, hist: new Histogram() });
+    return (slots[i] ??= { ok: 0, failed: 0, connects: 0, hist: new Histogram(), lag: new Histogram() });
   };
+  let expectedAt = performance.now() + LAG_PROBE_MS;
+  const probeLag = () => {
+    const now = performance.now();
+    slotAt(now - t0).lag.recordMs(Math.max(0, now - expectedAt));
+    expectedAt = now + LAG_PROBE_MS;
+    lagTimer = setTimeout(probeLag, LAG_PROBE_MS);
+  };
+  let lagTimer = setTimeout(probeLag, LAG_PROBE_MS);
   const fail = (kind, detail) => {
     const now = performance.now() - t0;
     state.failed += 1;
@@ -149,6 +161,7 @@ export function startLoad({ host = '127.0.0.1', port, ports, path = '/', connect
     /** Stops issuing requests; waits for those in flight (each ends by its timeout at worst). */
     async stop() {
       running = false;
+      clearTimeout(lagTimer);
       await Promise.all(loops);
       for (const agent of agents) agent.destroy();
       const endMs = performance.now() - t0;
@@ -157,12 +170,12 @@ export function startLoad({ host = '127.0.0.1', port, ports, path = '/', connect
   };
 }
 
-/** Merged histogram of the slots overlapping [fromMs, toMs). */
-export function histogramBetween(slots, fromMs, toMs) {
+/** Merged latency histogram of the slots overlapping [fromMs, toMs); `key: 'lag'` the clients' own event-loop delay. */
+export function histogramBetween(slots, fromMs, toMs, key = 'hist') {
   const h = new Histogram();
   const first = Math.max(0, Math.floor(fromMs / SLOT_MS));
   const last = Math.min(slots.length, Math.ceil(toMs / SLOT_MS));
-  for (let i = first; i < last; i++) if (slots[i]) h.add(slots[i].hist);
+  for (let i = first; i < last; i++) if (slots[i]?.[key]) h.add(slots[i][key]);
   return h;
 }
 

@@ -219,10 +219,10 @@ function latencySection(upgrades) {
   const cold = 'Cold start: the same app started from nothing on another port under the same load, spawn → first 200 (median of 3 one after another; the samples in the JSON).';
   const steady = 'Steady state is two windows, before the first trigger and after the last upgrade has settled; how far apart their p99 are is the run\'s noise floor, printed beside every ratio.';
   if (periods) {
-    md.push(`${steady} "While upgrading" is every request from the first trigger to the end of the schedule (one upgrade every interval, the same window for every method: what a p99 graph of the service shows, and what the targets are judged on). "The upgrade alone" is every request from a trigger until the old process is gone (+250 ms): a window as long as the method takes, so a method whose old process exits sooner shows the same spike at a higher p99. ${cold}`);
+    md.push(`${steady} "While upgrading" is every request from the first trigger to the end of the schedule (one upgrade every interval, the same window for every method: what a p99 graph of the service shows, and what the targets are judged on). "The upgrade alone" is every request from a trigger until the old process is gone (+250 ms): a window as long as the method takes, so a method whose old process exits sooner shows the same spike at a higher p99. "Clients' delay" is the p99 event-loop delay of the load generator itself, which shares the cores: how long an answer may wait there for the CPU before it is timed, part of every latency above. ${cold}`);
     md.push('');
-    md.push('| framework | method | p99 steady: before / after (floor) | p99 while upgrading | ratio | p99 the upgrade alone | ratio | p99.9 steady → while upgrading | ratio | serving (median) | cold start |');
-    md.push('|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|');
+    md.push('| framework | method | p99 steady: before / after (floor) | p99 while upgrading | ratio | p99 the upgrade alone | ratio | p99.9 steady → while upgrading | ratio | clients\' delay p99 steady → while upgrading | serving (median) | cold start |');
+    md.push('|---|---|---|---:|---:|---:|---:|---|---:|---|---:|---:|');
   } else {
     md.push(`${steady} "During" is every request answered from a trigger until the old process is gone (+250 ms). ${cold}`);
     md.push('');
@@ -237,7 +237,8 @@ function latencySection(upgrades) {
     const tail = ` ${ms(median(r.upgrades.map((u) => u.servingMs)))} | ${ms(r.coldStartMs)} |`;
     const w = periods ? r.upgrading : r.during;
     const p99s = periods ? ` ${n(w.p99, 1)} ms | ${ratio(w, 'p99')} | ${n(r.during.p99, 1)} ms | ${ratio(r.during, 'p99')} |` : ` ${n(w.p99, 1)} ms | ${ratio(w, 'p99')} |`;
-    md.push(`${head}${p99s} ${n(r.steady.p999, 1)} → ${n(w.p999, 1)} ms | ${ratio(w, 'p999')} |${tail}`);
+    const lag = !periods ? '' : r.clientLagP99 ? ` ${n(r.clientLagP99.steady, 1)} → ${n(r.clientLagP99.upgrading, 1)} ms |` : ' – |';
+    md.push(`${head}${p99s} ${n(r.steady.p999, 1)} → ${n(w.p999, 1)} ms | ${ratio(w, 'p999')} |${lag}${tail}`);
   }
   md.push('');
   return md;

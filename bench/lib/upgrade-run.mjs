@@ -222,6 +222,9 @@ function summarize({ stats, records, warmupMs, intervalMs, end, settledAt, metho
   const steady = after === undefined ? before : new Histogram().add(before).add(after);
   const during = windows.reduce((h, [a, b]) => h.add(histogramBetween(stats.slots, a, b)), new Histogram());
   const upgrading = periods.reduce((h, [a, b]) => h.add(histogramBetween(stats.slots, a, b)), new Histogram());
+  // The clients' own event-loop delay over the same windows: their share of every latency.
+  const lagSteady = [[warmupMs, firstTrigger], ...(settledAt === undefined ? [] : [[settledAt, end]])];
+  const lagOf = (windows) => round(windows.reduce((h, [a, b]) => h.add(histogramBetween(stats.slots, a, b, 'lag')), new Histogram()).percentileMs(99), 2);
   const pcts = (h) => ({ p50: round(h.percentileMs(50), 2), p99: round(h.percentileMs(99), 2), p999: round(h.percentileMs(99.9), 2), n: h.total });
   const measuredMs = end - warmupMs;
   let okInWindow = 0;
@@ -239,6 +242,7 @@ function summarize({ stats, records, warmupMs, intervalMs, end, settledAt, metho
     steady: pcts(steady),
     during: pcts(during),
     upgrading: pcts(upgrading),
+    clientLagP99: { steady: lagOf(lagSteady), upgrading: lagOf(periods) },
     // The two steady windows apart (before the first trigger, after the last upgrade settled).
     steadyWindows: after === undefined ? undefined : [pcts(before), pcts(after)],
     upgrades: records.map((r, i) => ({

@@ -24,6 +24,7 @@ import {
   takeHandoffEnv,
   takeInheritedListeners,
   takeNotifyEnv,
+  type ControlRequest,
   type SelfStatus,
   type UpgradeOutcome,
 } from '@grace-restart/core';
@@ -329,8 +330,8 @@ async function upgrade(argv: string[]): Promise<number> {
   const socket = controlSocketPath(pid, values['control-dir']);
   stopWaitingOnSignals(pid);
   if (values.supervisor === true) return upgradeSupervisor(pid, socket, timeout, values.json === true);
-  if (existsSync(socket)) {
-    const response = await sendControl(socket, { cmd: 'upgrade' }, timeout);
+  const response = await askControl(socket, { cmd: 'upgrade' }, timeout);
+  if (response !== undefined) {
     const outcome = response['outcome'] as UpgradeOutcome | undefined;
     if (values.json) process.stdout.write(`${JSON.stringify(response)}\n`);
     else if (outcome) process.stdout.write(`${describeOutcome(outcome)}\n`);
@@ -338,6 +339,26 @@ async function upgrade(argv: string[]): Promise<number> {
     return response['ok'] === true ? 0 : 1;
   }
   return upgradeSelf(pid, values['pid-file'], timeout, values.json === true);
+}
+
+/** Errors of a connect to a socket file nobody accepts on. */
+const NO_LISTENER = new Set(['ECONNREFUSED', 'ENOENT']);
+
+/**
+ * `request` on the control socket at `path`, or undefined where there is none to ask: no file,
+ * or a stale one nobody accepts on, left by a process that had this pid and was SIGKILLed (pids
+ * are reused, soonest in a container). A refused connect delivered nothing, so the caller may
+ * take the other way without doing anything twice. The file is left alone: the process that
+ * has the pid now removes it if it ever serves one.
+ */
+async function askControl(path: string, request: ControlRequest, timeout: number): Promise<Record<string, unknown> | undefined> {
+  if (!existsSync(path)) return undefined;
+  try {
+    return await sendControl(path, request, timeout);
+  } catch (error) {
+    if (NO_LISTENER.has((error as NodeJS.ErrnoException).code ?? '')) return undefined;
+    throw error;
+  }
 }
 
 /**
@@ -393,8 +414,8 @@ function stopWaitingOnSignals(pid: number): void {
 
 /** `upgrade --supervisor`: replaces the supervisor process itself, through its control socket. */
 async function upgradeSupervisor(pid: number, socket: string, timeout: number, json: boolean): Promise<number> {
-  if (!existsSync(socket)) throw new Error(`process ${pid} has no control socket at ${socket}: it is not a grace-restart run supervisor (or give its --control-dir)`);
-  const response = await sendControl(socket, { cmd: 'upgrade-supervisor' }, timeout);
+  const response = await askControl(socket, { cmd: 'upgrade-supervisor' }, timeout);
+  if (response === undefined) throw new Error(`process ${pid} has no control socket at ${socket} that answers: it is not a grace-restart run supervisor (or give its --control-dir)`);
   const outcome = response['supervisorUpgrade'] as SupervisorHandoverOutcome | undefined;
   if (json) process.stdout.write(`${JSON.stringify(response)}\n`);
   else if (outcome?.ok === true) {
@@ -415,12 +436,12 @@ async function status(argv: string[]): Promise<number> {
   const { values } = parseFlags('status', argv, { 'pid-file': { type: 'string' }, pid: { type: 'string' }, json: { type: 'boolean' }, 'control-dir': { type: 'string' } });
   const pid = targetPid(values);
   const socket = controlSocketPath(pid, values['control-dir']);
-  if (!existsSync(socket)) {
+  const response = await askControl(socket, { cmd: 'status' }, 5_000);
+  if (response === undefined) {
     const line = { mode: 'unknown', pid, running: true };
     process.stdout.write(values.json ? `${JSON.stringify(line)}\n` : `pid ${pid} is running, without a control socket (controlDir: false, or not a grace-restart process)\n`);
     return 0;
   }
-  const response = await sendControl(socket, { cmd: 'status' }, 5_000);
   const s = response['status'] as SupervisorStatus | SelfStatus;
   if (values.json) {
     process.stdout.write(`${JSON.stringify(s)}\n`);

@@ -180,6 +180,30 @@ test('upgrade against a process without a control socket falls back to SIGUSR2 a
   assert.match(result.stdout, new RegExp(`upgraded: ${app.pid} -> ${successor.pid}`));
 });
 
+// Seen in CI: a test process SIGKILLed earlier left <pid>.sock, and the app started later with
+// the same pid made upgrade fail with ECONNREFUSED instead of falling back to SIGUSR2.
+test('a stale control socket (left by a SIGKILLed process that had the same pid) counts as none', async (t) => {
+  const dir = tempDir();
+  const pidFile = join(dir, 'app.pid');
+  const app = startFixture(APP, { env: { PID_FILE: pidFile, CONTROL_DIR: 'off' } });
+  t.after(() => app.cleanup());
+  await app.waitForEvent({ event: 'ready' });
+  // What the SIGKILLed process leaves: the socket file, with nobody accepting on it.
+  const stale = join(dir, `${app.pid}.sock`);
+  spawnSync(process.execPath, ['-e', `require('node:net').createServer().listen(${JSON.stringify(stale)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+  assert.ok(existsSync(stale), 'the stale socket file is there');
+  const status = await cli(['status', '--pid', String(app.pid), '--control-dir', dir]);
+  assert.equal(status.code, 0, status.stdout + status.stderr);
+  assert.match(status.stdout, /running, without a control socket/);
+  const supervisorUpgrade = await cli(['upgrade', '--supervisor', '--pid', String(app.pid), '--control-dir', dir]);
+  assert.equal(supervisorUpgrade.code, 1);
+  assert.match(supervisorUpgrade.stderr, /has no control socket at .* that answers: it is not a grace-restart run supervisor/);
+  const result = await cli(['upgrade', '--pid-file', pidFile, '--control-dir', dir]);
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  const successor = await app.waitForEvent((e) => e.event === 'ready' && e.pid !== app.pid);
+  assert.match(result.stdout, new RegExp(`upgraded: ${app.pid} -> ${successor.pid}`));
+});
+
 test('bad input gets a clear message and a non-zero exit', async () => {
   const dir = tempDir();
   // A pid that certainly belonged to a process that is gone.

@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { histogramBetween, startLoad } from './lib/load.mjs';
+import { histogramBetween, histogramOver, startLoad } from './lib/load.mjs';
 import { freePort, killQuietly, sleep } from './lib/procs.mjs';
 
 const { values } = parseArgs({ options: { framework: { type: 'string', default: 'fastify' }, rounds: { type: 'string', default: '2' } } });
@@ -34,6 +34,7 @@ const WINDOW_MS = 1000;
 const launch = (args, options) => (process.env.APP_NICE ? spawn('nice', ['-n', process.env.APP_NICE, process.execPath, ...args], options) : spawn(process.execPath, args, options));
 
 async function run(kind) {
+  const upgrades = kind.startsWith('upgrade') || kind.startsWith('supervisor');
   const pidFile = join(mkdtempSync(join(tmpdir(), 'grace-attribution-')), 'app.pid');
   const port = await freePort();
   const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', PID_FILE: pidFile, GRACE_RESTART_MOVE_CONNECTIONS: kind.endsWith('nomove') ? '0' : '1' };
@@ -62,7 +63,7 @@ async function run(kind) {
   const strays = [];
   for (let i = 0; i < 3; i++) {
     events.push(performance.now() - loadStart);
-    if (kind.startsWith('upgrade') || kind.startsWith('supervisor')) process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGUSR2');
+    if (upgrades) process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGUSR2');
     if (kind === 'cold-start') strays.push(launch([app], { env: { ...process.env, PORT: String(await freePort()), HOST: '127.0.0.1' }, stdio: 'ignore' }));
     clientDelay.during.enable();
     await sleep(WINDOW_MS);
@@ -74,9 +75,9 @@ async function run(kind) {
   killQuietly(first.pid);
   for (const stray of strays) killQuietly(stray.pid);
   const steady = histogramBetween(result.slots, 500, events[0] - 100);
-  const during = events.map((at) => histogramBetween(result.slots, at, at + WINDOW_MS)).reduce((all, h) => (all.add(h), all));
+  const during = histogramOver(result.slots, events.map((at) => [at, at + WINDOW_MS]));
   const p = (h, q) => Math.round(h.percentileMs(q) * 10) / 10;
-  const moves = kind.startsWith('upgrade') || kind.startsWith('supervisor') ? events.map((at) => movedFirstRequests(answers, at)) : undefined;
+  const moves = upgrades ? events.map((at) => movedFirstRequests(answers, at)) : undefined;
   // ms over the 1 ms sampling interval (the histogram records the whole interval, in ns). No
   // max: the first sample after each enable() spans the time it was disabled.
   const loopDelay = (h) => Math.round((h.percentile(99) / 1e6 - 1) * 10) / 10;

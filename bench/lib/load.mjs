@@ -179,6 +179,11 @@ export function histogramBetween(slots, fromMs, toMs, key = 'hist') {
   return h;
 }
 
+/** Merged histogram of the slots overlapping any of `windows` ([fromMs, toMs) pairs); `key` as in histogramBetween. */
+export function histogramOver(slots, windows, key = 'hist') {
+  return windows.reduce((h, [from, to]) => h.add(histogramBetween(slots, from, to, key)), new Histogram());
+}
+
 /**
  * Successful answers per second, bucketed by `bucketMs` (a whole number of slots, so every
  * bucket covers the same slots and none is skipped): [{ t (s, bucket start), rps, failed, connects }].

@@ -12,7 +12,7 @@
 // the connections the proxy opened to the app (lib/upstream-conns.mjs): `upstream` in the result.
 import { Histogram } from './histogram.mjs';
 import { adapterApp } from './apps.mjs';
-import { connectsBetween, histogramBetween, longestGap, SLOT_MS, startLoad, throughputTimeline } from './load.mjs';
+import { connectsBetween, histogramBetween, histogramOver, longestGap, SLOT_MS, startLoad, throughputTimeline } from './load.mjs';
 import { freePort, get, isAlive, killQuietly, sleep, startProcess, track } from './procs.mjs';
 import { summarizeConnections, watchConnections } from './upstream-conns.mjs';
 import { median } from './stats.mjs';
@@ -220,11 +220,11 @@ function summarize({ stats, records, warmupMs, intervalMs, end, settledAt, metho
   // With a second steady window, steady state is both, and their difference the noise floor.
   const after = settledAt === undefined ? undefined : histogramBetween(stats.slots, settledAt, end);
   const steady = after === undefined ? before : new Histogram().add(before).add(after);
-  const during = windows.reduce((h, [a, b]) => h.add(histogramBetween(stats.slots, a, b)), new Histogram());
-  const upgrading = periods.reduce((h, [a, b]) => h.add(histogramBetween(stats.slots, a, b)), new Histogram());
+  const during = histogramOver(stats.slots, windows);
+  const upgrading = histogramOver(stats.slots, periods);
   // The clients' own event-loop delay over the same windows: their share of every latency.
   const lagSteady = [[warmupMs, firstTrigger], ...(settledAt === undefined ? [] : [[settledAt, end]])];
-  const lagOf = (windows) => round(windows.reduce((h, [a, b]) => h.add(histogramBetween(stats.slots, a, b, 'lag')), new Histogram()).percentileMs(99), 2);
+  const lagOf = (windows) => round(histogramOver(stats.slots, windows, 'lag').percentileMs(99), 2);
   const pcts = (h) => ({ p50: round(h.percentileMs(50), 2), p99: round(h.percentileMs(99), 2), p999: round(h.percentileMs(99.9), 2), n: h.total });
   const measuredMs = end - warmupMs;
   let okInWindow = 0;

@@ -60,8 +60,9 @@ function costLine(run, grace) {
   const parts = [];
   if (fw.length) parts.push(overheadPhrase(fw, floor));
   const self = grace.filter((r) => r.method === 'grace');
-  if (self.length && self[0].upgrading) parts.push(`p99 ${range(self.map((r) => r.upgrading.p99 / r.steady.p99), (v) => v.toFixed(1))}× steady while SIGUSR2 upgrades run every ${run.settings.intervalMs / 1000} s (${range(self.map((r) => r.during.p99 / r.steady.p99), (v) => v.toFixed(1))}× from a trigger until the old process is gone)`);
-  else if (self.length) parts.push(`p99 ${range(self.map((r) => r.during.p99 / r.steady.p99), (v) => v.toFixed(1))}× steady during a SIGUSR2 upgrade`);
+  const p99Ratios = (window) => range(self.map((r) => r[window].p99 / r.steady.p99), (v) => v.toFixed(1));
+  if (self.length && self[0].upgrading) parts.push(`p99 ${p99Ratios('upgrading')}× steady while SIGUSR2 upgrades run every ${run.settings.intervalMs / 1000} s (${p99Ratios('during')}× from a trigger until the old process is gone)`);
+  else if (self.length) parts.push(`p99 ${p99Ratios('during')}× steady during a SIGUSR2 upgrade`);
   if (self.length) parts.push(`the old process drains for ~${range(self.map((r) => median(r.upgrades.map((u) => u.goneMs ?? 0)) / 1000), (v) => v.toFixed(1))} s beside the new one`);
   return parts.length ? `**What grace-restart costs**: ${parts.join('; ')}.` : undefined;
 }

@@ -33,7 +33,7 @@ import type { Socket } from 'node:net';
 import { CONNECTION_MESSAGE_KEY, readConnectionAcks, type ConnectionMessage } from './connection-handoff.js';
 import { isUpgraded, type ConnectionTracker } from './drain.js';
 import type { Logger } from './logger.js';
-import { missingMoveInternals, pausedByHttp, pendingResponse, pipelinedHandleWriter, queuedWriteBytes, socketsBetweenMessages, stopReading } from './server-internals.js';
+import { missingMoveInternals, pausedByHttp, pendingResponse, pipelinedHandleWriter, queuedWriteBytes, resumePending, resumeReading, socketsBetweenMessages, stopReading } from './server-internals.js';
 
 /** One listener whose connections may move, under the name the successor knows it by. */
 export interface MovableListener {
@@ -234,7 +234,8 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
       if (socket.destroyed || socket.connecting || !socket.readable || !socket.writable || socket.writableEnded) return false;
       if (isUpgraded(socket) || pendingResponse(socket) !== undefined) return false;
       if (socket.writableLength !== 0 || queuedWriteBytes(socket) !== 0) return false;
-      return socket.readableLength === 0 && !pausedByHttp(socket);
+      // A resume scheduled for the next tick would start reading here again after the send.
+      return socket.readableLength === 0 && !pausedByHttp(socket) && !resumePending(socket);
     };
 
     /** The next socket that can move now: the last snapshot's queue first, then a new look if a response finished meanwhile. */
@@ -268,7 +269,7 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
       if (!child.connected) return giveUp('the successor disconnected');
       // Same tick as the checks above: no byte can be read by this process after them.
       if (!stopReading(socket)) {
-        socket.resume();
+        resumeReading(socket);
         cameBack.add(socket);
         return;
       }
@@ -297,7 +298,7 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
         error = String(thrown);
       }
       if (error !== undefined) {
-        socket.resume();
+        resumeReading(socket);
         return giveUp('send failed', error);
       }
       // From here the successor may own the socket: it is no longer this process's to serve or drain.
@@ -364,7 +365,7 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
       if (entry === undefined) return false;
       cameBack.add(entry.socket);
       entry.listener.tracker.restore(entry.socket);
-      entry.socket.resume();
+      resumeReading(entry.socket);
       return true;
     };
 
@@ -393,15 +394,29 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
     };
 
     // A response finished or (while the intake is open) a connection was accepted: more sockets
-    // may be between messages. On 'connection' this runs after http's own listener (added when
-    // the server was made): the parser is attached, but nothing is read before the next turn.
+    // may be between messages.
     const lookAgain = (): void => {
       stale = true;
       pump();
     };
+    // 'connection' and a response's 'finish' look in the next tick. On 'connection' this runs
+    // after http's own listener (added when the server was made), which attached the parser and
+    // scheduled the socket's resume for the next tick; a 'finish' may follow a resume too (of a
+    // socket http paused while the request body backed up). Looked at now, such a socket is not
+    // at rest (resumePending); looked at in a tick queued after that resume, it reads again, but
+    // nothing is read before the event loop's next turn. One look serves every event of a tick.
+    let lookQueued = false;
+    const lookSoon = (): void => {
+      if (lookQueued) return;
+      lookQueued = true;
+      process.nextTick(() => {
+        lookQueued = false;
+        lookAgain();
+      });
+    };
     const onRequest = (_req: IncomingMessage, res: ServerResponse): void => {
       // Added after http's own 'finish' listener: when it runs, http has detached the response.
-      res.once('finish', lookAgain);
+      res.once('finish', lookSoon);
     };
 
     const giveUp = (why: string, error?: unknown): void => {
@@ -426,7 +441,7 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
     const closeIntake = (): void => {
       if (done || !intakeOpen) return;
       intakeOpen = false;
-      for (const listener of movable) listener.tracker.server.removeListener('connection', lookAgain);
+      for (const listener of movable) listener.tracker.server.removeListener('connection', lookSoon);
       armDeadlines();
       pump();
     };
@@ -445,7 +460,7 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
       child.removeListener('message', onMessage);
       for (const listener of movable) {
         listener.tracker.server.removeListener('request', onRequest);
-        listener.tracker.server.removeListener('connection', lookAgain);
+        listener.tracker.server.removeListener('connection', lookSoon);
       }
       settings.signal?.removeEventListener('abort', stopSending);
       disconnects?.removeListener('disconnect', onDisconnect);
@@ -464,8 +479,8 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
     // queued before the move started).
     for (const listener of movable) {
       listener.tracker.server.on('request', onRequest);
-      if (intakeOpen) listener.tracker.server.on('connection', lookAgain);
-      for (const socket of listener.tracker.httpSockets) pendingResponse(socket)?.once('finish', lookAgain);
+      if (intakeOpen) listener.tracker.server.on('connection', lookSoon);
+      for (const socket of listener.tracker.httpSockets) pendingResponse(socket)?.once('finish', lookSoon);
     }
     const poll = setInterval(lookAgain, RESCAN_MS);
     child.on('message', onMessage);

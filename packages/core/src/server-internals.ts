@@ -120,7 +120,8 @@ export function pendingResponse(socket: Socket): ServerResponse | undefined {
 
 /** Internal fields of a net.Socket that the move reads. */
 interface SocketInternals {
-  _handle?: { writeQueueSize?: unknown; reading?: unknown; readStop?: unknown } | null;
+  _handle?: { writeQueueSize?: unknown; reading?: unknown; readStop?: unknown; readStart?: unknown } | null;
+  _readableState?: { resumeScheduled?: unknown };
   _paused?: unknown;
   parser?: unknown;
 }
@@ -181,10 +182,32 @@ export function pausedByHttp(socket: Socket): boolean {
 }
 
 /**
- * Stops reading from the kernel at once, so that every byte the client sends from now on is
- * read by whoever owns the fd next. `pause()` does it through http's 'pause' listener
- * (`_handle.readStop()`); the handle is stopped directly when that listener did not run.
- * Returns false if reading could not be stopped (the socket must not move then).
+ * True while a `resume()` of `socket` is scheduled for the next tick (`_readableState.resumeScheduled`).
+ * That resume emits 'resume', on which http starts reading again (`_handle.readStart()`), and
+ * a `pause()` in between does not cancel it: http's own 'connection' listener schedules one
+ * (`socket.on('data')`), and so does every `resume()` of a paused socket. A socket must not
+ * move while one is pending: the old process would read the client's next bytes after the
+ * send, beside the successor (issue #25: POSTs split between the two, answered 400).
+ */
+export function resumePending(socket: Socket): boolean {
+  return (socket as unknown as SocketInternals)._readableState?.resumeScheduled === true;
+}
+
+/** Installed as the own `readStart` of a held handle: http and net call it, and nothing is read. */
+function stayStopped(this: { reading?: unknown }): number {
+  this.reading = false;
+  return 0;
+}
+
+/**
+ * Stops reading from the kernel at once, and keeps it stopped until {@link resumeReading},
+ * so that every byte the client sends from now on is read by whoever owns the fd next.
+ * `pause()` does it through http's 'pause' listener (`_handle.readStop()`); the handle is
+ * stopped directly when that listener did not run. While held, the handle's `readStart` does
+ * nothing: a resume that was already scheduled, or any later one, cannot start reading in
+ * this process again (check {@link resumePending} before the send all the same: a resume that
+ * runs is a sign the socket was not at rest). Returns false if reading could not be stopped
+ * (the socket must not move then).
  *
  * The supervisor relay (connection-relay.ts) needs it too: a socket received over IPC starts
  * reading as soon as Node wraps it, and the bytes libuv reads while the handle waits to be
@@ -198,7 +221,26 @@ export function stopReading(socket: Socket): boolean {
     handle.reading = false;
     (handle.readStop as () => number).call(handle);
   }
-  return handle.reading === false;
+  if (handle.reading !== false) return false;
+  handle.readStart = stayStopped;
+  return true;
+}
+
+/**
+ * Undoes {@link stopReading} for a socket that stays in this process (the successor never
+ * received it, or refused it unread): reading starts again, as http would start it, unless
+ * http itself paused the socket for backpressure.
+ */
+export function resumeReading(socket: Socket): void {
+  const handle = (socket as unknown as SocketInternals)._handle;
+  if (handle !== null && handle !== undefined && Object.hasOwn(handle, 'readStart')) delete handle.readStart;
+  socket.resume();
+  // A resume that ran while the handle was held left the stream flowing and the handle stopped:
+  // this resume() then schedules nothing, so the read starts here.
+  if (handle === null || handle === undefined || handle.reading !== false || pausedByHttp(socket)) return;
+  if (typeof handle.readStart !== 'function') return;
+  handle.reading = true;
+  (handle.readStart as () => number).call(handle);
 }
 
 /**
@@ -226,7 +268,8 @@ export function missingMoveInternals(server: Server, socket: Socket): string | u
   const handle = (socket as unknown as SocketInternals)._handle;
   if (handle === null || handle === undefined) return 'socket._handle';
   if (typeof handle.writeQueueSize !== 'number') return 'socket._handle.writeQueueSize';
-  if (typeof handle.readStop !== 'function' || typeof handle.reading !== 'boolean') return 'socket._handle.readStop / reading';
+  if (typeof handle.readStop !== 'function' || typeof handle.readStart !== 'function' || typeof handle.reading !== 'boolean') return 'socket._handle.readStop / readStart / reading';
+  if (typeof (socket as unknown as SocketInternals)._readableState?.resumeScheduled !== 'boolean') return 'socket._readableState.resumeScheduled';
   if (typeof (server as unknown as ServerInternals)._connections !== 'number') return 'server._connections';
   return undefined;
 }

@@ -276,3 +276,53 @@ test('the move is paced by the successor: as many sockets on their way as it ado
   pace.answered(4, 0, (t += 2));
   assert.ok(pace.window() > 1 && pace.window() < 128, `window ${pace.window()}`);
 });
+
+/**
+ * Sends one whole request on a fresh connection the moment it is open, and resolves with the
+ * raw answer (or an error code). The request is written in one go, so it is in the server's
+ * kernel buffer when the server accepts the connection.
+ */
+function requestOnFreshConnection(port, request, timeout = 10_000) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    let answer = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (d) => {
+      answer += d;
+      if (/\r\n\r\n[\s\S]*\}/.test(answer)) {
+        socket.destroy();
+        resolve({ answer });
+      }
+    });
+    socket.setTimeout(timeout, () => {
+      socket.destroy();
+      resolve({ error: 'TIMEOUT', answer });
+    });
+    socket.on('error', (error) => resolve({ error: error.code ?? error.message, answer }));
+    socket.on('close', () => resolve({ error: 'CLOSED', answer }));
+    socket.write(request);
+  });
+}
+
+test('a connection accepted during the probation is moved whole: its first request (a 64 KiB POST) is answered once, by one process', async (t) => {
+  // The move takes such a connection in its 'connection' event. http's own listener has
+  // scheduled a resume of the socket for the next tick then; before the fix, that resume started
+  // reading in the old process after the socket was sent, so both processes read the request:
+  // the old one aborted its half, the successor answered the other half 400.
+  const { fixture, port } = await startServer(t, { MOVE_CONNECTIONS: '1' });
+  const body = Buffer.alloc(64 * 1024, 'x');
+  const request = Buffer.concat([Buffer.from(`POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`), body]);
+  const old = fixture.pid;
+  const after = fixture.events.length;
+  process.kill(old, 'SIGUSR2');
+  await fixture.waitForEvent({ event: 'upgrade-ready' }, { after });
+  const results = [];
+  // Fresh connections, 8 at a time, until the old process stops accepting (its probation ends).
+  const stoppedAccepting = () => fixture.events.slice(after).some((e) => e.event === 'drain-start' && e.pid === old);
+  while (!stoppedAccepting()) results.push(...(await Promise.all(Array.from({ length: 8 }, () => requestOnFreshConnection(port, request)))));
+  const wrong = results.filter((r) => r.error !== undefined || !/^HTTP\/1\.1 200 /.test(r.answer) || !r.answer.includes(`"bytes":${body.length}`));
+  const drain = await fixture.waitForEvent({ event: 'drain-end', pid: old }, { after });
+  t.diagnostic(`${results.length} requests on fresh connections during the probation, ${drain.moved} moved`);
+  assert.ok(drain.moved > 0, `some connections accepted during the probation moved: ${JSON.stringify(drain)}`);
+  assert.deepEqual(wrong.map((r) => r.error ?? r.answer.split('\r\n')[0]), [], `${wrong.length} of ${results.length} answered wrong`);
+});

@@ -23,6 +23,8 @@ import {
   pausedByHttp,
   pipelinedHandleWriter,
   queuedWriteBytes,
+  resumePending,
+  resumeReading,
   socketsBetweenMessages,
   stopReading,
 } from '../dist/server-internals.js';
@@ -114,6 +116,39 @@ test('queuedWriteBytes and pausedByHttp read 0 and false on an idle socket, stop
   await once(other, 'connect');
   await rawRequest(other);
   assert.equal(serverSocket.bytesRead, bytes, 'nothing read after stopReading: the request waits in the kernel for the next owner');
+});
+
+test('resumePending: http schedules a resume of every socket it is given; stopReading holds the handle against it until resumeReading (issue #25)', async (t) => {
+  let pendingInConnection;
+  let accepted;
+  const server = http.createServer((req, res) => res.end('ok'));
+  // Added after http's own 'connection' listener, as the move's is.
+  server.on('connection', (socket) => {
+    if (accepted !== undefined) return;
+    accepted = socket;
+    pendingInConnection = resumePending(socket);
+    // What the move did before the fix: stop reading right here, in the 'connection' event.
+    assert.equal(stopReading(socket), true);
+  });
+  const port = await listen(t, server);
+  const client = connect(t, port);
+  await once(client, 'connect');
+  await waitFor(() => accepted !== undefined, { what: 'the server to accept' });
+  assert.equal(pendingInConnection, true, "in its 'connection' event, a socket has a resume scheduled for the next tick");
+  assert.equal(resumePending(accepted), false, 'the scheduled resume has run');
+  // That resume emitted 'resume', on which http called readStart: held, the handle read nothing.
+  client.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+  const other = connect(t, port);
+  await once(other, 'connect');
+  await rawRequest(other);
+  assert.equal(accepted.bytesRead, 0, 'nothing read while held: the request waits in the kernel for the next owner');
+  // Kept here after all (the successor refused it, say): it reads and is answered.
+  let answer = '';
+  client.setEncoding('utf8');
+  client.on('data', (d) => (answer += d));
+  resumeReading(accepted);
+  await waitFor(() => answer.includes('ok'), { what: 'the answer once reading resumed' });
+  assert.match(answer, /^HTTP\/1\.1 200/);
 });
 
 test('claimAdoptedSocket gives the socket to the server as its accept would', async (t) => {

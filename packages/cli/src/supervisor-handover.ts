@@ -16,6 +16,7 @@
  * files, and the supervisor then only holds the fd.
  */
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import {
   ownListeningSockets,
   reloadingFields,
@@ -56,11 +57,21 @@ export function socketsToHandOver(inherited: readonly InheritedFd[], controlSock
   for (const [fd, address] of [...held].sort(([a], [b]) => a - b)) {
     if (fromSystemd.has(fd) || (address.kind === 'unix' && address.path === controlSocket)) continue;
     if (address.kind === 'unix') {
-      return { refusal: `the workers listen on the unix socket ${address.path}, which cluster bound and unlinks when the old workers stop: give it to the supervisor by socket activation (a .socket unit) to upgrade the supervisor` };
+      return { refusal: `the workers listen on the unix socket ${boundPath(address.path)}, which cluster bound and unlinks when the old workers stop: give it to the supervisor by socket activation (a .socket unit) to upgrade the supervisor` };
     }
     listeners.push({ fd, name: boundName(address) });
   }
   return { listeners };
+}
+
+/**
+ * The absolute path of a unix socket this process bound. cluster's primary binds a worker's
+ * unix socket by the shorter of its absolute path and the path relative to the primary's
+ * directory (sun_path holds ~100 bytes), and /proc/net/unix shows what bind() was given; this
+ * process's directory is the one cluster used. Abstract sockets (`@name`) are left as they are.
+ */
+function boundPath(path: string): string {
+  return path.startsWith('@') ? path : resolve(path);
 }
 
 /** `tcp/127.0.0.1/3000`: core's address name, from where the socket is bound (the new workers still match it by address). */

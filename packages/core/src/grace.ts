@@ -600,10 +600,6 @@ export class Grace extends EventEmitter<GraceEvents> {
       signal: successor.relayEnded === undefined ? abort.signal : AbortSignal.any([abort.signal, successor.relayEnded]),
       // Straight to the successor, a socket it did not answer before its death comes back here.
       unansweredComeBack: successor.relayEnded === undefined,
-      // Through the supervisor, one at a time: with many on their way, a replacement that died
-      // mid-relay once cost requests on connections it never had (CI, under load; not yet
-      // understood, see #12), where one at a time loses at most the one it was taking.
-      maxInFlight: successor.relayEnded === undefined ? undefined : 1,
       intake,
       logger: log,
     });

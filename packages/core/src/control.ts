@@ -39,6 +39,11 @@ export function controlSocketPath(pid: number, dir?: string): string {
   return join(controlDirectory(dir), `${pid}.sock`);
 }
 
+/** Where the control socket of process `pid` in `dir` would be, without creating or checking the directory. */
+export function controlSocketFile(pid: number, dir: string = defaultControlDirectory()): string {
+  return join(dir, `${pid}.sock`);
+}
+
 /** A control socket being served. */
 export interface ControlServer {
   /** Stops serving and removes the socket file. */

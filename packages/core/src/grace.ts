@@ -20,11 +20,14 @@ import { transition, type LifecycleAction, type LifecycleEvent, type LifecycleSt
 import { parseListenArgs } from './listen-args.js';
 import { appHeardListenError, ListenerSet } from './listeners.js';
 import { flushLogger } from './logger.js';
+import { foreignListenerMessage, foreignListeners, watchForeignListeners, type ForeignListener, type OwnedSockets } from './foreign-listeners.js';
+import { ownListeningSockets } from './socket-address.js';
+import { controlSocketFile } from './control.js';
 import { resolveOptions, type DrainInfo, type GraceOptions, type ResolvedOptions } from './options.js';
 import { removePidFile, writePidFile } from './pid-file.js';
 import { openSelfControl, type SelfStatus } from './self-control.js';
 import { takeProcessEnv } from './process-env.js';
-import { installSignalHandlers, signalExitCode } from './signals.js';
+import { installSignalHandlers, signalExitCode, type InstalledSignals } from './signals.js';
 import { createServiceNotifier, reloadingFields, type ServiceNotifier } from './service-notify.js';
 import type { Retirement, Supervision } from './supervised.js';
 
@@ -93,7 +96,9 @@ export class Grace extends EventEmitter<GraceEvents> {
   readonly #notifier: ServiceNotifier | undefined;
   readonly #createdAt = Date.now();
   readonly #hooks: Record<HookKind, Hook[]> = { onDrain: [], onShutdown: [] };
-  readonly #uninstallSignals: () => void;
+  readonly #signals: InstalledSignals;
+  /** Stops looking for servers grace-restart never saw (foreign-listeners.ts). */
+  readonly #stopWatchingForeign: () => void;
   readonly #control: Promise<ControlServer | undefined>;
   #state: LifecycleState = 'starting';
   /** Code the process exits with at the end of its life (with `exit`). */
@@ -171,7 +176,7 @@ export class Grace extends EventEmitter<GraceEvents> {
     if (this.#options.onShutdown) this.#hooks.onShutdown.push(this.#options.onShutdown);
     // Under `grace-restart run` the supervisor upgrades: SIGUSR2 belongs to it.
     const signals = this.#supervision ? { ...this.#options, upgradeSignal: false as const } : this.#options;
-    this.#uninstallSignals = installSignalHandlers(signals, {
+    this.#signals = installSignalHandlers(signals, {
       upgrade: (signal) => this.#upgradeFromTrigger(signal),
       stop: (signal) => this.#stop(signal),
       stopAgain: (signal) => this.#stopAgain(signal),
@@ -182,6 +187,29 @@ export class Grace extends EventEmitter<GraceEvents> {
       controlDir === false || this.#supervision
         ? Promise.resolve(undefined)
         : openSelfControl(controlDir, { status: () => this.#status(), upgrade: () => this.#startUpgrade('control') }, log);
+    this.#stopWatchingForeign = watchForeignListeners(
+      () => this.#ownedSockets(),
+      (found) => log.error({ listeners: found }, foreignListenerMessage(found)),
+    );
+  }
+
+  /** What grace-restart itself holds, to tell a server it never saw from its own. */
+  #ownedSockets(): OwnedSockets {
+    const { controlDir } = this.#options;
+    return {
+      serving: this.#listeners.servers.length > 0 || this.#listeners.pending > 0,
+      fds: new Set(this.#listeners.inheritedFds),
+      controlSocket: controlDir === false || this.#supervision ? undefined : controlSocketFile(process.pid, controlDir),
+    };
+  }
+
+  /**
+   * Listening sockets grace-restart does not own, while it owns no server (else none: a second
+   * server the app keeps to itself is its choice).
+   */
+  #foreignNow(): ForeignListener[] {
+    const owned = this.#ownedSockets();
+    return owned.serving ? [] : foreignListeners(ownListeningSockets(), owned);
   }
 
   /** Current lifecycle state. */
@@ -255,6 +283,7 @@ export class Grace extends EventEmitter<GraceEvents> {
   ready(): void {
     if (this.#dispatch('ready') !== 'report-ready') return;
     clearTimeout(this.#settleTimer);
+    this.#stopWatchingForeign();
     this.#ownsAddresses = true;
     this.#listeners.closeUnclaimed();
     const log = this.#options.logger;
@@ -461,12 +490,28 @@ export class Grace extends EventEmitter<GraceEvents> {
   #upgradeFromTrigger(trigger: string): void {
     // Outcomes are logged and emitted by #runUpgrade; a signal has nobody to reject to.
     this.#startUpgrade(trigger).catch((error: unknown) => {
-      if (!(error instanceof UpgradeError)) this.#options.logger.warn({ trigger }, `ignoring ${trigger}: ${(error as Error).message}`);
+      if (error instanceof UpgradeError) return;
+      const log = this.#options.logger;
+      const foreign = this.#state === 'starting' ? this.#foreignNow() : [];
+      if (foreign.length === 0) log.warn({ trigger }, `ignoring ${trigger}: ${(error as Error).message}`);
+      else log.error({ trigger, listeners: foreign }, `ignoring ${trigger}: ${foreignListenerMessage(foreign)}`);
     });
   }
 
   #stop(signal: NodeJS.Signals): void {
-    this.#options.logger.info({ signal }, 'stopping: draining connections');
+    const log = this.#options.logger;
+    const foreign = this.#state === 'starting' ? this.#foreignNow() : [];
+    if (foreign.length > 0 && process.listeners(signal).length > 1) {
+      // The app serves on its own and stops on its own (NestJS's enableShutdownHooks, say):
+      // grace-restart has nothing to drain, and taking the signal over would make that stop
+      // lossy. From now on the stop signals are the app's alone, as without grace-restart.
+      log.error({ signal, listeners: foreign }, `${signal}: left to the app's own handler. ${foreignListenerMessage(foreign)}`);
+      this.#signals.releaseStopSignals();
+      this.#stopWatchingForeign();
+      return;
+    }
+    if (foreign.length > 0) log.error({ signal, listeners: foreign }, `${signal}: nothing to drain, running the onShutdown hooks. ${foreignListenerMessage(foreign)}`);
+    log.info({ signal }, 'stopping: draining connections');
     this.#stopWith(signal, this.#options.exit).catch((err: unknown) => this.#fatal(err));
   }
 
@@ -637,6 +682,7 @@ export class Grace extends EventEmitter<GraceEvents> {
 
   async #close(reason: DrainInfo['reason']): Promise<void> {
     const { pidFile } = this.#options;
+    this.#stopWatchingForeign();
     // Socket files stay while anyone may serve on them: a successor, a predecessor that
     // still serves (this process never got ready), or the supervisor.
     this.#listeners.release(reason === 'stop' && this.#ownsAddresses && !this.#supervision);
@@ -647,7 +693,7 @@ export class Grace extends EventEmitter<GraceEvents> {
     // arrives while its logs flush (systemd signals the whole group) is then answered by the
     // table ('closed' ignores it), not by the default action, which would end it by SIGTERM.
     if (this.#options.exit && !this.#noExit) await this.#exit(this.#exitCode);
-    else this.#uninstallSignals();
+    else this.#signals.uninstall();
   }
 
   async #exit(code: number): Promise<void> {

@@ -80,6 +80,11 @@ export class ListenerSet {
     return this.#listeners.map((l) => ({ name: l.name, tracker: l.tracker }));
   }
 
+  /** The inherited fds still waiting for their `listen()`. */
+  get inheritedFds(): number[] {
+    return this.#inherited.map((l) => l.fd);
+  }
+
   /** Whether any inherited fd is still waiting for its `listen()`. */
   get hasUnclaimed(): boolean {
     return this.#inherited.length > 0;

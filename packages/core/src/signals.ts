@@ -27,12 +27,26 @@ export function signalExitCode(signal: NodeJS.Signals): number {
   return 128 + (constants.signals[signal] ?? 0);
 }
 
-/** Installs the handlers; returns a function that removes them. */
-export function installSignalHandlers(config: SignalConfig, actions: SignalActions): () => void {
+/** What {@link installSignalHandlers} installed. */
+export interface InstalledSignals {
+  /** Removes every handler. */
+  uninstall(): void;
+  /**
+   * Removes the stop handlers only, leaving the stop signals to the app's own handlers (or to
+   * their default): for a process whose server grace-restart never saw (grace.ts).
+   */
+  releaseStopSignals(): void;
+}
+
+/** Installs the handlers. */
+export function installSignalHandlers(config: SignalConfig, actions: SignalActions): InstalledSignals {
   const installed: [NodeJS.Signals, (signal: NodeJS.Signals) => void][] = [];
   const on = (signal: NodeJS.Signals, handler: (signal: NodeJS.Signals) => void): void => {
     process.on(signal, handler);
     installed.push([signal, handler]);
+  };
+  const remove = (which: (signal: NodeJS.Signals) => boolean): void => {
+    for (const [signal, handler] of installed) if (which(signal)) process.removeListener(signal, handler);
   };
 
   if (config.upgradeSignal !== false) on(config.upgradeSignal, actions.upgrade);
@@ -45,7 +59,8 @@ export function installSignalHandlers(config: SignalConfig, actions: SignalActio
       actions.stop(signal);
     });
   }
-  return () => {
-    for (const [signal, handler] of installed) process.removeListener(signal, handler);
+  return {
+    uninstall: () => remove(() => true),
+    releaseStopSignals: () => remove((signal) => config.stopSignals.includes(signal)),
   };
 }

@@ -29,12 +29,16 @@ export function createJsonLogger(level: LevelName | 'silent' = 'error', stream: 
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
 }
 
-/** Reads GRACE_RESTART_LOG_LEVEL so an operator can turn logs up without a code change. */
+/**
+ * The logger of an app that gives none: warnings and errors, what an operator must act on (a
+ * drain deadline reached, a hook that timed out, a server grace-restart never saw).
+ * GRACE_RESTART_LOG_LEVEL turns it up or down without a code change.
+ */
 export function defaultLogger(env: NodeJS.ProcessEnv = process.env): Logger {
   const wanted = env['GRACE_RESTART_LOG_LEVEL'];
-  if (wanted === undefined || wanted === '') return createJsonLogger('error');
+  if (wanted === undefined || wanted === '') return createJsonLogger('warn');
   if (wanted === 'silent' || wanted in LEVELS) return createJsonLogger(wanted as LevelName | 'silent');
-  const logger = createJsonLogger('error');
+  const logger = createJsonLogger('warn');
   logger.error({ value: wanted }, 'ignoring invalid GRACE_RESTART_LOG_LEVEL: expected debug, info, warn, error or silent');
   return logger;
 }

@@ -12,7 +12,7 @@ export interface DrainInfo {
 
 /** Options of {@link createGrace}. Every field is optional. */
 export interface GraceOptions {
-  /** pino-compatible logger. Default: JSON lines on stderr, errors only (`GRACE_RESTART_LOG_LEVEL` raises it). */
+  /** pino-compatible logger. Default: JSON lines on stderr, warnings and errors (`GRACE_RESTART_LOG_LEVEL` sets the level). */
   logger?: Logger;
   /** Signal that triggers an upgrade, or `false` to disable. Default `'SIGUSR2'`. */
   upgradeSignal?: NodeJS.Signals | false;

@@ -186,3 +186,18 @@ test("host 'localhost': every address Fastify binds is inherited across upgrades
   }
   assert.equal((await request({ port, host: '::1' })).json.pid, pid);
 });
+
+for (const [how, env] of [
+  ['without a logger (Fastify\'s default, NestJS\'s FastifyAdapter)', {}],
+  ["with its logger at level 'silent'", { FASTIFY_LOG_LEVEL: 'silent' }],
+]) {
+  test(`a Fastify ${how} does not silence grace-restart: its warnings reach stderr`, async (t) => {
+    const fixture = startFixture(fileURLToPath(new URL('../packages/fastify/test/fixtures/no-logger.mjs', import.meta.url)), { env });
+    t.after(() => fixture.cleanup());
+    await fixture.waitForEvent({ event: 'listening' });
+    process.kill(fixture.pid, 'SIGHUP');
+    await waitFor(() => /"level":40,.*ignoring SIGHUP: no onReload hook/.test(fixture.stderr), { what: 'the SIGHUP warning on stderr' });
+    process.kill(fixture.pid, 'SIGTERM');
+    assert.deepEqual(await fixture.exited, { code: 0, signal: null });
+  });
+}

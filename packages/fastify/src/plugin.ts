@@ -18,7 +18,10 @@ export type GraceRestartOptions = { [K in keyof GraceOptions]?: GraceOptions[K] 
 
 // Typed over every raw server (http, https, http2) so any Fastify instance can register it.
 const graceRestartPlugin: FastifyPluginAsync<GraceRestartOptions, RawServerBase> = async (fastify, options) => {
-  const grace = createGrace({ ...options, logger: options.logger ?? fastify.log.child({ name: 'grace-restart' }) });
+  // A Fastify without a logger (its default, and NestJS's FastifyAdapter) or with one that
+  // drops errors would drop grace-restart's too: core's own logger speaks then.
+  const logger = options.logger ?? (dropsErrors(fastify.log) ? undefined : fastify.log.child({ name: 'grace-restart' }));
+  const grace = createGrace({ ...options, logger });
   // `fastify.listen()` ends in `fastify.server.listen()`: adopting the server makes that
   // call take the inherited socket (FastifyListenOptions has no `fd`).
   grace.adopt(fastify.server);
@@ -31,6 +34,15 @@ const graceRestartPlugin: FastifyPluginAsync<GraceRestartOptions, RawServerBase>
   routeCloseThroughDrain(fastify, grace);
   fastify.decorate('graceRestart', createHandle(grace));
 };
+
+/**
+ * Whether `log` drops error lines: pino's level is above `error` (50: `fatal`, `silent`), or
+ * it has no level at all (Fastify's no-op logger when `logger` is off).
+ */
+function dropsErrors(log: { level?: unknown; levelVal?: unknown }): boolean {
+  if (typeof log.levelVal === 'number') return log.levelVal > 50;
+  return typeof log.level !== 'string' || log.level === 'silent' || log.level === 'fatal';
+}
 
 /**
  * Zero-downtime restarts and hot upgrades for a Fastify app. Register it on the root

@@ -7,6 +7,7 @@
  * is none of its own, seen on two looks in a row (a listen through grace-restart in between
  * would have made it ours), is reported once, with the fix.
  */
+import { url as inspectorUrl } from 'node:inspector';
 import { resolve } from 'node:path';
 import { describeBound } from './address.js';
 import { ownListeningSockets, type BoundAddress } from './socket-address.js';
@@ -58,13 +59,27 @@ export function watchForeignListeners(owned: () => OwnedSockets, onFound: (liste
 /** The sockets of `listening` that `owned` does not account for. */
 export function foreignListeners(listening: ReadonlyMap<number, BoundAddress>, owned: OwnedSockets): ForeignListener[] {
   const control = owned.controlSocket === undefined ? undefined : resolve(owned.controlSocket);
+  const inspector = inspectorPort();
   const foreign: ForeignListener[] = [];
   for (const [fd, bound] of listening) {
     if (owned.fds.has(fd)) continue;
+    // `node --inspect` listens too (127.0.0.1:9229): the debugger's, not the app's.
+    if (bound.kind === 'tcp' && bound.port === inspector) continue;
     if (bound.kind === 'unix' && (bound.path === control || (!bound.path.startsWith('@') && resolve(bound.path) === control))) continue;
     foreign.push({ fd, address: describeBound(bound) });
   }
   return foreign;
+}
+
+/** The port Node's inspector listens on, when it is open. */
+function inspectorPort(): number | undefined {
+  const open = inspectorUrl();
+  if (open === undefined) return undefined;
+  try {
+    return Number(new URL(open).port);
+  } catch {
+    return undefined;
+  }
 }
 
 /** What an operator reads: where the process listens without grace-restart, and how to wire it. */

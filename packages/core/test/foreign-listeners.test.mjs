@@ -39,6 +39,14 @@ test('foreignListeners: every listening socket but its own, its inherited ones a
   ]);
 });
 
+test("the inspector's socket (node --inspect) is not the app's: no error line while an app boots slowly under it", async (t) => {
+  const fixture = startFixture(MISWIRED, { env: { WIRED_AFTER: '1500', NODE_OPTIONS: '--inspect=127.0.0.1:0' } });
+  t.after(() => fixture.cleanup());
+  await fixture.waitForEvent({ event: 'ready' });
+  assert.match(fixture.stderr, /Debugger listening on ws:\/\/127\.0\.0\.1:\d+/, 'the inspector listened all along');
+  assert.deepEqual(logLines(fixture).filter((l) => /never saw/.test(l.msg)), []);
+});
+
 test('an app listening around grace-restart gets an error line by default naming where it listens and the fix; SIGUSR2 repeats it and the app serves on', async (t) => {
   const { fixture, port } = await startMiswired(t);
   const found = await waitFor(() => logLines(fixture).find((l) => /never saw/.test(l.msg)), { what: 'the error line about the server grace-restart never saw' });

@@ -10,6 +10,7 @@ import { availableParallelism, constants } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import {
   controlSocketPath,
+  defaultControlDirectory,
   createJsonLogger,
   createServiceNotifier,
   flushLogger,
@@ -31,6 +32,7 @@ import {
 import { Supervisor, type SupervisorStatus } from './supervisor.js';
 import { createSupervisorUpgrader, type SupervisorHandoverOutcome } from './supervisor-handover.js';
 import { parseWorkerCommand, scriptPath } from './worker-command.js';
+import { findRunning, pickRunning } from './discover.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -54,6 +56,8 @@ const USAGE = `Usage:
       --supervisor: replace the supervisor process itself (new code, new Node binary) and
       its workers; the old supervisor serves on if the new one fails
   grace-restart status  [--pid-file PATH | --pid N] [--json] [--control-dir DIR]
+      without --pid-file or --pid, upgrade and status act on the one grace-restart process of
+      this user that answers on a control socket (several: they are listed, exit 2)
   grace-restart --version | --help
 
 Signals to the supervisor: SIGUSR2 upgrades, SIGUSR1 upgrades the supervisor itself (as
@@ -278,18 +282,23 @@ async function run(argv: string[]): Promise<number> {
   return new Promise<number>(() => undefined);
 }
 
-function targetPid(values: { 'pid-file'?: string | undefined; pid?: string | undefined }): number {
+async function targetPid(values: { 'pid-file'?: string | undefined; pid?: string | undefined; 'control-dir'?: string | undefined }): Promise<number> {
   if (values.pid !== undefined && values['pid-file'] !== undefined) throw new UsageError('give --pid or --pid-file, not both');
+  if (values.pid === undefined && values['pid-file'] === undefined) {
+    const dir = values['control-dir'] ?? defaultControlDirectory();
+    const picked = pickRunning(await findRunning(dir, (socket) => askControl(socket, { cmd: 'status' }, 2_000)), dir);
+    if ('problem' in picked) throw new UsageError(picked.problem);
+    return picked.pid;
+  }
   let pid: number | undefined;
   if (values.pid !== undefined) {
     pid = integer(values.pid, '--pid', 0, 2 ** 22);
     // 0 would signal our own process group, 1 is init, and we are not the target.
     if (pid < 2 || pid === process.pid) throw new UsageError(`--pid ${pid} cannot name a grace-restart process`);
-  }
-  else if (values['pid-file'] !== undefined) {
-    pid = readPidFile(values['pid-file']);
+  } else {
+    pid = readPidFile(values['pid-file'] as string);
     if (pid === undefined) throw new Error(`cannot read a pid from ${values['pid-file']}: missing, unreadable or not a pid`);
-  } else throw new UsageError('give --pid-file PATH or --pid N');
+  }
   try {
     process.kill(pid, 0);
   } catch {
@@ -325,7 +334,7 @@ async function upgrade(argv: string[]): Promise<number> {
     'control-dir': { type: 'string' },
     supervisor: { type: 'boolean' },
   });
-  const pid = targetPid(values);
+  const pid = await targetPid(values);
   const timeout = integer(values.timeout, '--timeout', 60_000);
   const socket = controlSocketPath(pid, values['control-dir']);
   stopWaitingOnSignals(pid);
@@ -434,7 +443,7 @@ function describeOutcome(outcome: UpgradeOutcome): string {
 
 async function status(argv: string[]): Promise<number> {
   const { values } = parseFlags('status', argv, { 'pid-file': { type: 'string' }, pid: { type: 'string' }, json: { type: 'boolean' }, 'control-dir': { type: 'string' } });
-  const pid = targetPid(values);
+  const pid = await targetPid(values);
   const socket = controlSocketPath(pid, values['control-dir']);
   const response = await askControl(socket, { cmd: 'status' }, 5_000);
   if (response === undefined) {

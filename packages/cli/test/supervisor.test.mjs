@@ -216,7 +216,8 @@ test('bad input gets a clear message and a non-zero exit', async () => {
     [['--version'], 0, /^\d+\.\d+\.\d+\n$/],
     [['run', '--workers', 'two', '--', 'node', APP], 2, /--workers must be a whole number/],
     [['run'], 2, /missing the app to run/],
-    [['upgrade'], 2, /give --pid-file PATH or --pid N/],
+    // No target given: looked up in the control directory (an empty one here: nothing answers).
+    [['upgrade', '--control-dir', dir], 2, /give --pid-file PATH or --pid N: no grace-restart process of this user answers in /],
     [['upgrade', '--pid-file', join(dir, 'nope.pid')], 1, /cannot read a pid from .*nope\.pid/],
     [['status', '--pid', String(deadPid)], 1, new RegExp(`no process ${deadPid} is running`)],
     [['status', '--pid', '999999999'], 2, /--pid must be a whole number from 0 to/],
@@ -234,4 +235,28 @@ test('bad input gets a clear message and a non-zero exit', async () => {
   const garbage = await cli(['status', '--pid-file', join(dir, 'garbage.pid')]);
   assert.equal(garbage.code, 1);
   assert.match(garbage.stderr, /cannot read a pid/);
+});
+
+test('SIGUSR2 sent to a worker is passed on to the supervisor: a rolling upgrade, no crash, no failed request', async (t) => {
+  const { supervisor, port, pidFile } = await startSupervisor(t, { workers: 2 });
+  const load = startLoad({ port, connections: 10 });
+  t.after(() => load.stop());
+  await waitFor(() => load.stats.ok > 200, { what: 'load to flow' });
+  const before = await workerPids(pidFile);
+  process.kill(before[0], 'SIGUSR2');
+  await waitFor(async () => (await workerPids(pidFile)).every((pid) => !before.includes(pid)), { what: 'both workers replaced', timeout: 30_000 });
+  const okBefore = load.stats.ok;
+  await waitFor(() => load.stats.ok > okBefore + 200, { what: 'load to flow on the new workers' });
+  const stats = await load.stop();
+  assert.equal(stats.failed, 0, JSON.stringify(stats));
+  assert.match(supervisor.stderr, /SIGUSR2 reached a worker of grace-restart run: passed on to its supervisor/);
+  assert.doesNotMatch(supervisor.stderr, /worker crashed/);
+});
+
+test('an app that sets its own pidFile under grace-restart run is told it is not written', async (t) => {
+  const dir = tempDir();
+  const appPidFile = join(dir, 'app.pid');
+  const { supervisor } = await startSupervisor(t, { workers: 1, env: { PID_FILE: appPidFile } });
+  await waitFor(() => /pidFile is not written under grace-restart run: the supervisor's --pid-file names the service/.test(supervisor.stderr), { what: 'the warning' });
+  assert.equal(existsSync(appPidFile), false);
 });

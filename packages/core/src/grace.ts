@@ -172,12 +172,14 @@ export class Grace extends EventEmitter<GraceEvents> {
       this.#stopAdopting = adoptMovedConnections(this.#supervision.adoptChannel, (name) => this.#listeners.serverNamed(name), log);
     }
     this.#supervision?.onRetire((retirement) => this.#retire(retirement));
+    if (this.#supervision && this.#options.pidFile !== undefined) {
+      log.warn({ pidFile: this.#options.pidFile }, "grace-restart: pidFile is not written under grace-restart run: the supervisor's --pid-file names the service (its pid is the one to signal)");
+    }
     if (this.#options.onDrain) this.#hooks.onDrain.push(this.#options.onDrain);
     if (this.#options.onShutdown) this.#hooks.onShutdown.push(this.#options.onShutdown);
-    // Under `grace-restart run` the supervisor upgrades: SIGUSR2 belongs to it.
-    const signals = this.#supervision ? { ...this.#options, upgradeSignal: false as const } : this.#options;
-    this.#signals = installSignalHandlers(signals, {
-      upgrade: (signal) => this.#upgradeFromTrigger(signal),
+    // Under `grace-restart run` the supervisor upgrades: a worker passes SIGUSR2 on to it.
+    this.#signals = installSignalHandlers(this.#options, {
+      upgrade: (signal) => (this.#supervision ? this.#forwardUpgrade(signal, this.#supervision.supervisorPid) : this.#upgradeFromTrigger(signal)),
       stop: (signal) => this.#stop(signal),
       stopAgain: (signal) => this.#stopAgain(signal),
       reload: (signal) => this.#reload(signal),
@@ -427,7 +429,8 @@ export class Grace extends EventEmitter<GraceEvents> {
     const stopped = code === 0 && signal === null;
     const action = this.#dispatch(stopped ? 'successor-stopped' : 'successor-lost');
     if (action === 'forget-handoff-and-stop') {
-      log.info({ successorPid: pid }, `successor ${pid} stopped after it was ready: this process stops too`);
+      // Exit 0 is a successor that handed over to a newer version in turn, or a stop of the service.
+      log.info({ successorPid: pid }, `successor ${pid} exited cleanly after it was ready (it handed over to a newer version, or the service is stopping): this process finishes its drain and exits`);
       this.#probationAbort?.abort();
       return;
     }
@@ -496,6 +499,20 @@ export class Grace extends EventEmitter<GraceEvents> {
       if (foreign.length === 0) log.warn({ trigger }, `ignoring ${trigger}: ${(error as Error).message}`);
       else log.error({ trigger, listeners: foreign }, `ignoring ${trigger}: ${foreignListenerMessage(foreign)}`);
     });
+  }
+
+  /**
+   * The upgrade signal reached a worker of `grace-restart run` (`kill -USR2 <worker pid>`): the
+   * supervisor upgrades every worker, so it gets the signal; the worker would die of it otherwise.
+   */
+  #forwardUpgrade(signal: NodeJS.Signals, supervisorPid: number): void {
+    const log = this.#options.logger;
+    try {
+      process.kill(supervisorPid, signal);
+      log.warn({ signal, supervisorPid }, `${signal} reached a worker of grace-restart run: passed on to its supervisor ${supervisorPid}, which upgrades every worker`);
+    } catch (error) {
+      log.error({ signal, supervisorPid, err: String(error) }, `${signal} reached a worker of grace-restart run and its supervisor ${supervisorPid} could not be signalled: ignored`);
+    }
   }
 
   #stop(signal: NodeJS.Signals): void {

@@ -1,0 +1,71 @@
+// docs/guides/hono.md, run as written: its server.mjs block in a scratch directory inside the
+// repository (so that hono and @grace-restart/core resolve from its node_modules), its commands
+// (kill -USR2 / kill -TERM $(cat app.pid)) sent as signals, under keep-alive load. And the
+// miswiring it warns about, serve(), gets grace-restart's error line naming the fix.
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { startLoad } from './helpers/load.mjs';
+import { freePort, isAlive, startFixture, waitFor } from './helpers/process.mjs';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const GUIDE = readFileSync(join(ROOT, 'docs/guides/hono.md'), 'utf8');
+const block = (lang, first) => {
+  const found = [...GUIDE.matchAll(new RegExp('```' + lang + '\\n([\\s\\S]*?)```', 'g'))].map((m) => m[1]).find((b) => b.startsWith(first));
+  assert.ok(found, `the guide has a ${lang} block starting with ${first}`);
+  return found;
+};
+
+/** A scratch app directory inside the repository (removed after the test). */
+function appDir(t) {
+  mkdirSync(join(ROOT, 'test/.scratch'), { recursive: true });
+  const dir = mkdtempSync(join(ROOT, 'test/.scratch/hono-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const readPid = (dir) => Number(readFileSync(join(dir, 'app.pid'), 'utf8').trim());
+
+test('the Hono guide, as written: 2 upgrades under keep-alive load and a stop, 0 failed', async (t) => {
+  const dir = appDir(t);
+  writeFileSync(join(dir, 'server.mjs'), block('js', '// server.mjs'));
+  const commands = block('sh', 'node server.mjs');
+  for (const line of ['kill -USR2 $(cat app.pid)', 'kill -TERM $(cat app.pid)']) assert.ok(commands.includes(line), line);
+  const port = await freePort();
+  const app = startFixture(join(dir, 'server.mjs'), { env: { PORT: String(port) }, cwd: dir });
+  t.after(() => app.cleanup());
+  await waitFor(() => { try { return readPid(dir) === app.pid; } catch { return false; } }, { what: 'app.pid' });
+  const load = startLoad({ port, connections: 10 });
+  t.after(() => load.stop());
+  await waitFor(() => load.stats.ok > 200, { what: 'load to flow' });
+  let pid = app.pid;
+  for (let i = 0; i < 2; i++) {
+    process.kill(pid, 'SIGUSR2');
+    const old = pid;
+    pid = await waitFor(() => { try { const now = readPid(dir); return now !== old && now; } catch { return false; } }, { what: `upgrade ${i + 1}` });
+    await waitFor(() => !isAlive(old), { what: `old process ${old} to exit` });
+    const ok = load.stats.ok;
+    await waitFor(() => load.stats.ok > ok + 200, { what: 'load to flow on the new process' });
+  }
+  const stats = await load.stop();
+  assert.equal(stats.failed, 0, JSON.stringify(stats));
+  assert.ok(stats.pids[pid] > 0, 'the last generation answered');
+  process.kill(pid, 'SIGTERM');
+  await waitFor(() => !isAlive(pid), { what: 'the stop' });
+  assert.doesNotMatch(app.stderr, /never saw/);
+});
+
+test("Hono's serve() instead: grace-restart's error line names createAdaptorServer() and grace.listen()", async (t) => {
+  const dir = appDir(t);
+  const miswired = block('js', '// server.mjs')
+    .replace("import { createAdaptorServer } from '@hono/node-server'", "import { serve } from '@hono/node-server'")
+    .replace(/await grace\.listen\(createAdaptorServer\(\{ fetch: app\.fetch \}\), \{ port: (.*), host: '127\.0\.0\.1' \}\)/, "serve({ fetch: app.fetch, port: $1, hostname: '127.0.0.1' })");
+  assert.match(miswired, /serve\(\{ fetch: app\.fetch/);
+  writeFileSync(join(dir, 'server.mjs'), miswired);
+  const port = await freePort();
+  const app = startFixture(join(dir, 'server.mjs'), { env: { PORT: String(port) }, cwd: dir });
+  t.after(() => app.cleanup());
+  await waitFor(() => /"level":50,.*listens on 127\.0\.0\.1:\d+ through a server grace-restart never saw.*createAdaptorServer\(\) then grace\.listen\(\)/.test(app.stderr), { what: 'the error line' });
+});

@@ -22,6 +22,7 @@ import { appHeardListenError, ListenerSet } from './listeners.js';
 import { flushLogger } from './logger.js';
 import { foreignListenerMessage, foreignListeners, watchForeignListeners, type ForeignListener, type OwnedSockets } from './foreign-listeners.js';
 import { ownListeningSockets } from './socket-address.js';
+import { foregroundWrapper, foregroundWrapperMessage } from './foreground-wrapper.js';
 import { controlSocketFile } from './control.js';
 import { resolveOptions, type DrainInfo, type GraceOptions, type ResolvedOptions } from './options.js';
 import { removePidFile, writePidFile } from './pid-file.js';
@@ -299,6 +300,8 @@ export class Grace extends EventEmitter<GraceEvents> {
     if (!handedOver) this.#notifier?.send(['READY=1', `MAINPID=${process.pid}`, `STATUS=serving, generation ${this.generation}`]);
     this.#notifier?.startWatchdog();
     this.#supervision?.notify(adopts === undefined ? { type: 'ready', generation: this.generation } : { type: 'ready', generation: this.generation, adopts });
+    const wrapper = this.generation === 1 && !this.#supervision ? foregroundWrapper() : undefined;
+    if (wrapper !== undefined) log.warn({ wrapperPid: wrapper.pid }, foregroundWrapperMessage(wrapper, this.#options.pidFile));
     const event = { pid: process.pid, generation: this.generation, durationMs: Date.now() - this.#createdAt };
     log.info(event, 'ready');
     this.emit('ready', event);

@@ -68,7 +68,6 @@ export async function runRow({ framework, topology, mode, upgrades, connections,
   const proxy = proxyPort && (await startProxy(topology, { dir: join(dir, topology), port: proxyPort, upstreamPort: port, keepaliveRequests: 1_000_000 }));
   const started = Date.now();
   const stats = newStats();
-  const rng = randomSource(rowSeed(seed, name));
   let id = 0;
   let served;
   let clients = [];
@@ -89,7 +88,6 @@ export async function runRow({ framework, topology, mode, upgrades, connections,
       result.upgrades += 1;
       // Each upgrade happens under traffic: some answers from the new generation before the next.
       await flowing(connections, `${name}: traffic after upgrade ${i + 1}`);
-      rng.next();
     }
   } catch (error) {
     result.error = error.message;

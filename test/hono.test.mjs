@@ -7,8 +7,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { startLoad } from './helpers/load.mjs';
-import { freePort, isAlive, startFixture, waitFor } from './helpers/process.mjs';
+import { upgradeAndStopUnderLoad } from './helpers/guide-app.mjs';
+import { freePort, startFixture, waitFor } from './helpers/process.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const GUIDE = readFileSync(join(ROOT, 'docs/guides/hono.md'), 'utf8');
@@ -26,8 +26,6 @@ function appDir(t) {
   return dir;
 }
 
-const readPid = (dir) => Number(readFileSync(join(dir, 'app.pid'), 'utf8').trim());
-
 test('the Hono guide, as written: 2 upgrades under keep-alive load and a stop, 0 failed', async (t) => {
   const dir = appDir(t);
   writeFileSync(join(dir, 'server.mjs'), block('js', '// server.mjs'));
@@ -36,24 +34,9 @@ test('the Hono guide, as written: 2 upgrades under keep-alive load and a stop, 0
   const port = await freePort();
   const app = startFixture(join(dir, 'server.mjs'), { env: { PORT: String(port) }, cwd: dir });
   t.after(() => app.cleanup());
-  await waitFor(() => { try { return readPid(dir) === app.pid; } catch { return false; } }, { what: 'app.pid' });
-  const load = startLoad({ port, connections: 10 });
-  t.after(() => load.stop());
-  await waitFor(() => load.stats.ok > 200, { what: 'load to flow' });
-  let pid = app.pid;
-  for (let i = 0; i < 2; i++) {
-    process.kill(pid, 'SIGUSR2');
-    const old = pid;
-    pid = await waitFor(() => { try { const now = readPid(dir); return now !== old && now; } catch { return false; } }, { what: `upgrade ${i + 1}` });
-    await waitFor(() => !isAlive(old), { what: `old process ${old} to exit` });
-    const ok = load.stats.ok;
-    await waitFor(() => load.stats.ok > ok + 200, { what: 'load to flow on the new process' });
-  }
-  const stats = await load.stop();
+  const { stats, pid } = await upgradeAndStopUnderLoad({ pidFile: join(dir, 'app.pid'), firstPid: app.pid, port });
   assert.equal(stats.failed, 0, JSON.stringify(stats));
   assert.ok(stats.pids[pid] > 0, 'the last generation answered');
-  process.kill(pid, 'SIGTERM');
-  await waitFor(() => !isAlive(pid), { what: 'the stop' });
   assert.doesNotMatch(app.stderr, /never saw/);
 });
 

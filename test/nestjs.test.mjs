@@ -7,13 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { request, startLoad } from './helpers/load.mjs';
-import { freePort, isAlive, startFixture, waitFor } from './helpers/process.mjs';
+import { request } from './helpers/load.mjs';
+import { upgradeAndStopUnderLoad } from './helpers/guide-app.mjs';
+import { freePort, startFixture, waitFor } from './helpers/process.mjs';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/nest-express.mjs', import.meta.url));
 const GUIDE = readFileSync(fileURLToPath(new URL('../docs/guides/nestjs.md', import.meta.url)), 'utf8');
-const readPid = (dir) => Number(readFileSync(join(dir, 'app.pid'), 'utf8').trim());
-
 async function startNest(t, env = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'grace-nest-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -33,24 +32,9 @@ test('the guide and the fixture wire Nest the same way', () => {
 
 test('NestJS on Express, wired as the guide says: 2 upgrades under keep-alive load and a stop, 0 failed', async (t) => {
   const { app, port, dir } = await startNest(t);
-  await waitFor(() => { try { return readPid(dir) === app.pid; } catch { return false; } }, { what: 'app.pid' });
-  const load = startLoad({ port, connections: 10 });
-  t.after(() => load.stop());
-  await waitFor(() => load.stats.ok > 200, { what: 'load to flow' });
-  let pid = app.pid;
-  for (let i = 0; i < 2; i++) {
-    const old = pid;
-    process.kill(old, 'SIGUSR2');
-    pid = await waitFor(() => { try { const now = readPid(dir); return now !== old && now; } catch { return false; } }, { what: `upgrade ${i + 1}`, timeout: 30_000 });
-    await waitFor(() => !isAlive(old), { what: `old process ${old} to exit`, timeout: 30_000 });
-    const ok = load.stats.ok;
-    await waitFor(() => load.stats.ok > ok + 200, { what: 'load to flow on the new process' });
-  }
-  const stats = await load.stop();
+  const { stats, pid } = await upgradeAndStopUnderLoad({ pidFile: join(dir, 'app.pid'), firstPid: app.pid, port });
   assert.equal(stats.failed, 0, JSON.stringify(stats));
   assert.ok(stats.pids[pid] > 0, 'the last generation answered');
-  process.kill(pid, 'SIGTERM');
-  await waitFor(() => !isAlive(pid), { what: 'the stop', timeout: 30_000 });
   assert.doesNotMatch(app.stderr, /never saw/);
 });
 

@@ -201,3 +201,11 @@ for (const [how, env] of [
     assert.deepEqual(await fixture.exited, { code: 0, signal: null });
   });
 }
+
+test('app.close() from an onShutdown hook (as NestJS on Fastify closes itself): SIGTERM stops at once, no hook waits for its deadline, onClose runs once', async (t) => {
+  const { fixture } = await start(t, PLUGIN_FIXTURE, { CLOSE_IN_ON_SHUTDOWN: '1' });
+  process.kill(fixture.pid, 'SIGTERM');
+  assert.deepEqual(await fixture.exited, { code: 0, signal: null });
+  assert.equal(fixture.events.filter((e) => e.event === 'closed').length, 1, 'onClose ran once');
+  assert.ok(!fixture.events.some((e) => /hook still running/.test(e.msg ?? '')), 'no hook ran into its deadline');
+});

@@ -20,8 +20,13 @@ export function routeCloseThroughDrain(fastify: FastifyInstance<RawServerBase>, 
   const closeFastify = (): Promise<void> => (fastifyClosed ??= fastifyClose().then(() => undefined));
   // Every drain, whoever started it, ends in Fastify's close.
   grace.onShutdown(closeFastify);
+  // Once the drain is over, a close() comes from an onShutdown hook (NestJS's app.close(), say):
+  // waiting for grace.close() there would wait for that very hook, until hookTimeout.
+  let drained = false;
+  grace.on('drain-end', () => (drained = true));
 
   const drainThenClose = async (): Promise<void> => {
+    if (drained) return closeFastify();
     await settleUpgrade(grace);
     await grace.close();
     await closeFastify();

@@ -180,7 +180,7 @@ export class ResponseReader {
 /** Why an answer is wrong, or undefined when it is the one `request` must get. */
 export function checkAnswer(request, answer) {
   if (answer.status !== 200) return `status ${answer.status}`;
-  if (answer.headers['x-echo'] !== request.echo) return `x-echo ${JSON.stringify(answer.headers['x-echo'])}`;
+  if (answer.headers["x-echo"] !== request.echo) return `x-echo ${JSON.stringify(answer.headers["x-echo"])}, expected ${JSON.stringify(request.echo)}`;
   if (request.method !== 'HEAD' && answer.body !== request.echo) return `body ${JSON.stringify(answer.body.slice(0, 80))}`;
   return undefined;
 }
@@ -195,76 +195,91 @@ export function checkAnswer(request, answer) {
  */
 export function startConnection({ port, rng, stats, nextId, pipelineChance = 0.15, reconnectChance = 0.03 }) {
   let running = true;
+  /** The connection open now; events of an earlier one are ignored. */
   let socket;
-  let reader;
-  let current; // { requests, answers, resolve }
+  /** The exchange waiting for answers now: { requests, answers, finish(why), onContinue? }. */
+  let current;
+  /** The server said `Connection: close` on the connection open now. */
   let closeAnnounced = false;
+  /** The shapes this connection sent last, to say what came before a wrong answer. */
+  const history = [];
+
+  const onAnswer = (answer) => {
+    if (current === undefined) throw new Error('an answer nobody asked for');
+    const request = current.requests[current.answers.length];
+    current.answers.push(answer);
+    if (/close/i.test(answer.headers.connection ?? '')) closeAnnounced = true;
+    const wrong = checkAnswer(request, answer);
+    if (wrong === undefined) stats.ok += 1;
+    else stats.wrong.push({ shape: request.shape, wrong, before: history.slice(-4) });
+    history.push(request.shape);
+    if (current.answers.length === current.requests.length) current.finish(undefined);
+  };
 
   const open = () =>
     new Promise((resolve, reject) => {
+      const conn = net.connect({ port, host: '127.0.0.1' });
+      socket = conn;
       closeAnnounced = false;
-      socket = net.connect({ port, host: '127.0.0.1' });
-      socket.setNoDelay(true);
+      conn.setNoDelay(true);
       stats.connections += 1;
-      reader = new ResponseReader({
+      const mine = () => socket === conn;
+      const reader = new ResponseReader({
         isHead: () => current?.requests[current.answers.length]?.method === 'HEAD',
         onInterim: () => current?.onContinue?.(),
-        onAnswer: (answer) => {
-          if (current === undefined) throw new Error('an answer nobody asked for');
-          const request = current.requests[current.answers.length];
-          current.answers.push(answer);
-          if (/close/i.test(answer.headers.connection ?? '')) closeAnnounced = true;
-          const wrong = checkAnswer(request, answer);
-          if (wrong === undefined) stats.ok += 1;
-          else stats.wrong.push({ shape: request.shape, wrong });
-          if (current.answers.length === current.requests.length) current.done();
-        },
+        onAnswer,
       });
-      socket.on('data', (data) => {
+      conn.on('data', (data) => {
+        if (!mine()) return;
         try {
           reader.feed(data);
         } catch (error) {
-          current?.broken(`unparsable answer: ${error.message}`);
-          socket.destroy();
+          current?.finish(`unparsable answer: ${error.message}`);
+          conn.destroy();
         }
       });
-      socket.once('connect', resolve);
-      socket.on('error', (error) => {
-        current?.broken(error.code ?? error.message);
+      conn.once('connect', resolve);
+      conn.on('error', (error) => {
+        if (mine()) current?.finish(error.code ?? error.message);
         reject(error);
       });
-      socket.on('close', () => {
+      conn.on('close', () => {
+        if (!mine()) return;
         reader.end();
-        current?.broken(closeAnnounced ? 'closed-announced' : reader.partial ? 'closed mid-answer' : 'closed');
+        current?.finish(closeAnnounced ? 'closed-announced' : reader.partial ? 'closed mid-answer' : 'closed');
       });
     });
 
   /** Sends `requests` and resolves once each is answered, or with why the connection broke. */
   const exchange = (requests) =>
     new Promise((resolve) => {
-      const timer = setTimeout(() => current?.broken('timeout'), ANSWER_TIMEOUT_MS);
-      current = {
+      const ex = {
         requests,
         answers: [],
-        done: () => finish(undefined),
-        broken: (why) => finish(why),
+        finish(why) {
+          if (current !== ex) return;
+          clearTimeout(timer);
+          current = undefined;
+          resolve({ why, answered: ex.answers.length });
+        },
       };
-      function finish(why) {
-        if (current === undefined) return;
-        clearTimeout(timer);
-        const { answers } = current;
-        current = undefined;
-        resolve({ why, answered: answers.length });
-      }
-      write(requests).catch((error) => current?.broken(`write: ${error.message}`));
+      const timer = setTimeout(() => ex.finish('timeout'), ANSWER_TIMEOUT_MS);
+      current = ex;
+      write(requests).catch((error) => ex.finish(`write: ${error.message}`));
     });
 
+  /**
+   * Writes `requests` on the connection open now. It keeps that connection: a trickled body
+   * still being written when its exchange broke must never go on to the next connection.
+   */
   const write = async (requests) => {
-    if (requests.length > 1) return void socket.write(Buffer.concat(requests.flatMap((r) => [r.head, ...bodyPieces(r, 1)])));
+    const conn = socket;
+    if (requests.length > 1) return void conn.write(Buffer.concat(requests.flatMap((r) => [r.head, ...bodyPieces(r, 1)])));
     const [request] = requests;
     const heads = splitAt(rng, request.head, request.headPieces);
     for (const [i, piece] of heads.entries()) {
-      socket.write(piece);
+      if (conn.destroyed) return;
+      conn.write(piece);
       if (i < heads.length - 1) await new Promise((r) => setTimeout(r, rng.int(0, 3)));
     }
     if (request.expect) {
@@ -275,8 +290,8 @@ export function startConnection({ port, rng, stats, nextId, pipelineChance = 0.1
     }
     const pieces = bodyPieces(request, request.trickleMs > 0 ? 10 : 1);
     for (const piece of pieces) {
-      if (socket.destroyed) return;
-      socket.write(piece);
+      if (conn.destroyed) return;
+      conn.write(piece);
       if (request.trickleMs > 0) await new Promise((r) => setTimeout(r, request.trickleMs / pieces.length));
     }
   };

@@ -4,11 +4,16 @@ import { createGrace } from '@grace-restart/core';
 import { digest, echoLine, emit, KEEP_ALIVE_TIMEOUT, settings } from './echo.mjs';
 
 const grace = createGrace({ pidFile: settings.pidFile });
-const server = http.createServer(async (req, res) => {
-  const { bytes, sha } = await digest(req);
-  const line = echoLine(req.url, bytes, sha);
-  res.setHeader('x-echo', line);
-  res.end(line);
+const server = http.createServer((req, res) => {
+  digest(req).then(
+    ({ bytes, sha }) => {
+      const line = echoLine(req.url, bytes, sha);
+      res.setHeader('x-echo', line);
+      res.end(line);
+    },
+    // The request was aborted (its client, or a proxy's upstream connection, went away): nobody to answer.
+    () => res.destroy(),
+  );
 });
 server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT;
 await grace.listen(server, { port: settings.port, host: '127.0.0.1' });

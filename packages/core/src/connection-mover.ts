@@ -10,10 +10,12 @@
  *
  * A socket moves only when nothing of it lives in this process any more: no response
  * attached or queued, nothing waiting to be written (in the stream or in libuv), nothing
- * read and unparsed, not paused by http, not ending, and its parser between two messages
- * (or no byte ever received). In the same tick reading stops (`readStop`) and the socket
- * is sent: whatever the client sends next stays in the kernel until the successor reads
- * it. Each socket is acknowledged by the successor; this process closes its copy of the fd
+ * read and unparsed, not paused by http, not ending, no resume scheduled, and its parser
+ * between two messages (or no byte ever received); checked when it is sent, not when it
+ * was picked. In the same tick reading stops (`readStop`) and stays stopped (server-internals'
+ * stopReading holds the handle: a resume already scheduled cannot start it again), and the
+ * socket is sent: whatever the client sends next stays in the kernel until the successor
+ * reads it. Each connection's path is the table in core's README. Each socket is acknowledged by the successor; this process closes its copy of the fd
  * on the ack (or, unacknowledged, when the move ends: the successor died, say).
  *
  * The move is paced by the successor (a slow start): a socket on its way is one whose client

@@ -28,8 +28,11 @@ export interface OwnedSockets {
   controlSocket: string | undefined;
 }
 
-/** How often the listening sockets are looked at while grace-restart owns no server (ms). */
+/** How often the listening sockets are looked at while grace-restart owns no server (ms)... */
 const LOOK_EVERY_MS = 250;
+/** ...for this many looks (10 s); a process still serving nothing after that is looked at seldom. */
+const FAST_LOOKS = 40;
+const SLOW_LOOK_MS = 5_000;
 
 /**
  * Calls `onFound` once with the foreign listeners, when there are any on two looks in a row
@@ -37,23 +40,28 @@ const LOOK_EVERY_MS = 250;
  */
 export function watchForeignListeners(owned: () => OwnedSockets, onFound: (listeners: ForeignListener[]) => void, lookEveryMs = LOOK_EVERY_MS): () => void {
   let previous = new Set<number>();
+  let looks = 0;
+  let timer: NodeJS.Timeout | undefined;
   const look = (): void => {
+    looks += 1;
     const now = owned();
     if (now.serving) {
       previous = new Set();
-      return;
+      return next();
     }
     const foreign = foreignListeners(ownListeningSockets(), now);
     const seenTwice = foreign.filter((l) => previous.has(l.fd));
     previous = new Set(foreign.map((l) => l.fd));
-    if (seenTwice.length === 0) return;
-    clearInterval(timer);
+    if (seenTwice.length === 0) return next();
     onFound(seenTwice);
   };
-  const timer = setInterval(look, lookEveryMs);
-  // Looking must never keep the process alive.
-  timer.unref();
-  return () => clearInterval(timer);
+  const next = (): void => {
+    timer = setTimeout(look, looks < FAST_LOOKS ? lookEveryMs : Math.max(lookEveryMs, SLOW_LOOK_MS));
+    // Looking must never keep the process alive.
+    timer.unref();
+  };
+  next();
+  return () => clearTimeout(timer);
 }
 
 /** The sockets of `listening` that `owned` does not account for. */

@@ -15,8 +15,9 @@
  * was picked. In the same tick reading stops (`readStop`) and stays stopped (server-internals'
  * stopReading holds the handle: a resume already scheduled cannot start it again), and the
  * socket is sent: whatever the client sends next stays in the kernel until the successor
- * reads it. Each connection's path is the table in core's README. Each socket is acknowledged by the successor; this process closes its copy of the fd
- * on the ack (or, unacknowledged, when the move ends: the successor died, say).
+ * reads it. Each socket is acknowledged by the successor; this process closes its copy of
+ * the fd on the ack (or, unacknowledged, when the move ends: the successor died, say). Each
+ * connection's path through all this is the table in core's README.
  *
  * The move is paced by the successor (a slow start): a socket on its way is one whose client
  * waits, unread, and the successor adopts one socket per turn of its event loop (libuv reads

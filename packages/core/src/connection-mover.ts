@@ -19,13 +19,22 @@
  * the fd on the ack (or, unacknowledged, when the move ends: the successor died, say). Each
  * connection's path through all this is the table in core's README.
  *
- * The move is paced by the successor (a slow start): a socket on its way is one whose client
- * waits, unread, and the successor adopts one socket per turn of its event loop (libuv reads
- * one fd-carrying message per turn), which takes milliseconds once it serves. Sent all at
- * once, 50 busy connections waited up to 650 ms for a cold successor while this process sat
- * idle. So only as many are on their way as the successor adopts within STALL_BUDGET_MS at
- * the pace it has been acknowledging (1 to MOVE_WINDOW), and the rest are served here
- * meanwhile: the successor takes the connections as fast as it can absorb them.
+ * The move is paced by the successor (a slow start, adoption-pace.ts): only as many sockets are
+ * on their way as it adopts within a few milliseconds, and the rest are served here meanwhile.
+ *
+ * The move itself runs in one of three phases; the intake (whether the servers still accept) is
+ * beside them, since a move can be told to finish while the servers still accept:
+ *
+ * | phase       | sends | leaves it                                                                   |
+ * |-------------|-------|-----------------------------------------------------------------------------|
+ * | `sending`   | yes   | → `finishing`: aborted (the successor died, this process serves again)       |
+ * |             |       | → `done`: intake closed and nothing left here or in flight; the deadline     |
+ * |             |       |   (no socket moved for `deadline`), the cap (`maxDuration`), an ack timeout, |
+ * |             |       |   the channel gone, a send failed                                           |
+ * | `finishing` | no    | → `done`: every socket in flight answered; or as `sending` does               |
+ * | `done`      | no    | (sockets still in flight are closed here: the successor may have them)       |
+ *
+ * Each socket in flight is in sockets-in-flight.ts; which socket may go, in sockets-at-rest.ts.
  *
  * TLS, HTTP/2 and upgraded sockets keep their state in this process and never move; nor
  * does a socket that is still busy at the deadline: drain.ts handles them as before.
@@ -33,16 +42,14 @@
 import type { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { AdoptionPace, MOVE_WINDOW } from './adoption-pace.js';
 import { CONNECTION_MESSAGE_KEY, readConnectionAcks, type ConnectionMessage } from './connection-handoff.js';
-import { isUpgraded, type ConnectionTracker } from './drain.js';
 import type { Logger } from './logger.js';
-import { missingMoveInternals, pausedByHttp, pendingResponse, pipelinedHandleWriter, queuedWriteBytes, resumePending, resumeReading, socketsBetweenMessages, stopReading } from './server-internals.js';
+import { missingMoveInternals, pendingResponse, pipelinedHandleWriter, resumeReading, stopReading, type HandleWriter } from './server-internals.js';
+import { SocketsAtRest, type MovableListener } from './sockets-at-rest.js';
+import { SocketsInFlight, type Flight, type FlightAnswer } from './sockets-in-flight.js';
 
-/** One listener whose connections may move, under the name the successor knows it by. */
-export interface MovableListener {
-  name: string;
-  tracker: ConnectionTracker;
-}
+export type { MovableListener } from './sockets-at-rest.js';
 
 /**
  * The IPC channel the sockets leave by: the successor's ChildProcess in self-upgrade mode, or,
@@ -117,42 +124,6 @@ export interface MoveResult {
 /** How often the idle sockets are looked up again when no response has finished (ms). */
 const RESCAN_MS = 50;
 
-/**
- * At most this many sockets on their way to the successor at once (when written without Node's
- * one-at-a-time queue, server-internals.ts). The kernel's default socket buffer holds about
- * 200 such small messages; more would only wait in libuv's queue, still this process's.
- */
-const MOVE_WINDOW = 128;
-
-/**
- * How long the last socket sent may wait for the successor to adopt it, at the pace it has
- * been adopting (ms): the window of sockets in flight is this over the time per adoption.
- * An idle successor adopts one in ~0.1 ms (a full window); a cold one serving load, one in
- * 5–20 ms (one at a time).
- */
-const STALL_BUDGET_MS = 5;
-
-/** Sockets on their way before the successor's pace is known. */
-const FIRST_WINDOW = 2;
-
-/** Weight of the newest sample in the running time per adoption. */
-const PACE_WEIGHT = 0.3;
-
-/** A socket sent and not acknowledged yet. */
-interface InFlight {
-  socket: Socket;
-  listener: MovableListener;
-  /** When it was sent (ms, performance.now()). */
-  sentAt: number;
-  /** Its message, and the fd with it, is in the kernel: this process may close its copy. */
-  written: boolean;
-  /** The move ended before it was written: close it once it is. */
-  closeWhenWritten: boolean;
-}
-
-/** Sockets whose parser was seen between two messages, with `bytesRead` at that moment. */
-type IdleSnapshot = Map<Socket, number>;
-
 let warnedUnsupported = false;
 
 /**
@@ -163,361 +134,305 @@ let warnedUnsupported = false;
  * have stopped already. Resolves once none is left, at the deadline, or on abort.
  */
 export function moveConnections(listeners: readonly MovableListener[], child: MoveChannel, settings: MoveSettings): Promise<MoveResult> {
-  const started = Date.now();
-  const result: MoveResult = { durationMs: 0, moved: 0, refused: 0, left: 0, ackWaitMs: 0, lastMovedMs: 0 };
   const movable = listeners.filter((l) => l.tracker.movable);
-  const trackerOf = new Map<Socket, MovableListener>();
-  /** Sockets the successor never received, or that could not stop reading: they stay here. */
-  const cameBack = new WeakSet<Socket>();
-  const remaining = (): number => movable.reduce((n, l) => n + [...l.tracker.httpSockets].filter((s) => !isUpgraded(s)).length, 0);
-  if (movable.length === 0 || !child.connected) return Promise.resolve(finish());
-  if (settings.intake === undefined && remaining() === 0) return Promise.resolve(finish());
-
+  const rest = new SocketsAtRest(movable);
+  const nothing = (unsupported?: string): Promise<MoveResult> =>
+    Promise.resolve({ durationMs: 0, moved: 0, refused: 0, left: rest.remaining(), ackWaitMs: 0, lastMovedMs: 0, ...(unsupported === undefined ? {} : { unsupported }) });
+  if (movable.length === 0 || !child.connected) return nothing();
+  if (settings.intake === undefined && rest.remaining() === 0) return nothing();
   const unsupported = checkInternals(movable);
   if (unsupported !== undefined) {
     if (!warnedUnsupported) {
       warnedUnsupported = true;
       settings.logger.warn({ missing: unsupported }, `grace-restart: this Node lacks ${unsupported}: connections are drained instead of moved`);
     }
-    result.unsupported = unsupported;
-    return Promise.resolve(finish());
+    return nothing(unsupported);
   }
-
-  function finish(): MoveResult {
-    result.durationMs = Date.now() - started;
-    result.left = remaining();
-    return result;
-  }
-
-  return new Promise<MoveResult>((resolve) => {
-    let snapshot: IdleSnapshot = new Map();
-    let queue: Socket[] = [];
-    /** A response finished since the last snapshot: more sockets may be between messages. */
-    let stale = true;
-    /** Sockets sent and not acknowledged yet, by message id. */
-    const inFlight = new Map<number, InFlight>();
-    let nextId = 1;
-    let done = false;
-    /** Told to stop sending: ends once every socket in flight is answered (stopSending()). */
-    let finishing = false;
-    let intakeOpen = settings.intake !== undefined;
-    /** Since when some socket has been in flight (for ackWaitMs). */
-    let busySince = 0;
-    /** Messages (with their fds) not in the kernel yet; the channel must not close before they are. */
-    let unwritten = 0;
-    let allWritten: (() => void) | undefined;
-    // Many sockets on their way at once where this Node lets us write them so; else Node's
-    // own send(), which holds each next socket until the previous one's ack: one at a time.
-    const endpoint: object = child.endpoint ?? child;
-    const writer = pipelinedHandleWriter(endpoint, (socket) => comeBack(socket));
-    const maxWindow = writer === undefined ? 1 : (settings.maxInFlight ?? MOVE_WINDOW);
-    const pace = new AdoptionPace();
-    const window = (): number => Math.min(maxWindow, pace.window());
-
-    const takeSnapshot = (): void => {
-      stale = false;
-      snapshot = new Map();
-      queue = [];
-      for (const listener of movable) {
-        const idle = socketsBetweenMessages(listener.tracker.server) ?? new Set<Socket>();
-        for (const socket of listener.tracker.httpSockets) {
-          // bytesRead === 0: never sent a byte, its parser has not started a message.
-          if (!idle.has(socket) && socket.bytesRead !== 0) continue;
-          if (cameBack.has(socket)) continue;
-          snapshot.set(socket, socket.bytesRead);
-          trackerOf.set(socket, listener);
-          queue.push(socket);
-        }
-      }
-    };
-
-    /** Whether `socket` can leave this process right now (see the file comment). */
-    const canMove = (socket: Socket): boolean => {
-      if (snapshot.get(socket) !== socket.bytesRead) return false; // bytes since: a request started
-      if (socket.destroyed || socket.connecting || !socket.readable || !socket.writable || socket.writableEnded) return false;
-      if (isUpgraded(socket) || pendingResponse(socket) !== undefined) return false;
-      if (socket.writableLength !== 0 || queuedWriteBytes(socket) !== 0) return false;
-      // A resume scheduled for the next tick would start reading here again after the send.
-      return socket.readableLength === 0 && !pausedByHttp(socket) && !resumePending(socket);
-    };
-
-    /** The next socket that can move now: the last snapshot's queue first, then a new look if a response finished meanwhile. */
-    const nextMovable = (): Socket | undefined => {
-      for (;;) {
-        while (queue.length > 0) {
-          const socket = queue.shift() as Socket;
-          if (canMove(socket)) return socket;
-        }
-        if (!stale) return undefined;
-        takeSnapshot();
-      }
-    };
-
-    const pump = (): void => {
-      if (done || finishing) return;
-      if (settings.signal?.aborted) return stopSending();
-      while (inFlight.size < window()) {
-        const socket = nextMovable();
-        if (socket === undefined) break;
-        send(socket);
-        if (done) return;
-      }
-      if (inFlight.size === 0 && !intakeOpen && remaining() === 0) end();
-      // else: wait for acks, a response to finish or a new connection (lookAgain), or the deadline.
-    };
-
-    const send = (socket: Socket): void => {
-      const listener = trackerOf.get(socket) as MovableListener;
-      // A closed channel sends nothing: the socket stays here, reading, for the drain.
-      if (!child.connected) return giveUp('the successor disconnected');
-      // Same tick as the checks above: no byte can be read by this process after them.
-      if (!stopReading(socket)) {
-        resumeReading(socket);
-        cameBack.add(socket);
-        return;
-      }
-      const id = nextId++;
-      const message = { [CONNECTION_MESSAGE_KEY]: { type: 'connection', id, listener: listener.name } satisfies ConnectionMessage };
-      const entry: InFlight = { socket, listener, sentAt: performance.now(), written: false, closeWhenWritten: false };
-      const onWritten = (error: string | Error | null | undefined): void => {
-        entry.written = true;
-        unwritten -= 1;
-        if (unwritten === 0) allWritten?.();
-        if (entry.closeWhenWritten) entry.socket.destroy();
-        else if (error !== undefined && error !== null && inFlight.get(id) === entry) {
-          // Never written, so never received: the socket is still whole here.
-          takeBack(id);
-          giveUp('send failed', error);
-        }
-      };
-      let error: string | undefined;
-      try {
-        // keepOpen: this process's copy of the fd stays open until the successor's ack, and is
-        // closed here then. Without it Node keeps the copy in the channel until its own ack, and
-        // leaks it, connection open and unread, when the successor dies before that ack.
-        if (writer !== undefined) error = writer.write(message, socket, onWritten);
-        else child.send(message, socket, { keepOpen: true }, onWritten);
-      } catch (thrown) {
-        error = String(thrown);
-      }
-      if (error !== undefined) {
-        resumeReading(socket);
-        return giveUp('send failed', error);
-      }
-      // From here the successor may own the socket: it is no longer this process's to serve or drain.
-      listener.tracker.forget(socket);
-      snapshot.delete(socket);
-      if (inFlight.size === 0) {
-        busySince = Date.now();
-        armAckTimer();
-      }
-      inFlight.set(id, entry);
-      unwritten += 1;
-    };
-
-    /** Closes this process's copy of a socket the successor has (or may have): never a shutdown, its copy keeps the connection. */
-    const release = (entry: InFlight): void => {
-      if (entry.written) entry.socket.destroy();
-      else entry.closeWhenWritten = true; // the pending write still needs the fd
-    };
-
-    const settle = (id: number): InFlight | undefined => {
-      const entry = inFlight.get(id);
-      if (entry === undefined) return undefined;
-      inFlight.delete(id);
-      if (inFlight.size === 0) {
-        result.ackWaitMs += Date.now() - busySince;
-        clearTimeout(ackTimer);
-      } else armAckTimer();
-      return entry;
-    };
-
-    const onMessage = (message: unknown): void => {
-      const acks = readConnectionAcks(message);
-      if (acks === undefined) return;
-      pace.answered(acks.length, Math.min(...acks.map((ack) => inFlight.get(ack.id)?.sentAt ?? Infinity)));
-      for (const ack of acks) {
-        const entry = inFlight.get(ack.id);
-        if (entry === undefined) continue;
-        if (!ack.ok) {
-          // Refused unread (the receiver closed its copy without reading): still whole here.
-          result.refused += 1;
-          takeBack(ack.id);
-          continue;
-        }
-        settle(ack.id);
-        result.lastMovedMs = Date.now() - started;
-        result.moved += 1;
-        release(entry);
-      }
-      deadline?.refresh();
-      afterAnswers();
-    };
-
-    /**
-     * A socket the successor never received (Node's NACK: the fd did not arrive, at its fd
-     * limit say), or refused unread, is still whole here: it reads again and is served and
-     * drained here.
-     */
-    const comeBack = (socket: Socket): void => {
-      const id = [...inFlight].find(([, entry]) => entry.socket === socket)?.[0];
-      if (id !== undefined && takeBack(id)) afterAnswers();
-    };
-    const takeBack = (id: number): boolean => {
-      const entry = settle(id);
-      if (entry === undefined) return false;
-      cameBack.add(entry.socket);
-      entry.listener.tracker.restore(entry.socket);
-      resumeReading(entry.socket);
-      return true;
-    };
-
-    /** Sends more, or, once told to stop sending, ends when every socket in flight is answered. */
-    const afterAnswers = (): void => {
-      if (!finishing) return pump();
-      if (inFlight.size === 0) end();
-    };
-
-    /**
-     * Told to stop (the successor died, a stop, the supervisor ended the relay): nothing more is
-     * sent, and the sockets in flight wait for their answers (a relay answers each one it
-     * could not pass on). If the channel closes first, what was not answered never reached
-     * the successor (see MoveSettings.unansweredComeBack); at ackTimeout it is given up.
-     */
-    const stopSending = (): void => {
-      if (done || finishing) return;
-      finishing = true;
-      afterAnswers();
-    };
-
-    const onDisconnect = (): void => {
-      if (done) return;
-      if (settings.unansweredComeBack) for (const id of [...inFlight.keys()]) takeBack(id);
-      end();
-    };
-
-    // A response finished or (while the intake is open) a connection was accepted: more sockets
-    // may be between messages.
-    const lookAgain = (): void => {
-      stale = true;
-      pump();
-    };
-    // 'connection' and a response's 'finish' look in the next tick. On 'connection' this runs
-    // after http's own listener (added when the server was made), which attached the parser and
-    // scheduled the socket's resume for the next tick; a 'finish' may follow a resume too (of a
-    // socket http paused while the request body backed up). Looked at now, such a socket is not
-    // at rest (resumePending); looked at in a tick queued after that resume, it reads again, but
-    // nothing is read before the event loop's next turn. One look serves every event of a tick.
-    let lookQueued = false;
-    const lookSoon = (): void => {
-      if (lookQueued) return;
-      lookQueued = true;
-      process.nextTick(() => {
-        lookQueued = false;
-        lookAgain();
-      });
-    };
-    const onRequest = (_req: IncomingMessage, res: ServerResponse): void => {
-      // Added after http's own 'finish' listener: when it runs, http has detached the response.
-      res.once('finish', lookSoon);
-    };
-
-    const giveUp = (why: string, error?: unknown): void => {
-      if (done) return;
-      settings.logger.warn({ err: error === undefined ? undefined : String(error), moved: result.moved }, `grace-restart: stopped moving connections (${why}): the rest drain`);
-      end();
-    };
-
-    // The deadlines count from the moment the intake closes: before, the move waits for more.
-    let deadline: NodeJS.Timeout | undefined;
-    let cap: NodeJS.Timeout | undefined;
-    /** Runs while some socket is in flight: the successor must answer within ackTimeout of the last answer. */
-    let ackTimer: NodeJS.Timeout | undefined;
-    const armAckTimer = (): void => {
-      clearTimeout(ackTimer);
-      ackTimer = setTimeout(() => giveUp(`no ack within ${settings.ackTimeout} ms`), settings.ackTimeout);
-    };
-    const armDeadlines = (): void => {
-      deadline = setTimeout(() => end(), settings.deadline);
-      cap = setTimeout(() => end(), settings.maxDuration);
-    };
-    const closeIntake = (): void => {
-      if (done || !intakeOpen) return;
-      intakeOpen = false;
-      for (const listener of movable) listener.tracker.server.removeListener('connection', lookSoon);
-      armDeadlines();
-      pump();
-    };
-    const end = (): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(deadline);
-      clearTimeout(cap);
-      clearTimeout(ackTimer);
-      // Unacknowledged, a socket may be the successor's already: close this copy, never serve
-      // it here too (two readers would split its bytes).
-      for (const entry of inFlight.values()) release(entry);
-      inFlight.clear();
-      writer?.close();
-      clearInterval(poll);
-      child.removeListener('message', onMessage);
-      for (const listener of movable) {
-        listener.tracker.server.removeListener('request', onRequest);
-        listener.tracker.server.removeListener('connection', lookSoon);
-      }
-      settings.signal?.removeEventListener('abort', stopSending);
-      disconnects?.removeListener('disconnect', onDisconnect);
-      // The caller closes the channel next, which would cancel writes still queued in libuv
-      // (and lose their connections): wait for them, but not for a peer that stopped reading.
-      if (unwritten === 0) return resolve(finish());
-      const waited = setTimeout(() => resolve(finish()), settings.ackTimeout);
-      allWritten = () => {
-        clearTimeout(waited);
-        resolve(finish());
-      };
-    };
-
-    // A socket becomes movable when its response finishes: hook the responses running now,
-    // and those of later requests. A slow poll catches what no hook sees (pipelined requests
-    // queued before the move started).
-    for (const listener of movable) {
-      listener.tracker.server.on('request', onRequest);
-      if (intakeOpen) listener.tracker.server.on('connection', lookSoon);
-      for (const socket of listener.tracker.httpSockets) pendingResponse(socket)?.once('finish', lookSoon);
-    }
-    const poll = setInterval(lookAgain, RESCAN_MS);
-    child.on('message', onMessage);
-    settings.signal?.addEventListener('abort', stopSending, { once: true });
-    const disconnects = typeof (endpoint as Partial<EventEmitter>).once === 'function' ? (endpoint as EventEmitter) : undefined;
-    disconnects?.once('disconnect', onDisconnect);
-    if (intakeOpen) settings.intake?.then(closeIntake, closeIntake);
-    else armDeadlines();
-    pump();
-  });
+  return new ConnectionMove(movable, rest, child, settings).run();
 }
 
-/**
- * The successor's pace of adoption, from its acks: a running time per adopted socket, and the
- * window of sockets in flight it allows (see STALL_BUDGET_MS).
- */
-export class AdoptionPace {
-  #msPerAdoption: number | undefined;
-  #lastAnswerAt = 0;
+/** One move, from its first send to `done` (the phases in the file comment). */
+class ConnectionMove {
+  readonly #listeners: readonly MovableListener[];
+  readonly #rest: SocketsAtRest;
+  readonly #child: MoveChannel;
+  readonly #settings: MoveSettings;
+  readonly #started = Date.now();
+  readonly #result: MoveResult = { durationMs: 0, moved: 0, refused: 0, left: 0, ackWaitMs: 0, lastMovedMs: 0 };
+  /** Sockets sent and not answered, by message id. */
+  readonly #flights = new SocketsInFlight<MovableListener>(idCounter());
+  readonly #pace = new AdoptionPace();
+  readonly #endpoint: object;
+  /** Many sockets on their way at once where this Node allows it; else Node's own send(), one at a time. */
+  readonly #writer: HandleWriter | undefined;
+  readonly #maxWindow: number;
+  #phase: 'sending' | 'finishing' | 'done' = 'sending';
+  #intakeOpen: boolean;
+  /** Since when some socket has been in flight (for ackWaitMs). */
+  #busySince = 0;
+  #lookQueued = false;
+  readonly #timers: { deadline?: NodeJS.Timeout; cap?: NodeJS.Timeout; ack?: NodeJS.Timeout; poll?: NodeJS.Timeout } = {};
+  #resolve: (result: MoveResult) => void = () => {};
 
-  /** `count` answers arrived at `now`, for sockets the oldest of which was sent at `oldestSentAt` (ms, performance.now()). */
-  answered(count: number, oldestSentAt: number, now = performance.now()): void {
-    if (count === 0 || !Number.isFinite(oldestSentAt)) return;
-    // The successor worked on these since the later of the previous answer and their sending.
-    const sample = (now - Math.max(this.#lastAnswerAt, oldestSentAt)) / count;
-    this.#lastAnswerAt = now;
-    this.#msPerAdoption = this.#msPerAdoption === undefined ? sample : this.#msPerAdoption + PACE_WEIGHT * (sample - this.#msPerAdoption);
+  constructor(listeners: readonly MovableListener[], rest: SocketsAtRest, child: MoveChannel, settings: MoveSettings) {
+    this.#listeners = listeners;
+    this.#rest = rest;
+    this.#child = child;
+    this.#settings = settings;
+    this.#intakeOpen = settings.intake !== undefined;
+    this.#endpoint = child.endpoint ?? child;
+    this.#writer = pipelinedHandleWriter(this.#endpoint, (socket) => this.#nacked(socket));
+    this.#maxWindow = this.#writer === undefined ? 1 : (settings.maxInFlight ?? MOVE_WINDOW);
   }
 
-  /** How many sockets may be on their way now. */
-  window(): number {
-    if (this.#msPerAdoption === undefined) return FIRST_WINDOW;
-    return Math.max(1, Math.min(MOVE_WINDOW, Math.floor(STALL_BUDGET_MS / Math.max(this.#msPerAdoption, 0.001))));
+  run(): Promise<MoveResult> {
+    return new Promise<MoveResult>((resolve) => {
+      this.#resolve = resolve;
+      this.#listen();
+      if (this.#intakeOpen) this.#settings.intake?.then(this.#closeIntake, this.#closeIntake);
+      else this.#armDeadlines();
+      this.#pump();
+    });
   }
+
+  // A socket comes to rest when its response finishes: hook the responses running now, and
+  // those of later requests; while the intake is open, a new connection is at rest at once.
+  // A slow poll catches what no hook sees (pipelined requests queued before the move started).
+  #listen(): void {
+    for (const { tracker } of this.#listeners) {
+      tracker.server.on('request', this.#onRequest);
+      if (this.#intakeOpen) tracker.server.on('connection', this.#lookSoon);
+      for (const socket of tracker.httpSockets) pendingResponse(socket)?.once('finish', this.#lookSoon);
+    }
+    this.#timers.poll = setInterval(this.#lookAgain, RESCAN_MS);
+    this.#child.on('message', this.#onMessage);
+    this.#settings.signal?.addEventListener('abort', this.#stopSending, { once: true });
+    this.#disconnects()?.once('disconnect', this.#onDisconnect);
+  }
+
+  #unlisten(): void {
+    for (const { tracker } of this.#listeners) {
+      tracker.server.removeListener('request', this.#onRequest);
+      tracker.server.removeListener('connection', this.#lookSoon);
+    }
+    clearInterval(this.#timers.poll);
+    this.#child.removeListener('message', this.#onMessage);
+    this.#settings.signal?.removeEventListener('abort', this.#stopSending);
+    this.#disconnects()?.removeListener('disconnect', this.#onDisconnect);
+  }
+
+  #ended(): boolean {
+    return this.#phase === 'done';
+  }
+
+  #disconnects(): EventEmitter | undefined {
+    return typeof (this.#endpoint as Partial<EventEmitter>).once === 'function' ? (this.#endpoint as EventEmitter) : undefined;
+  }
+
+  /** Sends as many sockets at rest as the successor's pace allows; ends when nothing is left. */
+  #pump(): void {
+    if (this.#phase !== 'sending') return;
+    if (this.#settings.signal?.aborted) return this.#stopSending();
+    while (this.#flights.size < Math.min(this.#maxWindow, this.#pace.window())) {
+      const next = this.#rest.next();
+      if (next === undefined) break;
+      this.#send(next.socket, next.listener);
+      if (this.#ended()) return; // the send failed
+    }
+    if (this.#flights.size === 0 && !this.#intakeOpen && this.#rest.remaining() === 0) this.#end();
+    // else: wait for answers, a response to finish or a new connection, or a deadline.
+  }
+
+  /** Sends `socket`, in the same tick as the check that it is at rest. */
+  #send(socket: Socket, listener: MovableListener): void {
+    // A closed channel sends nothing: the socket stays here, reading, for the drain.
+    if (!this.#child.connected) return this.#giveUp('the successor disconnected');
+    // No byte can be read by this process from here on.
+    if (!stopReading(socket)) {
+      resumeReading(socket);
+      return this.#rest.keepHere(socket);
+    }
+    const wasIdle = this.#flights.size === 0;
+    const flight = this.#flights.add(socket, listener);
+    const error = this.#write(flight);
+    if (error !== undefined) {
+      this.#flights.take(flight.id);
+      this.#flights.written(flight);
+      resumeReading(socket);
+      return this.#giveUp('send failed', error);
+    }
+    // From here the successor may own the socket: it is no longer this process's to serve or drain.
+    listener.tracker.forget(socket);
+    this.#rest.left(socket);
+    if (!wasIdle) return;
+    this.#busySince = Date.now();
+    this.#armAckTimer();
+  }
+
+  /** Writes `flight`'s message with its socket; returns why it was not written, if so. */
+  #write(flight: Flight<MovableListener>): string | undefined {
+    const message = { [CONNECTION_MESSAGE_KEY]: { type: 'connection', id: flight.id, listener: flight.data.name } satisfies ConnectionMessage };
+    const onWritten = (error: string | Error | null | undefined): void => {
+      this.#flights.written(flight);
+      if (error === undefined || error === null || !this.#flights.has(flight)) return;
+      // Never written, so never received: the socket is still whole here.
+      this.#flights.take(flight.id);
+      this.#comeBack(flight);
+      this.#giveUp('send failed', error);
+    };
+    try {
+      // keepOpen: this process's copy of the fd stays open until the successor's ack, and is
+      // closed here then. Without it Node keeps the copy in the channel until its own ack, and
+      // leaks it, connection open and unread, when the successor dies before that ack.
+      if (this.#writer !== undefined) return this.#writer.write(message, flight.socket, onWritten);
+      this.#child.send(message, flight.socket, { keepOpen: true }, onWritten);
+      return undefined;
+    } catch (thrown) {
+      return String(thrown);
+    }
+  }
+
+  readonly #onMessage = (message: unknown): void => {
+    const acks = readConnectionAcks(message);
+    if (acks !== undefined) this.#answered(acks);
+  };
+
+  #answered(acks: readonly FlightAnswer[]): void {
+    const { adopted, refused, oldestSentAt } = this.#flights.answer(acks);
+    this.#pace.answered(adopted.length + refused.length, oldestSentAt);
+    // Refused unread (the receiver closed its copy without reading): still whole here.
+    for (const flight of refused) this.#comeBack(flight);
+    this.#result.refused += refused.length;
+    for (const flight of adopted) this.#flights.release(flight);
+    this.#result.moved += adopted.length;
+    if (adopted.length > 0) this.#result.lastMovedMs = Date.now() - this.#started;
+    this.#settled();
+    this.#timers.deadline?.refresh();
+    this.#afterAnswers();
+  }
+
+  /** Node's NACK: the fd never arrived (the successor at its fd limit, say). */
+  #nacked(socket: Socket): void {
+    const flight = this.#flights.takeSocket(socket);
+    if (flight === undefined) return;
+    this.#comeBack(flight);
+    this.#settled();
+    this.#afterAnswers();
+  }
+
+  /** A socket the successor never received, or refused unread, is served and drained here again. */
+  #comeBack(flight: Flight<MovableListener>): void {
+    this.#rest.keepHere(flight.socket);
+    flight.data.tracker.restore(flight.socket);
+    resumeReading(flight.socket);
+  }
+
+  /** Some flight left: the ack timer runs while any is left, from the last answer. */
+  #settled(): void {
+    if (this.#flights.size > 0) return this.#armAckTimer();
+    this.#result.ackWaitMs += Date.now() - this.#busySince;
+    clearTimeout(this.#timers.ack);
+  }
+
+  /** Sends more, or, once finishing, ends when every socket in flight is answered. */
+  #afterAnswers(): void {
+    if (this.#phase === 'sending') return this.#pump();
+    if (this.#phase === 'finishing' && this.#flights.size === 0) this.#end();
+  }
+
+  /**
+   * Told to stop (the successor died, a stop, the supervisor ended the relay): nothing more is
+   * sent, and the sockets in flight wait for their answers (a relay answers each one it
+   * could not pass on). If the channel closes first, what was not answered never reached
+   * the successor (see MoveSettings.unansweredComeBack); at ackTimeout it is given up.
+   */
+  readonly #stopSending = (): void => {
+    if (this.#phase !== 'sending') return;
+    this.#phase = 'finishing';
+    this.#afterAnswers();
+  };
+
+  readonly #onDisconnect = (): void => {
+    if (this.#phase === 'done') return;
+    if (this.#settings.unansweredComeBack) for (const flight of this.#flights.takeAll()) this.#comeBack(flight);
+    this.#end();
+  };
+
+  readonly #lookAgain = (): void => {
+    this.#rest.lookAgain();
+    this.#pump();
+  };
+
+  // 'connection' and a response's 'finish' look in the next tick. On 'connection' this runs
+  // after http's own listener (added when the server was made), which attached the parser and
+  // scheduled the socket's resume for the next tick; a 'finish' may follow a resume too (of a
+  // socket http paused while the request body backed up). Looked at now, such a socket is not
+  // at rest (resumePending); looked at in a tick queued after that resume, it reads again, but
+  // nothing is read before the event loop's next turn. One look serves every event of a tick.
+  readonly #lookSoon = (): void => {
+    if (this.#lookQueued) return;
+    this.#lookQueued = true;
+    process.nextTick(() => {
+      this.#lookQueued = false;
+      this.#lookAgain();
+    });
+  };
+
+  // Added after http's own 'finish' listener: when it runs, http has detached the response.
+  readonly #onRequest = (_req: IncomingMessage, res: ServerResponse): void => {
+    res.once('finish', this.#lookSoon);
+  };
+
+  #giveUp(why: string, error?: unknown): void {
+    if (this.#phase === 'done') return;
+    this.#settings.logger.warn({ err: error === undefined ? undefined : String(error), moved: this.#result.moved }, `grace-restart: stopped moving connections (${why}): the rest drain`);
+    this.#end();
+  }
+
+  #armAckTimer(): void {
+    clearTimeout(this.#timers.ack);
+    this.#timers.ack = setTimeout(() => this.#giveUp(`no ack within ${this.#settings.ackTimeout} ms`), this.#settings.ackTimeout);
+  }
+
+  // The deadlines count from the moment the intake closes: before, the move waits for more.
+  #armDeadlines(): void {
+    this.#timers.deadline = setTimeout(() => this.#end(), this.#settings.deadline);
+    this.#timers.cap = setTimeout(() => this.#end(), this.#settings.maxDuration);
+  }
+
+  readonly #closeIntake = (): void => {
+    if (this.#phase === 'done' || !this.#intakeOpen) return;
+    this.#intakeOpen = false;
+    for (const { tracker } of this.#listeners) tracker.server.removeListener('connection', this.#lookSoon);
+    this.#armDeadlines();
+    this.#pump();
+  };
+
+  #end(): void {
+    if (this.#phase === 'done') return;
+    this.#phase = 'done';
+    clearTimeout(this.#timers.deadline);
+    clearTimeout(this.#timers.cap);
+    clearTimeout(this.#timers.ack);
+    // Unanswered, a socket may be the successor's already: close this copy, never serve it
+    // here too (two readers would split its bytes).
+    for (const flight of this.#flights.takeAll()) this.#flights.release(flight);
+    this.#writer?.close();
+    this.#unlisten();
+    // The caller closes the channel next, which would cancel writes still queued in libuv
+    // (and lose their connections): wait for them, but not for a peer that stopped reading.
+    void this.#flights.whenWritten(this.#settings.ackTimeout).then(() => {
+      this.#result.durationMs = Date.now() - this.#started;
+      this.#result.left = this.#rest.remaining();
+      this.#resolve(this.#result);
+    });
+  }
+}
+
+/** Message ids, from 1, for one move. */
+function idCounter(): () => number {
+  let next = 1;
+  return () => next++;
 }
 
 /** The first internal the move needs that this Node lacks, checked on a live socket. */

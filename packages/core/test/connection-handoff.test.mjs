@@ -259,7 +259,7 @@ test('a successor that dies with connections on their way: what it never answere
 });
 
 test('the move is paced by the successor: as many sockets on their way as it adopts within the stall budget, from 2 before its pace is known', async () => {
-  const { AdoptionPace } = await import('../dist/connection-mover.js');
+  const { AdoptionPace } = await import('../dist/adoption-pace.js');
   const pace = new AdoptionPace();
   assert.equal(pace.window(), 2);
   // An idle successor: 2 answers 0.2 ms after they were sent.

@@ -40,6 +40,8 @@ async function serverWithClients(t, count) {
     if (!serverSockets.includes(req.socket)) serverSockets.push(req.socket);
     res.end(`pid ${process.pid}`);
   });
+  // No keep-alive timeout: a socket closed here was closed by the move, not by http's timer.
+  server.keepAliveTimeout = 0;
   const tracker = new ConnectionTracker(server);
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -80,7 +82,7 @@ function exchange(client, request = 'GET / HTTP/1.1\r\nHost: x\r\n\r\n') {
 
 const settings = (extra = {}) => ({ deadline: 5_000, maxDuration: 10_000, ackTimeout: 5_000, logger: quiet, ...extra });
 
-test('a socket that begins a request while it waits its turn is not sent until that request is answered here (the check is made at the send)', async (t) => {
+test('a socket that begins a request while it waits its turn is not sent until that request is answered here (the check is made at the send)', { timeout: 30_000 }, async (t) => {
   const { listeners, clients, serverSockets } = await serverWithClients(t, 3);
   const channel = new FakeChannel();
   const moving = moveConnections(listeners, channel, settings());
@@ -106,7 +108,7 @@ test('a socket that begins a request while it waits its turn is not sent until t
   assert.equal(result.moved, 3);
 });
 
-test('a socket with a resume scheduled is not sent in that tick, and is sent once the resume has run', async (t) => {
+test('a socket with a resume scheduled is not sent in that tick, and is sent once the resume has run', { timeout: 30_000 }, async (t) => {
   const { listeners, serverSockets } = await serverWithClients(t, 2);
   const channel = new FakeChannel();
   const moving = moveConnections(listeners, channel, settings());
@@ -123,7 +125,7 @@ test('a socket with a resume scheduled is not sent in that tick, and is sent onc
   assert.equal((await moving).moved, 2);
 });
 
-test('a connection accepted while the intake is open moves, and nothing it sends is read here after', async (t) => {
+test('a connection accepted while the intake is open moves, and nothing it sends is read here after', { timeout: 30_000 }, async (t) => {
   const { server, listeners } = await serverWithClients(t, 0);
   const channel = new FakeChannel();
   let closeIntake;
@@ -150,7 +152,7 @@ test('a connection accepted while the intake is open moves, and nothing it sends
   assert.equal((await moving).moved, 2);
 });
 
-test('refused unread: the socket comes back, reads again and is served here, and is never sent twice', async (t) => {
+test('refused unread: the socket comes back, reads again and is served here, and is never sent twice', { timeout: 30_000 }, async (t) => {
   const { listeners, clients, serverSockets } = await serverWithClients(t, 1);
   const channel = new FakeChannel();
   const moving = moveConnections(listeners, channel, settings({ deadline: 300 }));
@@ -163,7 +165,7 @@ test('refused unread: the socket comes back, reads again and is served here, and
   assert.equal(serverSockets[0].destroyed, false);
 });
 
-test('adopted: this process closes its copy, and the successor owns the connection', async (t) => {
+test('adopted: this process closes its copy, and the successor owns the connection', { timeout: 30_000 }, async (t) => {
   const { listeners, serverSockets } = await serverWithClients(t, 2);
   const channel = new FakeChannel();
   const moving = moveConnections(listeners, channel, settings());
@@ -177,7 +179,7 @@ test('adopted: this process closes its copy, and the successor owns the connecti
   assert.equal(listeners[0].tracker.httpSockets.size, 0, 'no longer tracked here');
 });
 
-test('the channel closes with sockets unanswered: straight to the successor, they come back and are served here', async (t) => {
+test('the channel closes with sockets unanswered: straight to the successor, they come back and are served here', { timeout: 30_000 }, async (t) => {
   const { listeners, clients } = await serverWithClients(t, 1);
   const channel = new FakeChannel();
   const moving = moveConnections(listeners, channel, settings({ unansweredComeBack: true }));

@@ -3,13 +3,24 @@
  * have an IPC channel to the supervisor, so a retiring worker moves its idle keep-alive
  * sockets to the supervisor (connection-mover.ts over `process`), which forwards each one
  * with its message to the replacement (connection-handoff.ts adopts it there) and forwards
- * the replacement's acks back. A retiring worker sends one socket at a time (grace.ts); the
- * relay writes without waiting for Node's own ack where this Node allows it (server-internals.ts).
+ * the replacement's acks back. Both the worker and the relay write many sockets at a time
+ * where this Node allows it (server-internals.ts), the worker at the replacement's pace.
  *
  * The supervisor holds no relayed socket: it stops reading it at once, sends it on, and
  * closes its own copy as soon as the message carrying it is written. When the relay ends
  * (the replacement exited, the supervisor stops, a socket could not be sent on), the
  * retiring worker is told `relay-end` and drains what it still has, as without the relay.
+ *
+ * Each relayed socket's path (its bookkeeping is sockets-in-flight.ts):
+ *
+ * | event                               | the relay                                             | the worker is told |
+ * |-------------------------------------|-------------------------------------------------------|--------------------|
+ * | a socket arrives, relay running     | stops reading it, sends it on, closes its copy once written | (later)     |
+ * | a socket arrives, relay ended       | closes it unread                                      | refused            |
+ * | the replacement adopts / refuses it | forgets it                                            | adopted / refused  |
+ * | Node's NACK (the fd never arrived)  | forgets it                                            | refused            |
+ * | the write fails                     | forgets it, ends the relay                            | refused, relay-end |
+ * | the replacement exits unanswered    | forgets it, ends the relay                            | refused, relay-end |
  */
 import type { Worker } from 'node:cluster';
 import { Socket } from 'node:net';
@@ -17,6 +28,7 @@ import { CONNECTION_MESSAGE_KEY, readConnectionAcks, readConnectionMessage, type
 import type { Logger } from './logger.js';
 import { WORKER_MESSAGE_KEY } from './protocol.js';
 import { pipelinedHandleWriter, stopReading } from './server-internals.js';
+import { SocketsInFlight, type Flight } from './sockets-in-flight.js';
 import type { SupervisorMessage } from './supervised.js';
 
 /** A running relay from a retiring worker to its replacement. */
@@ -32,6 +44,7 @@ export interface ConnectionRelay {
  * crash restart beside the upgraded one) may relay to the same replacement with the same ids.
  */
 let nextRelayId = 1;
+const relayId = (): number => nextRelayId++;
 
 const ignoreSendError = (): void => {
   // With a callback, a closed channel is reported here instead of as an 'error' event: the
@@ -40,24 +53,21 @@ const ignoreSendError = (): void => {
 
 /** Relays the connections `from` moves to `to`, until {@link ConnectionRelay.end} or `from` exits. */
 export function relayConnections(from: Worker, to: Worker, logger: Logger): ConnectionRelay {
-  /** Relay id → the mover's id, for the socket the replacement has not acked yet. */
-  const inFlight = new Map<number, number>();
+  /** The sockets sent on and not answered by the replacement, each with the worker's id for it. */
+  const flights = new SocketsInFlight<number>(relayId);
   let ended = false;
   let relayed = 0;
 
-  const answer = (adopted: number[], refused: number[]): void => {
-    const acks: ConnectionAcks = { type: 'acks', adopted, refused };
+  const answer = (adopted: readonly number[], refused: readonly number[]): void => {
+    const acks: ConnectionAcks = { type: 'acks', adopted: [...adopted], refused: [...refused] };
     if (from.isConnected()) from.send({ [CONNECTION_MESSAGE_KEY]: acks }, undefined, ignoreSendError);
   };
-  /** Relay ids of the sockets written to the replacement, for Node's NACK (the fd never arrived there). */
-  const relayIdOf = new Map<Socket, number>();
+  const refuse = (refused: readonly Flight<number>[]): void => {
+    if (refused.length > 0) answer([], refused.map((flight) => flight.data));
+  };
   const writer = pipelinedHandleWriter(to.process, (socket) => {
-    const id = relayIdOf.get(socket);
-    relayIdOf.delete(socket);
-    const original = id === undefined ? undefined : inFlight.get(id);
-    if (id === undefined || original === undefined) return;
-    inFlight.delete(id);
-    answer([], [original]);
+    const flight = flights.takeSocket(socket);
+    if (flight !== undefined) refuse([flight]);
   });
 
   const onFromMessage = (message: unknown, handle: unknown): void => {
@@ -75,39 +85,33 @@ export function relayConnections(from: Worker, to: Worker, logger: Logger): Conn
       end(reading ? 'the replacement is gone' : 'this Node cannot stop reading a received socket');
       return;
     }
-    const id = nextRelayId++;
-    inFlight.set(id, move.id);
-    const forwarded = { [CONNECTION_MESSAGE_KEY]: { type: 'connection', id, listener: move.listener } satisfies ConnectionMessage };
+    sendOn(flights.add(handle, move.id), move.listener);
+  };
+
+  const sendOn = (flight: Flight<number>, listener: string): void => {
     // This process's copy is closed once the message is written: the message in the channel
     // holds the fd for the replacement. (Node's own send() without keepOpen would keep the copy
     // until the replacement's own ack, and never close it if the replacement died first.)
+    flights.release(flight);
+    const forwarded = { [CONNECTION_MESSAGE_KEY]: { type: 'connection', id: flight.id, listener } satisfies ConnectionMessage };
     const onWritten = (error: Error | string | null | undefined): void => {
-      // Sent or not, this process is done with it; not sent, the connection is lost.
-      handle.destroy();
-      relayIdOf.delete(handle);
-      if (error === null || error === undefined || !inFlight.delete(id)) return;
-      answer([], [move.id]);
+      flights.written(flight);
+      if (error === null || error === undefined || flights.take(flight.id) === undefined) return;
+      // Not sent: the worker's copy is still whole, and serves it again.
+      refuse([flight]);
       end(`a connection could not be sent to the replacement: ${String(error)}`);
     };
-    if (writer === undefined) return void to.send(forwarded, handle, { keepOpen: true }, onWritten);
-    relayIdOf.set(handle, id);
-    const error = writer.write(forwarded, handle, onWritten);
+    if (writer === undefined) return void to.send(forwarded, flight.socket, { keepOpen: true }, onWritten);
+    const error = writer.write(forwarded, flight.socket, onWritten);
     if (error !== undefined) onWritten(error);
   };
 
   const onToMessage = (message: unknown): void => {
     const acks = readConnectionAcks(message);
     if (acks === undefined) return;
-    const adopted: number[] = [];
-    const refused: number[] = [];
-    for (const ack of acks) {
-      const original = inFlight.get(ack.id);
-      if (original === undefined) continue;
-      inFlight.delete(ack.id);
-      if (ack.ok) relayed += 1;
-      (ack.ok ? adopted : refused).push(original);
-    }
-    if (adopted.length + refused.length > 0) answer(adopted, refused);
+    const { adopted, refused } = flights.answer(acks);
+    relayed += adopted.length;
+    if (adopted.length + refused.length > 0) answer(adopted.map((flight) => flight.data), refused.map((flight) => flight.data));
   };
 
   // The replacement is gone once it has exited and every answer it wrote has been read (its
@@ -115,9 +119,7 @@ export function relayConnections(from: Worker, to: Worker, logger: Logger): Conn
   // before it reads a byte), and the worker still holds it, so the worker serves it again.
   const onToExit = (): void => {
     if (to.isConnected()) return void to.process.once('disconnect', onToExit);
-    const unanswered = [...inFlight.values()];
-    inFlight.clear();
-    if (unanswered.length > 0) answer([], unanswered);
+    refuse(flights.takeAll());
     end('the replacement exited');
   };
 
@@ -129,7 +131,7 @@ export function relayConnections(from: Worker, to: Worker, logger: Logger): Conn
     to.process.removeListener('disconnect', onToExit);
     writer?.close();
     // The worker's acks for the sockets in flight, if any, never come: relay-end ends its wait.
-    inFlight.clear();
+    flights.takeAll();
     if (from.isConnected()) from.send({ [WORKER_MESSAGE_KEY]: { type: 'relay-end' } satisfies SupervisorMessage }, undefined, ignoreSendError);
     logger.info({ workerPid: from.process.pid, replacementPid: to.process.pid, relayed }, `stopped relaying connections (${why}): the rest drain`);
   };

@@ -293,8 +293,13 @@ async function targetPid(values: { 'pid-file'?: string | undefined; pid?: string
   let pid: number | undefined;
   if (values.pid !== undefined) {
     pid = integer(values.pid, '--pid', 0, 2 ** 22);
-    // 0 would signal our own process group, 1 is init, and we are not the target.
-    if (pid < 2 || pid === process.pid) throw new UsageError(`--pid ${pid} cannot name a grace-restart process`);
+    // 0 would signal our own process group, and we are not the target.
+    if (pid < 1 || pid === process.pid) throw new UsageError(`--pid ${pid} cannot name a grace-restart process`);
+    // PID 1 is the supervisor in a container (docs/operations.md), but the machine's init
+    // elsewhere: never signalled, only asked on its control socket.
+    if (pid === 1 && !existsSync(controlSocketPath(1, values['control-dir']))) {
+      throw new UsageError(`--pid 1 has no grace-restart control socket (${controlSocketPath(1, values['control-dir'])}): it is this machine's or container's init, not a grace-restart process`);
+    }
   } else {
     pid = readPidFile(values['pid-file'] as string);
     if (pid === undefined) throw new Error(`cannot read a pid from ${values['pid-file']}: missing, unreadable or not a pid`);

@@ -222,6 +222,8 @@ test('bad input gets a clear message and a non-zero exit', async () => {
     [['status', '--pid', String(deadPid)], 1, new RegExp(`no process ${deadPid} is running`)],
     [['status', '--pid', '999999999'], 2, /--pid must be a whole number from 0 to/],
     [['upgrade', '--pid', '0'], 2, /--pid 0 cannot name a grace-restart process/],
+    // PID 1 is the supervisor in a container, but init here: not signalled, refused with the reason.
+    [['upgrade', '--pid', '1', '--control-dir', dir], 2, /--pid 1 has no grace-restart control socket .*: it is this machine's or container's init/],
     [['run', '--ready-timeout', '3000000000', '--', 'node', APP], 2, /--ready-timeout must be a whole number from 0 to 2147483647/],
     [['run', '--', 'node', join(dir, 'missing.mjs')], 2, /cannot find the app to run/],
   ];

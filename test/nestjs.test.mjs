@@ -1,4 +1,4 @@
-// docs/guides/nestjs.md: its wiring (test/fixtures/nest-express.mjs, the same lines in plain
+// docs/guides/nestjs.md: its wiring (test/fixtures/nest-app.mjs, the same lines in plain
 // JavaScript) upgraded twice under keep-alive load and stopped with 0 failed requests; and
 // the miswiring it warns about: an error line naming the fix, and Nest's own graceful stop.
 import assert from 'node:assert/strict';
@@ -11,7 +11,7 @@ import { request } from './helpers/load.mjs';
 import { upgradeAndStopUnderLoad } from './helpers/guide-app.mjs';
 import { freePort, startFixture, waitFor } from './helpers/process.mjs';
 
-const FIXTURE = fileURLToPath(new URL('./fixtures/nest-express.mjs', import.meta.url));
+const FIXTURE = fileURLToPath(new URL('./fixtures/nest-app.mjs', import.meta.url));
 const GUIDE = readFileSync(fileURLToPath(new URL('../docs/guides/nestjs.md', import.meta.url)), 'utf8');
 async function startNest(t, env = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'grace-nest-'));
@@ -32,6 +32,16 @@ test('the guide and the fixture wire Nest the same way', () => {
 
 test('NestJS on Express, wired as the guide says: 2 upgrades under keep-alive load and a stop, 0 failed', async (t) => {
   const { app, port, dir } = await startNest(t);
+  assert.equal((await request({ port })).headers['x-powered-by'], 'Express');
+  const { stats, pid } = await upgradeAndStopUnderLoad({ pidFile: join(dir, 'app.pid'), firstPid: app.pid, port });
+  assert.equal(stats.failed, 0, JSON.stringify(stats));
+  assert.ok(stats.pids[pid] > 0, 'the last generation answered');
+  assert.doesNotMatch(app.stderr, /never saw/);
+});
+
+test('NestJS on Fastify (FastifyAdapter), wired the same way: 2 upgrades under keep-alive load and a stop, 0 failed', async (t) => {
+  const { app, port, dir } = await startNest(t, { ADAPTER: 'fastify' });
+  assert.equal((await request({ port })).headers['x-powered-by'], undefined, 'served by Fastify (Express says X-Powered-By)');
   const { stats, pid } = await upgradeAndStopUnderLoad({ pidFile: join(dir, 'app.pid'), firstPid: app.pid, port });
   assert.equal(stats.failed, 0, JSON.stringify(stats));
   assert.ok(stats.pids[pid] > 0, 'the last generation answered');

@@ -111,11 +111,11 @@ export function followJsonEvents(child, { onEvent } = {}) {
 }
 
 /**
- * Spawns `node script` with stdout parsed as JSON lines (successors share the pipe, so the
- * stream carries every generation's events). `cleanup()` kills every pid ever seen.
+ * Spawns `node [nodeArgs] script [args]` with stdout parsed as JSON lines (successors share the
+ * pipe, so the stream carries every generation's events). `cleanup()` kills every pid ever seen.
  */
-export function startFixture(script, { env = {}, args = [], cwd } = {}) {
-  const child = spawn(process.execPath, [script, ...args], {
+export function startFixture(script, { env = {}, args = [], nodeArgs = [], cwd } = {}) {
+  const child = spawn(process.execPath, [...nodeArgs, script, ...args], {
     cwd,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,13 +1,14 @@
-// docs/guides/hono.md, run as written: its server.mjs block in a scratch directory inside the
-// repository (so that hono and @grace-restart/core resolve from its node_modules), its commands
+// docs/guides/hono.md, run as written: its server.mjs block in a scratch app outside the
+// repository (packed @grace-restart/core, hono and @hono/node-server installed), its commands
 // (kill -USR2 / kill -TERM $(cat app.pid)) sent as signals, under keep-alive load. And the
 // miswiring it warns about, serve(), gets grace-restart's error line naming the fix.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { upgradeAndStopUnderLoad } from './helpers/guide-app.mjs';
+import { scratchApp } from './helpers/scratch-app.mjs';
 import { freePort, startFixture, waitFor } from './helpers/process.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -18,16 +19,11 @@ const block = (lang, first) => {
   return found;
 };
 
-/** A scratch app directory inside the repository (removed after the test). */
-function appDir(t) {
-  mkdirSync(join(ROOT, 'test/.scratch'), { recursive: true });
-  const dir = mkdtempSync(join(ROOT, 'test/.scratch/hono-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+/** A scratch app outside the repository with core, hono and @hono/node-server installed. */
+const appDir = (t) => scratchApp(t, { deps: ['hono', '@hono/node-server'] });
 
 test('the Hono guide, as written: 2 upgrades under keep-alive load and a stop, 0 failed', async (t) => {
-  const dir = appDir(t);
+  const dir = await appDir(t);
   writeFileSync(join(dir, 'server.mjs'), block('js', '// server.mjs'));
   const commands = block('sh', 'node server.mjs');
   for (const line of ['kill -USR2 $(cat app.pid)', 'kill -TERM $(cat app.pid)']) assert.ok(commands.includes(line), line);
@@ -41,7 +37,7 @@ test('the Hono guide, as written: 2 upgrades under keep-alive load and a stop, 0
 });
 
 test("Hono's serve() instead: grace-restart's error line names createAdaptorServer() and grace.listen()", async (t) => {
-  const dir = appDir(t);
+  const dir = await appDir(t);
   const miswired = block('js', '// server.mjs')
     .replace("import { createAdaptorServer } from '@hono/node-server'", "import { serve } from '@hono/node-server'")
     .replace(/await grace\.listen\(createAdaptorServer\(\{ fetch: app\.fetch \}\), \{ port: (.*), host: '127\.0\.0\.1' \}\)/, "serve({ fetch: app.fetch, port: $1, hostname: '127.0.0.1' })");

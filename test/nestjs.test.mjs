@@ -1,23 +1,24 @@
 // docs/guides/nestjs.md: its wiring (test/fixtures/nest-app.mjs, the same lines in plain
-// JavaScript) upgraded twice under keep-alive load and stopped with 0 failed requests; and
+// JavaScript, run in a scratch app outside the repository with the packed core) upgraded twice under keep-alive load and stopped with 0 failed requests; and
 // the miswiring it warns about: an error line naming the fix, and Nest's own graceful stop.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { request } from './helpers/load.mjs';
 import { upgradeAndStopUnderLoad } from './helpers/guide-app.mjs';
+import { scratchApp } from './helpers/scratch-app.mjs';
 import { freePort, startFixture, waitFor } from './helpers/process.mjs';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/nest-app.mjs', import.meta.url));
 const GUIDE = readFileSync(fileURLToPath(new URL('../docs/guides/nestjs.md', import.meta.url)), 'utf8');
+/** The fixture in a scratch app outside the repository: packed core, Nest from npm. */
 async function startNest(t, env = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'grace-nest-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = await scratchApp(t, { deps: ['@nestjs/core', '@nestjs/common', '@nestjs/platform-express', '@nestjs/platform-fastify', 'reflect-metadata', 'rxjs'] });
+  copyFileSync(FIXTURE, join(dir, 'main.mjs'));
   const port = await freePort();
-  const app = startFixture(FIXTURE, { env: { PORT: String(port), ...env }, cwd: dir });
+  const app = startFixture(join(dir, 'main.mjs'), { env: { PORT: String(port), ...env }, cwd: dir });
   t.after(() => app.cleanup());
   await app.waitForEvent({ event: 'listening' }, { timeout: 30_000 });
   return { app, port, dir };

@@ -1,13 +1,14 @@
-// docs/guides/socket-io.md, run as written: its server block in a scratch directory inside the
-// repository, 20 socket.io-client clients (the guide's client options) emitting with acks
+// docs/guides/socket-io.md, run as written: its server block in a scratch app outside the
+// repository (packed @grace-restart/core and socket.io installed), 20 socket.io-client clients (the guide's client options) emitting with acks
 // through two SIGUSR2 upgrades: 0 failed emits, every client reconnected to the last version.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { io } from 'socket.io-client';
 import { freePort, isAlive, startFixture, waitFor } from './helpers/process.mjs';
+import { scratchApp } from './helpers/scratch-app.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const GUIDE = readFileSync(join(ROOT, 'docs/guides/socket-io.md'), 'utf8');
@@ -23,9 +24,7 @@ const readPid = (file) => {
 test('the Socket.IO guide, as written: 20 clients emitting with acks through 2 upgrades, 0 failed emits', async (t) => {
   assert.ok(SERVER, 'the guide has the server block');
   assert.match(GUIDE, /transports: \['websocket'\], retries: 3, ackTimeout: 5000/, 'the client options the test uses');
-  mkdirSync(join(ROOT, 'test/.scratch'), { recursive: true });
-  const dir = mkdtempSync(join(ROOT, 'test/.scratch/socket-io-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = await scratchApp(t, { deps: ['socket.io'] });
   writeFileSync(join(dir, 'server.mjs'), SERVER);
   const pidFile = join(dir, 'app.pid');
   const port = await freePort();

@@ -1,34 +1,36 @@
-// docs/guides/typescript.md: a TypeScript app run from source by tsx. Started as the guide says
+// docs/guides/typescript.md: a TypeScript app run from source by tsx, in a scratch app outside
+// the repository (packed core and CLI, tsx from npm). Started as the guide says
 // (`node --import tsx src/server.ts`: node itself is the process, and each new generation
 // inherits `--import tsx`), it upgrades twice under keep-alive load and stops with 0 failed.
 // Started by `npx tsx`, whose CLI process exits when the app hands over, it says so at once.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { upgradeAndStopUnderLoad } from './helpers/guide-app.mjs';
 import { request, startLoad } from './helpers/load.mjs';
-import { CLI_BIN, followJsonEvents, freePort, startFixture, waitFor } from './helpers/process.mjs';
+import { followJsonEvents, freePort, startFixture, waitFor } from './helpers/process.mjs';
+import { scratchApp } from './helpers/scratch-app.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const FIXTURE = fileURLToPath(new URL('./fixtures/tsx-app.ts', import.meta.url));
 const GUIDE = readFileSync(join(ROOT, 'docs/guides/typescript.md'), 'utf8');
 
-function tempDir(t) {
-  const dir = mkdtempSync(join(tmpdir(), 'grace-tsx-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+/** A scratch app outside the repository (packed core and CLI, tsx) with the fixture as src/server.ts. */
+async function tsxApp(t) {
+  const dir = await scratchApp(t, { packages: ['core', 'cli'], deps: ['tsx'] });
+  mkdirSync(join(dir, 'src'));
+  copyFileSync(FIXTURE, join(dir, 'src/server.ts'));
   return dir;
 }
 
 test('node --import tsx, as the guide says: 2 upgrades under keep-alive load and a stop, 0 failed, every generation from TypeScript source', async (t) => {
   assert.match(GUIDE, /node --import tsx src\/server\.ts/);
-  const dir = tempDir(t);
+  const dir = await tsxApp(t);
   const port = await freePort();
-  // The repository's root as the working directory: `--import tsx` resolves from there, as from an app's.
-  const app = startFixture(FIXTURE, { nodeArgs: ['--import', 'tsx'], env: { PORT: String(port), PID_FILE: join(dir, 'app.pid') }, cwd: ROOT });
+  const app = startFixture('src/server.ts', { nodeArgs: ['--import', 'tsx'], env: { PORT: String(port) }, cwd: dir });
   t.after(() => app.cleanup());
   await app.waitForEvent({ event: 'listening' }, { timeout: 30_000 });
   const { stats, pid } = await upgradeAndStopUnderLoad({ pidFile: join(dir, 'app.pid'), firstPid: app.pid, port });
@@ -38,9 +40,9 @@ test('node --import tsx, as the guide says: 2 upgrades under keep-alive load and
 });
 
 test('npx tsx: the app says at its first ready that tsx exits at the handover, and what to run instead', async (t) => {
-  const dir = tempDir(t);
+  const dir = await tsxApp(t);
   const port = await freePort();
-  const child = spawn('npx', ['--no-install', 'tsx', FIXTURE], { cwd: ROOT, env: { ...process.env, PORT: String(port), PID_FILE: join(dir, 'app.pid') }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn('npx', ['--no-install', 'tsx', 'src/server.ts'], { cwd: dir, env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   t.after(() => {
     try {
       process.kill(-child.pid, 'SIGKILL');
@@ -59,10 +61,10 @@ test('npx tsx: the app says at its first ready that tsx exits at the handover, a
 test('npm start as the guide shows it: grace-restart run -- node --import tsx, one upgrade under keep-alive load and a stop, 0 failed', async (t) => {
   const start = JSON.parse(/```json\n([\s\S]*?)```/.exec(GUIDE)[1]).scripts.start;
   assert.equal(start, 'grace-restart run -- node --import tsx src/server.ts');
-  const dir = tempDir(t);
+  const dir = await tsxApp(t);
   const port = await freePort();
-  const args = start.split(' ').slice(1).map((arg) => (arg === 'src/server.ts' ? FIXTURE : arg));
-  const supervisor = spawn(process.execPath, [CLI_BIN, ...args], { cwd: ROOT, env: { ...process.env, PORT: String(port), PID_FILE: join(dir, 'app.pid') }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // The bin npm linked from the packed CLI, with the script's arguments as written.
+  const supervisor = spawn(join(dir, 'node_modules/.bin/grace-restart'), start.split(' ').slice(1), { cwd: dir, env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   supervisor.stderr.on('data', (d) => (stderr += d));
   supervisor.stdout.resume();

@@ -17,7 +17,8 @@ function readPid(pidFile) {
 /**
  * `upgrades` SIGUSR2 upgrades of the app whose pid `pidFile` names (first `firstPid`) under
  * keep-alive load on `port`, each until the old process is gone and answers flow from the new
- * one, then SIGTERM to the last one. Resolves with the load's figures and the last pid.
+ * one, then SIGTERM to the last one, until no process that answered is left. Resolves with the
+ * load's figures and the last pid.
  */
 export async function upgradeAndStopUnderLoad({ pidFile, firstPid, port, upgrades = 2, timeout = 30_000 }) {
   await waitFor(() => readPid(pidFile) === firstPid, { what: `${pidFile} to name ${firstPid}`, timeout });
@@ -36,6 +37,9 @@ export async function upgradeAndStopUnderLoad({ pidFile, firstPid, port, upgrade
     const stats = await load.stop();
     process.kill(pid, 'SIGTERM');
     await waitFor(() => !isAlive(pid), { what: 'the stop', timeout });
+    // No orphan: every process that answered, of every generation, is gone.
+    const answered = Object.keys(stats.pids).map(Number);
+    await waitFor(() => answered.every((p) => !isAlive(p)), { what: `no process left of ${answered.join(', ')}`, timeout });
     return { stats, pid };
   } finally {
     await load.stop();

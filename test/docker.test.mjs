@@ -8,14 +8,13 @@
 // `.ci/run` installs both and sets GRACE_RESTART_REQUIRE_DOCKER=1, which turns a skip into a failure.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { installApp, packAll } from './helpers/consumer.mjs';
 import { buildNodeImage, startEngine, whyNoEngine, writeTree } from './helpers/docker-engine.mjs';
-import { request, startLoad } from './helpers/load.mjs';
+import { request, startDrainingLoad, startLoad } from './helpers/load.mjs';
 import { freePort, waitFor } from './helpers/process.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -30,8 +29,7 @@ function documentedDockerfile() {
 }
 
 /** The app the image runs: plain node:http on createGrace, answering its pid and VERSION. */
-const serverSource = (version) => `import http from 'node:http';
-import { createGrace } from '@grace-restart/core';
+const serverSource = (version) => `import { createGrace } from '@grace-restart/core';
 
 const VERSION = ${version};
 const grace = createGrace();
@@ -104,45 +102,9 @@ async function exitOf(name) {
   return { code: Number(code), status };
 }
 
-/**
- * Keep-alive clients that stop as a client of a draining server does: once an answer says
- * `Connection: close`, or a new connect is refused (nobody listens any more). A request that
- * was sent and got no answer (a reset, a hang-up, a timeout) or a non-2xx is a failure.
- */
-function drainingLoad({ port, connections }) {
-  const stats = { ok: 0, failed: 0, closed: 0, refused: 0, errors: {} };
-  const loop = async () => {
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    for (;;) {
-      const outcome = await new Promise((resolve) => {
-        const req = http.request({ host: '127.0.0.1', port, agent, timeout: 30_000 }, (res) => {
-          res.resume();
-          res.on('end', () => resolve(res.statusCode === 200 ? (res.headers.connection === 'close' ? 'closed' : 'ok') : `http ${res.statusCode}`));
-          res.on('error', (err) => resolve(err.code ?? err.message));
-        });
-        req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
-        req.on('error', (err) => resolve(err.code === 'ECONNREFUSED' ? 'refused' : (err.code ?? err.message)));
-        req.end();
-      });
-      if (outcome === 'ok') stats.ok += 1;
-      else if (outcome === 'closed' || outcome === 'refused') {
-        stats[outcome] += 1;
-        if (outcome === 'closed') stats.ok += 1;
-        break;
-      } else {
-        stats.failed += 1;
-        stats.errors[outcome] = (stats.errors[outcome] ?? 0) + 1;
-      }
-    }
-    agent.destroy();
-  };
-  const done = Promise.all(Array.from({ length: connections }, loop));
-  return { stats, done };
-}
-
 /** `docker stop` under keep-alive load: every request answered, every client told to close. */
 async function stopUnderLoad(t, name, port) {
-  const load = drainingLoad({ port, connections: 16 });
+  const load = startDrainingLoad({ port, connections: 16 });
   await waitFor(() => load.stats.ok > 500 || load.stats.failed > 0, { timeout: 30_000, what: 'load to flow' });
   const stopAt = performance.now();
   const stopped = await docker(['stop', name], { timeout: 60_000 });

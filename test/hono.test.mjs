@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { upgradeAndStopUnderLoad } from './helpers/guide-app.mjs';
 import { scratchApp } from './helpers/scratch-app.mjs';
+import { startDrainingLoad } from './helpers/load.mjs';
 import { freePort, startFixture, waitFor } from './helpers/process.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -36,7 +37,7 @@ test('the Hono guide, as written: 2 upgrades under keep-alive load and a stop, 0
   assert.doesNotMatch(app.stderr, /never saw/);
 });
 
-test("Hono's serve() instead: grace-restart's error line names createAdaptorServer() and grace.listen()", async (t) => {
+test("Hono's serve() instead: grace-restart's error line names createAdaptorServer() and grace.listen(), and SIGTERM under load still fails no request", async (t) => {
   const dir = await appDir(t);
   const miswired = block('js', '// server.mjs')
     .replace("import { createAdaptorServer } from '@hono/node-server'", "import { serve } from '@hono/node-server'")
@@ -47,4 +48,14 @@ test("Hono's serve() instead: grace-restart's error line names createAdaptorServ
   const app = startFixture(join(dir, 'server.mjs'), { env: { PORT: String(port) }, cwd: dir });
   t.after(() => app.cleanup());
   await waitFor(() => /"level":50,.*listens on 127\.0\.0\.1:\d+ through a server grace-restart never saw.*createAdaptorServer\(\) then grace\.listen\(\)/.test(app.stderr), { what: 'the error line' });
+  // SIGTERM under keep-alive load: the server grace-restart was not given is drained all the same
+  // (Node's default SIGTERM, without grace-restart, would exit under the requests in flight).
+  const load = startDrainingLoad({ port, connections: 10 });
+  await waitFor(() => load.stats.ok > 300 || load.stats.failed > 0, { what: 'load to flow' });
+  process.kill(app.pid, 'SIGTERM');
+  await load.done;
+  t.diagnostic(`SIGTERM under load: ${JSON.stringify(load.stats)}`);
+  assert.equal(load.stats.failed, 0, JSON.stringify(load.stats.errors));
+  assert.deepEqual(await app.exited, { code: 0, signal: null });
+  assert.match(app.stderr, /SIGTERM: draining the servers seen answering requests/);
 });

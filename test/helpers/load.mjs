@@ -90,3 +90,39 @@ function safeJson(text) {
     return undefined;
   }
 }
+
+/**
+ * Keep-alive clients that stop as a client of a draining server does: once an answer says
+ * `Connection: close`, or a new connect is refused (nobody listens any more). A request that
+ * was sent and got no answer (a reset, a hang-up, a timeout) or a non-2xx is a failure.
+ */
+export function startDrainingLoad({ port, host = '127.0.0.1', connections = 16 }) {
+  const stats = { ok: 0, failed: 0, closed: 0, refused: 0, errors: {} };
+  const loop = async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    for (;;) {
+      const outcome = await new Promise((resolve) => {
+        const req = http.request({ host, port, agent, timeout: 30_000 }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode === 200 ? (res.headers.connection === 'close' ? 'closed' : 'ok') : `http ${res.statusCode}`));
+          res.on('error', (err) => resolve(err.code ?? err.message));
+        });
+        req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
+        req.on('error', (err) => resolve(err.code === 'ECONNREFUSED' ? 'refused' : (err.code ?? err.message)));
+        req.end();
+      });
+      if (outcome === 'ok') stats.ok += 1;
+      else if (outcome === 'closed' || outcome === 'refused') {
+        stats[outcome] += 1;
+        if (outcome === 'closed') stats.ok += 1;
+        break;
+      } else {
+        stats.failed += 1;
+        stats.errors[outcome] = (stats.errors[outcome] ?? 0) + 1;
+      }
+    }
+    agent.destroy();
+  };
+  const done = Promise.all(Array.from({ length: connections }, loop));
+  return { stats, done };
+}

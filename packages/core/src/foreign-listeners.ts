@@ -1,7 +1,8 @@
 /**
  * A server grace-restart never saw (issue #26). A framework that creates and listens on its
  * own server (NestJS's `app.listen()`, Hono's `serve()`) goes around the adapters: the process
- * serves, but SIGUSR2 cannot hand that socket over and a stop does not drain it. Nothing
+ * serves, but SIGUSR2 cannot hand that socket over (a stop drains it only as far as
+ * seen-servers.ts can: the servers seen answering requests). Nothing
  * fails, so nothing would be logged. While this instance owns no server, it looks at the
  * process's listening sockets (/proc, Linux) a few times a second; a TCP or unix socket that
  * is none of its own, seen on two looks in a row (a listen through grace-restart in between
@@ -94,7 +95,7 @@ function inspectorPort(): number | undefined {
 export function foreignListenerMessage(listeners: readonly ForeignListener[]): string {
   const where = listeners.map((l) => l.address).join(', ');
   return (
-    `grace-restart: this process listens on ${where} through a server grace-restart never saw: an upgrade cannot hand it over and a stop does not drain it. ` +
+    `grace-restart: this process listens on ${where} through a server grace-restart never saw: an upgrade cannot hand it over, and its connections do not move. ` +
     'Give the server to grace-restart before it listens: grace.adopt(server) then server.listen(…), or grace.listen(server, port) ' +
     '(NestJS: grace.adopt(app.getHttpServer()) before app.listen(); Hono: createAdaptorServer() then grace.listen()). ' +
     "An adapter's listen (app.listen() after app.use(graceRestart()), fastify.register(graceRestart), graceRestart(koaApp)) does this for you"

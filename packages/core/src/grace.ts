@@ -16,6 +16,7 @@ import { drainConnections, type DrainResult } from './drain.js';
 import { GraceError, UpgradeError } from './errors.js';
 import { foregroundWrapper, foregroundWrapperMessage } from './foreground-wrapper.js';
 import { foreignListenerMessage, foreignListeners, watchForeignListeners, type ForeignListener, type OwnedSockets } from './foreign-listeners.js';
+import { SeenServers } from './seen-servers.js';
 import { closeChannel, reportReady, spawnSuccessor, successorCommand } from './handoff.js';
 import { abortableDelay, deferred, withDeadline } from './timing.js';
 import { transition, type LifecycleAction, type LifecycleEvent, type LifecycleState } from './lifecycle.js';
@@ -99,6 +100,8 @@ export class Grace extends EventEmitter<GraceEvents> {
   readonly #signals: InstalledSignals;
   /** Stops looking for servers grace-restart never saw (foreign-listeners.ts). */
   readonly #stopWatchingForeign: () => void;
+  /** The servers of a miswired app, learnt once it is seen, for a stop to drain (seen-servers.ts). */
+  readonly #seenServers = new SeenServers();
   readonly #control: Promise<ControlServer | undefined>;
   #state: LifecycleState = 'starting';
   /** Code the process exits with at the end of its life (with `exit`). */
@@ -191,7 +194,10 @@ export class Grace extends EventEmitter<GraceEvents> {
         : openSelfControl(controlDir, { status: () => this.#status(), upgrade: () => this.#startUpgrade('control') }, log);
     this.#stopWatchingForeign = watchForeignListeners(
       () => this.#ownedSockets(),
-      (found) => log.error({ listeners: found }, foreignListenerMessage(found)),
+      (found) => {
+        log.error({ listeners: found }, foreignListenerMessage(found));
+        this.#seenServers.watch();
+      },
     );
   }
 
@@ -286,6 +292,7 @@ export class Grace extends EventEmitter<GraceEvents> {
     if (this.#dispatch('ready') !== 'report-ready') return;
     clearTimeout(this.#settleTimer);
     this.#stopWatchingForeign();
+    this.#seenServers.dispose();
     this.#ownsAddresses = true;
     this.#listeners.closeUnclaimed();
     const log = this.#options.logger;
@@ -527,9 +534,10 @@ export class Grace extends EventEmitter<GraceEvents> {
       log.error({ signal, listeners: foreign }, `${signal}: left to the app's own handler. ${foreignListenerMessage(foreign)}`);
       this.#signals.releaseStopSignals();
       this.#stopWatchingForeign();
+      this.#seenServers.dispose();
       return;
     }
-    if (foreign.length > 0) log.error({ signal, listeners: foreign }, `${signal}: nothing to drain, running the onShutdown hooks. ${foreignListenerMessage(foreign)}`);
+    if (foreign.length > 0) log.error({ signal, listeners: foreign }, `${signal}: draining the servers seen answering requests, then the onShutdown hooks. ${foreignListenerMessage(foreign)}`);
     log.info({ signal }, 'stopping: draining connections');
     this.#stopWith(signal, this.#options.exit).catch((err: unknown) => this.#fatal(err));
   }
@@ -628,6 +636,10 @@ export class Grace extends EventEmitter<GraceEvents> {
     });
     if (drainAbort.signal.aborted) return; // the successor died: this process serves again (#serveAgain)
     result.moved = moved;
+    if (reason === 'stop' && this.#seenServers.size > 0) {
+      const seen = await this.#seenServers.drain({ idleGrace, timeoutMs: drainTimeout });
+      log[seen.forced > 0 ? 'warn' : 'info']({ ...seen }, `drained the ${seen.servers} server(s) grace-restart was not given`);
+    }
     const level = result.forced > 0 ? 'warn' : 'info';
     log[level]({ ...result, reason }, result.forced > 0 ? `drain deadline reached: destroyed ${result.forced} connections` : 'drained');
     this.emit('drain-end', { ...result, reason });
@@ -702,6 +714,7 @@ export class Grace extends EventEmitter<GraceEvents> {
   async #close(reason: DrainInfo['reason']): Promise<void> {
     const { pidFile } = this.#options;
     this.#stopWatchingForeign();
+    this.#seenServers.dispose();
     // Socket files stay while anyone may serve on them: a successor, a predecessor that
     // still serves (this process never got ready), or the supervisor.
     this.#listeners.release(reason === 'stop' && this.#ownsAddresses && !this.#supervision);

@@ -78,11 +78,11 @@ test("SIGTERM to such an app that stops itself gracefully (NestJS's enableShutdo
   assert.equal(line.level, 50);
 });
 
-test('SIGTERM to such an app without a stop of its own: an error line says nothing drains, the onShutdown hooks run, the process exits', async (t) => {
+test('SIGTERM to such an app without a stop of its own: an error line says so, the servers seen answering requests drain, the onShutdown hooks run, the process exits', async (t) => {
   const { fixture } = await startMiswired(t);
   process.kill(fixture.pid, 'SIGTERM');
   await fixture.exited;
   assert.equal(isAlive(fixture.pid), false);
   assert.ok(fixture.events.some((e) => e.event === 'shutdown'), 'onShutdown ran');
-  assert.ok(logLines(fixture).some((l) => l.level === 50 && /^SIGTERM: nothing to drain, running the onShutdown hooks\. .*never saw/.test(l.msg)), fixture.stderr);
+  assert.ok(logLines(fixture).some((l) => l.level === 50 && /^SIGTERM: draining the servers seen answering requests, then the onShutdown hooks\. .*never saw/.test(l.msg)), fixture.stderr);
 });

@@ -29,7 +29,8 @@ function documentedDockerfile() {
 }
 
 /** The app the image runs: plain node:http on createGrace, answering its pid and VERSION. */
-const serverSource = (version) => `import { createGrace } from '@grace-restart/core';
+const serverSource = (version) => `import http from 'node:http';
+import { createGrace } from '@grace-restart/core';
 
 const VERSION = ${version};
 const grace = createGrace();
@@ -86,7 +87,16 @@ async function runContainer(t, port, extra = []) {
     t.diagnostic(`${name} log (last lines):\n${(logs.stdout + logs.stderr).slice(-1500)}`);
     await docker(['rm', '-f', name]);
   });
-  await waitFor(() => request({ port, timeout: 2_000 }).then((r) => r.status === 200, () => false), { timeout: 60_000, interval: 200, what: 'the container to serve' });
+  const serving = async () => {
+    if (await request({ port, timeout: 2_000 }).then((r) => r.status === 200, () => false)) return true;
+    const state = (await docker(['inspect', '-f', '{{.State.Status}}', name])).stdout.trim();
+    if (state === 'exited' || state === 'dead') {
+      const logs = await docker(['logs', name]);
+      throw new Error(`the container ${state} before it served:\n${(logs.stdout + logs.stderr).slice(-2000)}`);
+    }
+    return false;
+  };
+  await waitFor(serving, { timeout: 60_000, interval: 200, what: 'the container to serve' });
   return name;
 }
 

@@ -98,7 +98,7 @@ export class Grace extends EventEmitter<GraceEvents> {
   readonly #createdAt = Date.now();
   readonly #hooks: Record<HookKind, Hook[]> = { onDrain: [], onShutdown: [] };
   readonly #signals: InstalledSignals;
-  /** Stops looking for servers grace-restart never saw (foreign-listeners.ts). */
+  /** Stops looking for servers grace-restart never saw (foreign-listeners.ts), and learning them (seen-servers.ts). */
   readonly #stopWatchingForeign: () => void;
   /** The servers of a miswired app, learnt once it is seen, for a stop to drain (seen-servers.ts). */
   readonly #seenServers = new SeenServers();
@@ -192,13 +192,17 @@ export class Grace extends EventEmitter<GraceEvents> {
       controlDir === false || this.#supervision
         ? Promise.resolve(undefined)
         : openSelfControl(controlDir, { status: () => this.#status(), upgrade: () => this.#startUpgrade('control') }, log);
-    this.#stopWatchingForeign = watchForeignListeners(
+    const stopLooking = watchForeignListeners(
       () => this.#ownedSockets(),
       (found) => {
         log.error({ listeners: found }, foreignListenerMessage(found));
         this.#seenServers.watch();
       },
     );
+    this.#stopWatchingForeign = () => {
+      stopLooking();
+      this.#seenServers.dispose();
+    };
   }
 
   /** What grace-restart itself holds, to tell a server it never saw from its own. */
@@ -292,7 +296,6 @@ export class Grace extends EventEmitter<GraceEvents> {
     if (this.#dispatch('ready') !== 'report-ready') return;
     clearTimeout(this.#settleTimer);
     this.#stopWatchingForeign();
-    this.#seenServers.dispose();
     this.#ownsAddresses = true;
     this.#listeners.closeUnclaimed();
     const log = this.#options.logger;
@@ -534,7 +537,6 @@ export class Grace extends EventEmitter<GraceEvents> {
       log.error({ signal, listeners: foreign }, `${signal}: left to the app's own handler. ${foreignListenerMessage(foreign)}`);
       this.#signals.releaseStopSignals();
       this.#stopWatchingForeign();
-      this.#seenServers.dispose();
       return;
     }
     if (foreign.length > 0) log.error({ signal, listeners: foreign }, `${signal}: draining the servers seen answering requests, then the onShutdown hooks. ${foreignListenerMessage(foreign)}`);
@@ -714,7 +716,6 @@ export class Grace extends EventEmitter<GraceEvents> {
   async #close(reason: DrainInfo['reason']): Promise<void> {
     const { pidFile } = this.#options;
     this.#stopWatchingForeign();
-    this.#seenServers.dispose();
     // Socket files stay while anyone may serve on them: a successor, a predecessor that
     // still serves (this process never got ready), or the supervisor.
     this.#listeners.release(reason === 'stop' && this.#ownsAddresses && !this.#supervision);

@@ -3,21 +3,12 @@
 // run with --network host), and a base image built with no registry: a Debian tree from
 // debootstrap, imported, with this test's own Node binary and npm copied in, tagged as the
 // image the docs' Dockerfile names (`FROM node:20-slim`).
-import { execFile, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { run as exec } from './consumer.mjs';
 import { waitFor } from './process.mjs';
-
-/** Runs `file args`; resolves { code, stdout, stderr } (never rejects). */
-export function exec(file, args, { timeout = 300_000, env = process.env, input } = {}) {
-  return new Promise((resolve) => {
-    const child = execFile(file, args, { timeout, env, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr: stderr + (error && typeof error.code !== 'number' ? `\n${error.message}` : '') });
-    });
-    if (input !== undefined) child.stdin.end(input);
-  });
-}
 
 const onPath = async (name) => (await exec('sh', ['-c', `command -v ${name}`])).code === 0;
 
@@ -48,8 +39,7 @@ export async function startEngine(t) {
     unmountUnder(root);
     rmSync(root, { recursive: true, force: true });
   });
-  const env = { ...process.env, DOCKER_HOST: `unix://${socket}` };
-  const docker = (args, options = {}) => exec('docker', args, { env, ...options });
+  const docker = (args, options = {}) => exec('docker', args, { timeout: 300_000, ...options, env: { DOCKER_HOST: `unix://${socket}` } });
   await waitFor(async () => (await docker(['version'], { timeout: 10_000 })).code === 0 || daemon.exitCode !== null, { timeout: 60_000, interval: 250, what: 'dockerd to answer' });
   if (daemon.exitCode !== null) throw new Error(`dockerd exited (${daemon.exitCode}):\n${log}`);
   return { docker, log: () => log };

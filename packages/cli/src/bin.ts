@@ -297,8 +297,9 @@ async function targetPid(values: { 'pid-file'?: string | undefined; pid?: string
     if (pid < 1 || pid === process.pid) throw new UsageError(`--pid ${pid} cannot name a grace-restart process`);
     // PID 1 is the supervisor in a container (docs/operations.md), but the machine's init
     // elsewhere: never signalled, only asked on its control socket.
-    if (pid === 1 && !existsSync(controlSocketPath(1, values['control-dir']))) {
-      throw new UsageError(`--pid 1 has no grace-restart control socket (${controlSocketPath(1, values['control-dir'])}): it is this machine's or container's init, not a grace-restart process`);
+    const initSocket = pid === 1 ? controlSocketPath(1, values['control-dir']) : undefined;
+    if (initSocket !== undefined && !existsSync(initSocket)) {
+      throw new UsageError(`--pid 1 has no grace-restart control socket (${initSocket}): it is this machine's or container's init, not a grace-restart process`);
     }
   } else {
     pid = readPidFile(values['pid-file'] as string);

@@ -2,8 +2,8 @@
  * A server grace-restart never saw (issue #26). A framework that creates and listens on its
  * own server (NestJS's `app.listen()`, Hono's `serve()`) goes around the adapters: the process
  * serves, but SIGUSR2 cannot hand that socket over (a stop drains it only as far as
- * seen-servers.ts can: the servers seen answering requests). Nothing
- * fails, so nothing would be logged. While this instance owns no server, it looks at the
+ * seen-servers.ts can: the servers seen answering requests). Nothing fails, so nothing would
+ * be logged. While this instance owns no server, it looks at the
  * process's listening sockets (/proc, Linux) a few times a second; a TCP or unix socket that
  * is none of its own, seen on two looks in a row (a listen through grace-restart in between
  * would have made it ours), is reported once, with the fix.

@@ -31,13 +31,22 @@ const WINDOW_MS = 1000;
 
 // APP_NICE=n starts every server process (and so its successors, which inherit it) at nice n, so
 // that this process, the clients, wins the CPU: what is left of the rise is the server's own.
-const launch = (args, options) => (process.env.APP_NICE ? spawn('nice', ['-n', process.env.APP_NICE, process.execPath, ...args], options) : spawn(process.execPath, args, options));
+const launch = (args, options) =>
+  process.env.APP_NICE
+    ? spawn('nice', ['-n', process.env.APP_NICE, process.execPath, ...args], options)
+    : spawn(process.execPath, args, options);
 
 async function run(kind) {
   const upgrades = kind.startsWith('upgrade') || kind.startsWith('supervisor');
   const pidFile = join(mkdtempSync(join(tmpdir(), 'grace-attribution-')), 'app.pid');
   const port = await freePort();
-  const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', PID_FILE: pidFile, GRACE_RESTART_MOVE_CONNECTIONS: kind.endsWith('nomove') ? '0' : '1' };
+  const env = {
+    ...process.env,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    PID_FILE: pidFile,
+    GRACE_RESTART_MOVE_CONNECTIONS: kind.endsWith('nomove') ? '0' : '1',
+  };
   const nodeArgs = process.env.APP_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   const cli = new URL('../packages/cli/dist/bin.js', import.meta.url).pathname;
   const supervised = ['run', '--workers', '1', '--pid-file', pidFile, '--log-level', 'warn', '--', process.execPath, ...nodeArgs, app];
@@ -64,7 +73,8 @@ async function run(kind) {
   for (let i = 0; i < 3; i++) {
     events.push(performance.now() - loadStart);
     if (upgrades) process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGUSR2');
-    if (kind === 'cold-start') strays.push(launch([app], { env: { ...process.env, PORT: String(await freePort()), HOST: '127.0.0.1' }, stdio: 'ignore' }));
+    if (kind === 'cold-start')
+      strays.push(launch([app], { env: { ...process.env, PORT: String(await freePort()), HOST: '127.0.0.1' }, stdio: 'ignore' }));
     clientDelay.during.enable();
     await sleep(WINDOW_MS);
     clientDelay.during.disable();
@@ -75,14 +85,27 @@ async function run(kind) {
   killQuietly(first.pid);
   for (const stray of strays) killQuietly(stray.pid);
   const steady = histogramBetween(result.slots, 500, events[0] - 100);
-  const during = histogramOver(result.slots, events.map((at) => [at, at + WINDOW_MS]));
+  const during = histogramOver(
+    result.slots,
+    events.map((at) => [at, at + WINDOW_MS]),
+  );
   const p = (h, q) => Math.round(h.percentileMs(q) * 10) / 10;
   const moves = upgrades ? events.map((at) => movedFirstRequests(answers, at)) : undefined;
   // ms over the 1 ms sampling interval (the histogram records the whole interval, in ns). No
   // max: the first sample after each enable() spans the time it was disabled.
   const loopDelay = (h) => Math.round((h.percentile(99) / 1e6 - 1) * 10) / 10;
   const clientLoopDelayP99 = { steady: loopDelay(clientDelay.steady), during: loopDelay(clientDelay.during) };
-  return { moves, kind, requests: result.ok + result.failed, failed: result.failed, steadyP99: p(steady, 99), p99: p(during, 99), p999: p(during, 99.9), ratio: Math.round((during.percentileMs(99) / steady.percentileMs(99)) * 100) / 100, clientLoopDelayP99 };
+  return {
+    moves,
+    kind,
+    requests: result.ok + result.failed,
+    failed: result.failed,
+    steadyP99: p(steady, 99),
+    p99: p(during, 99),
+    p999: p(during, 99.9),
+    ratio: Math.round((during.percentileMs(99) / steady.percentileMs(99)) * 100) / 100,
+    clientLoopDelayP99,
+  };
 }
 
 /**
@@ -100,16 +123,35 @@ function movedFirstRequests(answers, at) {
   const start = Math.min(...list.map((a) => a.at));
   const end = Math.max(...list.map((a) => a.at));
   const lat = list.map((a) => a.at - a.began).sort((x, y) => x - y);
-  const old = after.filter((a) => a.pid === oldPid && a.at >= start && a.at <= end).map((a) => a.at - a.began).sort((x, y) => x - y);
+  const old = after
+    .filter((a) => a.pid === oldPid && a.at >= start && a.at <= end)
+    .map((a) => a.at - a.began)
+    .sort((x, y) => x - y);
   const r = (x) => (x === undefined ? undefined : Math.round(x));
   // The successor's answers per 100 ms from its first one: how fast a cold process serves.
   const rate = [];
   for (const a of after) if (a.pid !== oldPid) rate[Math.floor((a.at - start) / 100)] = (rate[Math.floor((a.at - start) / 100)] ?? 0) + 1;
   const steadyRate = answers.filter((a) => a.at >= at - 1000 && a.at < at).length / 10;
-  return { rate: rate.slice(0, 10).map((n) => n ?? 0).join(' '), steadyRate, servingMs: r(start - at), spanMs: r(end - start), conns: list.length, firstP50: r(lat[lat.length >> 1]), firstMax: r(lat.at(-1)), oldP50: r(old[old.length >> 1]), oldMax: r(old.at(-1)), oldN: old.length };
+  return {
+    rate: rate
+      .slice(0, 10)
+      .map((n) => n ?? 0)
+      .join(' '),
+    steadyRate,
+    servingMs: r(start - at),
+    spanMs: r(end - start),
+    conns: list.length,
+    firstP50: r(lat[lat.length >> 1]),
+    firstMax: r(lat.at(-1)),
+    oldP50: r(old[old.length >> 1]),
+    oldMax: r(old.at(-1)),
+    oldN: old.length,
+  };
 }
 
-console.log(`${values.framework}, node ${process.version}: p99 / p99.9 (ms) in the ${WINDOW_MS} ms after each of 3 events, against steady state`);
+console.log(
+  `${values.framework}, node ${process.version}: p99 / p99.9 (ms) in the ${WINDOW_MS} ms after each of 3 events, against steady state`,
+);
 for (let round = 0; round < Number(values.rounds); round++) {
   for (const kind of KINDS) console.log(JSON.stringify(await run(kind)));
 }

@@ -9,7 +9,10 @@ import { basename, dirname, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { hasRsvg, writeResults } from './lib/write-results.mjs';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { png: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { png: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+});
 if (values.help || positionals.length !== 1) {
   console.log('usage: node bench/report.mjs bench/results/<run>.json [--png <dir>]');
   process.exit(values.help ? 0 : 1);

@@ -31,7 +31,9 @@ const { values } = parseArgs({
   },
 });
 if (values.help) {
-  console.log('usage: node bench/run.mjs [--quick] [--frameworks express,fastify,koa,node] [--methods grace,supervisor-1,...] [--only overhead,upgrades,scaling,proxies,upstream-pool]\n       node bench/report.mjs bench/results/<file>.json   (redraw the report and charts of a past run)');
+  console.log(
+    'usage: node bench/run.mjs [--quick] [--frameworks express,fastify,koa,node] [--methods grace,supervisor-1,...] [--only overhead,upgrades,scaling,proxies,upstream-pool]\n       node bench/report.mjs bench/results/<file>.json   (redraw the report and charts of a past run)',
+  );
   process.exit(0);
 }
 const resultsDir = join(ROOT, 'bench', 'results');
@@ -122,7 +124,14 @@ const date = new Date().toISOString().slice(0, 10);
 const run = {
   date,
   quick,
-  machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model?.trim(), memGb: Math.round(totalmem() / 2 ** 30), node: process.version, platform: `${process.platform} ${process.arch}`, fdLimit },
+  machine: {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model?.trim(),
+    memGb: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+    fdLimit,
+  },
   settings: { ...settings, methods: Object.fromEntries(settings.frameworks.map((f) => [f, settings.methods(f)])) },
   phaseSeconds: {},
   ...(values.only ? { only: [...only] } : {}),
@@ -131,7 +140,17 @@ const run = {
 try {
   if (only.has('overhead')) {
     log(`overhead (${settings.overheadRounds} rounds × ${settings.overheadDurationS} s per variant)`);
-    run.overhead = await phase('overhead', () => runOverhead({ frameworks: settings.overheadFrameworks, control: settings.overheadControl, rounds: settings.overheadRounds, durationS: settings.overheadDurationS, warmupS: settings.overheadWarmupS, connections: settings.connections, log }));
+    run.overhead = await phase('overhead', () =>
+      runOverhead({
+        frameworks: settings.overheadFrameworks,
+        control: settings.overheadControl,
+        rounds: settings.overheadRounds,
+        durationS: settings.overheadDurationS,
+        warmupS: settings.overheadWarmupS,
+        connections: settings.connections,
+        log,
+      }),
+    );
   }
   if (only.has('upgrades')) {
     log(`upgrades under load (${settings.upgrades} upgrades, ${settings.intervalMs} ms apart, ${settings.connections} connections)`);
@@ -139,7 +158,15 @@ try {
   }
   if (only.has('scaling')) {
     log('scaling (handoff and drain vs connections and listeners)');
-    run.scaling = await phase('scaling', () => runScaling({ dir, connectionCounts: settings.connectionCounts, listenerCounts: settings.listenerCounts, upgrades: settings.scalingUpgrades, log }));
+    run.scaling = await phase('scaling', () =>
+      runScaling({
+        dir,
+        connectionCounts: settings.connectionCounts,
+        listenerCounts: settings.listenerCounts,
+        upgrades: settings.scalingUpgrades,
+        log,
+      }),
+    );
   }
   if (only.has('proxies')) {
     log(`topologies: direct, behind nginx, behind HAProxy (fastify; ${settings.upgrades} upgrades per method)`);
@@ -164,4 +191,6 @@ const charts = (await writeResults(run, base, resultsDir)).filter((p) => p.endsW
 const t = targets(run);
 log(`\ntargets: ${t.filter((x) => x.pass).length}/${t.length} met, ${t.filter((x) => x.unresolved).length} not resolved (noise)`);
 for (const x of t) log(`  ${targetStatus(x).replaceAll('*', '')}  ${x.name}: ${x.detail}`);
-log(`\nwrote bench/results/${base}.md (+ .json, ${charts} SVG charts)${run.only ? '' : ' and bench/results/latest.md'} in ${Math.round(run.durationS)} s`);
+log(
+  `\nwrote bench/results/${base}.md (+ .json, ${charts} SVG charts)${run.only ? '' : ' and bench/results/latest.md'} in ${Math.round(run.durationS)} s`,
+);

@@ -16,7 +16,11 @@ import { resolveOptions } from '../packages/core/dist/options.js';
 
 const checks = [
   { tool: 'publint', args: (dir) => ['publint', '--strict', dir], ok: (out) => out.includes('All good') },
-  { tool: 'attw', args: (dir) => ['attw', '--pack', dir, '--ignore-rules', 'cjs-resolves-to-esm', '--format', 'ascii', '--no-color'], ok: (out) => /No problems found/.test(out) },
+  {
+    tool: 'attw',
+    args: (dir) => ['attw', '--pack', dir, '--ignore-rules', 'cjs-resolves-to-esm', '--format', 'ascii', '--no-color'],
+    ok: (out) => /No problems found/.test(out),
+  },
 ];
 
 let failed = 0;
@@ -25,7 +29,10 @@ for (const dir of readdirSync('packages')) {
   if (manifest.private) continue;
   for (const check of checks) {
     try {
-      const out = execFileSync('npx', ['--no-install', ...check.args(join('packages', dir))], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      const out = execFileSync('npx', ['--no-install', ...check.args(join('packages', dir))], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       if (!check.ok(out)) throw Object.assign(new Error('unexpected output'), { stdout: out });
       process.stdout.write(`${manifest.name}: ${check.tool} ok\n`);
     } catch (error) {
@@ -39,7 +46,9 @@ for (const dir of readdirSync('packages')) {
 // An empty environment: the defaults as documented, whatever this shell sets.
 const defaults = resolveOptions({}, {});
 let rows = 0;
-const docs = readdirSync('docs').filter((name) => name.endsWith('.md')).map((name) => join('docs', name));
+const docs = readdirSync('docs')
+  .filter((name) => name.endsWith('.md'))
+  .map((name) => join('docs', name));
 for (const readme of ['README.md', ...docs, ...readdirSync('packages').map((dir) => join('packages', dir, 'README.md'))]) {
   for (const [, name, stated] of readFileSync(readme, 'utf8').matchAll(/^\| `(\w+)` \| `([^`]+)` \|/gm)) {
     if (!(name in defaults) || typeof defaults[name] === 'function' || typeof defaults[name] === 'object') continue;

@@ -26,7 +26,9 @@ const { values } = parseArgs({
   },
 });
 if (values.help) {
-  console.log('usage: npm run demo -- [--framework fastify|express|koa|node] [--supervisor [--workers 1|2]] [--upgrades 5] [--interval 2500] [--connections 50]');
+  console.log(
+    'usage: npm run demo -- [--framework fastify|express|koa|node] [--supervisor [--workers 1|2]] [--upgrades 5] [--interval 2500] [--connections 50]',
+  );
   process.exit(0);
 }
 const framework = values.framework;
@@ -47,7 +49,9 @@ if (values.supervisor && cliBin().missing) {
 }
 const missing = adapterApp(framework).missing;
 if (missing) {
-  console.error(`cannot start the ${framework} example: ${missing}.\nRun \`npm run build\` first, or try \`npm run demo -- --framework node\` (node:http + @grace-restart/core only).`);
+  console.error(
+    `cannot start the ${framework} example: ${missing}.\nRun \`npm run build\` first, or try \`npm run demo -- --framework node\` (node:http + @grace-restart/core only).`,
+  );
   process.exit(2);
 }
 
@@ -60,7 +64,9 @@ const upgrades = Number(values.upgrades);
 const intervalMs = Number(values.interval);
 const port = await freePort();
 const who = values.supervisor ? `grace-restart run --workers ${workers} -- node ${framework} example` : `the ${framework} example`;
-console.log(`Starting ${who} on http://127.0.0.1:${port}, ${values.connections} keep-alive clients, ${upgrades} upgrades ${intervalMs / 1000} s apart…`);
+console.log(
+  `Starting ${who} on http://127.0.0.1:${port}, ${values.connections} keep-alive clients, ${upgrades} upgrades ${intervalMs / 1000} s apart…`,
+);
 
 const ms = (v) => (v === undefined ? '–' : `${Math.round(v)} ms`);
 const progress = (s) => {
@@ -88,7 +94,9 @@ const r = await runUpgradesUnderLoad({
 });
 if (tty) process.stdout.write('\r\x1b[K');
 
-const kinds = Object.entries(r.failures).map(([k, v]) => `${k} ${v}`).join(', ');
+const kinds = Object.entries(r.failures)
+  .map(([k, v]) => `${k} ${v}`)
+  .join(', ');
 const rows = [
   ['requests', String(r.requests)],
   ['failed requests', `${r.failed}${r.failed ? ` (${kinds})` : ''}`],
@@ -103,7 +111,9 @@ for (const [k, v] of rows) console.log(`  ${k.padEnd(width)}  ${v}`);
 console.log('');
 console.log('  upgrade  trigger -> ready  trigger -> serving  trigger -> old gone  longest pause');
 for (const u of r.upgrades) {
-  console.log(`  ${String(u.n).padStart(7)}  ${ms(u.readyMs).padStart(16)}  ${ms(u.servingMs).padStart(18)}  ${ms(u.goneMs).padStart(19)}  ${ms(u.gapMs).padStart(13)}`);
+  console.log(
+    `  ${String(u.n).padStart(7)}  ${ms(u.readyMs).padStart(16)}  ${ms(u.servingMs).padStart(18)}  ${ms(u.goneMs).padStart(19)}  ${ms(u.gapMs).padStart(13)}`,
+  );
 }
 console.log('');
 if (r.failed > 0 || r.landed < upgrades) {

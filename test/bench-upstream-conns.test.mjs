@@ -14,7 +14,8 @@ const connect = (port) =>
   });
 
 test('parses /proc/net/tcp and ss -E lines', () => {
-  const proc = '  sl  local_address rem_address   st tx_queue rx_queue\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000\n   1: 0100007F:A5C4 0100007F:1F90 01 00000000:00000000\n';
+  const proc =
+    '  sl  local_address rem_address   st tx_queue rx_queue\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000\n   1: 0100007F:A5C4 0100007F:1F90 01 00000000:00000000\n';
   assert.deepEqual(parseProcNetTcp(proc), [
     { localPort: 8080, peerPort: 0, state: '0A' },
     { localPort: 42436, peerPort: 8080, state: '01' },
@@ -23,7 +24,9 @@ test('parses /proc/net/tcp and ss -E lines', () => {
   assert.equal(parseSsLine('UNCONN 0 0 0.0.0.0:9911 0.0.0.0:*'), undefined);
 });
 
-test('counts long- and short-lived connections to a port, on both ends', { skip: process.platform !== 'linux' && 'reads /proc/net/tcp' }, async (t) => {
+test('counts long- and short-lived connections to a port, on both ends', {
+  skip: process.platform !== 'linux' && 'reads /proc/net/tcp',
+}, async (t) => {
   const server = net.createServer((socket) => socket.on('error', () => {}));
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address();
@@ -39,13 +42,19 @@ test('counts long- and short-lived connections to a port, on both ends', { skip:
   // ss -E prints nothing once it has subscribed: a probe's close, once reported, proves it has.
   let probes = 0;
   if (watch.destroyEvents) {
-    await waitFor(async () => {
-      const probe = await connect(port);
-      const localPort = probe.localPort;
-      probes += 1;
-      probe.destroy();
-      return waitFor(() => watch.seenClosed(localPort) || !watch.destroyEvents, { timeout: 2_000, what: 'the probe close' }).then(() => true, () => false);
-    }, { timeout: 20_000, what: 'ss -E to report a close' });
+    await waitFor(
+      async () => {
+        const probe = await connect(port);
+        const localPort = probe.localPort;
+        probes += 1;
+        probe.destroy();
+        return waitFor(() => watch.seenClosed(localPort) || !watch.destroyEvents, { timeout: 2_000, what: 'the probe close' }).then(
+          () => true,
+          () => false,
+        );
+      },
+      { timeout: 20_000, what: 'ss -E to report a close' },
+    );
   }
   const kept = [await connect(port), await connect(port)];
   const pool = await watch.snapshot(); // reads the table now: both are established
@@ -61,7 +70,10 @@ test('counts long- and short-lived connections to a port, on both ends', { skip:
   const keptPort = kept[0].localPort; // read before destroy(), which forgets it
   kept[0].destroy();
   // Seen by the next table read at the latest (gone from it), or by ss -E at once.
-  await waitFor(() => watch.seenClosed(keptPort) && (!watch.destroyEvents || short.every((p) => watch.seenClosed(p))), { timeout: 20_000, what: 'the closes to be seen' });
+  await waitFor(() => watch.seenClosed(keptPort) && (!watch.destroyEvents || short.every((p) => watch.seenClosed(p))), {
+    timeout: 20_000,
+    what: 'the closes to be seen',
+  });
   const end = now();
   const watched = await watch.stop();
   const s = summarizeConnections({ watch: watched, triggers: [trigger], warmupMs: 0, end, pool });

@@ -13,20 +13,40 @@ const opts = { intervalMs: 3000, settledAt: 14_000, end: 17_000 };
 test('"while upgrading" is one interval per upgrade, the same for a quick and a slow drain', () => {
   const quick = upgradeWindows(schedule(900), opts);
   const slow = upgradeWindows(schedule(2200), opts);
-  assert.deepEqual(quick.periods, [[5000, 8000], [8000, 11_000], [11_000, 14_000]]);
+  assert.deepEqual(quick.periods, [
+    [5000, 8000],
+    [8000, 11_000],
+    [11_000, 14_000],
+  ]);
   assert.deepEqual(slow.periods, quick.periods);
 });
 
 test('"the upgrade alone" ends 250 ms after the old process is gone: its length is the method\'s', () => {
-  assert.deepEqual(upgradeWindows(schedule(900), opts).windows, [[5000, 6150], [8000, 9150], [11_000, 12_150]]);
-  assert.deepEqual(upgradeWindows(schedule(2200), opts).windows, [[5000, 7450], [8000, 10_450], [11_000, 13_450]]);
+  assert.deepEqual(upgradeWindows(schedule(900), opts).windows, [
+    [5000, 6150],
+    [8000, 9150],
+    [11_000, 12_150],
+  ]);
+  assert.deepEqual(upgradeWindows(schedule(2200), opts).windows, [
+    [5000, 7450],
+    [8000, 10_450],
+    [11_000, 13_450],
+  ]);
 });
 
 test('neither window reaches past the next trigger nor into the second steady window', () => {
   // An old process that outlives the schedule: both windows stop at the next trigger, the last at settledAt.
   const { windows, periods } = upgradeWindows(schedule(5000), { intervalMs: 3000, settledAt: 13_500, end: 16_500 });
-  assert.deepEqual(windows, [[5000, 8000], [8000, 11_000], [11_000, 13_500]]);
-  assert.deepEqual(periods, [[5000, 8000], [8000, 11_000], [11_000, 13_500]]);
+  assert.deepEqual(windows, [
+    [5000, 8000],
+    [8000, 11_000],
+    [11_000, 13_500],
+  ]);
+  assert.deepEqual(periods, [
+    [5000, 8000],
+    [8000, 11_000],
+    [11_000, 13_500],
+  ]);
   // The last upgrade settled later than one interval: its period runs until it settled.
   const late = upgradeWindows(schedule(3500), { intervalMs: 3000, settledAt: 16_000, end: 19_000 });
   assert.deepEqual(late.periods.at(-1), [11_000, 14_750]);

@@ -26,7 +26,10 @@ function installed(name, from = 'core') {
 }
 
 const APPS = {
-  'express-cjs': { packages: ['core', 'express', 'cli'], deps: () => [installed('express', 'express'), installed('@types/express', 'express'), installed('@types/node')] },
+  'express-cjs': {
+    packages: ['core', 'express', 'cli'],
+    deps: () => [installed('express', 'express'), installed('@types/express', 'express'), installed('@types/node')],
+  },
   'fastify-esm': { packages: ['core', 'fastify', 'cli'], deps: () => [installed('fastify', 'fastify')] },
   'koa-ts': { packages: ['core', 'koa'], deps: () => [installed('koa', 'koa'), installed('@types/koa', 'koa'), installed('@types/node')] },
 };
@@ -35,18 +38,21 @@ const work = mkdtempSync(join(tmpdir(), 'grace-consumer-'));
 const dirs = {};
 after(() => rmSync(work, { recursive: true, force: true }));
 
-before(async () => {
-  for (const name of PACKAGES) {
-    assert.ok(existsSync(join(ROOT, 'packages', name, 'dist', 'index.js')), `packages/${name}/dist is missing: run npm run build`);
-  }
-  const tarballs = await packAll(ROOT, PACKAGES, join(work, 'tarballs'));
-  for (const [app, spec] of Object.entries(APPS)) {
-    dirs[app] = join(work, app);
-    cpSync(join(FIXTURES, app), dirs[app], { recursive: true });
-    const how = await installApp(dirs[app], [...spec.packages.map((p) => tarballs[p]), ...spec.deps()]);
-    if (how !== 'offline') process.stdout.write(`${app}: not every package was in npm's cache; installed with --prefer-offline\n`);
-  }
-}, { timeout: 240_000 });
+before(
+  async () => {
+    for (const name of PACKAGES) {
+      assert.ok(existsSync(join(ROOT, 'packages', name, 'dist', 'index.js')), `packages/${name}/dist is missing: run npm run build`);
+    }
+    const tarballs = await packAll(ROOT, PACKAGES, join(work, 'tarballs'));
+    for (const [app, spec] of Object.entries(APPS)) {
+      dirs[app] = join(work, app);
+      cpSync(join(FIXTURES, app), dirs[app], { recursive: true });
+      const how = await installApp(dirs[app], [...spec.packages.map((p) => tarballs[p]), ...spec.deps()]);
+      if (how !== 'offline') process.stdout.write(`${app}: not every package was in npm's cache; installed with --prefer-offline\n`);
+    }
+  },
+  { timeout: 240_000 },
+);
 
 test('each tarball ships LICENSE, a README with absolute links only, and source maps that resolve', () => {
   const seen = new Set();
@@ -57,10 +63,15 @@ test('each tarball ships LICENSE, a README with absolute links only, and source 
       const dir = join(dirs[app], 'node_modules', '@grace-restart', name);
       assert.match(readFileSync(join(dir, 'LICENSE'), 'utf8'), /MIT License\s+Copyright \(c\) 2026 grace-restart contributors/, name);
       const links = [...readFileSync(join(dir, 'README.md'), 'utf8').matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]);
-      assert.deepEqual(links.filter((l) => !/^(https:\/\/|#)/.test(l)), [], `${name}: README links that break on the registry`);
+      assert.deepEqual(
+        links.filter((l) => !/^(https:\/\/|#)/.test(l)),
+        [],
+        `${name}: README links that break on the registry`,
+      );
       const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
       assert.equal(manifest.repository.directory, `packages/${name}`);
-      if (manifest.dependencies?.['@grace-restart/core']) assert.match(manifest.dependencies['@grace-restart/core'], /^\^/, `${name}: a caret range on core`);
+      if (manifest.dependencies?.['@grace-restart/core'])
+        assert.match(manifest.dependencies['@grace-restart/core'], /^\^/, `${name}: a caret range on core`);
       assertSourceMapsResolve(name, join(dir, 'dist'));
     }
   }
@@ -106,7 +117,12 @@ test('TypeScript in CommonJS mode (strict, module nodenext) compiles require() o
   const result = await run(process.execPath, ['dist/types.js'], { cwd: dir });
   assert.equal(result.code, 0, result.stderr);
   assert.deepEqual(JSON.parse(result.stdout), {
-    createGrace: 'function', GraceError: 'function', graceRestart: 'function', grace: 'function', Supervisor: 'function', moduleSystem: 'commonjs',
+    createGrace: 'function',
+    GraceError: 'function',
+    graceRestart: 'function',
+    grace: 'function',
+    Supervisor: 'function',
+    moduleSystem: 'commonjs',
   });
 });
 
@@ -125,7 +141,10 @@ test('the installed CLI (node_modules/.bin/grace-restart, npx grace-restart) sup
   const dir = dirs['fastify-esm'];
   const bin = join(dir, 'node_modules', '.bin', 'grace-restart');
   const pidFile = join(dir, 'sup.pid');
-  const supervisor = spawnJson(bin, ['run', '--workers', '2', '--pid-file', pidFile, '--', 'node', 'server.js'], { cwd: dir, env: { PORT: '0', IDLE_GRACE: '200' } });
+  const supervisor = spawnJson(bin, ['run', '--workers', '2', '--pid-file', pidFile, '--', 'node', 'server.js'], {
+    cwd: dir,
+    env: { PORT: '0', IDLE_GRACE: '200' },
+  });
   t.after(() => supervisor.cleanup());
   const { address } = await supervisor.waitForEvent({ event: 'listening' });
   await waitFor(() => existsSync(pidFile), { what: 'the supervisor PID file' });
@@ -137,7 +156,10 @@ test('the installed CLI (node_modules/.bin/grace-restart, npx grace-restart) sup
   assert.equal(upgraded.code, 0, upgraded.stdout + upgraded.stderr);
   assert.match(upgraded.stdout, /upgraded to generation 2/);
   // npx finds the app's own bin (npm_config_yes=false: never a registry package instead).
-  const status = await run('npx', ['grace-restart', 'status', '--pid-file', pidFile, '--json'], { cwd: dir, env: { npm_config_yes: 'false' } });
+  const status = await run('npx', ['grace-restart', 'status', '--pid-file', pidFile, '--json'], {
+    cwd: dir,
+    env: { npm_config_yes: 'false' },
+  });
   assert.equal(status.code, 0, status.stderr);
   const workers = JSON.parse(status.stdout).workers.map((w) => w.pid);
   assert.equal(workers.length, 2);
@@ -200,7 +222,10 @@ function assertSourceMapsResolve(name, dir) {
     const mapPath = join(dir, url);
     assert.ok(existsSync(mapPath), `${name}: ${file} points to ${url}, which is not shipped`);
     for (const source of JSON.parse(readFileSync(mapPath, 'utf8')).sources) {
-      assert.ok(existsSync(join(dirname(mapPath), source)), `${name}: ${url} names ${source}, which is not shipped (stale dist? npm run clean && npm run build)`);
+      assert.ok(
+        existsSync(join(dirname(mapPath), source)),
+        `${name}: ${url} names ${source}, which is not shipped (stale dist? npm run clean && npm run build)`,
+      );
     }
     maps += 1;
   }

@@ -42,7 +42,8 @@ await grace.listen(server, { port: Number(process.env.PORT), host: '127.0.0.1' }
 `;
 
 const skipReason = await whyNoEngine();
-if (skipReason !== undefined && process.env.GRACE_RESTART_REQUIRE_DOCKER === '1') throw new Error(`GRACE_RESTART_REQUIRE_DOCKER=1 but no Docker engine can start here: ${skipReason}`);
+if (skipReason !== undefined && process.env.GRACE_RESTART_REQUIRE_DOCKER === '1')
+  throw new Error(`GRACE_RESTART_REQUIRE_DOCKER=1 but no Docker engine can start here: ${skipReason}`);
 if (skipReason !== undefined) console.log(`# docker tests skipped: ${skipReason}`);
 
 const cleanups = [];
@@ -67,7 +68,10 @@ before(async () => {
     Dockerfile: dockerfile,
   });
   // The lockfile `npm ci` needs in the image, with the packages as tarballs beside the app.
-  await installApp(appDir, [tarballs.core, tarballs.cli].map((file) => `./vendor/${file.split('/').pop()}`));
+  await installApp(
+    appDir,
+    [tarballs.core, tarballs.cli].map((file) => `./vendor/${file.split('/').pop()}`),
+  );
   // Host network: no bridge here, and npm ci may ask the registry (audit).
   const built = await docker(['build', '--network', 'host', '-q', '-t', APP_IMAGE, appDir], { timeout: 600_000 });
   assert.equal(built.code, 0, `docker build of the docs' Dockerfile: ${built.stderr}`);
@@ -88,7 +92,13 @@ async function runContainer(t, port, extra = []) {
     await docker(['rm', '-f', name]);
   });
   const serving = async () => {
-    if (await request({ port, timeout: 2_000 }).then((r) => r.status === 200, () => false)) return true;
+    if (
+      await request({ port, timeout: 2_000 }).then(
+        (r) => r.status === 200,
+        () => false,
+      )
+    )
+      return true;
     const state = (await docker(['inspect', '-f', '{{.State.Status}}', name])).stdout.trim();
     if (state === 'exited' || state === 'dead') {
       const logs = await docker(['logs', name]);
@@ -160,7 +170,10 @@ function releaseVolume(t) {
   return dir;
 }
 
-test("the docs' Dockerfile: the supervisor is PID 1, and docker stop under keep-alive load drains with 0 failed and exits 0", { skip: skipReason, timeout: 300_000 }, async (t) => {
+test("the docs' Dockerfile: the supervisor is PID 1, and docker stop under keep-alive load drains with 0 failed and exits 0", {
+  skip: skipReason,
+  timeout: 300_000,
+}, async (t) => {
   const port = await freePort();
   const name = await runContainer(t, port);
   const { cmdline } = await pidOne(name);
@@ -176,7 +189,10 @@ test("the docs' Dockerfile: the supervisor is PID 1, and docker stop under keep-
   await stopUnderLoad(t, name, port);
 });
 
-test('docker kill -s USR2 upgrades the release on a mounted volume under keep-alive load with 0 failed; then docker stop drains', { skip: skipReason, timeout: 300_000 }, async (t) => {
+test('docker kill -s USR2 upgrades the release on a mounted volume under keep-alive load with 0 failed; then docker stop drains', {
+  skip: skipReason,
+  timeout: 300_000,
+}, async (t) => {
   const port = await freePort();
   const release = releaseVolume(t);
   const name = await runContainer(t, port, ['-v', `${release}:/app/dist`]);
@@ -184,7 +200,10 @@ test('docker kill -s USR2 upgrades the release on a mounted volume under keep-al
   await stopUnderLoad(t, name, port);
 });
 
-test('under docker run --init (tini as PID 1): USR2 upgrades and docker stop drains, 0 failed', { skip: skipReason, timeout: 300_000 }, async (t) => {
+test('under docker run --init (tini as PID 1): USR2 upgrades and docker stop drains, 0 failed', {
+  skip: skipReason,
+  timeout: 300_000,
+}, async (t) => {
   const port = await freePort();
   const release = releaseVolume(t);
   const name = await runContainer(t, port, ['--init', '-v', `${release}:/app/dist`]);

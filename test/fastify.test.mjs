@@ -61,7 +61,14 @@ test('example: three upgrades under keep-alive load fail no request', async (t) 
   assert.equal(result.failed, 0, `failed requests: ${JSON.stringify(result.errors)}`);
   assert.ok(result.pids[pid] > 0, 'the last generation served the load');
   assert.equal(readFileSync(pidFile, 'utf8').trim(), String(pid));
-  assert.deepEqual(drains(fixture).map((d) => [d.reason, d.forced]), [['upgrade', 0], ['upgrade', 0], ['upgrade', 0]]);
+  assert.deepEqual(
+    drains(fixture).map((d) => [d.reason, d.forced]),
+    [
+      ['upgrade', 0],
+      ['upgrade', 0],
+      ['upgrade', 0],
+    ],
+  );
   const closed = fixture.events.filter((e) => e.event === 'closed').map((e) => e.generation);
   assert.deepEqual(closed, [1, 2, 3], 'each old process ran its onClose hooks');
 });
@@ -144,13 +151,20 @@ test('close-with-grace with its defaults (SIGUSR2 included): upgrades still fail
   const result = await load.stop();
   t.diagnostic(`load over 2 upgrades beside close-with-grace: ${JSON.stringify(result)}`);
   assert.equal(result.failed, 0, `failed requests: ${JSON.stringify(result.errors)}`);
-  assert.deepEqual(drains(fixture).map((d) => d.reason), ['upgrade', 'upgrade'], 'app.close() joined the handoff drain');
+  assert.deepEqual(
+    drains(fixture).map((d) => d.reason),
+    ['upgrade', 'upgrade'],
+    'app.close() joined the handoff drain',
+  );
 });
 
-test("close-with-grace skipping SIGUSR2: upgrade, then SIGTERM drains and runs onClose once", async (t) => {
+test('close-with-grace skipping SIGUSR2: upgrade, then SIGTERM drains and runs onClose once', async (t) => {
   const { fixture, port } = await start(t, PLUGIN_FIXTURE, { CLOSE_WITH_GRACE: 'skip' });
   const next = await upgrade(fixture, fixture.pid);
-  assert.equal(fixture.events.some((e) => e.event === 'close-with-grace' && e.pid === fixture.pid), false);
+  assert.equal(
+    fixture.events.some((e) => e.event === 'close-with-grace' && e.pid === fixture.pid),
+    false,
+  );
 
   const slow = request({ port, path: '/slow?ms=800' });
   await fixture.waitForEvent({ event: 'slow-start', pid: next });
@@ -167,7 +181,11 @@ test("close-with-grace skipping SIGUSR2: upgrade, then SIGTERM drains and runs o
 });
 
 test("host 'localhost': every address Fastify binds is inherited across upgrades", async (t) => {
-  const { fixture, port } = await start(t, PLUGIN_FIXTURE, { HOST: 'localhost', LOCALHOST_ADDRESSES: '127.0.0.1,::1', READY_TIMEOUT: '10000' });
+  const { fixture, port } = await start(t, PLUGIN_FIXTURE, {
+    HOST: 'localhost',
+    LOCALHOST_ADDRESSES: '127.0.0.1,::1',
+    READY_TIMEOUT: '10000',
+  });
   const first = fixture.events.find((e) => e.event === 'listening');
   assert.deepEqual(first.addresses.map((a) => a.address).sort(), ['127.0.0.1', '::1']);
   const v4 = startLoad({ port, host: '127.0.0.1', connections: 10 });
@@ -188,7 +206,7 @@ test("host 'localhost': every address Fastify binds is inherited across upgrades
 });
 
 for (const [how, env] of [
-  ['without a logger (Fastify\'s default, NestJS\'s FastifyAdapter)', {}],
+  ["without a logger (Fastify's default, NestJS's FastifyAdapter)", {}],
   ["with its logger at level 'silent'", { FASTIFY_LOG_LEVEL: 'silent' }],
 ]) {
   test(`a Fastify ${how} does not silence grace-restart: its warnings reach stderr`, async (t) => {

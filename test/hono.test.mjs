@@ -41,13 +41,22 @@ test("Hono's serve() instead: grace-restart's error line names createAdaptorServ
   const dir = await appDir(t);
   const miswired = block('js', '// server.mjs')
     .replace("import { createAdaptorServer } from '@hono/node-server'", "import { serve } from '@hono/node-server'")
-    .replace(/await grace\.listen\(createAdaptorServer\(\{ fetch: app\.fetch \}\), \{ port: (.*), host: '127\.0\.0\.1' \}\)/, "serve({ fetch: app.fetch, port: $1, hostname: '127.0.0.1' })");
+    .replace(
+      /await grace\.listen\(createAdaptorServer\(\{ fetch: app\.fetch \}\), \{ port: (.*), host: '127\.0\.0\.1' \}\)/,
+      "serve({ fetch: app.fetch, port: $1, hostname: '127.0.0.1' })",
+    );
   assert.match(miswired, /serve\(\{ fetch: app\.fetch/);
   writeFileSync(join(dir, 'server.mjs'), miswired);
   const port = await freePort();
   const app = startFixture(join(dir, 'server.mjs'), { env: { PORT: String(port) }, cwd: dir });
   t.after(() => app.cleanup());
-  await waitFor(() => /"level":50,.*listens on 127\.0\.0\.1:\d+ through a server grace-restart never saw.*createAdaptorServer\(\) then grace\.listen\(\)/.test(app.stderr), { what: 'the error line' });
+  await waitFor(
+    () =>
+      /"level":50,.*listens on 127\.0\.0\.1:\d+ through a server grace-restart never saw.*createAdaptorServer\(\) then grace\.listen\(\)/.test(
+        app.stderr,
+      ),
+    { what: 'the error line' },
+  );
   // SIGTERM under keep-alive load: the server grace-restart was not given is drained all the same
   // (Node's default SIGTERM, without grace-restart, would exit under the requests in flight).
   const load = startDrainingLoad({ port, connections: 10 });

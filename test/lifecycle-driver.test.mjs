@@ -10,7 +10,9 @@ for (const [mode, seeds] of Object.entries(SHORT_SEEDS)) {
   for (const seed of seeds) {
     test(`lifecycle driver: ${mode} mode, seed ${seed}, 12 random operations`, { timeout: 240_000 }, async (t) => {
       const row = await drive({ seed, steps: 12, mode });
-      t.diagnostic(`${row.requests} requests, ${row.failed} failed (${row.excused} excused: a SIGKILLed or crashed process held them); ops ${JSON.stringify(row.ops)}`);
+      t.diagnostic(
+        `${row.requests} requests, ${row.failed} failed (${row.excused} excused: a SIGKILLed or crashed process held them); ops ${JSON.stringify(row.ops)}`,
+      );
       assert.deepEqual(row.problems, [], `replay: node test/faults/lifecycle-driver.mjs --mode ${mode} --seeds ${seed} --steps 12`);
       assert.equal(row.failed, row.excused, 'every failed request is excused by a kill or a crash');
     });

@@ -34,7 +34,10 @@ function accepts(port) {
 async function startSupervisor(t, { workers = 1, env = {}, runArgs = [] } = {}) {
   const dir = tempDir();
   const pidFile = join(dir, 'sup.pid');
-  const supervisor = startFixture(BIN, { args: ['run', '--workers', String(workers), '--pid-file', pidFile, ...runArgs, '--', 'node', APP], env: { PORT: '0', ...env } });
+  const supervisor = startFixture(BIN, {
+    args: ['run', '--workers', String(workers), '--pid-file', pidFile, ...runArgs, '--', 'node', APP],
+    env: { PORT: '0', ...env },
+  });
   t.after(() => supervisor.cleanup());
   const listening = await supervisor.waitForEvent({ event: 'listening' });
   await waitFor(() => existsSync(pidFile), { what: 'the supervisor PID file' });
@@ -80,10 +83,13 @@ test('a supervisor whose only worker crashes restarts it, keeps its PID file and
   const { supervisor, port, pidFile } = await startSupervisor(t, { workers: 1, env: { PORT: String(await freePort()) } });
   const [first] = await readyWorkers(pidFile);
   await request({ port, path: '/crash' }).catch(() => undefined);
-  const [second] = await waitFor(async () => {
-    const pids = await readyWorkers(pidFile);
-    return pids.length === 1 && pids[0] !== first ? pids : undefined;
-  }, { what: 'a restarted worker' });
+  const [second] = await waitFor(
+    async () => {
+      const pids = await readyWorkers(pidFile);
+      return pids.length === 1 && pids[0] !== first ? pids : undefined;
+    },
+    { what: 'a restarted worker' },
+  );
   assert.ok(isAlive(supervisor.pid), 'the supervisor still runs');
   assert.equal(existsSync(pidFile), true);
   assert.equal((await request({ port })).json.pid, second);
@@ -93,10 +99,13 @@ test('a supervisor of two workers killed at once restarts both', async (t) => {
   const { supervisor, port, pidFile } = await startSupervisor(t, { workers: 2, env: { PORT: String(await freePort()) } });
   const before = await readyWorkers(pidFile);
   for (const pid of before) process.kill(pid, 'SIGKILL');
-  const after = await waitFor(async () => {
-    const pids = await readyWorkers(pidFile);
-    return pids.length === 2 && pids.every((p) => !before.includes(p)) ? pids : undefined;
-  }, { what: 'two restarted workers' });
+  const after = await waitFor(
+    async () => {
+      const pids = await readyWorkers(pidFile);
+      return pids.length === 2 && pids.every((p) => !before.includes(p)) ? pids : undefined;
+    },
+    { what: 'two restarted workers' },
+  );
   assert.equal(after.length, 2);
   assert.ok(isAlive(supervisor.pid));
   assert.equal((await request({ port })).status, 200);
@@ -138,7 +147,9 @@ test('SIGHUP to the supervisor of workers without onReload kills none', async (t
   const { supervisor, pidFile, port } = await startSupervisor(t, { workers: 2, env: { GRACE_RESTART_LOG_LEVEL: 'warn' } });
   const workers = await readyWorkers(pidFile);
   process.kill(supervisor.pid, 'SIGHUP');
-  await waitFor(() => (supervisor.stderr.match(/ignoring SIGHUP: no onReload hook/g) ?? []).length === 2, { what: 'both workers to ignore SIGHUP' });
+  await waitFor(() => (supervisor.stderr.match(/ignoring SIGHUP: no onReload hook/g) ?? []).length === 2, {
+    what: 'both workers to ignore SIGHUP',
+  });
   assert.deepEqual((await readyWorkers(pidFile)).sort(), workers.sort());
   assert.equal((await request({ port })).status, 200);
 });
@@ -164,7 +175,11 @@ test('under the supervisor a unix socket keeps its file across upgrades, and the
 test('a stop aborts a running rolling upgrade at once, and the upgrade reports why', async (t) => {
   const behaviour = join(tempDir(), 'behaviour');
   writeFileSync(behaviour, 'ok');
-  const { supervisor, pidFile } = await startSupervisor(t, { workers: 1, env: { BEHAVIOUR_FILE: behaviour }, runArgs: ['--ready-timeout', '120000'] });
+  const { supervisor, pidFile } = await startSupervisor(t, {
+    workers: 1,
+    env: { BEHAVIOUR_FILE: behaviour },
+    runArgs: ['--ready-timeout', '120000'],
+  });
   writeFileSync(behaviour, 'never-ready');
   const upgrading = cli(['upgrade', '--pid-file', pidFile]);
   await waitFor(async () => (await status(pidFile)).workers.some((w) => w.state === 'starting'), { what: 'the new worker to start' });
@@ -200,7 +215,10 @@ test('a logger with flush() is flushed before the process exits', async (t) => {
   const { app, pid } = await startApp(t, APP, { FLUSH_LOGGER: '1' });
   process.kill(pid, 'SIGTERM');
   await app.exited;
-  assert.ok(app.events.some((e) => e.event === 'logger-flushed' && e.pid === pid), 'flush() ran to its callback before exit');
+  assert.ok(
+    app.events.some((e) => e.event === 'logger-flushed' && e.pid === pid),
+    'flush() ran to its callback before exit',
+  );
 });
 
 test('a SIGTERM in the last moments of an old process, as it flushes its logs after a handoff, does not kill it: it exits 0', async (t) => {
@@ -213,7 +231,10 @@ test('a SIGTERM in the last moments of an old process, as it flushes its logs af
   process.kill(old, 'SIGTERM');
   writeFileSync(release, '');
   assert.deepEqual(await app.exited, { code: 0, signal: null }, app.stderr);
-  assert.ok(app.events.some((e) => e.event === 'logger-flushed' && e.pid === old), 'the flush was not cut short');
+  assert.ok(
+    app.events.some((e) => e.event === 'logger-flushed' && e.pid === old),
+    'the flush was not cut short',
+  );
 });
 
 test('with autoReady, a release that drops a listener still gets ready; the dropped address is closed', async (t) => {
@@ -240,7 +261,10 @@ test('grace-restart upgrade against a self-upgrading app reports a rollback with
   writeFileSync(behaviour, 'crash-at-boot');
   const result = await cli(['upgrade', '--pid-file', pidFile]);
   assert.equal(result.code, 1, result.stdout + result.stderr);
-  assert.match(result.stdout, /upgrade failed after \d+ ms, still serving generation 1: successor \d+ exited \(exit code 3\) before it was ready \(exited\)/);
+  assert.match(
+    result.stdout,
+    /upgrade failed after \d+ ms, still serving generation 1: successor \d+ exited \(exit code 3\) before it was ready \(exited\)/,
+  );
   assert.equal((await request({ port })).json.pid, pid);
   const self = await cli(['status', '--pid-file', pidFile]);
   assert.match(self.stdout, new RegExp(`process ${pid}: ready, generation 1`));

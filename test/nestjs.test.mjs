@@ -15,7 +15,9 @@ const FIXTURE = fileURLToPath(new URL('./fixtures/nest-app.mjs', import.meta.url
 const GUIDE = readFileSync(fileURLToPath(new URL('../docs/guides/nestjs.md', import.meta.url)), 'utf8');
 /** The fixture in a scratch app outside the repository: packed core, Nest from npm. */
 async function startNest(t, env = {}) {
-  const dir = await scratchApp(t, { deps: ['@nestjs/core', '@nestjs/common', '@nestjs/platform-express', '@nestjs/platform-fastify', 'reflect-metadata', 'rxjs'] });
+  const dir = await scratchApp(t, {
+    deps: ['@nestjs/core', '@nestjs/common', '@nestjs/platform-express', '@nestjs/platform-fastify', 'reflect-metadata', 'rxjs'],
+  });
   copyFileSync(FIXTURE, join(dir, 'main.mjs'));
   const port = await freePort();
   const app = startFixture(join(dir, 'main.mjs'), { env: { PORT: String(port), ...env }, cwd: dir });
@@ -51,7 +53,13 @@ test('NestJS on Fastify (FastifyAdapter), wired the same way: 2 upgrades under k
 
 test("NestJS left out of grace-restart, with enableShutdownHooks(): an error line names the fix, and SIGTERM is Nest's: the request in flight is answered", async (t) => {
   const { app, port } = await startNest(t, { WIRING: 'none' });
-  await waitFor(() => /"level":50,.*through a server grace-restart never saw.*grace\.adopt\(app\.getHttpServer\(\)\) before app\.listen\(\)/.test(app.stderr), { what: 'the error line' });
+  await waitFor(
+    () =>
+      /"level":50,.*through a server grace-restart never saw.*grace\.adopt\(app\.getHttpServer\(\)\) before app\.listen\(\)/.test(
+        app.stderr,
+      ),
+    { what: 'the error line' },
+  );
   const inFlight = request({ port, path: '/slow?ms=800' });
   await request({ port });
   process.kill(app.pid, 'SIGTERM');

@@ -28,7 +28,15 @@ function tempDir(t) {
 function shBlock(markdown, marker) {
   const block = [...markdown.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]).find((b) => b.includes(marker));
   assert.ok(block, `no sh block with ${marker}`);
-  return block.split('\n').map((line) => line.replace(/\s+#.*$/, '').replace(/^#.*$/, '').trim()).filter(Boolean);
+  return block
+    .split('\n')
+    .map((line) =>
+      line
+        .replace(/\s+#.*$/, '')
+        .replace(/^#.*$/, '')
+        .trim(),
+    )
+    .filter(Boolean);
 }
 
 const readPid = (file) => (existsSync(file) ? Number(readFileSync(file, 'utf8').trim()) : undefined);
@@ -37,7 +45,10 @@ const portOf = (event) => event.port ?? event.address?.port;
 test('npm ci links node_modules/.bin/grace-restart to the committed bin, which asks for a build when dist/ is missing', async (t) => {
   const link = join(ROOT, 'node_modules', '.bin', 'grace-restart');
   assert.equal(realpathSync(link), join(ROOT, 'packages', 'cli', 'bin', 'grace-restart.js'));
-  assert.equal(JSON.parse(readFileSync(join(ROOT, 'packages', 'cli', 'package.json'), 'utf8')).bin['grace-restart'], './bin/grace-restart.js');
+  assert.equal(
+    JSON.parse(readFileSync(join(ROOT, 'packages', 'cli', 'package.json'), 'utf8')).bin['grace-restart'],
+    './bin/grace-restart.js',
+  );
 
   // The same file in a package without dist/, as in a clone before `npm run build`.
   const unbuilt = join(tempDir(t), 'cli');
@@ -55,7 +66,11 @@ for (const example of EXAMPLES) {
   test(`root README: the supervisor session with examples/${example}, through npx grace-restart`, async (t) => {
     const dir = tempDir(t);
     const pidFile = join(dir, 'sup.pid');
-    const words = (line) => line.replaceAll('examples/fastify/', `examples/${example}/`).split(/\s+/).map((w) => (w === 'sup.pid' ? pidFile : w));
+    const words = (line) =>
+      line
+        .replaceAll('examples/fastify/', `examples/${example}/`)
+        .split(/\s+/)
+        .map((w) => (w === 'sup.pid' ? pidFile : w));
     let supervisor;
     let port;
     const answers = [];
@@ -80,10 +95,20 @@ for (const example of EXAMPLES) {
         assert.fail(`the test does not know how to run this README line: ${line}`);
       }
     }
-    assert.deepEqual(await supervisor.exited, { code: 0, signal: null }, `npx grace-restart run exits 0; stderr: ${supervisor.stderr.slice(-800)}`);
+    assert.deepEqual(
+      await supervisor.exited,
+      { code: 0, signal: null },
+      `npx grace-restart run exits 0; stderr: ${supervisor.stderr.slice(-800)}`,
+    );
     assert.equal(existsSync(pidFile), false, 'sup.pid is removed');
     assert.equal(answers.length, 2);
-    assert.deepEqual(answers.map((a) => [a.framework, a.generation]), [[example, 1], [example, 2]]);
+    assert.deepEqual(
+      answers.map((a) => [a.framework, a.generation]),
+      [
+        [example, 1],
+        [example, 2],
+      ],
+    );
     assert.notEqual(answers[0].pid, answers[1].pid, 'a new worker answers after the upgrade');
   });
 }
@@ -93,7 +118,8 @@ for (const example of EXAMPLES) {
     const readme = readFileSync(join(ROOT, 'examples', example, 'README.md'), 'utf8');
     const start = shBlock(readme, 'PID_FILE=app.pid').find((line) => line.includes('PID_FILE=app.pid'));
     assert.equal(start, `PORT=3000 PID_FILE=app.pid node examples/${example}/dist/server.js`);
-    for (const line of ['kill -USR2 $(cat app.pid)', 'kill -TERM $(cat app.pid)']) assert.ok(readme.includes(line), `the README says ${line}`);
+    for (const line of ['kill -USR2 $(cat app.pid)', 'kill -TERM $(cat app.pid)'])
+      assert.ok(readme.includes(line), `the README says ${line}`);
 
     const pidFile = join(tempDir(t), 'app.pid');
     const app = spawnJson(process.execPath, [start.split(' ').at(-1)], { cwd: ROOT, env: { PORT: '0', PID_FILE: pidFile } });
@@ -103,7 +129,9 @@ for (const example of EXAMPLES) {
     assert.equal((await request({ port })).json.generation, 1);
 
     process.kill(readPid(pidFile), 'SIGUSR2');
-    const next = await waitFor(() => (readPid(pidFile) !== app.pid ? readPid(pidFile) : undefined), { what: 'app.pid to name the new process' });
+    const next = await waitFor(() => (readPid(pidFile) !== app.pid ? readPid(pidFile) : undefined), {
+      what: 'app.pid to name the new process',
+    });
     assert.deepEqual(await app.exited, { code: 0, signal: null }, 'the old process exits 0 after its drain');
     assert.deepEqual((await request({ port })).json, { framework: example, pid: next, version: 'dev', generation: 2 });
 

@@ -109,7 +109,10 @@ for (const framework of ['express', 'fastify', 'koa']) {
     const res = await request({ port });
     assert.equal(res.json.pid, last);
     assert.equal(res.json.generation, 3);
-    assert.equal(app.events.some((e) => e.event === 'listen-failed'), false);
+    assert.equal(
+      app.events.some((e) => e.event === 'listen-failed'),
+      false,
+    );
   });
 
   test(`${framework} example, socket named --fdname=web: found by its address, an upgrade under load fails no request`, async (t) => {
@@ -137,7 +140,14 @@ test('two sockets (TCP and unix), unnamed: each listen() takes the one bound whe
 
 test('two sockets named by --fdname and claimed with listen({ fdName }): upgrades under load on both', async (t) => {
   // Claimed by name, so the addresses the app asks for do not matter: given wrong on purpose.
-  const { service: app, port, socketPath } = await activateTwoSockets(t, { fdnames: ['admin', 'web'], env: { PORT: 1, HOST: '127.0.0.1', SOCKET_PATH: join(tempDir(t), 'elsewhere.sock'), FD_NAMES: 'web,admin' } });
+  const {
+    service: app,
+    port,
+    socketPath,
+  } = await activateTwoSockets(t, {
+    fdnames: ['admin', 'web'],
+    env: { PORT: 1, HOST: '127.0.0.1', SOCKET_PATH: join(tempDir(t), 'elsewhere.sock'), FD_NAMES: 'web,admin' },
+  });
   await upgradesUnderLoad(t, app, [{ port }, { socketPath }], 1);
 });
 
@@ -217,9 +227,14 @@ async function supervisorUpgradesUnderLoad(t, sup, targets, times) {
   const workers = (await status(sup.pidFile)).workers.filter((w) => w.state === 'ready').map((w) => w.pid);
   for (const load of loads) {
     const result = await load.stop();
-    t.diagnostic(`${result.ok} requests over ${times} supervisor upgrade(s), ${result.failed} failed, by pid ${JSON.stringify(result.pids)}`);
+    t.diagnostic(
+      `${result.ok} requests over ${times} supervisor upgrade(s), ${result.failed} failed, by pid ${JSON.stringify(result.pids)}`,
+    );
     assert.equal(result.failed, 0, `failed requests: ${JSON.stringify(result.errors)}`);
-    assert.ok(workers.some((pid) => result.pids[pid] > 0), 'the new workers served');
+    assert.ok(
+      workers.some((pid) => result.pids[pid] > 0),
+      'the new workers served',
+    );
     assert.equal(result.pids[sup.pid], undefined, 'the supervisor never serves');
   }
 }
@@ -239,7 +254,13 @@ async function stopSupervisor(sup) {
 async function activateTwoSockets(t, { workers, fdnames, env = {} } = {}) {
   const port = await freePort();
   const socketPath = join(tempDir(t), 'admin.sock');
-  const options = { script: TWO_LISTENERS, sockets: [socketPath, `127.0.0.1:${port}`], fdnames, env: { PORT: port, HOST: '127.0.0.1', SOCKET_PATH: socketPath, ...env }, connect: { port } };
+  const options = {
+    script: TWO_LISTENERS,
+    sockets: [socketPath, `127.0.0.1:${port}`],
+    fdnames,
+    env: { PORT: port, HOST: '127.0.0.1', SOCKET_PATH: socketPath, ...env },
+    connect: { port },
+  };
   const service = workers === undefined ? await activate(t, options) : await activateSupervisor(t, { ...options, workers });
   return { service, port, socketPath };
 }
@@ -280,7 +301,15 @@ test('grace-restart run, 1 worker, TCP and unix sockets unnamed: upgrades under 
 
 test('grace-restart run, 2 workers, sockets named by --fdname and claimed with listen({ fdName }): an upgrade under load on both fails no request', async (t) => {
   // Claimed by name, so the addresses the app asks for do not matter: given wrong on purpose.
-  const { service: sup, port, socketPath } = await activateTwoSockets(t, { workers: 2, fdnames: ['admin', 'web'], env: { PORT: 1, HOST: '127.0.0.1', SOCKET_PATH: join(tempDir(t), 'elsewhere.sock'), FD_NAMES: 'web,admin' } });
+  const {
+    service: sup,
+    port,
+    socketPath,
+  } = await activateTwoSockets(t, {
+    workers: 2,
+    fdnames: ['admin', 'web'],
+    env: { PORT: 1, HOST: '127.0.0.1', SOCKET_PATH: join(tempDir(t), 'elsewhere.sock'), FD_NAMES: 'web,admin' },
+  });
   await supervisorUpgradesUnderLoad(t, sup, [{ port }, { socketPath }], 1);
   await stopSupervisor(sup);
 });
@@ -335,7 +364,7 @@ test('two unnamed sockets (both `unknown`), grace-restart run: each relayed keep
   });
 });
 
-test('grace-restart run socket-activated, TCP and unix: `upgrade --supervisor` under load on both fails no request; the new supervisor serves on the same sockets, the unix file stays systemd\'s', async (t) => {
+test("grace-restart run socket-activated, TCP and unix: `upgrade --supervisor` under load on both fails no request; the new supervisor serves on the same sockets, the unix file stays systemd's", async (t) => {
   const { service: sup, port, socketPath } = await activateTwoSockets(t, { workers: 2 });
   const loads = [startLoad({ port, connections: 10 }), startLoad({ socketPath, connections: 10 })];
   t.after(() => Promise.all(loads.map((l) => l.stop())));

@@ -57,7 +57,13 @@ test('the Socket.IO guide, as written: 20 clients emitting with acks through 2 u
   for (let i = 0; i < 2; i++) {
     const old = pid;
     process.kill(old, 'SIGUSR2');
-    pid = await waitFor(() => { const now = readPid(pidFile); return now !== old && now; }, { what: `upgrade ${i + 1}`, timeout: 30_000 });
+    pid = await waitFor(
+      () => {
+        const now = readPid(pidFile);
+        return now !== old && now;
+      },
+      { what: `upgrade ${i + 1}`, timeout: 30_000 },
+    );
     await waitFor(() => !isAlive(old), { what: `old process ${old} to exit (its clients reconnected)`, timeout: 30_000 });
     const ok = stats.ok;
     await waitFor(() => stats.ok > ok + 500, { what: 'emits to flow on the new version' });

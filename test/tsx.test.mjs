@@ -42,7 +42,12 @@ test('node --import tsx, as the guide says: 2 upgrades under keep-alive load and
 test('npx tsx: the app says at its first ready that tsx exits at the handover, and what to run instead', async (t) => {
   const dir = await tsxApp(t);
   const port = await freePort();
-  const child = spawn('npx', ['--no-install', 'tsx', 'src/server.ts'], { cwd: dir, env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn('npx', ['--no-install', 'tsx', 'src/server.ts'], {
+    cwd: dir,
+    env: { ...process.env, PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
   t.after(() => {
     try {
       process.kill(-child.pid, 'SIGKILL');
@@ -52,7 +57,9 @@ test('npx tsx: the app says at its first ready that tsx exits at the handover, a
   });
   const output = followJsonEvents(child);
   const { pid } = await output.waitForEvent({ event: 'listening' }, { timeout: 30_000 });
-  await waitFor(() => /started by `[^`]*tsx[^`]*` \(pid \d+\), which exits when this process hands over/.test(output.stderr), { what: 'the wrapper warning' });
+  await waitFor(() => /started by `[^`]*tsx[^`]*` \(pid \d+\), which exits when this process hands over/.test(output.stderr), {
+    what: 'the wrapper warning',
+  });
   assert.match(output.stderr, /Start the app with node itself/);
   process.kill(pid, 'SIGTERM');
   await new Promise((resolve) => child.once('exit', resolve));
@@ -64,13 +71,21 @@ test('npm start as the guide shows it: grace-restart run -- node --import tsx, 2
   const dir = await tsxApp(t);
   const port = await freePort();
   // The bin npm linked from the packed CLI, with the script's arguments as written.
-  const supervisor = spawn(join(dir, 'node_modules/.bin/grace-restart'), start.split(' ').slice(1), { cwd: dir, env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const supervisor = spawn(join(dir, 'node_modules/.bin/grace-restart'), start.split(' ').slice(1), {
+    cwd: dir,
+    env: { ...process.env, PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   supervisor.stderr.on('data', (d) => (stderr += d));
   supervisor.stdout.resume();
   const exited = new Promise((resolve) => supervisor.once('exit', (code, signal) => resolve({ code, signal })));
   t.after(() => supervisor.kill('SIGKILL'));
-  const pidOf = () => request({ port }).then((r) => JSON.parse(r.body).pid, () => undefined);
+  const pidOf = () =>
+    request({ port }).then(
+      (r) => JSON.parse(r.body).pid,
+      () => undefined,
+    );
   const first = await waitFor(pidOf, { timeout: 30_000, what: 'the worker to answer' });
   const load = startLoad({ port, connections: 10 });
   await waitFor(() => load.stats.ok > 200, { what: 'load to flow' });
@@ -78,7 +93,13 @@ test('npm start as the guide shows it: grace-restart run -- node --import tsx, 2
   for (let i = 1; i <= 2; i++) {
     const before = last;
     supervisor.kill('SIGUSR2');
-    last = await waitFor(async () => { const pid = await pidOf(); return pid !== before && pid; }, { timeout: 30_000, what: `upgrade ${i}: a new worker, loaded through tsx, to answer` });
+    last = await waitFor(
+      async () => {
+        const pid = await pidOf();
+        return pid !== before && pid;
+      },
+      { timeout: 30_000, what: `upgrade ${i}: a new worker, loaded through tsx, to answer` },
+    );
   }
   const stats = await load.stop();
   supervisor.kill('SIGTERM');

@@ -4,7 +4,10 @@ import { body, host, port, slowMs, started } from './shared.mjs';
 
 // Same logger setup as examples/fastify (pino, lifecycle lines only), so the overhead comparison
 // measures the grace-restart plugin and not pino's per-request child loggers.
-const app = Fastify({ logger: { level: process.env.LOG_LEVEL || 'info' }, logController: new LogController({ disableRequestLogging: true }) });
+const app = Fastify({
+  logger: { level: process.env.LOG_LEVEL || 'info' },
+  logController: new LogController({ disableRequestLogging: true }),
+});
 app.get('/', async () => body('fastify'));
 app.get('/health', async () => ({ status: 'ok' }));
 app.get('/slow', async (req) => {

@@ -24,7 +24,9 @@ const grace = createGrace({
   },
 });
 for (const name of ['ready', 'upgrade-start', 'upgrade-ready', 'upgrade-failed', 'drain-start', 'drain-end']) {
-  grace.on(name, (payload) => emit(name, { generation: grace.generation, ...(payload instanceof Error ? { message: payload.message } : payload) }));
+  grace.on(name, (payload) =>
+    emit(name, { generation: grace.generation, ...(payload instanceof Error ? { message: payload.message } : payload) }),
+  );
 }
 
 const handler = (req, res) => {

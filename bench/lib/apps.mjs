@@ -11,7 +11,8 @@ export const PM2_BIN = join(ROOT, 'node_modules', '.bin', 'pm2');
 
 /** The grace-restart variant of a framework's app: { path } or { missing: reason }. */
 export function adapterApp(framework) {
-  const path = framework === 'node' ? join(ROOT, 'bench', 'apps', 'grace-node.mjs') : join(ROOT, 'examples', framework, 'dist', 'server.js');
+  const path =
+    framework === 'node' ? join(ROOT, 'bench', 'apps', 'grace-node.mjs') : join(ROOT, 'examples', framework, 'dist', 'server.js');
   if (!existsSync(join(ROOT, 'packages', 'core', 'dist', 'index.js'))) return { missing: 'packages/core is not built (run npm run build)' };
   if (!existsSync(path)) return { missing: `examples/${framework}/dist/server.js is missing (run npm run build)` };
   return { path };
@@ -24,5 +25,7 @@ export function bareApp(framework) {
 
 /** The `grace-restart` CLI: { path } or { missing }. */
 export function cliBin() {
-  return existsSync(CLI_BIN) ? { path: CLI_BIN } : { missing: 'skipped: supervisor not built (packages/cli/dist/bin.js is missing; run npm run build)' };
+  return existsSync(CLI_BIN)
+    ? { path: CLI_BIN }
+    : { missing: 'skipped: supervisor not built (packages/cli/dist/bin.js is missing; run npm run build)' };
 }

@@ -12,7 +12,13 @@ const KILO_LABELS = "datum.value === 0 ? '0' : datum.value >= 1000 ? format(datu
 /** Does this run's upgrades scenario carry per-upgrade connection counts? */
 /** One panel per topology (direct, nginx, HAProxy), in the order given, named at its top left. */
 const topologyFacet = (topologies) => ({
-  row: { field: 'topology', type: 'nominal', sort: topologies, title: null, header: { labelAngle: 0, labelOrient: 'top', labelAnchor: 'start', labelFontWeight: 'bold', labelFontSize: 13 } },
+  row: {
+    field: 'topology',
+    type: 'nominal',
+    sort: topologies,
+    title: null,
+    header: { labelAngle: 0, labelOrient: 'top', labelAnchor: 'start', labelFontWeight: 'bold', labelFontSize: 13 },
+  },
 });
 
 export const hasConnectionCounts = (rows) => rows.some((r) => r.upgrades?.some((u) => u.newConnections !== undefined));
@@ -26,9 +32,20 @@ export function throughputSpec(framework, rows) {
     ...r.upgrades.map((u) => ({ method: r.label, kind: 'trigger', t: u.atMs / 1000 })),
   ]);
   return {
-    title: { text: `${framework}: successful answers per second during upgrades`, subtitle: `${samplingNote(rows[0])}; dashed red lines: upgrade triggers` },
+    title: {
+      text: `${framework}: successful answers per second during upgrades`,
+      subtitle: `${samplingNote(rows[0])}; dashed red lines: upgrade triggers`,
+    },
     data: { values },
-    facet: { row: { field: 'method', type: 'nominal', sort: labels, title: null, header: { labelAngle: 0, labelOrient: 'top', labelAnchor: 'start', labelFontWeight: 'bold', labelPadding: 4 } } },
+    facet: {
+      row: {
+        field: 'method',
+        type: 'nominal',
+        sort: labels,
+        title: null,
+        header: { labelAngle: 0, labelOrient: 'top', labelAnchor: 'start', labelFontWeight: 'bold', labelPadding: 4 },
+      },
+    },
     spacing: 14,
     spec: {
       width: WIDTH,
@@ -38,7 +55,13 @@ export function throughputSpec(framework, rows) {
           transform: [{ filter: "datum.kind === 'rate'" }],
           mark: { type: 'line', strokeWidth: 1.5, color: '#2563eb', interpolate: 'linear' },
           encoding: {
-            x: { field: 't', type: 'quantitative', title: 'seconds since load start', scale: { domain: [0, Math.ceil(end)], nice: false }, axis: { tickMinStep: 1 } },
+            x: {
+              field: 't',
+              type: 'quantitative',
+              title: 'seconds since load start',
+              scale: { domain: [0, Math.ceil(end)], nice: false },
+              axis: { tickMinStep: 1 },
+            },
             y: { field: 'rate', type: 'quantitative', title: 'req/s', axis: { labelExpr: KILO_LABELS, tickCount: 3 } },
           },
         },
@@ -61,9 +84,19 @@ export function failuresSpec(framework, rows, upgrades) {
   const y = { field: 'method', type: 'nominal', sort: labels, title: null, axis: { labelLimit: 0, labelFontSize: 12 } };
   // All zero (a run of grace-restart alone): keep a 0..10 axis rather than one collapsed on 0.
   const allZero = rows.every((r) => r.failed === 0);
-  const x = { field: 'n', type: 'quantitative', aggregate: 'sum', title: 'failed requests', axis: { labelExpr: KILO_LABELS }, ...(allZero ? { scale: { domain: [0, 10] } } : {}) };
+  const x = {
+    field: 'n',
+    type: 'quantitative',
+    aggregate: 'sum',
+    title: 'failed requests',
+    axis: { labelExpr: KILO_LABELS },
+    ...(allZero ? { scale: { domain: [0, 10] } } : {}),
+  };
   return {
-    title: { text: `${framework}: failed requests over ${upgrades} upgrades, per method`, subtitle: 'as the clients saw them, no retries; refused = port closed, reset = open connection closed under a request' },
+    title: {
+      text: `${framework}: failed requests over ${upgrades} upgrades, per method`,
+      subtitle: 'as the clients saw them, no retries; refused = port closed, reset = open connection closed under a request',
+    },
     width: WIDTH - 300,
     height: { step: 26 },
     layer: [
@@ -73,7 +106,13 @@ export function failuresSpec(framework, rows, upgrades) {
         encoding: {
           y,
           x,
-          color: { field: 'kind', type: 'nominal', title: 'kind', scale: { domain: kinds, range: kinds.map((k) => FAILURE_COLORS[k]) }, legend: kinds.length ? { orient: 'bottom', direction: 'horizontal' } : null },
+          color: {
+            field: 'kind',
+            type: 'nominal',
+            title: 'kind',
+            scale: { domain: kinds, range: kinds.map((k) => FAILURE_COLORS[k]) },
+            legend: kinds.length ? { orient: 'bottom', direction: 'horizontal' } : null,
+          },
           order: { field: 'kind', sort: 'ascending' },
         },
       },
@@ -100,13 +139,22 @@ export function connectionsSpec(framework, rows, clients) {
   });
   const y = { field: 'method', type: 'nominal', sort: labels, title: null, axis: { labelLimit: 0, labelFontSize: 12 } };
   return {
-    title: { text: `${framework}: new TCP connections per upgrade, per method`, subtitle: `median over the upgrades, from each trigger to the next; ${clients} keep-alive clients, so ${clients} = every client reconnected once. In brackets: opened before the first trigger` },
+    title: {
+      text: `${framework}: new TCP connections per upgrade, per method`,
+      subtitle: `median over the upgrades, from each trigger to the next; ${clients} keep-alive clients, so ${clients} = every client reconnected once. In brackets: opened before the first trigger`,
+    },
     data: { values },
     width: WIDTH - 340,
     height: { step: 26 },
     layer: [
-      { mark: { type: 'bar', height: { band: 0.7 }, color: '#0891b2' }, encoding: { y, x: { field: 'n', type: 'quantitative', title: 'new connections per upgrade (median)' } } },
-      { mark: { type: 'text', align: 'left', dx: 4, fontSize: 12 }, encoding: { y, x: { field: 'n', type: 'quantitative' }, text: { field: 'text' } } },
+      {
+        mark: { type: 'bar', height: { band: 0.7 }, color: '#0891b2' },
+        encoding: { y, x: { field: 'n', type: 'quantitative', title: 'new connections per upgrade (median)' } },
+      },
+      {
+        mark: { type: 'text', align: 'left', dx: 4, fontSize: 12 },
+        encoding: { y, x: { field: 'n', type: 'quantitative' }, text: { field: 'text' } },
+      },
     ],
   };
 }
@@ -124,18 +172,49 @@ export function scalingSpec(byConnections) {
       { connections: s.connections, what: 'drain (drain start → last old connection closed)', ms: x.drainMs },
     ]),
   );
-  const x = { field: 'connections', type: 'quantitative', title: 'open keep-alive connections (log scale)', scale: { type: 'log', domain: [Math.min(...counts) * 0.7, Math.max(...counts) * 2] }, axis: { values: counts, format: ',d', grid: true } };
-  const color = { field: 'what', type: 'nominal', title: null, scale: { range: ['#2563eb', '#d97706'] }, legend: { orient: 'bottom', direction: 'vertical' } };
+  const x = {
+    field: 'connections',
+    type: 'quantitative',
+    title: 'open keep-alive connections (log scale)',
+    scale: { type: 'log', domain: [Math.min(...counts) * 0.7, Math.max(...counts) * 2] },
+    axis: { values: counts, format: ',d', grid: true },
+  };
+  const color = {
+    field: 'what',
+    type: 'nominal',
+    title: null,
+    scale: { range: ['#2563eb', '#d97706'] },
+    legend: { orient: 'bottom', direction: 'vertical' },
+  };
   return {
-    title: { text: 'Handoff and drain time against open keep-alive connections', subtitle: 'node:http + core; line: median, dots: each upgrade' },
+    title: {
+      text: 'Handoff and drain time against open keep-alive connections',
+      subtitle: 'node:http + core; line: median, dots: each upgrade',
+    },
     width: WIDTH - 160,
     height: 300,
     layer: [
-      { data: { values: medians }, mark: { type: 'line', point: { size: 60 } }, encoding: { x, y: { field: 'ms', type: 'quantitative', title: 'ms' }, color } },
-      { data: { values: samples }, mark: { type: 'point', size: 30, opacity: 0.6 }, encoding: { x, y: { field: 'ms', type: 'quantitative' }, color } },
+      {
+        data: { values: medians },
+        mark: { type: 'line', point: { size: 60 } },
+        encoding: { x, y: { field: 'ms', type: 'quantitative', title: 'ms' }, color },
+      },
+      {
+        data: { values: samples },
+        mark: { type: 'point', size: 30, opacity: 0.6 },
+        encoding: { x, y: { field: 'ms', type: 'quantitative' }, color },
+      },
       // Handoff labels above its flat line; drain labels below-right, away from its rising line.
-      { data: { values: medians.filter((m) => m.what.startsWith('handoff')) }, mark: { type: 'text', dy: -12, fontSize: 11 }, encoding: { x, y: { field: 'ms', type: 'quantitative' }, text: { field: 'label' }, color } },
-      { data: { values: medians.filter((m) => m.what.startsWith('drain')) }, mark: { type: 'text', align: 'left', dx: 7, dy: 13, fontSize: 11 }, encoding: { x, y: { field: 'ms', type: 'quantitative' }, text: { field: 'label' }, color } },
+      {
+        data: { values: medians.filter((m) => m.what.startsWith('handoff')) },
+        mark: { type: 'text', dy: -12, fontSize: 11 },
+        encoding: { x, y: { field: 'ms', type: 'quantitative' }, text: { field: 'label' }, color },
+      },
+      {
+        data: { values: medians.filter((m) => m.what.startsWith('drain')) },
+        mark: { type: 'text', align: 'left', dx: 7, dy: 13, fontSize: 11 },
+        encoding: { x, y: { field: 'ms', type: 'quantitative' }, text: { field: 'label' }, color },
+      },
     ],
   };
 }
@@ -148,15 +227,28 @@ export function proxiesSpec(rows, upgrades) {
   const topologies = [...new Set(rows.map((r) => r.topology))];
   const labels = [...new Set(rows.map((r) => r.label))];
   const kinds = Object.keys(FAILURE_COLORS).filter((k) => rows.some((r) => r.failures[k] > 0));
-  const proxyNote = (r) => (r.proxy ? ` · proxy log: ${r.proxy.upstreamErrors.toLocaleString('en-US')} upstream errors, ${r.proxy.retried.toLocaleString('en-US')} retried` : '');
+  const proxyNote = (r) =>
+    r.proxy
+      ? ` · proxy log: ${r.proxy.upstreamErrors.toLocaleString('en-US')} upstream errors, ${r.proxy.retried.toLocaleString('en-US')} retried`
+      : '';
   const values = rows.flatMap((r) => [
     ...kinds.map((k) => ({ topology: r.topology, method: r.label, row: 'bar', kind: k, n: r.failures[k] })),
-    { topology: r.topology, method: r.label, row: 'text', n: r.failed, text: `${r.failed.toLocaleString('en-US')} failed${proxyNote(r)}`, zero: r.failed === 0 },
+    {
+      topology: r.topology,
+      method: r.label,
+      row: 'text',
+      n: r.failed,
+      text: `${r.failed.toLocaleString('en-US')} failed${proxyNote(r)}`,
+      zero: r.failed === 0,
+    },
   ]);
   const y = { field: 'method', type: 'nominal', sort: labels, title: null, axis: { labelLimit: 0, labelFontSize: 12 } };
   const x = { field: 'n', type: 'quantitative', title: 'failed requests, as the client saw them', axis: { labelExpr: KILO_LABELS } };
   return {
-    title: { text: `Failed requests over ${upgrades} upgrades: direct, behind nginx, behind HAProxy`, subtitle: 'fastify; counted by the client in front of the proxy (no retries); the proxy\'s own log in the label' },
+    title: {
+      text: `Failed requests over ${upgrades} upgrades: direct, behind nginx, behind HAProxy`,
+      subtitle: "fastify; counted by the client in front of the proxy (no retries); the proxy's own log in the label",
+    },
     data: { values },
     facet: topologyFacet(topologies),
     spacing: 16,
@@ -167,7 +259,18 @@ export function proxiesSpec(rows, upgrades) {
         {
           transform: [{ filter: "datum.row === 'bar'" }],
           mark: { type: 'bar', height: { band: 0.7 } },
-          encoding: { y, x: { ...x, aggregate: 'sum' }, color: { field: 'kind', type: 'nominal', title: 'kind', scale: { domain: kinds, range: kinds.map((k) => FAILURE_COLORS[k]) }, legend: { orient: 'bottom', direction: 'horizontal' } }, order: { field: 'kind' } },
+          encoding: {
+            y,
+            x: { ...x, aggregate: 'sum' },
+            color: {
+              field: 'kind',
+              type: 'nominal',
+              title: 'kind',
+              scale: { domain: kinds, range: kinds.map((k) => FAILURE_COLORS[k]) },
+              legend: { orient: 'bottom', direction: 'horizontal' },
+            },
+            order: { field: 'kind' },
+          },
         },
         {
           transform: [{ filter: "datum.row === 'text'" }],
@@ -207,9 +310,20 @@ export function upstreamPoolSpec(rows, upgrades) {
   });
   const y = { field: 'method', type: 'nominal', sort: labels, title: null, axis: { labelLimit: 0, labelFontSize: 12 } };
   const maxX = Math.max(...values.map((v) => v.n), 1);
-  const x = { field: 'n', type: 'quantitative', title: 'new upstream TCP connections per upgrade (median)', scale: { domain: [0, maxX * 1.05] } };
+  const x = {
+    field: 'n',
+    type: 'quantitative',
+    title: 'new upstream TCP connections per upgrade (median)',
+    scale: { domain: [0, maxX * 1.05] },
+  };
   return {
-    title: { text: `Proxy → app connections opened per upgrade, over ${upgrades} upgrades`, subtitle: ['fastify, grace-restart self-upgrade; counted from the kernel\'s socket table (ss -E + /proc/net/tcp). Dashed: the proxy\'s pool before', 'the first upgrade. Label: new connections at each upgrade, pool connections still open at the end, client failures, proxy 5xx'] },
+    title: {
+      text: `Proxy → app connections opened per upgrade, over ${upgrades} upgrades`,
+      subtitle: [
+        "fastify, grace-restart self-upgrade; counted from the kernel's socket table (ss -E + /proc/net/tcp). Dashed: the proxy's pool before",
+        'the first upgrade. Label: new connections at each upgrade, pool connections still open at the end, client failures, proxy 5xx',
+      ],
+    },
     data: { values },
     facet: topologyFacet(topologies),
     spacing: 16,
@@ -220,7 +334,11 @@ export function upstreamPoolSpec(rows, upgrades) {
         {
           transform: [{ filter: "datum.row === 'bar'" }],
           mark: { type: 'bar', height: { band: 0.7 } },
-          encoding: { y, x, color: { field: 'on', type: 'nominal', scale: { domain: [true, false], range: ['#16a34a', '#0891b2'] }, legend: null } },
+          encoding: {
+            y,
+            x,
+            color: { field: 'on', type: 'nominal', scale: { domain: [true, false], range: ['#16a34a', '#0891b2'] }, legend: null },
+          },
         },
         { transform: [{ filter: "datum.row === 'pool'" }], mark: { type: 'rule', strokeDash: [4, 3], color: '#6b7280' }, encoding: { x } },
         {
@@ -245,13 +363,26 @@ export function p99AroundSpec(framework, rows) {
   const shown = rows.filter((r) => r.upgrades?.some((u) => u.p99Around?.length));
   const labels = shown.map((r) => r.label);
   const values = shown.flatMap((r) => [
-    ...r.upgrades.flatMap((u) => (u.p99Around ?? []).map((p) => ({ method: r.label, kind: 'p99', upgrade: `#${u.n}`, t: p.t, p99: Math.max(p.p99, 0.1) }))),
+    ...r.upgrades.flatMap((u) =>
+      (u.p99Around ?? []).map((p) => ({ method: r.label, kind: 'p99', upgrade: `#${u.n}`, t: p.t, p99: Math.max(p.p99, 0.1) })),
+    ),
     { method: r.label, kind: 'steady', p99: r.steady.p99 },
   ]);
   return {
-    title: { text: `${framework}: p99 latency per 100 ms window around each upgrade`, subtitle: 'one line per upgrade, x = ms from its trigger (0, solid rule); dashed: the method\'s steady-state p99; log scale' },
+    title: {
+      text: `${framework}: p99 latency per 100 ms window around each upgrade`,
+      subtitle: "one line per upgrade, x = ms from its trigger (0, solid rule); dashed: the method's steady-state p99; log scale",
+    },
     data: { values },
-    facet: { row: { field: 'method', type: 'nominal', sort: labels, title: null, header: { labelAngle: 0, labelOrient: 'top', labelAnchor: 'start', labelFontWeight: 'bold', labelPadding: 4 } } },
+    facet: {
+      row: {
+        field: 'method',
+        type: 'nominal',
+        sort: labels,
+        title: null,
+        header: { labelAngle: 0, labelOrient: 'top', labelAnchor: 'start', labelFontWeight: 'bold', labelPadding: 4 },
+      },
+    },
     spacing: 14,
     resolve: { scale: { y: 'shared' } },
     spec: {

@@ -40,7 +40,17 @@ const GEN_RE = /"generation":(\d+)/;
  * loop's requests: idle keep-alive connections for the scaling scenario), onNewPid(pid) (the first answer from a new server pid),
  * onAnswer({ loop, began, at, pid }) (every successful answer that names its pid; times in ms since start).
  */
-export function startLoad({ host = '127.0.0.1', port, ports, path = '/', connections = 50, timeout = 4000, thinkMs = 0, onNewPid, onAnswer }) {
+export function startLoad({
+  host = '127.0.0.1',
+  port,
+  ports,
+  path = '/',
+  connections = 50,
+  timeout = 4000,
+  thinkMs = 0,
+  onNewPid,
+  onAnswer,
+}) {
   const targets = ports ?? [port];
   // One agent (so one keep-alive socket) per loop: a shared agent would hand the few most
   // recently used sockets around (LIFO) and let the others time out, so "N connections" would
@@ -165,7 +175,18 @@ export function startLoad({ host = '127.0.0.1', port, ports, path = '/', connect
       await Promise.all(loops);
       for (const agent of agents) agent.destroy();
       const endMs = performance.now() - t0;
-      return { startedAt, durationMs: endMs, ok: state.ok, failed: state.failed, connects: state.connects, failures: { ...failures }, otherCodes, slots, pids, gaps };
+      return {
+        startedAt,
+        durationMs: endMs,
+        ok: state.ok,
+        failed: state.failed,
+        connects: state.connects,
+        failures: { ...failures },
+        otherCodes,
+        slots,
+        pids,
+        gaps,
+      };
     },
   };
 }

@@ -8,7 +8,18 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { adapterApp, bareApp, cliBin, PM2_BIN } from './apps.mjs';
-import { isAlive, killQuietly, onCleanup, readPid, runCommand, runCommandSync, startProcess, track, waitForHttp, waitGone } from './procs.mjs';
+import {
+  isAlive,
+  killQuietly,
+  onCleanup,
+  readPid,
+  runCommand,
+  runCommandSync,
+  startProcess,
+  track,
+  waitForHttp,
+  waitGone,
+} from './procs.mjs';
 
 const baseEnv = (port) => ({ PORT: String(port), HOST: '127.0.0.1', NODE_ENV: 'production' });
 
@@ -59,7 +70,8 @@ function graceMethod({ id, label, move }) {
         env: { ...baseEnv(port), PID_FILE: pidFile, ...moveEnv, ...env },
         onEvent: (e) => {
           if (typeof e.pid === 'number') pids.add(e.pid);
-          if (e.msg === 'drained' && e.reason === 'upgrade') drains.push({ pid: e.pid, moved: e.moved, connections: e.connections, closedIdle: e.closedIdle, forced: e.forced });
+          if (e.msg === 'drained' && e.reason === 'upgrade')
+            drains.push({ pid: e.pid, moved: e.moved, connections: e.connections, closedIdle: e.closedIdle, forced: e.forced });
         },
       });
       pids.add(proc.pid);
@@ -186,8 +198,23 @@ function supervisorMethod(workers) {
     async start({ framework, port, dir, env = {} }) {
       const pidFile = join(dir, `supervisor-${framework}-${workers}-${port}.pid`);
       const pids = new Set();
-      const args = [cliBin().path, 'run', '--workers', String(workers), '--pid-file', pidFile, '--log-level', 'warn', '--', process.execPath, adapterApp(framework).path];
-      const proc = startProcess(process.execPath, args, { env: { ...baseEnv(port), ...env }, onEvent: (e) => typeof e.pid === 'number' && pids.add(e.pid) });
+      const args = [
+        cliBin().path,
+        'run',
+        '--workers',
+        String(workers),
+        '--pid-file',
+        pidFile,
+        '--log-level',
+        'warn',
+        '--',
+        process.execPath,
+        adapterApp(framework).path,
+      ];
+      const proc = startProcess(process.execPath, args, {
+        env: { ...baseEnv(port), ...env },
+        onEvent: (e) => typeof e.pid === 'number' && pids.add(e.pid),
+      });
       await waitForHttp({ port, proc, what: `${framework} under grace-restart run` });
       // The supervisor writes its PID file once every worker has reported ready.
       await waitForPidFile(pidFile, `${framework} under grace-restart run`);

@@ -6,7 +6,10 @@
 export function noiseFloor(overhead = []) {
   const control = overhead.find((o) => o.control && !o.skipped);
   if (!control) return undefined;
-  return { rpsPct: Math.abs(control.overheadPct), cpuPct: control.cpuOverheadPct === undefined ? undefined : Math.abs(control.cpuOverheadPct) };
+  return {
+    rpsPct: Math.abs(control.overheadPct),
+    cpuPct: control.cpuOverheadPct === undefined ? undefined : Math.abs(control.cpuOverheadPct),
+  };
 }
 
 /**

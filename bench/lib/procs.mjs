@@ -105,7 +105,15 @@ export function startProcess(file, args = [], { env = {}, cwd, onEvent, onStderr
     onStderrLine?.(line);
   });
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  return { child, pid: child.pid, events, exited, get stderr() { return stderr; } };
+  return {
+    child,
+    pid: child.pid,
+    events,
+    exited,
+    get stderr() {
+      return stderr;
+    },
+  };
 }
 
 /** Runs a command to completion (for pm2's CLI); resolves { code, stdout, stderr, ms }. */
@@ -174,7 +182,8 @@ export async function waitForHttp({ port, path = '/', timeout = 20_000, proc, wh
       // not listening yet
     }
     if (exited) throw new Error(`${what} exited (${JSON.stringify(exited)}) before serving: ${proc.stderr.trim().slice(-600)}`);
-    if (Date.now() > deadline) throw new Error(`${what} did not answer ${path} with 200 within ${timeout} ms${proc ? `: ${proc.stderr.trim().slice(-600)}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`${what} did not answer ${path} with 200 within ${timeout} ms${proc ? `: ${proc.stderr.trim().slice(-600)}` : ''}`);
     await sleep(25);
   }
 }

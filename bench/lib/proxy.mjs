@@ -40,8 +40,12 @@ http {
   access_log ${dir}/access.log upstream if=$abnormal;
   upstream app {
     server 127.0.0.1:${upstreamPort};
-    keepalive 64;${keepaliveRequests ? `
-    keepalive_requests ${keepaliveRequests};` : ''}
+    keepalive 64;${
+      keepaliveRequests
+        ? `
+    keepalive_requests ${keepaliveRequests};`
+        : ''
+    }
   }
   server {
     listen 127.0.0.1:${port};
@@ -109,7 +113,10 @@ async function waitListening(port, exited, what, logFile) {
 export async function startProxy(kind, { dir, port, upstreamPort, keepaliveRequests }) {
   mkdirSync(dir, { recursive: true });
   const conf = join(dir, `${kind}.conf`);
-  writeFileSync(conf, kind === 'nginx' ? nginxConfig({ dir, port, upstreamPort, keepaliveRequests }) : haproxyConfig({ port, upstreamPort }));
+  writeFileSync(
+    conf,
+    kind === 'nginx' ? nginxConfig({ dir, port, upstreamPort, keepaliveRequests }) : haproxyConfig({ port, upstreamPort }),
+  );
   // HAProxy logs to stdout: straight into a file, no pipe for the runner to drain under load.
   const out = openSync(join(dir, 'stdout.log'), 'w');
   const [bin, args] = START[kind]({ dir, conf });

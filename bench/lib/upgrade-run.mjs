@@ -60,7 +60,9 @@ async function coldStartUnderLoad(framework, dir) {
   if (app.missing) return undefined;
   const port = await freePort();
   const started = performance.now();
-  const proc = startProcess(process.execPath, [app.path], { env: { PORT: String(port), HOST: '127.0.0.1', NODE_ENV: 'production', PID_FILE: `${dir}/cold-${port}.pid` } });
+  const proc = startProcess(process.execPath, [app.path], {
+    env: { PORT: String(port), HOST: '127.0.0.1', NODE_ENV: 'production', PID_FILE: `${dir}/cold-${port}.pid` },
+  });
   track(proc.pid);
   try {
     const deadline = started + 20_000;
@@ -86,7 +88,20 @@ async function coldStartUnderLoad(framework, dir) {
  * upstream connections).
  */
 export async function runUpgradesUnderLoad(opts) {
-  const { method, framework, port, dir, upgrades, intervalMs, connections = 50, warmupMs = 500, steadyMs = 2000, tailMs = 2000, steadyAfterMs = 0, timeout = 4000 } = opts;
+  const {
+    method,
+    framework,
+    port,
+    dir,
+    upgrades,
+    intervalMs,
+    connections = 50,
+    warmupMs = 500,
+    steadyMs = 2000,
+    tailMs = 2000,
+    steadyAfterMs = 0,
+    timeout = 4000,
+  } = opts;
   const handle = await method.start({ framework, port, dir });
   let load;
   let watch;
@@ -100,7 +115,13 @@ export async function runUpgradesUnderLoad(opts) {
       watch = watchConnections({ port: opts.watchPort, now: clock });
       await watch.ready;
     }
-    const snapshot = () => ({ ...load.state, failures: { ...load.failures }, upgradesDone: records.filter((r) => r.servingMs !== undefined).length, upgrades, elapsedMs: load.now() });
+    const snapshot = () => ({
+      ...load.state,
+      failures: { ...load.failures },
+      upgradesDone: records.filter((r) => r.servingMs !== undefined).length,
+      upgrades,
+      elapsedMs: load.now(),
+    });
     if (opts.onProgress) progressTimer = setInterval(() => opts.onProgress(snapshot()), 250);
     await sleep(warmupMs + steadyMs);
     const watchers = [];
@@ -153,7 +174,16 @@ export async function runUpgradesUnderLoad(opts) {
     watch = undefined;
     const stats = await load.stop();
     load = undefined;
-    const result = summarize({ stats, records, warmupMs, intervalMs, end, settledAt: steadyAfterMs > 0 ? settledAt : undefined, method, framework });
+    const result = summarize({
+      stats,
+      records,
+      warmupMs,
+      intervalMs,
+      end,
+      settledAt: steadyAfterMs > 0 ? settledAt : undefined,
+      method,
+      framework,
+    });
     if (coldStart !== undefined) {
       result.coldStartMs = coldStart.median;
       result.coldStartSamples = coldStart.samples;
@@ -225,7 +255,12 @@ function summarize({ stats, records, warmupMs, intervalMs, end, settledAt, metho
   // The clients' own event-loop delay over the same windows: their share of every latency.
   const lagSteady = [[warmupMs, firstTrigger], ...(settledAt === undefined ? [] : [[settledAt, end]])];
   const lagOf = (windows) => round(histogramOver(stats.slots, windows, 'lag').percentileMs(99), 2);
-  const pcts = (h) => ({ p50: round(h.percentileMs(50), 2), p99: round(h.percentileMs(99), 2), p999: round(h.percentileMs(99.9), 2), n: h.total });
+  const pcts = (h) => ({
+    p50: round(h.percentileMs(50), 2),
+    p99: round(h.percentileMs(99), 2),
+    p999: round(h.percentileMs(99.9), 2),
+    n: h.total,
+  });
   const measuredMs = end - warmupMs;
   let okInWindow = 0;
   for (let i = Math.floor(warmupMs / 100); i < stats.slots.length; i++) okInWindow += stats.slots[i]?.ok ?? 0;

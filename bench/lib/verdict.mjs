@@ -60,10 +60,23 @@ function costLine(run, grace) {
   const parts = [];
   if (fw.length) parts.push(overheadPhrase(fw, floor));
   const self = grace.filter((r) => r.method === 'grace');
-  const p99Ratios = (window) => range(self.map((r) => r[window].p99 / r.steady.p99), (v) => v.toFixed(1));
-  if (self.length && self[0].upgrading) parts.push(`p99 ${p99Ratios('upgrading')}× steady while SIGUSR2 upgrades run every ${run.settings.intervalMs / 1000} s (${p99Ratios('during')}× from a trigger until the old process is gone)`);
+  const p99Ratios = (window) =>
+    range(
+      self.map((r) => r[window].p99 / r.steady.p99),
+      (v) => v.toFixed(1),
+    );
+  if (self.length && self[0].upgrading)
+    parts.push(
+      `p99 ${p99Ratios('upgrading')}× steady while SIGUSR2 upgrades run every ${run.settings.intervalMs / 1000} s (${p99Ratios('during')}× from a trigger until the old process is gone)`,
+    );
   else if (self.length) parts.push(`p99 ${p99Ratios('during')}× steady during a SIGUSR2 upgrade`);
-  if (self.length) parts.push(`the old process drains for ~${range(self.map((r) => median(r.upgrades.map((u) => u.goneMs ?? 0)) / 1000), (v) => v.toFixed(1))} s beside the new one`);
+  if (self.length)
+    parts.push(
+      `the old process drains for ~${range(
+        self.map((r) => median(r.upgrades.map((u) => u.goneMs ?? 0)) / 1000),
+        (v) => v.toFixed(1),
+      )} s beside the new one`,
+    );
   return parts.length ? `**What grace-restart costs**: ${parts.join('; ')}.` : undefined;
 }
 
@@ -81,6 +94,8 @@ function overheadPhrase(rows, floor) {
   const real = rows.filter((o) => judge(o.overheadPct, floor.rpsPct) === 'real');
   const not = rows.filter((o) => !real.includes(o));
   const floorText = `the A/A noise floor of ±${floor.rpsPct.toFixed(1)} %`;
-  const head = real.length ? `${real.map((o, i) => `${o.overheadPct.toFixed(1)} %${i === 0 ? ' fewer req/s' : ''} on ${name(o)}`).join(', ')} in steady state (beyond ${floorText})` : `no steady-state req/s difference beyond ${floorText}`;
+  const head = real.length
+    ? `${real.map((o, i) => `${o.overheadPct.toFixed(1)} %${i === 0 ? ' fewer req/s' : ''} on ${name(o)}`).join(', ')} in steady state (beyond ${floorText})`
+    : `no steady-state req/s difference beyond ${floorText}`;
   return not.length && real.length ? `${head}, none measurable on ${not.map(name).join(', ')}` : head;
 }

@@ -14,12 +14,16 @@ import { renderSvg } from './vega-render.mjs';
 function longFormLinks(resultsDir, run) {
   const files = readdirSync(resultsDir).sort();
   const faults = files.filter((f) => /^faults-.*-long\.md$/.test(f)).at(-1);
-  const proxies = run.proxies ? undefined : files.filter((f) => /^\d{4}-\d{2}-\d{2}.*\.json$/.test(f) && hasProxies(join(resultsDir, f))).at(-1);
+  const proxies = run.proxies
+    ? undefined
+    : files.filter((f) => /^\d{4}-\d{2}-\d{2}.*\.json$/.test(f) && hasProxies(join(resultsDir, f))).at(-1);
   return [
     ...(faults ? [{ text: 'fault suite, long form', href: faults }] : []),
     // Written by the lifecycle driver; linked even before its first run, so the place is known.
     { text: 'lifecycle driver, long form', href: 'lifecycle-long.md' },
-    ...(proxies ? [{ text: 'behind nginx and HAProxy', href: `${proxies.replace(/\.json$/, '.md')}#behind-a-proxy-direct-nginx-haproxy` }] : []),
+    ...(proxies
+      ? [{ text: 'behind nginx and HAProxy', href: `${proxies.replace(/\.json$/, '.md')}#behind-a-proxy-direct-nginx-haproxy` }]
+      : []),
   ];
 }
 

@@ -47,13 +47,18 @@ export async function runK8sRollout({ dir, log, cases = CASES, connections = 32 
   const results = [];
   for (const c of cases) {
     const r = await rollout({ ...c, dir: mkdtempSync(join(dir, 'k8s-')), connections });
-    log(`  ${label(c)}: ${r.failed} failed of ${r.requests} (${r.non2xx} non-2xx, socket errors ${JSON.stringify(r.socketErrors)}), old pods exited ${r.oldExit.join('/')}, ${r.rps} req/s; nginx: ${JSON.stringify(r.nginxErrors)}`);
+    log(
+      `  ${label(c)}: ${r.failed} failed of ${r.requests} (${r.non2xx} non-2xx, socket errors ${JSON.stringify(r.socketErrors)}), old pods exited ${r.oldExit.join('/')}, ${r.rps} req/s; nginx: ${JSON.stringify(r.nginxErrors)}`,
+    );
     results.push({ ...c, ...r });
   }
   return results;
 }
 
-const label = (c) => c.control ? 'control (nginx reloads only, no pod replaced)' : `nginx ${c.retries ? 'retries' : 'no retry'}, endpoint removed ${c.lagMs ? `${c.lagMs} ms after` : 'with'} SIGTERM, shutdownDelay ${c.shutdownDelay}`;
+const label = (c) =>
+  c.control
+    ? 'control (nginx reloads only, no pod replaced)'
+    : `nginx ${c.retries ? 'retries' : 'no retry'}, endpoint removed ${c.lagMs ? `${c.lagMs} ms after` : 'with'} SIGTERM, shutdownDelay ${c.shutdownDelay}`;
 
 /** One rolling update of two replicas under wrk load; returns what wrk counted. */
 async function rollout({ dir, retries, lagMs, shutdownDelay, connections, control = false }) {
@@ -61,7 +66,9 @@ async function rollout({ dir, retries, lagMs, shutdownDelay, connections, contro
   let nginx;
   const startPod = async () => {
     const port = await freePort();
-    const pod = startProcess(process.execPath, [APP.path], { env: { PORT: String(port), HOST: '127.0.0.1', SHUTDOWN_DELAY: String(shutdownDelay) } });
+    const pod = startProcess(process.execPath, [APP.path], {
+      env: { PORT: String(port), HOST: '127.0.0.1', SHUTDOWN_DELAY: String(shutdownDelay) },
+    });
     await waitEvent(pod, 'ready');
     pods.push(pod);
     return { port, pod };
@@ -96,11 +103,18 @@ async function rollout({ dir, retries, lagMs, shutdownDelay, connections, contro
     }
     const result = parseWrk(await wrk);
     if (control) return { ...result, oldExit: ['-', '-'], nginxErrors: nginx.errors(), drains: [] };
-    const oldExit = await Promise.all(old.map(async ({ pod }) => {
-      const { code, signal } = await pod.exited;
-      return signal ?? code;
-    }));
-    return { ...result, oldExit, nginxErrors: nginx.errors(), drains: old.map(({ pod }) => pod.events.find((e) => e.event === 'drain-end')) };
+    const oldExit = await Promise.all(
+      old.map(async ({ pod }) => {
+        const { code, signal } = await pod.exited;
+        return signal ?? code;
+      }),
+    );
+    return {
+      ...result,
+      oldExit,
+      nginxErrors: nginx.errors(),
+      drains: old.map(({ pod }) => pod.events.find((e) => e.event === 'drain-end')),
+    };
   } finally {
     for (const pod of pods) killQuietly(pod.pid);
     await nginx?.stop();
@@ -128,12 +142,17 @@ async function startNginx(dir, retries, initial) {
   const conf = join(dir, 'nginx.conf');
   const write = (endpoints) => writeFileSync(conf, nginxConf({ dir, port, retries, endpoints }));
   write(initial);
-  const child = spawn('nginx', ['-p', dir, '-c', conf, '-e', join(dir, 'logs', 'error.log'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn('nginx', ['-p', dir, '-c', conf, '-e', join(dir, 'logs', 'error.log'), '-g', 'daemon off;'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   track(child.pid);
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise((resolve) => child.once('exit', resolve));
-  const workers = () => spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+  const workers = () =>
+    spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter(Boolean);
   const deadline = Date.now() + 10_000;
   while (workers().length === 0) {
     if (Date.now() > deadline || !isAlive(child.pid)) throw new Error(`nginx did not start: ${stderr}`);
@@ -206,7 +225,9 @@ ${endpoints.map((p) => `    server 127.0.0.1:${p}${retries ? '' : ' max_fails=0'
 /** wrk for `seconds` against nginx; resolves its stdout. */
 function runWrk(port, connections, seconds) {
   return new Promise((resolve, reject) => {
-    const child = spawn('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', `http://127.0.0.1:${port}/`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', `http://127.0.0.1:${port}/`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     track(child.pid);
     let out = '';
     child.stdout.on('data', (d) => (out += d));
@@ -220,7 +241,9 @@ export function parseWrk(text) {
   const requests = Number(/(\d+) requests in/.exec(text)?.[1] ?? NaN);
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0);
   const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
-  const socketErrors = errors ? { connect: +errors[1], read: +errors[2], write: +errors[3], timeout: +errors[4] } : { connect: 0, read: 0, write: 0, timeout: 0 };
+  const socketErrors = errors
+    ? { connect: +errors[1], read: +errors[2], write: +errors[3], timeout: +errors[4] }
+    : { connect: 0, read: 0, write: 0, timeout: 0 };
   const rps = Math.round(Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? NaN));
   const failed = non2xx + Object.values(socketErrors).reduce((a, b) => a + b, 0);
   return { requests, failed, non2xx, socketErrors, rps };
@@ -228,13 +251,26 @@ export function parseWrk(text) {
 
 /** The results as a markdown table, for docs/operations.md. */
 export function markdownTable(results) {
-  const errors = (r) => Object.entries(r.socketErrors).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(', ') || '–';
-  const nginxLog = (r) => Object.entries(r.nginxErrors).map(([k, n]) => `${n}× ${k}`).join('; ') || '–';
-  const rows = results.filter((r) => !r.skipped).map((r) => {
-    const removed = r.control ? 'no pod replaced (4 reloads)' : r.lagMs ? `${r.lagMs} ms after SIGTERM` : 'with SIGTERM';
-    return `| ${r.retries ? 'on' : 'off'} | ${removed} | ${r.shutdownDelay ? `${r.shutdownDelay} ms` : '0'} | ${r.requests} | **${r.failed}** | ${r.non2xx} | ${errors(r)} | ${nginxLog(r)} |`;
-  });
-  return ['| nginx retries | old endpoint removed | shutdownDelay | requests | failed | 5xx | wrk socket errors | nginx error log |', '|---|---|---|---:|---:|---:|---|---|', ...rows].join('\n');
+  const errors = (r) =>
+    Object.entries(r.socketErrors)
+      .filter(([, n]) => n)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(', ') || '–';
+  const nginxLog = (r) =>
+    Object.entries(r.nginxErrors)
+      .map(([k, n]) => `${n}× ${k}`)
+      .join('; ') || '–';
+  const rows = results
+    .filter((r) => !r.skipped)
+    .map((r) => {
+      const removed = r.control ? 'no pod replaced (4 reloads)' : r.lagMs ? `${r.lagMs} ms after SIGTERM` : 'with SIGTERM';
+      return `| ${r.retries ? 'on' : 'off'} | ${removed} | ${r.shutdownDelay ? `${r.shutdownDelay} ms` : '0'} | ${r.requests} | **${r.failed}** | ${r.non2xx} | ${errors(r)} | ${nginxLog(r)} |`;
+    });
+  return [
+    '| nginx retries | old endpoint removed | shutdownDelay | requests | failed | 5xx | wrk socket errors | nginx error log |',
+    '|---|---|---|---:|---:|---:|---|---|',
+    ...rows,
+  ].join('\n');
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

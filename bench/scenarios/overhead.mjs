@@ -50,13 +50,17 @@ const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
  */
 async function measurePair(framework, files, { rounds, durationS, warmupS, connections }) {
   const runs = { bare: [], grace: [] };
-  for (const startOrder of [['bare', 'grace'], ['grace', 'bare']]) {
+  for (const startOrder of [
+    ['bare', 'grace'],
+    ['grace', 'bare'],
+  ]) {
     const procs = {};
     try {
       for (const variant of startOrder) procs[variant] = await startVariant(files[variant], framework, variant);
       for (let round = 0; round < Math.ceil(rounds / 2); round++) {
         const order = round % 2 === 0 ? ['bare', 'grace'] : ['grace', 'bare'];
-        for (const variant of order) runs[variant].push(await cannon(procs[variant], { durationS, connections, warmupS: round === 0 ? warmupS : 0 }));
+        for (const variant of order)
+          runs[variant].push(await cannon(procs[variant], { durationS, connections, warmupS: round === 0 ? warmupS : 0 }));
       }
     } finally {
       for (const v of Object.values(procs)) {
@@ -65,10 +69,24 @@ async function measurePair(framework, files, { rounds, durationS, warmupS, conne
       }
     }
   }
-  const summary = (list) => ({ rps: Math.round(mean(list.map((r) => r.rps))), p99: mean(list.map((r) => r.p99)), cpuPerReqUs: mean(list.map((r) => r.cpuPerReqUs)), errors: list.reduce((a, r) => a + r.errors, 0) });
+  const summary = (list) => ({
+    rps: Math.round(mean(list.map((r) => r.rps))),
+    p99: mean(list.map((r) => r.p99)),
+    cpuPerReqUs: mean(list.map((r) => r.cpuPerReqUs)),
+    errors: list.reduce((a, r) => a + r.errors, 0),
+  });
   const b = summary(runs.bare);
   const g = summary(runs.grace);
-  return { framework, bare: b, grace: g, rpsRatio: g.rps / b.rps, p99Ratio: b.p99 > 0 ? g.p99 / b.p99 : undefined, overheadPct: (1 - g.rps / b.rps) * 100, cpuOverheadPct: (g.cpuPerReqUs / b.cpuPerReqUs - 1) * 100, rounds: runs };
+  return {
+    framework,
+    bare: b,
+    grace: g,
+    rpsRatio: g.rps / b.rps,
+    p99Ratio: b.p99 > 0 ? g.p99 / b.p99 : undefined,
+    overheadPct: (1 - g.rps / b.rps) * 100,
+    cpuOverheadPct: (g.cpuPerReqUs / b.cpuPerReqUs - 1) * 100,
+    rounds: runs,
+  };
 }
 
 /**
@@ -82,7 +100,9 @@ export async function runOverhead({ frameworks, rounds, durationS, warmupS = 1, 
   if (control) {
     const bare = bareApp('node').path;
     const row = { ...(await measurePair('node', { bare, grace: bare }, settings)), control: true };
-    log(`  overhead control (bare node vs itself): ${row.bare.rps} vs ${row.grace.rps} req/s, difference ${row.overheadPct.toFixed(1)} %, CPU/request ${row.cpuOverheadPct.toFixed(1)} %`);
+    log(
+      `  overhead control (bare node vs itself): ${row.bare.rps} vs ${row.grace.rps} req/s, difference ${row.overheadPct.toFixed(1)} %, CPU/request ${row.cpuOverheadPct.toFixed(1)} %`,
+    );
     results.push(row);
   }
   for (const framework of frameworks) {
@@ -93,7 +113,9 @@ export async function runOverhead({ frameworks, rounds, durationS, warmupS = 1, 
       continue;
     }
     const row = await measurePair(framework, { bare: bareApp(framework).path, grace: adapter.path }, settings);
-    log(`  overhead ${framework}: bare ${row.bare.rps} req/s p99 ${row.bare.p99.toFixed(1)} ms | grace-restart ${row.grace.rps} req/s p99 ${row.grace.p99.toFixed(1)} ms | overhead ${row.overheadPct.toFixed(1)} %, CPU/request ${row.bare.cpuPerReqUs.toFixed(1)} vs ${row.grace.cpuPerReqUs.toFixed(1)} µs (${row.cpuOverheadPct.toFixed(1)} %)`);
+    log(
+      `  overhead ${framework}: bare ${row.bare.rps} req/s p99 ${row.bare.p99.toFixed(1)} ms | grace-restart ${row.grace.rps} req/s p99 ${row.grace.p99.toFixed(1)} ms | overhead ${row.overheadPct.toFixed(1)} %, CPU/request ${row.bare.cpuPerReqUs.toFixed(1)} vs ${row.grace.cpuPerReqUs.toFixed(1)} µs (${row.cpuOverheadPct.toFixed(1)} %)`,
+    );
     results.push(row);
   }
   return results;

@@ -11,7 +11,11 @@ import { runUpgradesUnderLoad } from '../lib/upgrade-run.mjs';
 export const TOPOLOGIES = ['direct', 'nginx', 'haproxy'];
 export const PROXY_METHODS = ['grace', 'restart', 'pm2-1'];
 
-const kinds = (f) => Object.entries(f).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ') || 'none';
+const kinds = (f) =>
+  Object.entries(f)
+    .filter(([, n]) => n > 0)
+    .map(([k, n]) => `${k} ${n}`)
+    .join(', ') || 'none';
 
 /**
  * One method under one topology; the proxy (if any) is started before and stopped after the app.
@@ -21,10 +25,25 @@ const kinds = (f) => Object.entries(f).filter(([, n]) => n > 0).map(([k, n]) => 
 export async function runOne({ topology, method, framework, dir, settings, watchUpstream = false, proxyOptions = {} }) {
   const port = await freePort();
   const proxyPort = topology === 'direct' ? undefined : await freePort();
-  const proxy = proxyPort && (await startProxy(topology, { dir: join(dir, `${topology}-${method.id}-${proxyPort}`), port: proxyPort, upstreamPort: port, ...proxyOptions }));
+  const proxy =
+    proxyPort &&
+    (await startProxy(topology, {
+      dir: join(dir, `${topology}-${method.id}-${proxyPort}`),
+      port: proxyPort,
+      upstreamPort: port,
+      ...proxyOptions,
+    }));
   let r;
   try {
-    r = await runUpgradesUnderLoad({ method, framework, port, loadPort: proxyPort ?? port, dir, ...settings, ...(watchUpstream && proxyPort ? { watchPort: port } : {}) });
+    r = await runUpgradesUnderLoad({
+      method,
+      framework,
+      port,
+      loadPort: proxyPort ?? port,
+      dir,
+      ...settings,
+      ...(watchUpstream && proxyPort ? { watchPort: port } : {}),
+    });
   } finally {
     await proxy?.stop();
   }
@@ -69,8 +88,12 @@ export function runProxies({ framework = 'fastify', dir, upgrades, intervalMs, s
     log,
     runMethod: async (topology, method) => {
       const r = await runOne({ topology, method, framework, dir, settings });
-      const hidden = r.proxy ? `; ${topology} logged ${r.proxy.upstreamErrors} upstream errors, retried ${r.proxy.retried}, answered ${r.proxy.proxyErrors} itself with an error` : '';
-      log(`  ${topology} / ${method.id}: ${r.failed} failed (${kinds(r.failures)}) of ${r.requests}, p99 ${r.steady.p99} -> ${r.during.p99} ms${hidden}`);
+      const hidden = r.proxy
+        ? `; ${topology} logged ${r.proxy.upstreamErrors} upstream errors, retried ${r.proxy.retried}, answered ${r.proxy.proxyErrors} itself with an error`
+        : '';
+      log(
+        `  ${topology} / ${method.id}: ${r.failed} failed (${kinds(r.failures)}) of ${r.requests}, p99 ${r.steady.p99} -> ${r.during.p99} ms${hidden}`,
+      );
       return r;
     },
   });

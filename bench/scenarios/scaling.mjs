@@ -13,7 +13,6 @@ import { startLoad } from '../lib/load.mjs';
 import { freePort, sleep, track } from '../lib/procs.mjs';
 import { median } from '../lib/stats.mjs';
 
-
 /** Waits for the first event after index `from` matching `test`. */
 async function nextEvent(events, from, test, timeout = 20_000) {
   const deadline = Date.now() + timeout;
@@ -67,14 +66,31 @@ async function measure({ dir, ports, connections, thinkMs, upgrades, settleMs, a
       const moved = handle.proc.events.slice(from).find((e) => e.event === 'moved' && e.pid === oldPid);
       // Connections the successor adopted per second, from the move's start to its last ack.
       const moveRate = moved?.moved > 0 && moved.lastMovedMs > 0 ? (moved.moved * 1000) / moved.lastMovedMs : undefined;
-      samples.push({ oldPid, handoffMs: ready?.durationMs, failedUpgrade: ready?.event === 'upgrade-failed', drainMs: drained?.durationMs, drainedConnections: drained?.connections, closedIdle: drained?.closedIdle, forced: drained?.forced, moved: moved?.moved, moveRate });
+      samples.push({
+        oldPid,
+        handoffMs: ready?.durationMs,
+        failedUpgrade: ready?.event === 'upgrade-failed',
+        drainMs: drained?.durationMs,
+        drainedConnections: drained?.connections,
+        closedIdle: drained?.closedIdle,
+        forced: drained?.forced,
+        moved: moved?.moved,
+        moveRate,
+      });
       // Clients reconnect to the successor at their own pace; the drain ends within ~idleGrace.
       await sleep(i < upgrades - 1 ? settleMs : afterMs);
     }
     // The last successor's accept rate, measured under the same load right after its move.
     const freshRate = withFreshRate ? await freshConnectionRate(ports[0], Math.min(connections, FRESH_MAX)) : undefined;
     const stats = await load.stop();
-    return { requestsBefore: opened, requests: stats.ok + stats.failed, failed: stats.failed, failures: stats.failures, samples, freshRate };
+    return {
+      requestsBefore: opened,
+      requests: stats.ok + stats.failed,
+      failed: stats.failed,
+      failures: stats.failures,
+      samples,
+      freshRate,
+    };
   } finally {
     await load.stop();
     await handle.stop();
@@ -88,8 +104,13 @@ export async function runScaling({ dir, connectionCounts, listenerCounts, upgrad
     const thinkMs = n >= 1000 ? 2000 : 1000;
     const r = await measure({ dir, ports: [await freePort()], connections: n, thinkMs, upgrades, settleMs: thinkMs + 500 });
     const row = summarize({ connections: n }, r);
-    const rates = row.moveRate === undefined ? '' : `, moved ${row.moved} at ${Math.round(row.moveRate)}/s vs fresh connections at ${Math.round(row.freshRate ?? 0)}/s (×${row.moveRatio?.toFixed(2)})`;
-    log(`  ${n} keep-alive connections: handoff ${row.handoffMs} ms, drain ${row.drainMs} ms (${row.drainedConnections} open at drain start, ${row.closedIdle} closed idle, ${row.forced} forced)${rates}, ${r.failed} failed of ${r.requests}`);
+    const rates =
+      row.moveRate === undefined
+        ? ''
+        : `, moved ${row.moved} at ${Math.round(row.moveRate)}/s vs fresh connections at ${Math.round(row.freshRate ?? 0)}/s (×${row.moveRatio?.toFixed(2)})`;
+    log(
+      `  ${n} keep-alive connections: handoff ${row.handoffMs} ms, drain ${row.drainMs} ms (${row.drainedConnections} open at drain start, ${row.closedIdle} closed idle, ${row.forced} forced)${rates}, ${r.failed} failed of ${r.requests}`,
+    );
     byConnections.push(row);
   }
   const byListeners = [];

@@ -18,7 +18,6 @@ export const POOL_TOPOLOGIES = ['nginx', 'haproxy'];
 export const POOL_METHODS = ['grace-move', 'grace-nomove'];
 export const NGINX_KEEPALIVE_REQUESTS = 1_000_000;
 
-
 export function runUpstreamPool({ framework = 'fastify', dir, upgrades, intervalMs, steadyMs, tailMs, connections, log }) {
   const settings = { upgrades, intervalMs, steadyMs, tailMs, connections };
   return forEachTopologyMethod({

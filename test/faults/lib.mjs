@@ -127,9 +127,14 @@ export function jsonLines(text) {
 /** Runs the CLI to completion; resolves { code, signal, stdout, stderr }. */
 export function cli(args, { env = {}, tag, timeout = 60_000, ...options } = {}) {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { timeout, env: { ...process.env, ...env, ...(tag ? { [TAG_KEY]: tag } : {}) }, ...options }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, signal: error?.signal ?? null, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { timeout, env: { ...process.env, ...env, ...(tag ? { [TAG_KEY]: tag } : {}) }, ...options },
+      (error, stdout, stderr) => {
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, signal: error?.signal ?? null, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -265,7 +270,8 @@ export async function runScenario(name, fn, options = {}) {
   }
   scope.row.timeMs = Date.now() - started;
   await scope.killAll();
-  scope.row.verdict = scope.problems.length === 0 ? "pass" : `FAIL: ${scope.problems.map((p) => (p.length > 300 ? `${p.slice(0, 300)}…` : p)).join("; ")}`;
+  scope.row.verdict =
+    scope.problems.length === 0 ? 'pass' : `FAIL: ${scope.problems.map((p) => (p.length > 300 ? `${p.slice(0, 300)}…` : p)).join('; ')}`;
   scope.row.notes = scope.notes.join('; ');
   return scope.row;
 }
@@ -280,7 +286,9 @@ export async function checkLeftovers(scope, expected = []) {
   await waitFor(() => extra().length === 0, { timeout: 8000, what: 'leftover processes to exit' }).catch(() => undefined);
   const left = extra();
   scope.check(left.length === 0, `processes left behind: ${left.map(describePid).join(', ')}`);
-  await waitFor(() => taggedPids(scope.tag).filter(isZombie).length === 0, { timeout: 5000, what: 'zombies to be reaped' }).catch(() => undefined);
+  await waitFor(() => taggedPids(scope.tag).filter(isZombie).length === 0, { timeout: 5000, what: 'zombies to be reaped' }).catch(
+    () => undefined,
+  );
   const zombies = taggedPids(scope.tag).filter(isZombie);
   scope.check(zombies.length === 0, `zombie processes: ${zombies.join(', ')}`);
   for (const p of expected) scope.check(isAlive(p), `expected ${p} to be alive`);

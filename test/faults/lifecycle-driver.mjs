@@ -39,11 +39,42 @@ function prng(seed) {
 
 /** Operations and their weights, per mode. `excused`: may fail requests held by a killed or crashed process. */
 const OPERATIONS = {
-  self: { upgrade: 6, 'upgrade-storm': 1, hup: 2, 'bad-crash-at-boot': 2, 'bad-never-ready': 1, 'bad-crash-after-ready': 2, 'kill-successor': 2, 'kill-old-in-drain': 1, term: 1, int: 1, 'term-twice': 1, 'term-in-upgrade': 1, 'term-in-drain': 1 },
+  self: {
+    upgrade: 6,
+    'upgrade-storm': 1,
+    hup: 2,
+    'bad-crash-at-boot': 2,
+    'bad-never-ready': 1,
+    'bad-crash-after-ready': 2,
+    'kill-successor': 2,
+    'kill-old-in-drain': 1,
+    term: 1,
+    int: 1,
+    'term-twice': 1,
+    'term-in-upgrade': 1,
+    'term-in-drain': 1,
+  },
   supervisor: {
-    upgrade: 5, 'upgrade-usr2': 2, hup: 2, 'bad-crash-at-boot': 2, 'bad-never-ready': 1, 'bad-crash-after-ready': 1, 'kill-worker': 2, 'kill-new-worker': 2, term: 1, int: 1, 'term-twice': 1, 'term-in-upgrade': 1,
+    upgrade: 5,
+    'upgrade-usr2': 2,
+    hup: 2,
+    'bad-crash-at-boot': 2,
+    'bad-never-ready': 1,
+    'bad-crash-after-ready': 1,
+    'kill-worker': 2,
+    'kill-new-worker': 2,
+    term: 1,
+    int: 1,
+    'term-twice': 1,
+    'term-in-upgrade': 1,
     // The supervisor process itself replaced (upgrade --supervisor, SIGUSR1), failing, interrupted.
-    'supervisor-upgrade': 3, 'supervisor-upgrade-usr1': 1, 'bad-supervisor-upgrade': 1, 'kill-new-supervisor': 1, 'kill-old-supervisor-in-drain': 1, 'term-in-supervisor-upgrade': 1, 'term-old-supervisor-in-drain': 1,
+    'supervisor-upgrade': 3,
+    'supervisor-upgrade-usr1': 1,
+    'bad-supervisor-upgrade': 1,
+    'kill-new-supervisor': 1,
+    'kill-old-supervisor-in-drain': 1,
+    'term-in-supervisor-upgrade': 1,
+    'term-old-supervisor-in-drain': 1,
   },
 };
 
@@ -65,12 +96,36 @@ class Service {
 
   async start() {
     writeFileSync(this.behaviourFile, 'ok');
-    const env = { PORT: String(this.port), PID_FILE: this.pidFile, BEHAVIOUR_FILE: this.behaviourFile, IDLE_GRACE: String(IDLE_GRACE), READY_TIMEOUT: String(READY_TIMEOUT), GRACE_RESTART_LOG_LEVEL: 'warn' };
+    const env = {
+      PORT: String(this.port),
+      PID_FILE: this.pidFile,
+      BEHAVIOUR_FILE: this.behaviourFile,
+      IDLE_GRACE: String(IDLE_GRACE),
+      READY_TIMEOUT: String(READY_TIMEOUT),
+      GRACE_RESTART_LOG_LEVEL: 'warn',
+    };
     if (this.mode === 'self') {
       this.proc = this.scope.launch(APP, { env });
     } else {
       delete env.PID_FILE;
-      const args = ['run', '--workers', '2', '--pid-file', this.pidFile, '--ready-timeout', String(READY_TIMEOUT), '--drain-timeout', '5000', '--max-crashes', '1000', '--log-level', 'warn', '--', 'node', APP];
+      const args = [
+        'run',
+        '--workers',
+        '2',
+        '--pid-file',
+        this.pidFile,
+        '--ready-timeout',
+        String(READY_TIMEOUT),
+        '--drain-timeout',
+        '5000',
+        '--max-crashes',
+        '1000',
+        '--log-level',
+        'warn',
+        '--',
+        'node',
+        APP,
+      ];
       this.proc = this.scope.launch(BIN, { args, env });
     }
     await waitFor(() => existsSync(this.pidFile), { timeout: 20_000, what: 'the PID file' });
@@ -100,14 +155,17 @@ class Service {
 
   /** Waits until the service is back to its steady shape: one process (self) or the supervisor + 2 ready workers. */
   async settled() {
-    await waitFor(async () => {
-      const pid = this.pid();
-      if (pid === undefined || !isAlive(pid)) return false;
-      const live = liveTagged(this.scope.tag);
-      if (this.mode === 'self') return live.length === 1 && live[0] === pid;
-      const workers = await this.workers();
-      return workers.length === 2 && workers.every((w) => w.state === 'ready') && live.length === 3;
-    }, { timeout: 30_000, interval: 50, what: `${this.mode} service to settle` });
+    await waitFor(
+      async () => {
+        const pid = this.pid();
+        if (pid === undefined || !isAlive(pid)) return false;
+        const live = liveTagged(this.scope.tag);
+        if (this.mode === 'self') return live.length === 1 && live[0] === pid;
+        const workers = await this.workers();
+        return workers.length === 2 && workers.every((w) => w.state === 'ready') && live.length === 3;
+      },
+      { timeout: 30_000, interval: 50, what: `${this.mode} service to settle` },
+    );
   }
 
   /** Structural fds of the serving process (self) or of the supervisor. */
@@ -125,7 +183,20 @@ class Service {
 export async function drive({ seed, steps, mode }) {
   const scope = new Scope(`lifecycle-${mode}-${seed}`);
   const rnd = prng(seed);
-  const row = { seed, mode, steps: 0, lives: 0, requests: 0, failed: 0, excused: 0, ops: {}, problems: scope.problems, fds: [], trace: [], errors: {} };
+  const row = {
+    seed,
+    mode,
+    steps: 0,
+    lives: 0,
+    requests: 0,
+    failed: 0,
+    excused: 0,
+    ops: {},
+    problems: scope.problems,
+    fds: [],
+    trace: [],
+    errors: {},
+  };
   const port = await freePort();
   const behaviourFile = join(scope.dir, 'behaviour');
   let service;
@@ -154,11 +225,14 @@ export async function drive({ seed, steps, mode }) {
         // The step ends once the load flows again on every connection: a killed process's
         // connections fail a few ms after it is gone, and belong to this step.
         const ok = service.load.stats.ok;
-        await waitFor(() => service.load.stats.ok >= ok + 200, { timeout: 20_000, what: 'the load to flow again' }).catch((error) => scope.check(false, `step ${i} (${op}): ${error.message}`));
+        await waitFor(() => service.load.stats.ok >= ok + 200, { timeout: 20_000, what: 'the load to flow again' }).catch((error) =>
+          scope.check(false, `step ${i} (${op}): ${error.message}`),
+        );
       }
       const failed = (outcome.stopped ? outcome.failed : service.load.stats.failed) - before;
       row.trace.push(`${i}:${op}${failed > 0 ? `(${failed} failed)` : ''}`);
-      if (failed > 0 && !outcome.excused) scope.check(false, `step ${i} (${op}): ${failed} failed requests ${JSON.stringify(service.load.stats.errors)}`);
+      if (failed > 0 && !outcome.excused)
+        scope.check(false, `step ${i} (${op}): ${failed} failed requests ${JSON.stringify(service.load.stats.errors)}`);
       if (outcome.excused) row.excused += failed;
       if (outcome.problem) scope.check(false, `step ${i} (${op}): ${outcome.problem}`);
       if (scope.problems.length > 0) break;
@@ -231,7 +305,9 @@ function exitEvent(service, pid, after) {
 /** After a stop: the exit code, no tagged process, PID file and control socket gone. */
 async function endOfLife(service, scope, pid, after, stats, expectCodes) {
   let problem;
-  await waitFor(() => liveTagged(scope.tag).length === 0, { timeout: 20_000, what: 'every process to exit' }).catch(() => (problem = `processes left: ${liveTagged(scope.tag).join(',')}`));
+  await waitFor(() => liveTagged(scope.tag).length === 0, { timeout: 20_000, what: 'every process to exit' }).catch(
+    () => (problem = `processes left: ${liveTagged(scope.tag).join(',')}`),
+  );
   const exit = service.mode === 'self' ? await exitEvent(service, pid, after) : await supervisorExit(service, pid);
   const code = exit?.code;
   if (!expectCodes.includes(code)) problem ??= `exit code ${code}, expected ${expectCodes.join(' or ')}`;
@@ -242,7 +318,10 @@ async function endOfLife(service, scope, pid, after, stats, expectCodes) {
 
 /** Waits for the outcome of the upgrade of `pid` in self mode: the successor's pid, or undefined after a rollback. */
 async function selfUpgradeOutcome(service, pid, after) {
-  const e = await service.proc.waitForEvent((ev) => ev.pid === pid && (ev.event === 'upgrade-ready' || ev.event === 'upgrade-failed'), { after, timeout: 20_000 });
+  const e = await service.proc.waitForEvent((ev) => ev.pid === pid && (ev.event === 'upgrade-ready' || ev.event === 'upgrade-failed'), {
+    after,
+    timeout: 20_000,
+  });
   return e.event === 'upgrade-ready' ? e.data.pid : undefined;
 }
 
@@ -265,10 +344,13 @@ async function perform(op, service, rnd, scope) {
     case 'upgrade-usr2': {
       const last = JSON.stringify((await service.status())?.lastUpgrade);
       process.kill(pid, 'SIGUSR2');
-      const done = await waitFor(async () => {
-        const s = await service.status();
-        return s?.state === 'running' && JSON.stringify(s.lastUpgrade) !== last ? s.lastUpgrade : undefined;
-      }, { timeout: 20_000, what: 'the upgrade' }).catch(() => undefined);
+      const done = await waitFor(
+        async () => {
+          const s = await service.status();
+          return s?.state === 'running' && JSON.stringify(s.lastUpgrade) !== last ? s.lastUpgrade : undefined;
+        },
+        { timeout: 20_000, what: 'the upgrade' },
+      ).catch(() => undefined);
       return { problem: done?.ok ? undefined : `SIGUSR2 upgrade: ${JSON.stringify(done)}` };
     }
     case 'upgrade-storm':
@@ -293,7 +375,9 @@ async function perform(op, service, rnd, scope) {
       // The new version serves, then crashes: its requests in flight fail (excused); the service must survive.
       const ms = Math.floor(rnd() * 400);
       await badRelease(`crash-after-ready:${ms}`);
-      await waitFor(() => service.events(after).some((e) => e.event === 'crashing'), { timeout: 10_000, what: 'the crash' }).catch(() => undefined);
+      await waitFor(() => service.events(after).some((e) => e.event === 'crashing'), { timeout: 10_000, what: 'the crash' }).catch(
+        () => undefined,
+      );
       return { excused: true };
     }
     case 'kill-successor': {
@@ -323,7 +407,11 @@ async function perform(op, service, rnd, scope) {
     case 'kill-new-worker': {
       const before = new Set((await service.workers()).map((w) => w.pid));
       const upgrading = upgradeCli();
-      const fresh = await waitFor(async () => (await service.workers()).find((w) => !before.has(w.pid)), { timeout: 10_000, interval: 10, what: 'a new worker' }).catch(() => undefined);
+      const fresh = await waitFor(async () => (await service.workers()).find((w) => !before.has(w.pid)), {
+        timeout: 10_000,
+        interval: 10,
+        what: 'a new worker',
+      }).catch(() => undefined);
       await new Promise((r) => setTimeout(r, Math.floor(rnd() * 300)));
       if (fresh && isAlive(fresh.pid)) process.kill(fresh.pid, 'SIGKILL');
       await upgrading;
@@ -331,31 +419,57 @@ async function perform(op, service, rnd, scope) {
     }
     case 'supervisor-upgrade': {
       const result = await cli(['upgrade', '--supervisor', '--pid-file', service.pidFile], { tag: scope.tag, timeout: 30_000 });
-      return { problem: result.code === 0 && service.pid() !== pid ? undefined : `upgrade --supervisor exit ${result.code}, PID file ${service.pid()}: ${result.stdout}${result.stderr}` };
+      return {
+        problem:
+          result.code === 0 && service.pid() !== pid
+            ? undefined
+            : `upgrade --supervisor exit ${result.code}, PID file ${service.pid()}: ${result.stdout}${result.stderr}`,
+      };
     }
     case 'supervisor-upgrade-usr1': {
       process.kill(pid, 'SIGUSR1');
-      const next = await waitFor(() => service.pid() !== pid && service.pid(), { timeout: 20_000, what: 'a new supervisor' }).catch(() => undefined);
+      const next = await waitFor(() => service.pid() !== pid && service.pid(), { timeout: 20_000, what: 'a new supervisor' }).catch(
+        () => undefined,
+      );
       await waitFor(() => !isAlive(pid), { timeout: 20_000, what: 'the old supervisor to exit' }).catch(() => undefined);
-      return { problem: next && !isAlive(pid) ? undefined : `SIGUSR1: PID file ${service.pid()}, old supervisor ${pid} alive: ${isAlive(pid)}` };
+      return {
+        problem: next && !isAlive(pid) ? undefined : `SIGUSR1: PID file ${service.pid()}, old supervisor ${pid} alive: ${isAlive(pid)}`,
+      };
     }
     case 'bad-supervisor-upgrade': {
       writeFileSync(service.behaviourFile, 'crash-at-boot');
       const result = await cli(['upgrade', '--supervisor', '--pid-file', service.pidFile], { tag: scope.tag, timeout: 30_000 });
       writeFileSync(service.behaviourFile, 'ok');
-      return { problem: result.code === 1 && service.pid() === pid ? undefined : `a bad release's supervisor upgrade exited ${result.code}, PID file ${service.pid()}: ${result.stdout}` };
+      return {
+        problem:
+          result.code === 1 && service.pid() === pid
+            ? undefined
+            : `a bad release's supervisor upgrade exited ${result.code}, PID file ${service.pid()}: ${result.stdout}`,
+      };
     }
     case 'kill-new-supervisor': {
       // Killed before it has served through its probation (a random moment up to 300 ms after it started).
       const supervisors = () => liveTagged(scope.tag).filter((p) => p !== pid && readCmdline(p).includes(`${BIN} run`));
       const upgrading = cli(['upgrade', '--supervisor', '--pid-file', service.pidFile], { tag: scope.tag, timeout: 30_000 });
-      const [fresh] = await waitFor(() => supervisors().length > 0 && supervisors(), { timeout: 10_000, interval: 5, what: 'the new supervisor' }).catch(() => []);
+      const [fresh] = await waitFor(() => supervisors().length > 0 && supervisors(), {
+        timeout: 10_000,
+        interval: 5,
+        what: 'the new supervisor',
+      }).catch(() => []);
       await new Promise((r) => setTimeout(r, Math.floor(rnd() * 300)));
       if (fresh !== undefined && isAlive(fresh)) process.kill(fresh, 'SIGKILL');
       const result = await upgrading;
-      await waitFor(() => service.pid() === pid, { timeout: 5_000, what: 'the PID file to name the old supervisor' }).catch(() => undefined);
+      await waitFor(() => service.pid() === pid, { timeout: 5_000, what: 'the PID file to name the old supervisor' }).catch(
+        () => undefined,
+      );
       // Its workers die with it: requests they had accepted fail (excused).
-      return { excused: true, problem: result.code === 1 && service.pid() === pid ? undefined : `upgrade --supervisor exit ${result.code} after the new supervisor was killed, PID file ${service.pid()}: ${result.stdout}` };
+      return {
+        excused: true,
+        problem:
+          result.code === 1 && service.pid() === pid
+            ? undefined
+            : `upgrade --supervisor exit ${result.code} after the new supervisor was killed, PID file ${service.pid()}: ${result.stdout}`,
+      };
     }
     case 'kill-old-supervisor-in-drain': {
       const result = await cli(['upgrade', '--supervisor', '--pid-file', service.pidFile], { tag: scope.tag, timeout: 30_000 });
@@ -383,7 +497,12 @@ async function perform(op, service, rnd, scope) {
       const result = await cli(['upgrade', '--supervisor', '--pid-file', service.pidFile], { tag: scope.tag, timeout: 30_000 });
       if (isAlive(pid)) process.kill(pid, 'SIGTERM');
       await waitFor(() => !isAlive(pid), { timeout: 20_000, what: 'the old supervisor to exit' }).catch(() => undefined);
-      return { problem: result.code === 0 && !isAlive(pid) ? undefined : `upgrade --supervisor exit ${result.code}, old supervisor alive: ${isAlive(pid)}: ${result.stdout}` };
+      return {
+        problem:
+          result.code === 0 && !isAlive(pid)
+            ? undefined
+            : `upgrade --supervisor exit ${result.code}, old supervisor alive: ${isAlive(pid)}: ${result.stdout}`,
+      };
     }
     case 'term':
       return stop(service, 'SIGTERM', scope);
@@ -427,7 +546,12 @@ export const SHORT_SEEDS = { self: [1, 2], supervisor: [1] };
 
 async function main() {
   const { values } = parseArgs({
-    options: { seeds: { type: 'string' }, steps: { type: 'string', default: '40' }, mode: { type: 'string', default: 'both' }, write: { type: 'boolean', default: false } },
+    options: {
+      seeds: { type: 'string' },
+      steps: { type: 'string', default: '40' },
+      mode: { type: 'string', default: 'both' },
+      write: { type: 'boolean', default: false },
+    },
   });
   const modes = values.mode === 'both' ? ['self', 'supervisor'] : [values.mode];
   const seeds = values.seeds?.split(',').map(Number) ?? [1, 2, 3];
@@ -439,7 +563,9 @@ async function main() {
       const row = await drive({ seed, steps: Number(values.steps), mode });
       row.timeMs = Date.now() - t0;
       rows.push(row);
-      process.stdout.write(`${mode} seed ${seed}: ${row.steps} steps, ${row.lives} lives, ${row.requests} requests, ${row.failed} failed (${row.excused} excused; ${JSON.stringify(row.errors)}), ${(row.timeMs / 1000).toFixed(0)} s — ${row.problems.length === 0 ? 'pass' : `FAIL: ${row.problems.join('; ')}\n  steps: ${row.trace.join(' ')}`}\n`);
+      process.stdout.write(
+        `${mode} seed ${seed}: ${row.steps} steps, ${row.lives} lives, ${row.requests} requests, ${row.failed} failed (${row.excused} excused; ${JSON.stringify(row.errors)}), ${(row.timeMs / 1000).toFixed(0)} s — ${row.problems.length === 0 ? 'pass' : `FAIL: ${row.problems.join('; ')}\n  steps: ${row.trace.join(' ')}`}\n`,
+      );
     }
   }
   const failing = rows.filter((r) => r.problems.length > 0);
@@ -458,7 +584,14 @@ function writeReport(rows, totalMs, steps) {
     '',
     '| mode | seed | steps | lives | requests | failed | of them excused | operations | fds first→last | time | verdict |',
     '|---|---:|---:|---:|---:|---:|---:|---|---|---:|---|',
-    ...rows.map((r) => `| ${r.mode} | ${r.seed} | ${r.steps} | ${r.lives} | ${r.requests} | ${r.failed} | ${r.excused} | ${Object.entries(r.ops).map(([k, v]) => `${k} ×${v}`).join(', ')} | ${r.fds.join(' ')} | ${(r.timeMs / 1000).toFixed(0)} s | ${r.problems.length === 0 ? 'pass' : `FAIL: ${r.problems.join('; ').replaceAll('|', '\\|')}`} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.mode} | ${r.seed} | ${r.steps} | ${r.lives} | ${r.requests} | ${r.failed} | ${r.excused} | ${Object.entries(r.ops)
+          .map(([k, v]) => `${k} ×${v}`)
+          .join(
+            ', ',
+          )} | ${r.fds.join(' ')} | ${(r.timeMs / 1000).toFixed(0)} s | ${r.problems.length === 0 ? 'pass' : `FAIL: ${r.problems.join('; ').replaceAll('|', '\\|')}`} |`,
+    ),
     '',
   ];
   const dir = join(ROOT, 'bench', 'results');

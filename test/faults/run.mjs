@@ -32,14 +32,24 @@ for (const scenario of selected) {
 const totalMs = Date.now() - started;
 
 const cols = ['scenario', 'requests', 'failed', 'fds before', 'fds after', 'time', 'verdict'];
-const cells = rows.map((r) => [r.scenario, String(r.requests), String(r.failed), String(r.fdsBefore), String(r.fdsAfter), `${(r.timeMs / 1000).toFixed(1)} s`, r.verdict]);
+const cells = rows.map((r) => [
+  r.scenario,
+  String(r.requests),
+  String(r.failed),
+  String(r.fdsBefore),
+  String(r.fdsAfter),
+  `${(r.timeMs / 1000).toFixed(1)} s`,
+  r.verdict,
+]);
 const widths = cols.map((c, i) => Math.max(c.length, ...cells.map((row) => Math.min(row[i].length, i === 6 ? 60 : 80))));
 const line = (row) => row.map((c, i) => (i === 6 ? c : c.padEnd(widths[i]))).join('  ');
 process.stdout.write(`\n${line(cols)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${cells.map(line).join('\n')}\n`);
 const noted = rows.filter((r) => r.notes);
 if (noted.length > 0) process.stdout.write(`\nnotes:\n${noted.map((r) => `  ${r.scenario}: ${r.notes}`).join('\n')}\n`);
 const failing = rows.filter((r) => r.verdict !== 'pass');
-process.stdout.write(`\n${rows.length - failing.length}/${rows.length} pass, total ${(totalMs / 1000).toFixed(1)} s${values.long ? ' (long form)' : ''}\n`);
+process.stdout.write(
+  `\n${rows.length - failing.length}/${rows.length} pass, total ${(totalMs / 1000).toFixed(1)} s${values.long ? ' (long form)' : ''}\n`,
+);
 
 if (values.write) {
   const date = new Date().toISOString().slice(0, 10);

@@ -180,7 +180,8 @@ export class ResponseReader {
 /** Why an answer is wrong, or undefined when it is the one `request` must get. */
 export function checkAnswer(request, answer) {
   if (answer.status !== 200) return `status ${answer.status}`;
-  if (answer.headers["x-echo"] !== request.echo) return `x-echo ${JSON.stringify(answer.headers["x-echo"])}, expected ${JSON.stringify(request.echo)}`;
+  if (answer.headers['x-echo'] !== request.echo)
+    return `x-echo ${JSON.stringify(answer.headers['x-echo'])}, expected ${JSON.stringify(request.echo)}`;
   if (request.method !== 'HEAD' && answer.body !== request.echo) return `body ${JSON.stringify(answer.body.slice(0, 80))}`;
   return undefined;
 }

@@ -37,7 +37,8 @@ export function rowSeed(seed, name) {
 /** Starts the app of a row; resolves once it serves, with the pids to upgrade and stop it by. */
 async function startApp({ framework, mode, port, dir }) {
   const pidFile = join(dir, 'app.pid');
-  const args = mode === 'self' ? [app(framework)] : [CLI, 'run', '--workers', '2', '--pid-file', pidFile, '--', process.execPath, app(framework)];
+  const args =
+    mode === 'self' ? [app(framework)] : [CLI, 'run', '--workers', '2', '--pid-file', pidFile, '--', process.execPath, app(framework)];
   // Lifecycle lines (info) too: a failed row keeps them (app.log in its directory).
   const env = { GRACE_RESTART_LOG_LEVEL: 'info', ...process.env, PORT: String(port), ...(mode === 'self' ? { PID_FILE: pidFile } : {}) };
   const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -66,7 +67,9 @@ export async function runRow({ framework, topology, mode, upgrades, connections,
   const dir = mkdtempSync(join(tmpdir(), 'grace-fuzz-'));
   const port = await freePort();
   const proxyPort = topology === 'direct' ? undefined : await freePort();
-  const proxy = proxyPort && (await startProxy(topology, { dir: join(dir, topology), port: proxyPort, upstreamPort: port, keepaliveRequests: 1_000_000 }));
+  const proxy =
+    proxyPort &&
+    (await startProxy(topology, { dir: join(dir, topology), port: proxyPort, upstreamPort: port, keepaliveRequests: 1_000_000 }));
   const started = Date.now();
   const stats = newStats();
   let id = 0;
@@ -80,7 +83,15 @@ export async function runRow({ framework, topology, mode, upgrades, connections,
     // without grace-restart. A proxy never pipelines to the app, so pipelining is fuzzed
     // directly and behind nginx, not behind HAProxy.
     const pipelineChance = topology === 'haproxy' ? 0 : undefined;
-    clients = Array.from({ length: connections }, (_, i) => startConnection({ port: proxyPort ?? port, rng: randomSource(rowSeed(seed, `${name}#${i}`)), stats, nextId: () => ++id, pipelineChance }));
+    clients = Array.from({ length: connections }, (_, i) =>
+      startConnection({
+        port: proxyPort ?? port,
+        rng: randomSource(rowSeed(seed, `${name}#${i}`)),
+        stats,
+        nextId: () => ++id,
+        pipelineChance,
+      }),
+    );
     const flowing = async (n, what) => {
       const from = stats.ok;
       await waitFor(() => stats.ok >= from + n, { what, timeout: 30_000 });
@@ -151,7 +162,9 @@ export function formatRow(r) {
 
 export function markdownTable(results, { seed, node }) {
   const rows = results.map((r) =>
-    r.skipped ? `| ${r.name} | skipped: ${r.skipped} | | | | | |` : `| ${r.name} | ${r.upgrades} | ${r.requests} | ${r.failed} | ${r.wrong} | ${r.retried} | ${r.error ?? ''} |`,
+    r.skipped
+      ? `| ${r.name} | skipped: ${r.skipped} | | | | | |`
+      : `| ${r.name} | ${r.upgrades} | ${r.requests} | ${r.failed} | ${r.wrong} | ${r.retried} | ${r.error ?? ''} |`,
   );
   const sum = (k) => results.reduce((n, r) => n + (r[k] ?? 0), 0);
   return [
@@ -167,7 +180,9 @@ export function markdownTable(results, { seed, node }) {
 /** Every row of the matrix asked for, one after the other (never two load runs at once). */
 export async function runMatrix({ seed, upgrades, connections, frameworks = FRAMEWORKS, topologies = TOPOLOGIES, modes = MODES, log }) {
   const results = [];
-  for (const mode of modes) for (const topology of topologies) for (const framework of frameworks) results.push(await runRow({ framework, topology, mode, upgrades, connections, seed, log }));
+  for (const mode of modes)
+    for (const topology of topologies)
+      for (const framework of frameworks) results.push(await runRow({ framework, topology, mode, upgrades, connections, seed, log }));
   return results;
 }
 

@@ -17,7 +17,11 @@ export function testAdapterFixture({ framework, fixture, env = {} }) {
     assert.deepEqual(await getJson(port), { pid, generation: 1, parentPid: null });
     const next = await upgrade(app, pid);
     assert.notEqual(next, pid);
-    assert.deepEqual(await getJson(port), { pid: next, generation: 2, parentPid: pid }, 'the successor serves, and its handle knows its parent');
+    assert.deepEqual(
+      await getJson(port),
+      { pid: next, generation: 2, parentPid: pid },
+      'the successor serves, and its handle knows its parent',
+    );
   });
 
   test(`${framework}: the handle's upgrade() called from a route resolves with the successor`, async (t) => {

@@ -51,7 +51,10 @@ export async function assertDrainOverKeepAlive(t, { server, grace, gate }) {
 
   const before = await request(server).get('/health').agent(agent).expect(200);
   assert.equal(before.headers.connection, 'keep-alive');
-  const inFlight = request(server).get('/gated').agent(slowAgent).then((res) => res);
+  const inFlight = request(server)
+    .get('/gated')
+    .agent(slowAgent)
+    .then((res) => res);
   await gate.entered;
 
   const closed = grace.close();

@@ -9,7 +9,11 @@ import { followJsonEvents } from './process.mjs';
 export function run(file, args, { cwd, env = {}, timeout = 120_000 } = {}) {
   return new Promise((resolve) => {
     execFile(file, args, { cwd, env: { ...userEnv(), ...env }, timeout, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr: stderr + (error && typeof error.code !== 'number' ? `\n${error.message}` : '') });
+      resolve({
+        code: error ? (typeof error.code === 'number' ? error.code : 1) : 0,
+        stdout,
+        stderr: stderr + (error && typeof error.code !== 'number' ? `\n${error.message}` : ''),
+      });
     });
   });
 }
@@ -32,7 +36,9 @@ const NPM_FLAGS = ['--no-audit', '--no-fund', '--no-update-notifier', '--logleve
  * a user's shell. The cache stays.
  */
 function userEnv() {
-  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^npm_(config_local_prefix$|config_call$|package_|lifecycle_)/.test(key)));
+  return Object.fromEntries(
+    Object.entries(process.env).filter(([key]) => !/^npm_(config_local_prefix$|config_call$|package_|lifecycle_)/.test(key)),
+  );
 }
 
 /**

@@ -4,7 +4,18 @@
 // debootstrap, imported, with this test's own Node binary and npm copied in, tagged as the
 // image the docs' Dockerfile names (`FROM node:20-slim`).
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { run as exec } from './consumer.mjs';
@@ -16,7 +27,8 @@ const onPath = async (name) => (await exec('sh', ['-c', `command -v ${name}`])).
 export async function whyNoEngine() {
   if (process.platform !== 'linux') return 'not Linux';
   if (process.getuid?.() !== 0) return 'dockerd needs root';
-  for (const tool of ['dockerd', 'docker', 'debootstrap']) if (!(await onPath(tool))) return `${tool} is not installed (apt-get install docker.io debootstrap)`;
+  for (const tool of ['dockerd', 'docker', 'debootstrap'])
+    if (!(await onPath(tool))) return `${tool} is not installed (apt-get install docker.io debootstrap)`;
   return undefined;
 }
 
@@ -28,7 +40,23 @@ export async function startEngine(t) {
   // Short: containerd's sockets live under the exec root, and unix socket paths are short.
   const root = mkdtempSync(join('/tmp', 'gdk-'));
   const socket = join(root, 'docker.sock');
-  const daemon = spawn('dockerd', ['--storage-driver=vfs', '--iptables=false', '--bridge=none', '--data-root', join(root, 'data'), '--exec-root', join(root, 'exec'), '--pidfile', join(root, 'dockerd.pid'), '-H', `unix://${socket}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const daemon = spawn(
+    'dockerd',
+    [
+      '--storage-driver=vfs',
+      '--iptables=false',
+      '--bridge=none',
+      '--data-root',
+      join(root, 'data'),
+      '--exec-root',
+      join(root, 'exec'),
+      '--pidfile',
+      join(root, 'dockerd.pid'),
+      '-H',
+      `unix://${socket}`,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let log = '';
   daemon.stderr.on('data', (d) => (log = (log + d).slice(-20_000)));
   const exited = new Promise((resolve) => daemon.once('exit', resolve));
@@ -40,14 +68,21 @@ export async function startEngine(t) {
     rmSync(root, { recursive: true, force: true });
   });
   const docker = (args, options = {}) => exec('docker', args, { timeout: 300_000, ...options, env: { DOCKER_HOST: `unix://${socket}` } });
-  await waitFor(async () => (await docker(['version'], { timeout: 10_000 })).code === 0 || daemon.exitCode !== null, { timeout: 60_000, interval: 250, what: 'dockerd to answer' });
+  await waitFor(async () => (await docker(['version'], { timeout: 10_000 })).code === 0 || daemon.exitCode !== null, {
+    timeout: 60_000,
+    interval: 250,
+    what: 'dockerd to answer',
+  });
   if (daemon.exitCode !== null) throw new Error(`dockerd exited (${daemon.exitCode}):\n${log}`);
   return { docker, log: () => log };
 }
 
 /** Lazily unmounts what dockerd left mounted under `root` (its network namespace file), deepest first. */
 function unmountUnder(root) {
-  const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((line) => line.split(' ')[1] ?? '').filter((point) => point.startsWith(`${root}/`));
+  const mounts = readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((line) => line.split(' ')[1] ?? '')
+    .filter((point) => point.startsWith(`${root}/`));
   for (const point of mounts.sort((a, b) => b.length - a.length)) spawnSync('umount', ['-l', point]);
 }
 
@@ -61,7 +96,8 @@ async function debianTarball() {
     const made = await exec('debootstrap', ['--variant=minbase', 'bookworm', tree, 'http://deb.debian.org/debian'], { timeout: 900_000 });
     if (made.code !== 0) throw new Error(`debootstrap failed:\n${made.stdout.slice(-3000)}\n${made.stderr.slice(-3000)}`);
     // What a slim image leaves out: documentation and apt's caches.
-    for (const dir of ['usr/share/doc', 'usr/share/man', 'usr/share/locale', 'var/cache/apt', 'var/lib/apt/lists']) rmSync(join(tree, dir), { recursive: true, force: true });
+    for (const dir of ['usr/share/doc', 'usr/share/man', 'usr/share/locale', 'var/cache/apt', 'var/lib/apt/lists'])
+      rmSync(join(tree, dir), { recursive: true, force: true });
     const packed = await exec('tar', ['-C', tree, '-cf', join(work, 'rootfs.tar'), '.']);
     if (packed.code !== 0) throw new Error(`tar failed: ${packed.stderr}`);
     renameSync(join(work, 'rootfs.tar'), tarball);

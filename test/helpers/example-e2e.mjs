@@ -47,7 +47,11 @@ export function testExample({ framework, script }) {
     assert.deepEqual(await getJson(port), { framework, pid, version: 'e2e', generation: 4 });
     assert.equal(readFileSync(pidFile, 'utf8').trim(), String(pid), 'the PID file names the serving process');
     const drains = app.events.filter((e) => e.event === 'drain-end');
-    assert.deepEqual(drains.map((d) => d.forced), [0, 0, 0], 'no drain had to destroy a connection');
+    assert.deepEqual(
+      drains.map((d) => d.forced),
+      [0, 0, 0],
+      'no drain had to destroy a connection',
+    );
   });
 
   test(`${framework} example: a slow request and a 20 MiB upload in flight across an upgrade complete`, async (t) => {

@@ -7,7 +7,12 @@ const num = (name) => (process.env[name] === undefined ? undefined : Number(proc
 
 /** grace-restart options a test may shorten through the environment. */
 export function fixtureOptions() {
-  return { shutdownDelay: num('SHUTDOWN_DELAY'), idleGrace: num('IDLE_GRACE'), drainTimeout: num('DRAIN_TIMEOUT'), readyTimeout: num('READY_TIMEOUT') };
+  return {
+    shutdownDelay: num('SHUTDOWN_DELAY'),
+    idleGrace: num('IDLE_GRACE'),
+    drainTimeout: num('DRAIN_TIMEOUT'),
+    readyTimeout: num('READY_TIMEOUT'),
+  };
 }
 
 export const listenArgs = () => [num('PORT') ?? 0, process.env.HOST ?? '127.0.0.1'];

@@ -29,7 +29,13 @@ export async function upgradeAndStopUnderLoad({ pidFile, firstPid, port, upgrade
     for (let i = 0; i < upgrades; i++) {
       const old = pid;
       process.kill(old, 'SIGUSR2');
-      pid = await waitFor(() => { const now = readPid(pidFile); return now !== old && now; }, { what: `upgrade ${i + 1}`, timeout });
+      pid = await waitFor(
+        () => {
+          const now = readPid(pidFile);
+          return now !== old && now;
+        },
+        { what: `upgrade ${i + 1}`, timeout },
+      );
       await waitFor(() => !isAlive(old), { what: `old process ${old} to exit`, timeout });
       const ok = load.stats.ok;
       await waitFor(() => load.stats.ok > ok + 200, { what: 'load to flow on the new process' });

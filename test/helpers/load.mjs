@@ -104,7 +104,9 @@ export function startDrainingLoad({ port, host = '127.0.0.1', connections = 16 }
       const outcome = await new Promise((resolve) => {
         const req = http.request({ host, port, agent, timeout: 30_000 }, (res) => {
           res.resume();
-          res.on('end', () => resolve(res.statusCode === 200 ? (res.headers.connection === 'close' ? 'closed' : 'ok') : `http ${res.statusCode}`));
+          res.on('end', () =>
+            resolve(res.statusCode === 200 ? (res.headers.connection === 'close' ? 'closed' : 'ok') : `http ${res.statusCode}`),
+          );
           res.on('error', (err) => resolve(err.code ?? err.message));
         });
         req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));

@@ -40,4 +40,7 @@ export async function startNotifySocket(t) {
 }
 
 /** A predicate: the message carries every one of `fields` (exact `KEY=value`, or a RegExp). */
-export const carrying = (...fields) => (message) => fields.every((f) => message.fields.some((have) => (f instanceof RegExp ? f.test(have) : have === f)));
+export const carrying =
+  (...fields) =>
+  (message) =>
+    fields.every((f) => message.fields.some((have) => (f instanceof RegExp ? f.test(have) : have === f)));

@@ -94,7 +94,11 @@ export function followJsonEvents(child, { onEvent } = {}) {
       const timer = setTimeout(() => {
         waiters.delete(check);
         const what = typeof match === 'function' ? match.toString().slice(0, 120) : JSON.stringify(match);
-        reject(new Error(`timed out after ${timeout} ms waiting for ${what}; last events: ${JSON.stringify(events.slice(-6))}; stderr tail: ${stderr.slice(-800)}`));
+        reject(
+          new Error(
+            `timed out after ${timeout} ms waiting for ${what}; last events: ${JSON.stringify(events.slice(-6))}; stderr tail: ${stderr.slice(-800)}`,
+          ),
+        );
       }, timeout);
       waiters.add(check);
       check();

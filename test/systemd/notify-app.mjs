@@ -12,7 +12,8 @@ grace.on('ready', () => {
   // READY=1 and MAINPID=<this pid>: from now on systemd follows this generation, so the exit
   // of the previous one does not stop the unit. Sent before the old process can exit: it
   // drains first, which takes longer than this call.
-  if (process.env.NOTIFY_SOCKET) execFileSync('systemd-notify', ['--ready', `--pid=${process.pid}`, `STATUS=generation ${grace.generation}`]);
+  if (process.env.NOTIFY_SOCKET)
+    execFileSync('systemd-notify', ['--ready', `--pid=${process.pid}`, `STATUS=generation ${grace.generation}`]);
   emit('ready', { generation: grace.generation });
 });
 grace.on('drain-end', (result) => emit('drain-end', result));

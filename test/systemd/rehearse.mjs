@@ -29,20 +29,32 @@ function check(name, ok, detail, unit) {
   results.push({ name, ok, detail });
   console.log(`${ok ? 'PASS' : 'FAIL'}  ${name}: ${detail}`);
   // What the unit logged, to see why.
-  if (!ok && unit && container) console.log(container.run('journalctl', '--no-pager', '-o', 'cat', '-n', '40', '-u', unit).stdout.replace(/^/gm, '      | '));
+  if (!ok && unit && container)
+    console.log(container.run('journalctl', '--no-pager', '-o', 'cat', '-n', '40', '-u', unit).stdout.replace(/^/gm, '      | '));
 }
 
 function ensureRootfs() {
   if (existsSync(join(ROOTFS, 'usr/lib/systemd/systemd'))) return;
   console.log(`debootstrap bookworm into ${ROOTFS} (a few minutes, once)…`);
   mkdirSync(ROOTFS, { recursive: true });
-  execFileSync('debootstrap', ['--variant=minbase', '--include=systemd,systemd-sysv,dbus,procps,libstdc++6', 'bookworm', ROOTFS, MIRROR], { stdio: 'inherit' });
+  execFileSync('debootstrap', ['--variant=minbase', '--include=systemd,systemd-sysv,dbus,procps,libstdc++6', 'bookworm', ROOTFS, MIRROR], {
+    stdio: 'inherit',
+  });
 }
 
 /** Boots the tree; resolves { leader, run(cmd…), stop() } once systemd reports running. */
 async function boot() {
   writeFileSync(join(ROOTFS, 'etc/hostname'), 'grace-rehearsal\n');
-  const args = ['--boot', '--register=no', '--keep-unit', '-D', ROOTFS, `--bind-ro=${NODE}:/usr/local/bin/node`, `--bind-ro=${REPO}`, '--console=passive'];
+  const args = [
+    '--boot',
+    '--register=no',
+    '--keep-unit',
+    '-D',
+    ROOTFS,
+    `--bind-ro=${NODE}:/usr/local/bin/node`,
+    `--bind-ro=${REPO}`,
+    '--console=passive',
+  ];
   const nspawn = spawn('systemd-nspawn', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   nspawn.stdout.on('data', (d) => (log += d));
@@ -53,11 +65,14 @@ async function boot() {
     nspawn.kill('SIGTERM');
     throw error;
   };
-  const leader = await waitFor(() => {
-    if (nspawn.exitCode !== null) throw new Error(`systemd-nspawn exited ${nspawn.exitCode}: ${log}`);
-    // nspawn forks twice before the container's init execs: wait for systemd itself.
-    return readChildren(nspawn.pid).find((pid) => readComm(pid) === 'systemd');
-  }, { timeout: 30_000, what: 'the container to start' }).catch(abandon);
+  const leader = await waitFor(
+    () => {
+      if (nspawn.exitCode !== null) throw new Error(`systemd-nspawn exited ${nspawn.exitCode}: ${log}`);
+      // nspawn forks twice before the container's init execs: wait for systemd itself.
+      return readChildren(nspawn.pid).find((pid) => readComm(pid) === 'systemd');
+    },
+    { timeout: 30_000, what: 'the container to start' },
+  ).catch(abandon);
   const run = (...cmd) => spawnSync('nsenter', ['-t', String(leader), '-a', ...cmd], { encoding: 'utf8', timeout: 120_000 });
   // While load runs from this process: spawnSync would stall its clients for the command's whole
   // duration, and their latency and idle timeouts would measure that stall.
@@ -67,7 +82,10 @@ async function boot() {
         resolve({ status: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
       });
     });
-  await waitFor(() => /^(running|degraded)/.test(run('systemctl', 'is-system-running').stdout), { timeout: 60_000, what: 'systemd in the container to finish booting' }).catch(abandon);
+  await waitFor(() => /^(running|degraded)/.test(run('systemctl', 'is-system-running').stdout), {
+    timeout: 60_000,
+    what: 'systemd in the container to finish booting',
+  }).catch(abandon);
   console.log(`container booted: ${run('systemctl', '--version').stdout.split('\n')[0]} as PID 1 (host pid ${leader})`);
   return {
     leader,
@@ -117,7 +135,9 @@ const timedAsync = async (fn) => {
 
 async function supervisorUnit(c) {
   const port = await freePort();
-  installUnit('app-supervisor.service', `[Unit]
+  installUnit(
+    'app-supervisor.service',
+    `[Unit]
 Description=grace-restart rehearsal: the supervisor recipe
 [Service]
 Type=notify
@@ -135,13 +155,25 @@ KillSignal=SIGTERM
 # worker would also get systemd's SIGTERM, and a second stop signal means "exit at once".
 KillMode=mixed
 TimeoutStopSec=45
-`);
+`,
+  );
   c.run('systemctl', 'daemon-reload');
   const unit = 'app-supervisor.service';
   const start = timed(() => c.run('systemctl', 'start', unit));
-  await waitFor(() => request({ port, timeout: 2000 }).then((r) => r.status === 200, () => false), { what: 'the supervisor unit to serve' });
+  await waitFor(
+    () =>
+      request({ port, timeout: 2000 }).then(
+        (r) => r.status === 200,
+        () => false,
+      ),
+    { what: 'the supervisor unit to serve' },
+  );
   const mainPid = show(c, unit, 'MainPID');
-  check('supervisor: systemctl start', start.status === 0, `exit ${start.status} in ${start.ms} ms, MainPID ${mainPid}, serving on 127.0.0.1:${port}`);
+  check(
+    'supervisor: systemctl start',
+    start.status === 0,
+    `exit ${start.status} in ${start.ms} ms, MainPID ${mainPid}, serving on 127.0.0.1:${port}`,
+  );
 
   const load = startLoad({ port, connections: 20 });
   await waitFor(() => load.stats.ok > 300, { what: 'load to flow' });
@@ -150,47 +182,78 @@ TimeoutStopSec=45
     const before = childrenIn(c, mainPid);
     const r = await timedAsync(() => c.runAsync('systemctl', 'reload', unit));
     // The retired workers drain after the reload returns: wait until they are gone.
-    const replaced = await waitFor(() => {
-      const now = childrenIn(c, mainPid);
-      return now.length === 2 && now.every((p) => !before.includes(p));
-    }, { timeout: 30_000, what: 'the old workers to exit' }).catch(() => false);
+    const replaced = await waitFor(
+      () => {
+        const now = childrenIn(c, mainPid);
+        return now.length === 2 && now.every((p) => !before.includes(p));
+      },
+      { timeout: 30_000, what: 'the old workers to exit' },
+    ).catch(() => false);
     reloads.push({ status: r.status, ms: r.ms, replaced });
     const okBefore = load.stats.ok;
     await waitFor(() => load.stats.ok > okBefore + 300, { what: 'load to flow after the reload' });
   }
   const result = await load.stop();
-  check('supervisor: 3 × systemctl reload under load', reloads.every((r) => r.status === 0 && r.replaced) && result.failed === 0 && show(c, unit, 'MainPID') === mainPid,
-    `reload exits ${reloads.map((r) => r.status).join('/')} in ${reloads.map((r) => r.ms).join('/')} ms, all workers replaced each time: ${reloads.every((r) => r.replaced)}, MainPID unchanged: ${show(c, unit, 'MainPID') === mainPid}; ${result.ok} requests, ${result.failed} failed ${JSON.stringify(result.errors)}`);
+  check(
+    'supervisor: 3 × systemctl reload under load',
+    reloads.every((r) => r.status === 0 && r.replaced) && result.failed === 0 && show(c, unit, 'MainPID') === mainPid,
+    `reload exits ${reloads.map((r) => r.status).join('/')} in ${reloads.map((r) => r.ms).join('/')} ms, all workers replaced each time: ${reloads.every((r) => r.replaced)}, MainPID unchanged: ${show(c, unit, 'MainPID') === mainPid}; ${result.ok} requests, ${result.failed} failed ${JSON.stringify(result.errors)}`,
+  );
 
   const workers = childrenIn(c, mainPid);
   c.run('kill', '-KILL', String(workers[0]));
-  const replacement = await waitFor(() => {
-    const now = childrenIn(c, mainPid);
-    return now.length === 2 && !now.includes(workers[0]) && now;
-  }, { timeout: 30_000, what: 'the supervisor to replace the killed worker' }).catch(() => undefined);
-  const serves = await request({ port }).then((r) => r.status, (e) => e.code);
-  check('supervisor: a worker killed with SIGKILL is replaced', replacement !== undefined && show(c, unit, 'ActiveState') === 'active' && serves === 200,
-    `killed ${workers[0]}, workers now ${JSON.stringify(replacement)}, unit ${show(c, unit, 'ActiveState')}, GET / → ${serves}`);
+  const replacement = await waitFor(
+    () => {
+      const now = childrenIn(c, mainPid);
+      return now.length === 2 && !now.includes(workers[0]) && now;
+    },
+    { timeout: 30_000, what: 'the supervisor to replace the killed worker' },
+  ).catch(() => undefined);
+  const serves = await request({ port }).then(
+    (r) => r.status,
+    (e) => e.code,
+  );
+  check(
+    'supervisor: a worker killed with SIGKILL is replaced',
+    replacement !== undefined && show(c, unit, 'ActiveState') === 'active' && serves === 200,
+    `killed ${workers[0]}, workers now ${JSON.stringify(replacement)}, unit ${show(c, unit, 'ActiveState')}, GET / → ${serves}`,
+  );
 
   // The supervisor itself, with the TCP socket cluster bound for its workers.
   const upLoad = startLoad({ port, connections: 20, latency: true });
   await waitFor(() => upLoad.stats.ok > 300, { what: 'load to flow' });
   const up = await timedAsync(() => c.runAsync(...CLI.split(' '), 'upgrade', '--supervisor', '--pid-file', '/run/app/app.pid'));
   const newMain = show(c, unit, 'MainPID');
-  const oldGone = await waitFor(() => c.run('kill', '-0', mainPid).status !== 0, { timeout: 30_000, what: 'the old supervisor to exit' }).then(() => true, () => false);
+  const oldGone = await waitFor(() => c.run('kill', '-0', mainPid).status !== 0, {
+    timeout: 30_000,
+    what: 'the old supervisor to exit',
+  }).then(
+    () => true,
+    () => false,
+  );
   const upOk = upLoad.stats.ok;
   await waitFor(() => upLoad.stats.ok > upOk + 300, { what: 'load to flow after the supervisor upgrade' });
   const upResult = await upLoad.stop();
-  check('supervisor: grace-restart upgrade --supervisor under load', up.status === 0 && newMain !== mainPid && oldGone && upResult.failed === 0 && show(c, unit, 'ActiveState') === 'active',
-    `exit ${up.status} in ${up.ms} ms; MainPID ${mainPid}→${newMain}, old supervisor exited: ${oldGone}, unit ${show(c, unit, 'ActiveState')}; ${upResult.ok} requests, ${upResult.failed} failed ${JSON.stringify(upResult.errors)}, p99 ${upResult.latencyMs.p99} ms, max ${upResult.latencyMs.max} ms`);
+  check(
+    'supervisor: grace-restart upgrade --supervisor under load',
+    up.status === 0 && newMain !== mainPid && oldGone && upResult.failed === 0 && show(c, unit, 'ActiveState') === 'active',
+    `exit ${up.status} in ${up.ms} ms; MainPID ${mainPid}→${newMain}, old supervisor exited: ${oldGone}, unit ${show(c, unit, 'ActiveState')}; ${upResult.ok} requests, ${upResult.failed} failed ${JSON.stringify(upResult.errors)}, p99 ${upResult.latencyMs.p99} ms, max ${upResult.latencyMs.max} ms`,
+  );
 
   const slow = request({ port, path: '/slow?ms=2000' });
   await new Promise((r) => setTimeout(r, 300));
   const stop = timed(() => c.run('systemctl', 'stop', unit));
-  const slowRes = await slow.then((r) => r.status, (e) => e.code);
+  const slowRes = await slow.then(
+    (r) => r.status,
+    (e) => e.code,
+  );
   const props = ['Result', 'ExecMainStatus', 'ExecMainCode'].map((p) => `${p}=${show(c, unit, p)}`).join(' ');
-  check('supervisor: systemctl stop drains (after the supervisor upgrade)', stop.status === 0 && slowRes === 200 && show(c, unit, 'Result') === 'success' && show(c, unit, 'ActiveState') === 'inactive',
-    `exit ${stop.status} in ${stop.ms} ms; a 2 s request in flight → ${slowRes}; ${props}`, unit);
+  check(
+    'supervisor: systemctl stop drains (after the supervisor upgrade)',
+    stop.status === 0 && slowRes === 200 && show(c, unit, 'Result') === 'success' && show(c, unit, 'ActiveState') === 'inactive',
+    `exit ${stop.status} in ${stop.ms} ms; a 2 s request in flight → ${slowRes}; ${props}`,
+    unit,
+  );
 }
 
 /**
@@ -204,10 +267,15 @@ async function activatedSupervisorUnit(c) {
   const behaviour = join(ROOTFS, 'var/lib/grace-behaviour');
   writeFileSync(behaviour, 'ok');
   const unit = 'app-sup.service';
-  installUnit('app-sup.socket', `[Socket]
+  installUnit(
+    'app-sup.socket',
+    `[Socket]
 ListenStream=127.0.0.1:${port}
-`);
-  installUnit(unit, `[Unit]
+`,
+  );
+  installUnit(
+    unit,
+    `[Unit]
 Requires=app-sup.socket
 After=app-sup.socket
 [Service]
@@ -222,14 +290,24 @@ ExecStop=/bin/sh -c 'kill -TERM $MAINPID; while kill -0 $MAINPID 2>/dev/null; do
 RuntimeDirectory=app-sup
 KillMode=mixed
 TimeoutStopSec=45
-`);
+`,
+  );
   c.run('systemctl', 'daemon-reload');
   const label = 'supervisor socket-activated (app-sup.socket), Type=notify';
   c.run('systemctl', 'start', 'app-sup.socket');
-  const first = await request({ port, timeout: 15_000 }).then((r) => r.json, (e) => ({ error: e.code }));
+  const first = await request({ port, timeout: 15_000 }).then(
+    (r) => r.json,
+    (e) => ({ error: e.code }),
+  );
   const mainPid = show(c, unit, 'MainPID');
-  check(`${label}: the first connection starts it`, typeof first.pid === 'number' && show(c, unit, 'ActiveState') === 'active' && show(c, unit, 'StatusText').startsWith('serving, generation 1, 2 workers'),
-    `GET / → worker ${first.pid ?? first.error}, unit ${show(c, unit, 'ActiveState')}, MainPID ${mainPid}, StatusText "${show(c, unit, 'StatusText')}"`, unit);
+  check(
+    `${label}: the first connection starts it`,
+    typeof first.pid === 'number' &&
+      show(c, unit, 'ActiveState') === 'active' &&
+      show(c, unit, 'StatusText').startsWith('serving, generation 1, 2 workers'),
+    `GET / → worker ${first.pid ?? first.error}, unit ${show(c, unit, 'ActiveState')}, MainPID ${mainPid}, StatusText "${show(c, unit, 'StatusText')}"`,
+    unit,
+  );
 
   const underLoad = async (what, action) => {
     const load = startLoad({ port, connections: 20, latency: true });
@@ -239,50 +317,101 @@ TimeoutStopSec=45
     await waitFor(() => load.stats.ok > okBefore + 300, { what: `load to flow after ${what}` });
     return { outcome, result: await load.stop() };
   };
-  const figures = (r) => `${r.ok} requests, ${r.failed} failed ${JSON.stringify(r.errors)}, latency p50/p99/max ${r.latencyMs.p50}/${r.latencyMs.p99}/${r.latencyMs.max} ms`;
+  const figures = (r) =>
+    `${r.ok} requests, ${r.failed} failed ${JSON.stringify(r.errors)}, latency p50/p99/max ${r.latencyMs.p50}/${r.latencyMs.p99}/${r.latencyMs.max} ms`;
 
   const reloads = await underLoad('3 reloads', async () => {
     const rounds = [];
     for (let i = 0; i < 3; i++) rounds.push(await timedAsync(() => c.runAsync('systemctl', 'reload', unit)));
     return rounds;
   });
-  check(`${label}: 3 × systemctl reload under load`, reloads.outcome.every((r) => r.status === 0) && reloads.result.failed === 0 && show(c, unit, 'MainPID') === mainPid,
-    `reload exits ${reloads.outcome.map((r) => r.status).join('/')} in ${reloads.outcome.map((r) => r.ms).join('/')} ms, MainPID unchanged: ${show(c, unit, 'MainPID') === mainPid}; ${figures(reloads.result)}`);
+  check(
+    `${label}: 3 × systemctl reload under load`,
+    reloads.outcome.every((r) => r.status === 0) && reloads.result.failed === 0 && show(c, unit, 'MainPID') === mainPid,
+    `reload exits ${reloads.outcome.map((r) => r.status).join('/')} in ${reloads.outcome.map((r) => r.ms).join('/')} ms, MainPID unchanged: ${show(c, unit, 'MainPID') === mainPid}; ${figures(reloads.result)}`,
+  );
 
   const restart = await underLoad('a restart', () => timedAsync(() => c.runAsync('systemctl', 'restart', unit)));
   const afterRestart = show(c, unit, 'MainPID');
-  check(`${label}: systemctl restart under load`, restart.outcome.status === 0 && restart.result.failed === 0 && afterRestart !== mainPid && show(c, unit, 'ActiveState') === 'active',
-    `exit ${restart.outcome.status} in ${restart.outcome.ms} ms, MainPID ${mainPid}→${afterRestart}; connects waited in the socket's backlog: ${figures(restart.result)}`);
+  check(
+    `${label}: systemctl restart under load`,
+    restart.outcome.status === 0 && restart.result.failed === 0 && afterRestart !== mainPid && show(c, unit, 'ActiveState') === 'active',
+    `exit ${restart.outcome.status} in ${restart.outcome.ms} ms, MainPID ${mainPid}→${afterRestart}; connects waited in the socket's backlog: ${figures(restart.result)}`,
+  );
 
-  const upgrade = await underLoad('a supervisor upgrade', () => timedAsync(() => c.runAsync(...CLI.split(' '), 'upgrade', '--supervisor', '--pid-file', '/run/app-sup/app.pid')));
+  const upgrade = await underLoad('a supervisor upgrade', () =>
+    timedAsync(() => c.runAsync(...CLI.split(' '), 'upgrade', '--supervisor', '--pid-file', '/run/app-sup/app.pid')),
+  );
   const newMain = show(c, unit, 'MainPID');
-  const oldGone = await waitFor(() => c.run('kill', '-0', afterRestart).status !== 0, { timeout: 30_000, what: 'the old supervisor to exit' }).then(() => true, () => false);
+  const oldGone = await waitFor(() => c.run('kill', '-0', afterRestart).status !== 0, {
+    timeout: 30_000,
+    what: 'the old supervisor to exit',
+  }).then(
+    () => true,
+    () => false,
+  );
   const pidFile = c.run('cat', '/run/app-sup/app.pid').stdout.trim();
-  check(`${label}: grace-restart upgrade --supervisor under load`, upgrade.outcome.status === 0 && upgrade.result.failed === 0 && newMain !== afterRestart && pidFile === newMain && oldGone && show(c, unit, 'ActiveState') === 'active',
-    `exit ${upgrade.outcome.status} in ${upgrade.outcome.ms} ms (${upgrade.outcome.stdout.trim()}); MainPID ${afterRestart}→${newMain}, PID file ${pidFile}, old supervisor exited: ${oldGone}, unit ${show(c, unit, 'ActiveState')}; ${figures(upgrade.result)}`);
+  check(
+    `${label}: grace-restart upgrade --supervisor under load`,
+    upgrade.outcome.status === 0 &&
+      upgrade.result.failed === 0 &&
+      newMain !== afterRestart &&
+      pidFile === newMain &&
+      oldGone &&
+      show(c, unit, 'ActiveState') === 'active',
+    `exit ${upgrade.outcome.status} in ${upgrade.outcome.ms} ms (${upgrade.outcome.stdout.trim()}); MainPID ${afterRestart}→${newMain}, PID file ${pidFile}, old supervisor exited: ${oldGone}, unit ${show(c, unit, 'ActiveState')}; ${figures(upgrade.result)}`,
+  );
   const reloadAfter = timed(() => c.run('systemctl', 'reload', unit));
-  check(`${label}: systemctl reload after the supervisor upgrade`, reloadAfter.status === 0 && show(c, unit, 'StatusText').startsWith('serving, generation 3'),
-    `exit ${reloadAfter.status} in ${reloadAfter.ms} ms, StatusText "${show(c, unit, 'StatusText')}"`);
+  check(
+    `${label}: systemctl reload after the supervisor upgrade`,
+    reloadAfter.status === 0 && show(c, unit, 'StatusText').startsWith('serving, generation 3'),
+    `exit ${reloadAfter.status} in ${reloadAfter.ms} ms, StatusText "${show(c, unit, 'StatusText')}"`,
+  );
 
   // A stop while a reload waits for a new release that boots slowly.
   writeFileSync(behaviour, 'slow-boot:5000');
   c.run('systemctl', 'reload', '--no-block', unit);
   // Once the supervisor works on it (its RELOADING=1 status): a stop within the first ~0.1 s, while
   // node itself still starts the `grace-restart upgrade` process, kills it before it can answer.
-  const reloading = await waitFor(() => show(c, unit, 'ActiveState') === 'reloading' && show(c, unit, 'StatusText').startsWith('upgrading to generation'), { timeout: 10_000, what: 'the reload to run' }).then(() => true, () => false);
+  const reloading = await waitFor(
+    () => show(c, unit, 'ActiveState') === 'reloading' && show(c, unit, 'StatusText').startsWith('upgrading to generation'),
+    { timeout: 10_000, what: 'the reload to run' },
+  ).then(
+    () => true,
+    () => false,
+  );
   const stopDuringReload = timed(() => c.run('systemctl', 'stop', unit));
   writeFileSync(behaviour, 'ok');
-  check(`${label}: systemctl stop while a reload is in flight`, reloading && stopDuringReload.status === 0 && show(c, unit, 'ActiveState') === 'inactive' && show(c, unit, 'Result') === 'success',
-    `reloading seen: ${reloading}; stop exit ${stopDuringReload.status} in ${stopDuringReload.ms} ms; unit ${show(c, unit, 'ActiveState')}, Result=${show(c, unit, 'Result')}`, unit);
+  check(
+    `${label}: systemctl stop while a reload is in flight`,
+    reloading && stopDuringReload.status === 0 && show(c, unit, 'ActiveState') === 'inactive' && show(c, unit, 'Result') === 'success',
+    `reloading seen: ${reloading}; stop exit ${stopDuringReload.status} in ${stopDuringReload.ms} ms; unit ${show(c, unit, 'ActiveState')}, Result=${show(c, unit, 'Result')}`,
+    unit,
+  );
 
-  const again = await request({ port, timeout: 15_000 }).then((r) => r.json?.pid, (e) => e.code);
+  const again = await request({ port, timeout: 15_000 }).then(
+    (r) => r.json?.pid,
+    (e) => e.code,
+  );
   const slow = request({ port, path: '/slow?ms=2000' });
-  await waitFor(() => show(c, unit, 'ActiveState') === 'active', { timeout: 10_000, what: 'the unit to be active again' }).catch(() => undefined);
+  await waitFor(() => show(c, unit, 'ActiveState') === 'active', { timeout: 10_000, what: 'the unit to be active again' }).catch(
+    () => undefined,
+  );
   await new Promise((r) => setTimeout(r, 300));
   const stop = timed(() => c.run('systemctl', 'stop', unit));
-  const slowRes = await slow.then((r) => r.status, (e) => e.code);
-  check(`${label}: next connection activates it again; systemctl stop drains`, typeof again === 'number' && stop.status === 0 && slowRes === 200 && show(c, unit, 'ActiveState') === 'inactive' && show(c, unit, 'Result') === 'success',
-    `GET / → ${again}; stop exit ${stop.status} in ${stop.ms} ms, a 2 s request in flight → ${slowRes}, unit ${show(c, unit, 'ActiveState')}, Result=${show(c, unit, 'Result')}`);
+  const slowRes = await slow.then(
+    (r) => r.status,
+    (e) => e.code,
+  );
+  check(
+    `${label}: next connection activates it again; systemctl stop drains`,
+    typeof again === 'number' &&
+      stop.status === 0 &&
+      slowRes === 200 &&
+      show(c, unit, 'ActiveState') === 'inactive' &&
+      show(c, unit, 'Result') === 'success',
+    `GET / → ${again}; stop exit ${stop.status} in ${stop.ms} ms, a 2 s request in flight → ${slowRes}, unit ${show(c, unit, 'ActiveState')}, Result=${show(c, unit, 'Result')}`,
+  );
   c.run('systemctl', 'stop', 'app-sup.socket');
 }
 
@@ -290,7 +419,9 @@ TimeoutStopSec=45
 async function coreNotifyUnit(c) {
   const port = await freePort();
   const unit = 'app-core-notify.service';
-  installUnit(unit, `[Service]
+  installUnit(
+    unit,
+    `[Service]
 Type=notify
 NotifyAccess=all
 WatchdogSec=3
@@ -300,61 +431,96 @@ ExecStart=/usr/local/bin/node dist/server.js
 ExecReload=/bin/kill -USR2 $MAINPID
 ExecStop=/bin/sh -c 'kill -TERM $MAINPID; while kill -0 $MAINPID 2>/dev/null; do sleep 0.2; done'
 TimeoutStopSec=45
-`);
+`,
+  );
   c.run('systemctl', 'daemon-reload');
-  const label = 'self-upgrade, Type=notify with core\'s own sd_notify, WatchdogSec=3';
+  const label = "self-upgrade, Type=notify with core's own sd_notify, WatchdogSec=3";
   const start = timed(() => c.run('systemctl', 'start', unit));
   let mainPid = show(c, unit, 'MainPID');
-  check(`${label}: start waits for READY=1`, start.status === 0 && show(c, unit, 'ActiveState') === 'active' && show(c, unit, 'StatusText') === 'serving, generation 1',
-    `exit ${start.status} in ${start.ms} ms, MainPID ${mainPid}, StatusText "${show(c, unit, 'StatusText')}"`);
+  check(
+    `${label}: start waits for READY=1`,
+    start.status === 0 && show(c, unit, 'ActiveState') === 'active' && show(c, unit, 'StatusText') === 'serving, generation 1',
+    `exit ${start.status} in ${start.ms} ms, MainPID ${mainPid}, StatusText "${show(c, unit, 'StatusText')}"`,
+  );
   const load = startLoad({ port, connections: 20, latency: true });
   await waitFor(() => load.stats.ok > 300, { what: 'load to flow' });
   const moves = [];
   for (let i = 0; i < 3; i++) {
     const before = mainPid;
     await c.runAsync('systemctl', 'reload', unit);
-    const now = await waitFor(() => {
-      const p = show(c, unit, 'MainPID');
-      return p !== before && p !== '0' && c.run('kill', '-0', before).status !== 0 && p;
-    }, { timeout: 30_000, what: 'MainPID to move to the successor' }).catch(() => undefined);
+    const now = await waitFor(
+      () => {
+        const p = show(c, unit, 'MainPID');
+        return p !== before && p !== '0' && c.run('kill', '-0', before).status !== 0 && p;
+      },
+      { timeout: 30_000, what: 'MainPID to move to the successor' },
+    ).catch(() => undefined);
     moves.push(`${before}→${now}`);
     if (now) mainPid = now;
   }
   // Longer than WatchdogSec: the pings of the last generation keep the unit alive.
   await new Promise((r) => setTimeout(r, 4000));
   const result = await load.stop();
-  check(`${label}: 3 upgrades under load, MAINPID from the handover, watchdog kept`, !moves.some((m) => m.endsWith('undefined')) && result.failed === 0 && show(c, unit, 'ActiveState') === 'active' && show(c, unit, 'StatusText') === 'serving, generation 4',
-    `MainPID ${moves.join(', ')}, unit ${show(c, unit, 'ActiveState')}, StatusText "${show(c, unit, 'StatusText')}", NRestarts=${show(c, unit, 'NRestarts')}; ${result.ok} requests, ${result.failed} failed, p99 ${result.latencyMs.p99} ms`);
+  check(
+    `${label}: 3 upgrades under load, MAINPID from the handover, watchdog kept`,
+    !moves.some((m) => m.endsWith('undefined')) &&
+      result.failed === 0 &&
+      show(c, unit, 'ActiveState') === 'active' &&
+      show(c, unit, 'StatusText') === 'serving, generation 4',
+    `MainPID ${moves.join(', ')}, unit ${show(c, unit, 'ActiveState')}, StatusText "${show(c, unit, 'StatusText')}", NRestarts=${show(c, unit, 'NRestarts')}; ${result.ok} requests, ${result.failed} failed, p99 ${result.latencyMs.p99} ms`,
+  );
   const stop = timed(() => c.run('systemctl', 'stop', unit));
-  check(`${label}: stop`, stop.status === 0 && show(c, unit, 'Result') === 'success', `exit ${stop.status} in ${stop.ms} ms, Result=${show(c, unit, 'Result')}`);
+  check(
+    `${label}: stop`,
+    stop.status === 0 && show(c, unit, 'Result') === 'success',
+    `exit ${stop.status} in ${stop.ms} ms, Result=${show(c, unit, 'Result')}`,
+  );
 }
 
 /** The supervisor as Type=simple: it runs, but cannot be replaced (systemd would stop the unit). */
 async function simpleSupervisorUnit(c) {
   const port = await freePort();
   const unit = 'app-sup-simple.service';
-  installUnit(unit, `[Service]
+  installUnit(
+    unit,
+    `[Service]
 Type=simple
 WorkingDirectory=${REPO}/examples/fastify
 Environment=PORT=${port} HOST=127.0.0.1
 ExecStart=${CLI} run --workers 1 --pid-file /run/app-sup-simple/app.pid -- node dist/server.js
 RuntimeDirectory=app-sup-simple
 KillMode=mixed
-`);
+`,
+  );
   c.run('systemctl', 'daemon-reload');
   c.run('systemctl', 'start', unit);
-  await waitFor(() => request({ port, timeout: 2000 }).then((r) => r.status === 200, () => false), { what: `${unit} to serve` });
+  await waitFor(
+    () =>
+      request({ port, timeout: 2000 }).then(
+        (r) => r.status === 200,
+        () => false,
+      ),
+    { what: `${unit} to serve` },
+  );
   const mainPid = show(c, unit, 'MainPID');
   const refused = c.run(...CLI.split(' '), 'upgrade', '--supervisor', '--pid-file', '/run/app-sup-simple/app.pid');
-  check('supervisor, Type=simple: upgrade --supervisor is refused with the reason', refused.status === 1 && /Type=notify/.test(refused.stdout) && show(c, unit, 'MainPID') === mainPid && show(c, unit, 'ActiveState') === 'active',
-    `exit ${refused.status}: ${refused.stdout.trim()}; MainPID still ${show(c, unit, 'MainPID')}`);
+  check(
+    'supervisor, Type=simple: upgrade --supervisor is refused with the reason',
+    refused.status === 1 &&
+      /Type=notify/.test(refused.stdout) &&
+      show(c, unit, 'MainPID') === mainPid &&
+      show(c, unit, 'ActiveState') === 'active',
+    `exit ${refused.status}: ${refused.stdout.trim()}; MainPID still ${show(c, unit, 'MainPID')}`,
+  );
   c.run('systemctl', 'stop', unit);
 }
 
 /** The old docs' recipe: Type=forking + PIDFile for a process that never forks. */
 async function forkingUnit(c) {
   const port = await freePort();
-  installUnit('app-forking.service', `[Service]
+  installUnit(
+    'app-forking.service',
+    `[Service]
 Type=forking
 PIDFile=/run/app-forking/app.pid
 Environment=PORT=${port} HOST=127.0.0.1 PID_FILE=/run/app-forking/app.pid
@@ -362,31 +528,53 @@ ExecStart=/usr/local/bin/node ${REPO}/test/systemd/notify-app.mjs
 ExecReload=/bin/kill -USR2 $MAINPID
 RuntimeDirectory=app-forking
 TimeoutStartSec=10
-`);
+`,
+  );
   c.run('systemctl', 'daemon-reload');
   const start = timed(() => c.run('systemctl', 'start', 'app-forking.service'));
-  check('self-upgrade, Type=forking + PIDFile (the old recipe): does not start', start.status !== 0,
-    `systemctl start exit ${start.status} after ${start.ms} ms, Result=${show(c, 'app-forking.service', 'Result')}: systemd waits for ExecStart's process to exit (fork), which never happens`);
+  check(
+    'self-upgrade, Type=forking + PIDFile (the old recipe): does not start',
+    start.status !== 0,
+    `systemctl start exit ${start.status} after ${start.ms} ms, Result=${show(c, 'app-forking.service', 'Result')}: systemd waits for ExecStart's process to exit (fork), which never happens`,
+  );
   c.run('systemctl', 'stop', 'app-forking.service');
 }
 
 /** Type=simple with a self-upgrading app: the unit dies with its original process. */
 async function simpleSelfUpgrade(c) {
   const port = await freePort();
-  installUnit('app-simple.service', `[Service]
+  installUnit(
+    'app-simple.service',
+    `[Service]
 Type=simple
 Environment=PORT=${port} HOST=127.0.0.1
 ExecStart=/usr/local/bin/node ${REPO}/test/systemd/notify-app.mjs
 ExecReload=/bin/kill -USR2 $MAINPID
-`);
+`,
+  );
   c.run('systemctl', 'daemon-reload');
   c.run('systemctl', 'start', 'app-simple.service');
-  await waitFor(() => request({ port, timeout: 2000 }).then((r) => r.status === 200, () => false), { what: 'app-simple to serve' });
+  await waitFor(
+    () =>
+      request({ port, timeout: 2000 }).then(
+        (r) => r.status === 200,
+        () => false,
+      ),
+    { what: 'app-simple to serve' },
+  );
   c.run('systemctl', 'reload', 'app-simple.service');
-  await waitFor(() => show(c, 'app-simple.service', 'ActiveState') !== 'active', { timeout: 15_000, what: 'app-simple to stop' }).catch(() => undefined);
-  const serves = await request({ port, timeout: 2000 }).then((r) => r.status, (e) => e.code);
-  check('self-upgrade, Type=simple: the first upgrade stops the unit', show(c, 'app-simple.service', 'ActiveState') !== 'active',
-    `after systemctl reload: unit ${show(c, 'app-simple.service', 'ActiveState')}, GET / → ${serves} (the successor was killed with the unit's cgroup)`);
+  await waitFor(() => show(c, 'app-simple.service', 'ActiveState') !== 'active', { timeout: 15_000, what: 'app-simple to stop' }).catch(
+    () => undefined,
+  );
+  const serves = await request({ port, timeout: 2000 }).then(
+    (r) => r.status,
+    (e) => e.code,
+  );
+  check(
+    'self-upgrade, Type=simple: the first upgrade stops the unit',
+    show(c, 'app-simple.service', 'ActiveState') !== 'active',
+    `after systemctl reload: unit ${show(c, 'app-simple.service', 'ActiveState')}, GET / → ${serves} (the successor was killed with the unit's cgroup)`,
+  );
   c.run('systemctl', 'stop', 'app-simple.service');
 }
 
@@ -395,11 +583,16 @@ async function notifyUnit(c, { socket }) {
   const port = await freePort();
   const unit = socket ? 'app-activated.service' : 'app-notify.service';
   if (socket) {
-    installUnit('app-activated.socket', `[Socket]
+    installUnit(
+      'app-activated.socket',
+      `[Socket]
 ListenStream=127.0.0.1:${port}
-`);
+`,
+    );
   }
-  installUnit(unit, `[Service]
+  installUnit(
+    unit,
+    `[Service]
 Type=notify
 NotifyAccess=all
 Environment=PORT=${port} HOST=127.0.0.1
@@ -409,13 +602,27 @@ ExecReload=/bin/kill -USR2 $MAINPID
 # exit (with cgroup v1 inside a container it does not), and would SIGKILL it mid-drain.
 ExecStop=/bin/sh -c 'kill -TERM $MAINPID; while kill -0 $MAINPID 2>/dev/null; do sleep 0.2; done'
 TimeoutStopSec=45
-`);
+`,
+  );
   c.run('systemctl', 'daemon-reload');
-  const label = socket ? 'socket-activated (.socket unit, no FileDescriptorName=), Type=notify' : 'self-upgrade, Type=notify + NotifyAccess=all';
+  const label = socket
+    ? 'socket-activated (.socket unit, no FileDescriptorName=), Type=notify'
+    : 'self-upgrade, Type=notify + NotifyAccess=all';
   const start = timed(() => c.run('systemctl', 'start', socket ? 'app-activated.socket' : unit));
-  const first = await waitFor(() => request({ port, timeout: 5000 }).then((r) => r.status === 200 && r.json, () => false), { what: `${unit} to serve` });
+  const first = await waitFor(
+    () =>
+      request({ port, timeout: 5000 }).then(
+        (r) => r.status === 200 && r.json,
+        () => false,
+      ),
+    { what: `${unit} to serve` },
+  );
   let mainPid = show(c, unit, 'MainPID');
-  check(`${label}: start`, start.status === 0 && show(c, unit, 'ActiveState') === 'active', `systemctl start exit ${start.status} in ${start.ms} ms; first GET served by pid ${first.pid}, MainPID ${mainPid}${socket ? ', started by the first connection' : ''}`);
+  check(
+    `${label}: start`,
+    start.status === 0 && show(c, unit, 'ActiveState') === 'active',
+    `systemctl start exit ${start.status} in ${start.ms} ms; first GET served by pid ${first.pid}, MainPID ${mainPid}${socket ? ', started by the first connection' : ''}`,
+  );
 
   const load = startLoad({ port, connections: 20 });
   await waitFor(() => load.stats.ok > 300, { what: 'load to flow' });
@@ -424,30 +631,48 @@ TimeoutStopSec=45
     const before = mainPid;
     const r = timed(() => c.run('systemctl', 'reload', unit));
     // ExecReload only sends SIGUSR2: the upgrade completes after systemctl returns.
-    const now = await waitFor(() => {
-      const p = show(c, unit, 'MainPID');
-      return p !== before && p !== '0' && c.run('kill', '-0', before).status !== 0 && p;
-    }, { timeout: 30_000, what: 'MainPID to move to the successor and the old process to exit' }).catch(() => undefined);
+    const now = await waitFor(
+      () => {
+        const p = show(c, unit, 'MainPID');
+        return p !== before && p !== '0' && c.run('kill', '-0', before).status !== 0 && p;
+      },
+      { timeout: 30_000, what: 'MainPID to move to the successor and the old process to exit' },
+    ).catch(() => undefined);
     rounds.push({ status: r.status, from: before, to: now, active: show(c, unit, 'ActiveState') });
     if (now) mainPid = now;
     const okBefore = load.stats.ok;
     await waitFor(() => load.stats.ok > okBefore + 300, { what: 'load to flow after the upgrade' });
   }
   const result = await load.stop();
-  check(`${label}: 3 × systemctl reload under load`, rounds.every((r) => r.status === 0 && r.to && r.active === 'active') && result.failed === 0,
-    `MainPID ${rounds.map((r) => `${r.from}→${r.to}`).join(', ')}, unit ${rounds.map((r) => r.active).join('/')}; ${result.ok} requests, ${result.failed} failed ${JSON.stringify(result.errors)}`);
+  check(
+    `${label}: 3 × systemctl reload under load`,
+    rounds.every((r) => r.status === 0 && r.to && r.active === 'active') && result.failed === 0,
+    `MainPID ${rounds.map((r) => `${r.from}→${r.to}`).join(', ')}, unit ${rounds.map((r) => r.active).join('/')}; ${result.ok} requests, ${result.failed} failed ${JSON.stringify(result.errors)}`,
+  );
 
   const slow = request({ port, path: '/slow' });
   await new Promise((r) => setTimeout(r, 300));
   const stop = timed(() => c.run('systemctl', 'stop', unit));
-  const slowRes = await slow.then((r) => r.status, (e) => e.code);
-  check(`${label}: systemctl stop drains`, stop.status === 0 && slowRes === 200 && show(c, unit, 'Result') === 'success',
-    `exit ${stop.status} in ${stop.ms} ms; a 2 s request in flight → ${slowRes}; Result=${show(c, unit, 'Result')} ExecMainStatus=${show(c, unit, 'ExecMainStatus')}`);
+  const slowRes = await slow.then(
+    (r) => r.status,
+    (e) => e.code,
+  );
+  check(
+    `${label}: systemctl stop drains`,
+    stop.status === 0 && slowRes === 200 && show(c, unit, 'Result') === 'success',
+    `exit ${stop.status} in ${stop.ms} ms; a 2 s request in flight → ${slowRes}; Result=${show(c, unit, 'Result')} ExecMainStatus=${show(c, unit, 'ExecMainStatus')}`,
+  );
   if (socket) {
     // The socket unit still listens: the next connection starts the service again.
-    const again = await request({ port, timeout: 10_000 }).then((r) => r.json?.pid, (e) => e.code);
-    check(`${label}: the next connection after a stop activates it again`, typeof again === 'number' && show(c, unit, 'ActiveState') === 'active',
-      `GET / → pid ${again}, unit ${show(c, unit, 'ActiveState')}`);
+    const again = await request({ port, timeout: 10_000 }).then(
+      (r) => r.json?.pid,
+      (e) => e.code,
+    );
+    check(
+      `${label}: the next connection after a stop activates it again`,
+      typeof again === 'number' && show(c, unit, 'ActiveState') === 'active',
+      `GET / → pid ${again}, unit ${show(c, unit, 'ActiveState')}`,
+    );
     c.run('systemctl', 'stop', unit, 'app-activated.socket');
   }
 }

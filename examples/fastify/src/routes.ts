@@ -25,7 +25,9 @@ function countBytes(_req: unknown, payload: IncomingMessage, done: (err: Error |
 const echo: FastifyPluginAsync = async (scope) => {
   scope.removeAllContentTypeParsers();
   scope.addContentTypeParser('*', countBytes);
-  scope.post('/echo', { bodyLimit: ECHO_LIMIT }, async (request) => ({ bytes: (request.body as { bytes: number } | undefined)?.bytes ?? 0 }));
+  scope.post('/echo', { bodyLimit: ECHO_LIMIT }, async (request) => ({
+    bytes: (request.body as { bytes: number } | undefined)?.bytes ?? 0,
+  }));
 };
 
 export function registerRoutes(app: FastifyInstance, version: string): void {

@@ -73,7 +73,8 @@ const MAX_DURATION = 2 ** 31 - 1;
 
 function integer(value: string | undefined, flag: string, fallback: number, max = MAX_DURATION): number {
   if (value === undefined) return fallback;
-  if (!/^[0-9]+$/.test(value) || Number(value) > max) throw new UsageError(`${flag} must be a whole number from 0 to ${max}, got "${value}"`);
+  if (!/^[0-9]+$/.test(value) || Number(value) > max)
+    throw new UsageError(`${flag} must be a whole number from 0 to ${max}, got "${value}"`);
   return Number(value);
 }
 
@@ -97,15 +98,24 @@ async function main(argv: string[]): Promise<number> {
  * util.parseArgs with messages for people: an unknown or misspelled flag is named with the
  * command's own flags, instead of parseArgs' raw text.
  */
-function parseFlags<O extends NonNullable<ParseArgsConfig['options']>>(command: string, args: string[], options: O, allowPositionals = false) {
+function parseFlags<O extends NonNullable<ParseArgsConfig['options']>>(
+  command: string,
+  args: string[],
+  options: O,
+  allowPositionals = false,
+) {
   try {
     return parseArgs({ args, options, allowPositionals, strict: true });
   } catch (error) {
     const message = (error as Error).message;
     const flag = /'([^']+)'/.exec(message)?.[1];
-    const known = Object.keys(options).map((name) => `--${name}`).join(', ');
+    const known = Object.keys(options)
+      .map((name) => `--${name}`)
+      .join(', ');
     if ((error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-      throw new UsageError(`unknown option ${flag ?? ''} for "${command}"; its options are ${known}${command === 'run' ? ', then -- and the command' : ''}`);
+      throw new UsageError(
+        `unknown option ${flag ?? ''} for "${command}"; its options are ${known}${command === 'run' ? ', then -- and the command' : ''}`,
+      );
     }
     if ((error as { code?: string }).code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
       throw new UsageError(`option ${flag ?? ''} of "${command}" needs a value`);
@@ -139,7 +149,8 @@ async function run(argv: string[]): Promise<number> {
   const workers = values.workers === 'auto' ? availableParallelism() : integer(values.workers, '--workers', 1, 256);
   if (workers < 1) throw new UsageError('--workers must be at least 1');
   const level = values['log-level'] ?? 'info';
-  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(level)) throw new UsageError(`--log-level must be debug, info, warn, error or silent, got "${level}"`);
+  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(level))
+    throw new UsageError(`--log-level must be debug, info, warn, error or silent, got "${level}"`);
   const logger = createJsonLogger(level as 'info');
   let command;
   try {
@@ -154,13 +165,17 @@ async function run(argv: string[]): Promise<number> {
   // Socket activation: taken out of the environment, so workers get only what the supervisor gives them.
   const activation = takeInheritedListeners(process.env, process.pid);
   for (const problem of activation.problems) logger.warn({}, problem);
-  if (activation.fds.length > 0) logger.info({ listeners: activation.fds }, 'socket activation: every worker serves on the inherited sockets');
+  if (activation.fds.length > 0)
+    logger.info({ listeners: activation.fds }, 'socket activation: every worker serves on the inherited sockets');
   // systemd's notify socket is the supervisor's: taken out of the environment, workers never see it.
   const notifyEnv = takeNotifyEnv(process.env, process.pid);
   for (const problem of notifyEnv.problems) logger.warn({}, problem);
   const notifier = createServiceNotifier(notifyEnv, logger);
   // Started by the supervisor this one replaces (grace-restart upgrade --supervisor): it waits for our ready report.
-  const predecessor = takeHandoffEnv(process.env, activation.fds.map((l) => l.fd));
+  const predecessor = takeHandoffEnv(
+    process.env,
+    activation.fds.map((l) => l.fd),
+  );
   for (const problem of predecessor.problems) logger.warn({}, problem);
   const readyTimeout = integer(values['ready-timeout'], '--ready-timeout', 30_000);
   const killTimeout = integer(values['kill-timeout'], '--kill-timeout', 5_000);
@@ -274,7 +289,8 @@ async function run(argv: string[]): Promise<number> {
   if (supervisor.state === 'running') {
     // The supervisor that started this one names it systemd's main process once it lets go.
     const handedOver = predecessor.readyFd !== undefined && reportReady(predecessor.readyFd);
-    if (predecessor.readyFd !== undefined && !handedOver) logger.warn({ parentPid: predecessor.parentPid }, 'the supervisor that started this one is gone: serving alone');
+    if (predecessor.readyFd !== undefined && !handedOver)
+      logger.warn({ parentPid: predecessor.parentPid }, 'the supervisor that started this one is gone: serving alone');
     if (!handedOver) notifier?.send(['READY=1', `MAINPID=${process.pid}`, `STATUS=${serving()}`]);
     notifier?.startWatchdog();
   }
@@ -282,7 +298,11 @@ async function run(argv: string[]): Promise<number> {
   return new Promise<number>(() => undefined);
 }
 
-async function targetPid(values: { 'pid-file'?: string | undefined; pid?: string | undefined; 'control-dir'?: string | undefined }): Promise<number> {
+async function targetPid(values: {
+  'pid-file'?: string | undefined;
+  pid?: string | undefined;
+  'control-dir'?: string | undefined;
+}): Promise<number> {
   if (values.pid !== undefined && values['pid-file'] !== undefined) throw new UsageError('give --pid or --pid-file, not both');
   if (values.pid === undefined && values['pid-file'] === undefined) {
     const dir = values['control-dir'] ?? defaultControlDirectory();
@@ -299,7 +319,9 @@ async function targetPid(values: { 'pid-file'?: string | undefined; pid?: string
     // elsewhere: never signalled, only asked on its control socket.
     const initSocket = pid === 1 ? controlSocketPath(1, values['control-dir']) : undefined;
     if (initSocket !== undefined && !existsSync(initSocket)) {
-      throw new UsageError(`--pid 1 has no grace-restart control socket (${initSocket}): it is this machine's or container's init, not a grace-restart process`);
+      throw new UsageError(
+        `--pid 1 has no grace-restart control socket (${initSocket}): it is this machine's or container's init, not a grace-restart process`,
+      );
     }
   } else {
     pid = readPidFile(values['pid-file'] as string);
@@ -327,7 +349,9 @@ function assertCatchesSigusr2(pid: number): void {
   const caught = /^SigCgt:\s*([0-9a-f]+)$/m.exec(status)?.[1];
   const bit = 1n << BigInt(constants.signals.SIGUSR2 - 1);
   if (caught !== undefined && (BigInt(`0x${caught}`) & bit) === 0n) {
-    throw new Error(`process ${pid} does not handle SIGUSR2, so it is not a grace-restart process (stale PID file?); refusing to signal it`);
+    throw new Error(
+      `process ${pid} does not handle SIGUSR2, so it is not a grace-restart process (stale PID file?); refusing to signal it`,
+    );
   }
 }
 
@@ -421,7 +445,9 @@ function stopWaitingOnSignals(pid: number): void {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       const systemdStopping = signal === 'SIGTERM' && process.env['INVOCATION_ID'] !== undefined;
-      process.stdout.write(`grace-restart upgrade: stopped waiting (${signal}); the upgrade of ${pid} is the service's to finish or abort${systemdStopping ? ' (systemd is stopping the unit or gave up on this reload)' : ''}: see grace-restart status\n`);
+      process.stdout.write(
+        `grace-restart upgrade: stopped waiting (${signal}); the upgrade of ${pid} is the service's to finish or abort${systemdStopping ? ' (systemd is stopping the unit or gave up on this reload)' : ''}: see grace-restart status\n`,
+      );
       process.exit(systemdStopping ? 0 : signalExitCode(signal));
     });
   }
@@ -430,11 +456,16 @@ function stopWaitingOnSignals(pid: number): void {
 /** `upgrade --supervisor`: replaces the supervisor process itself, through its control socket. */
 async function upgradeSupervisor(pid: number, socket: string, timeout: number, json: boolean): Promise<number> {
   const response = await askControl(socket, { cmd: 'upgrade-supervisor' }, timeout);
-  if (response === undefined) throw new Error(`process ${pid} has no control socket at ${socket} that answers: it is not a grace-restart run supervisor (or give its --control-dir)`);
+  if (response === undefined)
+    throw new Error(
+      `process ${pid} has no control socket at ${socket} that answers: it is not a grace-restart run supervisor (or give its --control-dir)`,
+    );
   const outcome = response['supervisorUpgrade'] as SupervisorHandoverOutcome | undefined;
   if (json) process.stdout.write(`${JSON.stringify(response)}\n`);
   else if (outcome?.ok === true) {
-    process.stdout.write(`supervisor upgraded: ${outcome.oldPid} -> ${outcome.newPid} in ${outcome.durationMs} ms, serving generation ${outcome.generation}; the old supervisor drains its workers and exits\n`);
+    process.stdout.write(
+      `supervisor upgraded: ${outcome.oldPid} -> ${outcome.newPid} in ${outcome.durationMs} ms, serving generation ${outcome.generation}; the old supervisor drains its workers and exits\n`,
+    );
   } else process.stdout.write(`supervisor upgrade failed, ${pid} serves on: ${String(outcome?.error ?? response['error'])}\n`);
   return response['ok'] === true ? 0 : 1;
 }
@@ -448,13 +479,22 @@ function describeOutcome(outcome: UpgradeOutcome): string {
 }
 
 async function status(argv: string[]): Promise<number> {
-  const { values } = parseFlags('status', argv, { 'pid-file': { type: 'string' }, pid: { type: 'string' }, json: { type: 'boolean' }, 'control-dir': { type: 'string' } });
+  const { values } = parseFlags('status', argv, {
+    'pid-file': { type: 'string' },
+    pid: { type: 'string' },
+    json: { type: 'boolean' },
+    'control-dir': { type: 'string' },
+  });
   const pid = await targetPid(values);
   const socket = controlSocketPath(pid, values['control-dir']);
   const response = await askControl(socket, { cmd: 'status' }, 5_000);
   if (response === undefined) {
     const line = { mode: 'unknown', pid, running: true };
-    process.stdout.write(values.json ? `${JSON.stringify(line)}\n` : `pid ${pid} is running, without a control socket (controlDir: false, or not a grace-restart process)\n`);
+    process.stdout.write(
+      values.json
+        ? `${JSON.stringify(line)}\n`
+        : `pid ${pid} is running, without a control socket (controlDir: false, or not a grace-restart process)\n`,
+    );
     return 0;
   }
   const s = response['status'] as SupervisorStatus | SelfStatus;
@@ -464,10 +504,15 @@ async function status(argv: string[]): Promise<number> {
   }
   if (s.mode === 'self') {
     const parent = s.parentPid === undefined ? '' : `, took over from ${s.parentPid}`;
-    process.stdout.write(`process ${s.pid}: ${s.state}, generation ${s.generation}, up ${Math.round(s.uptimeMs / 1000)}s${parent} (self-upgrading)\n`);
+    process.stdout.write(
+      `process ${s.pid}: ${s.state}, generation ${s.generation}, up ${Math.round(s.uptimeMs / 1000)}s${parent} (self-upgrading)\n`,
+    );
     return 0;
   }
-  const rows = s.workers.map((w) => `  ${String(w.pid).padEnd(8)} ${String(w.slot).padEnd(5)} ${String(w.generation).padEnd(11)} ${w.state.padEnd(9)} ${Math.round(w.uptimeMs / 1000)}s`);
+  const rows = s.workers.map(
+    (w) =>
+      `  ${String(w.pid).padEnd(8)} ${String(w.slot).padEnd(5)} ${String(w.generation).padEnd(11)} ${w.state.padEnd(9)} ${Math.round(w.uptimeMs / 1000)}s`,
+  );
   process.stdout.write(
     [
       `supervisor ${s.pid}: ${s.state}, generation ${s.generation}, up ${Math.round(s.uptimeMs / 1000)}s`,

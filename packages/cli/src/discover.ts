@@ -26,7 +26,9 @@ export async function findRunning(dir: string, ask: (socket: string) => Promise<
     return [];
   }
   const pids = names.map((name) => /^(\d+)\.sock$/.exec(name)?.[1]).filter((pid): pid is string => pid !== undefined);
-  const answers = await Promise.all(pids.map(async (pid) => ({ pid: Number(pid), status: (await ask(join(dir, `${pid}.sock`)).catch(() => undefined))?.['status'] })));
+  const answers = await Promise.all(
+    pids.map(async (pid) => ({ pid: Number(pid), status: (await ask(join(dir, `${pid}.sock`)).catch(() => undefined))?.['status'] })),
+  );
   return answers.flatMap(({ pid, status }) => {
     if (typeof status !== 'object' || status === null) return [];
     const s = status as Partial<Running>;
@@ -40,6 +42,8 @@ export function pickRunning(running: readonly Running[], dir: string): { pid: nu
   const serving = running.filter((r) => SERVING.has(r.state));
   if (serving.length === 1) return { pid: (serving[0] as Running).pid };
   if (serving.length === 0) return { problem: `give --pid-file PATH or --pid N: no grace-restart process of this user answers in ${dir}` };
-  const list = serving.map((r) => `${r.pid} (${r.mode === 'self' ? 'self-upgrading' : 'supervisor'}, ${r.state}, generation ${r.generation})`).join(', ');
+  const list = serving
+    .map((r) => `${r.pid} (${r.mode === 'self' ? 'self-upgrading' : 'supervisor'}, ${r.state}, generation ${r.generation})`)
+    .join(', ');
   return { problem: `${serving.length} grace-restart processes of this user answer in ${dir}: ${list}; give --pid N` };
 }

@@ -50,14 +50,19 @@ export interface SupervisorHandoverOutcome {
  * What the old supervisor hands over: the sockets systemd passed, then those cluster bound;
  * or why it cannot (a unix socket cluster bound).
  */
-export function socketsToHandOver(inherited: readonly InheritedFd[], controlSocket: string): { listeners: HandoffListener[] } | { refusal: string } {
+export function socketsToHandOver(
+  inherited: readonly InheritedFd[],
+  controlSocket: string,
+): { listeners: HandoffListener[] } | { refusal: string } {
   const held = ownListeningSockets();
   const fromSystemd = new Set(inherited.map((l) => l.fd));
   const listeners: HandoffListener[] = inherited.filter((l) => held.has(l.fd)).map((l) => ({ fd: l.fd, name: l.name }));
   for (const [fd, address] of [...held].sort(([a], [b]) => a - b)) {
     if (fromSystemd.has(fd) || (address.kind === 'unix' && address.path === controlSocket)) continue;
     if (address.kind === 'unix') {
-      return { refusal: `the workers listen on the unix socket ${boundPath(address.path)}, which cluster bound and unlinks when the old workers stop: give it to the supervisor by socket activation (a .socket unit) to upgrade the supervisor` };
+      return {
+        refusal: `the workers listen on the unix socket ${boundPath(address.path)}, which cluster bound and unlinks when the old workers stop: give it to the supervisor by socket activation (a .socket unit) to upgrade the supervisor`,
+      };
     }
     listeners.push({ fd, name: boundName(address) });
   }
@@ -112,7 +117,11 @@ export async function startNewSupervisor(options: HandOverOptions): Promise<numb
     const onExit = (code: number | null, sig: NodeJS.Signals | null): void => {
       clearTimeout(timer);
       options.signal.removeEventListener('abort', onAbort);
-      reject(new Error(`the new supervisor ${pid} exited (${sig ?? `exit code ${code}`}) within ${SUPERVISOR_PROBATION_MS} ms of its ready report`));
+      reject(
+        new Error(
+          `the new supervisor ${pid} exited (${sig ?? `exit code ${code}`}) within ${SUPERVISOR_PROBATION_MS} ms of its ready report`,
+        ),
+      );
     };
     const onAbort = (): void => {
       clearTimeout(timer);
@@ -176,10 +185,19 @@ export function createSupervisorUpgrader(deps: SupervisorUpgraderDeps): Supervis
     }
     supervisor.holdUpgrades('the supervisor itself is being upgraded');
     abort = new AbortController();
-    log.info({ trigger, generation: supervisor.generation }, 'supervisor upgrade started: starting a new supervisor with the listening sockets');
+    log.info(
+      { trigger, generation: supervisor.generation },
+      'supervisor upgrade started: starting a new supervisor with the listening sockets',
+    );
     notifier?.send(reloadingFields('upgrading the supervisor'));
     try {
-      const newPid = await startNewSupervisor({ ...deps, listeners: sockets.listeners, generation: supervisor.generation, env: notifier?.env, signal: abort.signal });
+      const newPid = await startNewSupervisor({
+        ...deps,
+        listeners: sockets.listeners,
+        generation: supervisor.generation,
+        env: notifier?.env,
+        signal: abort.signal,
+      });
       // systemd follows the new supervisor before this one's exit can end the unit.
       notifier?.stopWatchdog();
       notifier?.send([`MAINPID=${newPid}`, 'READY=1', `STATUS=supervisor ${newPid} serving generation ${supervisor.generation + 1}`]);
@@ -227,9 +245,11 @@ const CONTAINER_INITS = new Set(['tini', 'docker-init', 'dumb-init', 'catatonit'
 function refuseHandover(supervisor: Supervisor, notifier: ServiceNotifier | undefined): string | undefined {
   if (supervisor.state !== 'running') return `the supervisor is ${supervisor.state}`;
   if (supervisor.upgrading) return 'a rolling upgrade of the workers is running: upgrade the supervisor once it is done';
-  if (process.pid === 1) return "this supervisor is PID 1 (a container's init): its exit would end the container; replace the container instead";
+  if (process.pid === 1)
+    return "this supervisor is PID 1 (a container's init): its exit would end the container; replace the container instead";
   const parent = parentName();
-  if (parent !== undefined && CONTAINER_INITS.has(parent)) return `this supervisor's parent is ${parent}, a container's init, which ends the container when the supervisor exits; replace the container instead`;
+  if (parent !== undefined && CONTAINER_INITS.has(parent))
+    return `this supervisor's parent is ${parent}, a container's init, which ends the container when the supervisor exits; replace the container instead`;
   // Started by systemd itself: without NOTIFY_SOCKET, systemd cannot be told the new main pid.
   if (process.env['INVOCATION_ID'] !== undefined && (process.ppid === 1 || parent === 'systemd') && notifier === undefined) {
     return 'under systemd the supervisor can be upgraded only in a Type=notify unit with NotifyAccess=all: in this unit systemd would stop the service when the old supervisor exits';

@@ -192,10 +192,17 @@ export class Supervisor extends EventEmitter {
     return {
       mode: 'supervisor',
       pid: process.pid,
-      state: this.#upgradesHeld !== undefined && this.#state === 'running' ? 'upgrading-supervisor' : this.#upgrade ? 'upgrading' : this.#state,
+      state:
+        this.#upgradesHeld !== undefined && this.#state === 'running' ? 'upgrading-supervisor' : this.#upgrade ? 'upgrading' : this.#state,
       generation: this.#generation,
       uptimeMs: now - this.#startedAt,
-      workers: [...this.#workers].map((w) => ({ pid: w.pid, slot: w.slot, generation: w.generation, state: w.state, uptimeMs: now - w.startedAt })),
+      workers: [...this.#workers].map((w) => ({
+        pid: w.pid,
+        slot: w.slot,
+        generation: w.generation,
+        state: w.state,
+        uptimeMs: now - w.startedAt,
+      })),
       lastUpgrade: this.#lastUpgrade,
     };
   }
@@ -287,7 +294,14 @@ export class Supervisor extends EventEmitter {
   }
 
   #failed(trigger: string, startedAt: number, replaced: UpgradeOutcome['replaced'], error: string): UpgradeOutcome {
-    const outcome: UpgradeOutcome = { ok: false, trigger, generation: this.#generation, durationMs: Date.now() - startedAt, replaced, error };
+    const outcome: UpgradeOutcome = {
+      ok: false,
+      trigger,
+      generation: this.#generation,
+      durationMs: Date.now() - startedAt,
+      replaced,
+      error,
+    };
     this.#lastUpgrade = outcome;
     this.emit('upgrade', outcome);
     return outcome;
@@ -309,8 +323,22 @@ export class Supervisor extends EventEmitter {
     const stdio = inherited.length === 0 ? undefined : ['inherit', 'inherit', 'inherit', ...inherited.map((l) => l.fd), 'ipc'];
     cluster.setupPrimary({ exec: scriptPath(command, startDir), args: command.args, execArgv: command.execArgv, cwd: startDir, stdio });
     const activation = inherited.length === 0 ? {} : listenFdsEnv(inherited.map((l) => l.name));
-    const worker = cluster.fork({ ...activation, [ENV.supervisor]: String(process.pid), [ENV.generation]: String(generation), PWD: startDir });
-    const record: WorkerRecord = { worker, pid: worker.process.pid ?? 0, slot, generation, state: 'starting', startedAt: Date.now(), retiring: false, adopts: undefined };
+    const worker = cluster.fork({
+      ...activation,
+      [ENV.supervisor]: String(process.pid),
+      [ENV.generation]: String(generation),
+      PWD: startDir,
+    });
+    const record: WorkerRecord = {
+      worker,
+      pid: worker.process.pid ?? 0,
+      slot,
+      generation,
+      state: 'starting',
+      startedAt: Date.now(),
+      retiring: false,
+      adopts: undefined,
+    };
     this.#workers.add(record);
     worker.on('message', (message: unknown) => this.#onMessage(record, message));
     worker.once('exit', (code, sig) => this.#onExit(record, code, sig));
@@ -340,7 +368,8 @@ export class Supervisor extends EventEmitter {
         record.state = 'ready';
         resolve(record);
       };
-      const onExit = (code: number | null, sig: string | null): void => fail(`exited (${sig === null ? `exit code ${code}` : `signal ${sig}`}) before it was ready`);
+      const onExit = (code: number | null, sig: string | null): void =>
+        fail(`exited (${sig === null ? `exit code ${code}` : `signal ${sig}`}) before it was ready`);
       const onError = (error: Error): void => fail(`could not be started: ${error.message}`);
       const onAbort = (): void => fail('was stopped before it was ready: the supervisor is stopping');
       const timer = setTimeout(() => fail(`was not ready within ${this.#o.readyTimeout} ms`), this.#o.readyTimeout);
@@ -382,7 +411,10 @@ export class Supervisor extends EventEmitter {
       return;
     }
     const delay = Math.min(100 * 2 ** (this.#consecutiveCrashes - 1), 30_000);
-    log.error({ workerPid: record.pid, code, signal, slot: record.slot, restartInMs: delay, crashesLastMinute: this.#crashes.length }, 'worker crashed: restarting');
+    log.error(
+      { workerPid: record.pid, code, signal, slot: record.slot, restartInMs: delay, crashesLastMinute: this.#crashes.length },
+      'worker crashed: restarting',
+    );
     // Not unref'd: a supervisor whose only worker crashed must stay alive to restart it.
     const timer = setTimeout(() => {
       this.#restartTimers.delete(timer);
@@ -417,7 +449,13 @@ export class Supervisor extends EventEmitter {
     record.state = 'draining';
     const killAfterMs = this.#o.drainTimeout + this.#o.killTimeout;
     const adopts = replacement?.adopts ?? [];
-    if (replacement === undefined || record.adopts === undefined || adopts.length === 0 || !record.worker.isConnected() || !replacement.worker.isConnected()) {
+    if (
+      replacement === undefined ||
+      record.adopts === undefined ||
+      adopts.length === 0 ||
+      !record.worker.isConnected() ||
+      !replacement.worker.isConnected()
+    ) {
       void this.#terminate(record, killAfterMs);
       return;
     }
@@ -434,7 +472,10 @@ export class Supervisor extends EventEmitter {
       // Not delivered (the worker is exiting): its exit ends the relay; SIGTERM covers a worker that lingers.
       if (error !== null) void this.#terminate(record, killAfterMs);
     });
-    this.#o.logger.info({ workerPid: record.pid, replacementPid: replacement.pid, adopts }, 'retiring the worker: its keep-alive connections move to the replacement');
+    this.#o.logger.info(
+      { workerPid: record.pid, replacementPid: replacement.pid, adopts },
+      'retiring the worker: its keep-alive connections move to the replacement',
+    );
   }
 
   #terminate(record: WorkerRecord, killAfterMs = this.#o.killTimeout): Promise<void> {

@@ -12,7 +12,17 @@ export interface WorkerCommand {
 }
 
 /** Node options whose value is the next argument. */
-const TAKES_VALUE = new Set(['-r', '--require', '--import', '--loader', '--experimental-loader', '--env-file', '--conditions', '-C', '--title']);
+const TAKES_VALUE = new Set([
+  '-r',
+  '--require',
+  '--import',
+  '--loader',
+  '--experimental-loader',
+  '--env-file',
+  '--conditions',
+  '-C',
+  '--title',
+]);
 
 export function parseWorkerCommand(argv: readonly string[]): WorkerCommand {
   const rest = [...argv];

@@ -15,7 +15,11 @@ async function startApp(t, controlDir) {
   const app = startFixture(APP, { env: { PORT: '0', CONTROL_DIR: controlDir } });
   t.after(() => app.cleanup());
   await app.waitForEvent({ event: 'ready', pid: app.pid });
-  await waitFor(async () => (await runCli(['status', '--pid', String(app.pid), '--control-dir', controlDir, '--json'])).stdout.includes('"mode":"self"'), { what: 'its control socket' });
+  await waitFor(
+    async () =>
+      (await runCli(['status', '--pid', String(app.pid), '--control-dir', controlDir, '--json'])).stdout.includes('"mode":"self"'),
+    { what: 'its control socket' },
+  );
   return app;
 }
 
@@ -39,7 +43,15 @@ test('two apps in the control directory: both listed with what they are, exit 2,
   const [a, b] = [await startApp(t, dir), await startApp(t, dir)];
   const result = await runCli(['upgrade', '--control-dir', dir]);
   assert.equal(result.code, 2);
-  assert.match(result.stderr, new RegExp(`2 grace-restart processes of this user answer in .*: .*\\b(${a.pid}|${b.pid}) \\(self-upgrading, ready, generation 1\\).*; give --pid N`));
+  assert.match(
+    result.stderr,
+    new RegExp(
+      `2 grace-restart processes of this user answer in .*: .*\\b(${a.pid}|${b.pid}) \\(self-upgrading, ready, generation 1\\).*; give --pid N`,
+    ),
+  );
   assert.ok(isAlive(a.pid) && isAlive(b.pid));
-  assert.ok(!a.events.some((e) => e.event === 'upgrade-start') && !b.events.some((e) => e.event === 'upgrade-start'), 'nothing was upgraded');
+  assert.ok(
+    !a.events.some((e) => e.event === 'upgrade-start') && !b.events.some((e) => e.event === 'upgrade-start'),
+    'nothing was upgraded',
+  );
 });

@@ -44,7 +44,10 @@ test('grace-restart run under NOTIFY_SOCKET: READY=1 from the supervisor once bo
   const failed = await cli(['upgrade', '--pid-file', pidFile]);
   assert.equal(failed.code, 1, failed.stdout + failed.stderr);
   await notify.waitForMessage(carrying('RELOADING=1', 'STATUS=upgrading to generation 3'), { after: before });
-  await notify.waitForMessage(carrying('READY=1', /^STATUS=upgrade failed, serving, generation 2, 2 workers: worker [0-9]+ \(slot 0\) exited/), { after: before });
+  await notify.waitForMessage(
+    carrying('READY=1', /^STATUS=upgrade failed, serving, generation 2, 2 workers: worker [0-9]+ \(slot 0\) exited/),
+    { after: before },
+  );
 
   before = notify.messages.length;
   process.kill(sup.pid, 'SIGTERM');
@@ -52,6 +55,10 @@ test('grace-restart run under NOTIFY_SOCKET: READY=1 from the supervisor once bo
   assert.deepEqual(await exited, { code: 0, signal: null });
   if (process.getuid?.() === 0) {
     const senders = new Set(notify.messages.map((m) => m.pid));
-    assert.deepEqual([...senders], [sup.pid], `only the supervisor spoke to systemd: ${JSON.stringify(notify.messages.filter((m) => m.pid !== sup.pid))}`);
+    assert.deepEqual(
+      [...senders],
+      [sup.pid],
+      `only the supervisor spoke to systemd: ${JSON.stringify(notify.messages.filter((m) => m.pid !== sup.pid))}`,
+    );
   }
 });

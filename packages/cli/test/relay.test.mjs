@@ -18,7 +18,10 @@ const tempDir = () => mkdtempSync(join(tmpdir(), 'grace-relay-test-'));
 
 async function startSupervisor(t, { workers, env }) {
   const pidFile = join(tempDir(), 'sup.pid');
-  const supervisor = startFixture(BIN, { args: ['run', '--workers', String(workers), '--pid-file', pidFile, '--', 'node', APP], env: { PORT: '0', ...env } });
+  const supervisor = startFixture(BIN, {
+    args: ['run', '--workers', String(workers), '--pid-file', pidFile, '--', 'node', APP],
+    env: { PORT: '0', ...env },
+  });
   t.after(() => supervisor.cleanup());
   const listening = await supervisor.waitForEvent({ event: 'listening' });
   await waitFor(() => existsSync(pidFile), { what: 'the supervisor PID file' });
@@ -157,7 +160,7 @@ for (const workers of [1, 2]) {
   });
 }
 
-test('moveConnections off: 3 rolling upgrades under keep-alive load fail no request, the clients reconnect (today\'s drain)', async (t) => {
+test("moveConnections off: 3 rolling upgrades under keep-alive load fail no request, the clients reconnect (today's drain)", async (t) => {
   const connections = 16;
   const { port, pidFile } = await startSupervisor(t, { workers: 2, env: { MOVE_CONNECTIONS: '0' } });
   const load = keepAliveLoad({ port, connections });
@@ -193,7 +196,10 @@ test('the replacement dies during the relay: only requests on connections it had
     load.grow(8);
     await load.flowing(200, 'load to flow on the new connections');
   }
-  assert.ok(load.stats.portsOf(slot0.pid).size >= crashAt, `worker ${slot0.pid} (slot 0) serves ${load.stats.portsOf(slot0.pid).size} connections, too few to crash its replacement during the relay`);
+  assert.ok(
+    load.stats.portsOf(slot0.pid).size >= crashAt,
+    `worker ${slot0.pid} (slot 0) serves ${load.stats.portsOf(slot0.pid).size} connections, too few to crash its replacement during the relay`,
+  );
   // Slot 0's replacement exits at its 3rd connection, before adopting it: 2 moved, 1 in flight.
   writeFileSync(behaviour, `crash-on-connection:${crashAt}`);
   const after = supervisor.events.length;
@@ -211,10 +217,18 @@ test('the replacement dies during the relay: only requests on connections it had
   load.stats.pids.clear();
   await load.flowing(500, 'load to flow on the new workers');
   await load.stop();
-  const crashedHad = new Set(supervisor.events.slice(after).filter((e) => e.event === 'connection' && e.pid === crashed.pid).map((e) => e.remotePort));
-  t.diagnostic(`requests ${load.stats.ok}, failed ${load.stats.failed} ${JSON.stringify(load.stats.errors)}, connections the crashed replacement had ${crashedHad.size}, opened ${load.opened}`);
+  const crashedHad = new Set(
+    supervisor.events
+      .slice(after)
+      .filter((e) => e.event === 'connection' && e.pid === crashed.pid)
+      .map((e) => e.remotePort),
+  );
+  t.diagnostic(
+    `requests ${load.stats.ok}, failed ${load.stats.failed} ${JSON.stringify(load.stats.errors)}, connections the crashed replacement had ${crashedHad.size}, opened ${load.opened}`,
+  );
   assert.equal(crashedHad.size, crashAt);
-  for (const localPort of load.stats.failedPorts) assert.ok(crashedHad.has(localPort), `a request failed on ${localPort}, a connection the crashed replacement never had`);
+  for (const localPort of load.stats.failedPorts)
+    assert.ok(crashedHad.has(localPort), `a request failed on ${localPort}, a connection the crashed replacement never had`);
   assert.ok(load.stats.failed <= crashedHad.size, JSON.stringify(load.stats.errors));
   for (const pid of load.stats.pids) assert.ok(last.has(pid), `answered by ${pid}, not one of the new workers`);
 });
@@ -236,14 +250,19 @@ test('a stop in the middle of a relay: the supervisor and every worker exit 0, t
   const after = supervisor.events.length;
   const upgrading = cli(['upgrade', '--pid-file', pidFile]);
   // The replacement's first adopted connection: the relay is running.
-  const first = await supervisor.waitForEvent((e) => e.event === 'connection' && e.pid !== old && e.pid !== supervisor.pid, { after, timeout: 30_000 });
+  const first = await supervisor.waitForEvent((e) => e.event === 'connection' && e.pid !== old && e.pid !== supervisor.pid, {
+    after,
+    timeout: 30_000,
+  });
   process.kill(supervisor.pid, 'SIGTERM');
   const exit = await supervisor.exited;
   await upgrading;
   await load.stop();
   const workers = new Set(supervisor.events.filter((e) => e.event === 'ready').map((e) => e.pid));
   const adopted = supervisor.events.slice(after).filter((e) => e.event === 'connection' && e.pid === first.pid).length;
-  t.diagnostic(`replacement ${first.pid} had ${adopted} connections at the stop; requests ${load.stats.ok}, failed ${load.stats.failed} ${JSON.stringify(load.stats.errors)}`);
+  t.diagnostic(
+    `replacement ${first.pid} had ${adopted} connections at the stop; requests ${load.stats.ok}, failed ${load.stats.failed} ${JSON.stringify(load.stats.errors)}`,
+  );
   assert.deepEqual(exit, { code: 0, signal: null }, supervisor.stderr);
   assert.ok(workers.has(old) && workers.has(first.pid));
   await waitFor(() => [...workers].every((pid) => !isAlive(pid)), { what: 'every worker to exit' });

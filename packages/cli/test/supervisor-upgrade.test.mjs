@@ -29,7 +29,10 @@ async function startSupervisor(t, { app = APP, env = {}, workers = 2 } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'grace-sup-upgrade-'));
   const pidFile = join(dir, 'sup.pid');
   const port = await freePort();
-  const sup = startFixture(BIN, { args: ['run', '--workers', String(workers), '--pid-file', pidFile, '--', 'node', app], env: { PORT: String(port), HOST: '127.0.0.1', ...env } });
+  const sup = startFixture(BIN, {
+    args: ['run', '--workers', String(workers), '--pid-file', pidFile, '--', 'node', app],
+    env: { PORT: String(port), HOST: '127.0.0.1', ...env },
+  });
   const supervisors = new Set([sup.pid]);
   t.after(async () => {
     for (const pid of supervisors) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
@@ -42,7 +45,12 @@ async function startSupervisor(t, { app = APP, env = {}, workers = 2 } = {}) {
 /** Holds the listening socket of `port`: the pid's fds include the inode /proc/net/tcp lists as LISTEN there. */
 function listensOn(pid, port) {
   const hex = port.toString(16).toUpperCase().padStart(4, '0');
-  const inodes = readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/)).filter((c) => c[1]?.endsWith(`:${hex}`) && c[3] === '0A').map((c) => c[9]);
+  const inodes = readFileSync('/proc/net/tcp', 'utf8')
+    .split('\n')
+    .slice(1)
+    .map((l) => l.trim().split(/\s+/))
+    .filter((c) => c[1]?.endsWith(`:${hex}`) && c[3] === '0A')
+    .map((c) => c[9]);
   return readdirSync(`/proc/${pid}/fd`).some((fd) => {
     try {
       return inodes.some((inode) => readlinkSync(`/proc/${pid}/fd/${fd}`) === `socket:[${inode}]`);
@@ -71,7 +79,10 @@ test('3 supervisor upgrades under keep-alive load: no failed request; each time 
     const s = await status(pidFile);
     assert.equal(s.pid, now);
     assert.equal(s.generation, i + 2);
-    assert.deepEqual(s.workers.map((w) => w.generation), [i + 2, i + 2]);
+    assert.deepEqual(
+      s.workers.map((w) => w.generation),
+      [i + 2, i + 2],
+    );
     const ok = load.stats.ok;
     await waitFor(() => load.stats.ok > ok + 200, { what: 'load to flow after the supervisor upgrade' });
     old = now;
@@ -87,7 +98,14 @@ test('3 supervisor upgrades under keep-alive load: no failed request; each time 
   assert.equal(existsSync(pidFile), false, 'the PID file is removed at the final stop');
   // Nothing holds the socket any more. /proc shows a process as a zombie while its other threads
   // still close its fds: a connect in that moment is accepted and reset, so wait for the refusal.
-  await waitFor(() => request({ port, timeout: 2_000 }).then(() => false, (error) => error.code === 'ECONNREFUSED'), { what: 'connects to be refused after the final stop' });
+  await waitFor(
+    () =>
+      request({ port, timeout: 2_000 }).then(
+        () => false,
+        (error) => error.code === 'ECONNREFUSED',
+      ),
+    { what: 'connects to be refused after the final stop' },
+  );
 });
 
 test('SIGUSR1 upgrades the supervisor too', async (t) => {
@@ -110,7 +128,12 @@ test('a new supervisor whose workers crash at boot: the upgrade exits 1 with the
   writeFileSync(behaviour, 'crash-at-boot');
   const failed = await cli(['upgrade', '--supervisor', '--pid-file', pidFile]);
   assert.equal(failed.code, 1, failed.stdout + failed.stderr);
-  assert.match(failed.stdout, new RegExp(`supervisor upgrade failed, ${sup.pid} serves on: the successor [0-9]+ exited \\(exit code 1\\) before it was ready|supervisor upgrade failed, ${sup.pid} serves on: successor [0-9]+ exited \\(exit code 1\\) before it was ready`));
+  assert.match(
+    failed.stdout,
+    new RegExp(
+      `supervisor upgrade failed, ${sup.pid} serves on: the successor [0-9]+ exited \\(exit code 1\\) before it was ready|supervisor upgrade failed, ${sup.pid} serves on: successor [0-9]+ exited \\(exit code 1\\) before it was ready`,
+    ),
+  );
   assert.equal(readPid(pidFile), sup.pid, 'the PID file still names the old supervisor');
   assert.equal((await status(pidFile)).state, 'running');
   writeFileSync(behaviour, 'ok');
@@ -140,13 +163,17 @@ test('SIGTERM to the old supervisor while the new one starts: the new one is sto
 
 /** Command lines of the processes whose parent is `pid` (or were, before it died: re-parented ones are found by their command line). */
 function childrenOf(pid) {
-  return readdirSync('/proc').filter((d) => /^[0-9]+$/.test(d)).map((d) => {
-    try {
-      return readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' ');
-    } catch {
-      return '';
-    }
-  }).filter((cmd) => cmd.includes(BIN) && cmd.includes(`sup-upgrade`)).join('\n');
+  return readdirSync('/proc')
+    .filter((d) => /^[0-9]+$/.test(d))
+    .map((d) => {
+      try {
+        return readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      } catch {
+        return '';
+      }
+    })
+    .filter((cmd) => cmd.includes(BIN) && cmd.includes(`sup-upgrade`))
+    .join('\n');
 }
 
 test('a unix socket bound through cluster: the supervisor upgrade is refused with the reason (cluster would unlink the file), and the old supervisor serves on', async (t) => {
@@ -182,7 +209,10 @@ test('a supervisor whose parent is a container init (tini): upgrade --supervisor
   chmodSync(tini, 0o755);
   const pidFile = join(dir, 'sup.pid');
   const port = await freePort();
-  const init = spawn(tini, ['-c', `"${process.execPath}" "${BIN}" run --pid-file "${pidFile}" -- node "${APP}"; :`], { env: { ...process.env, PORT: String(port), HOST: '127.0.0.1' }, stdio: 'ignore' });
+  const init = spawn(tini, ['-c', `"${process.execPath}" "${BIN}" run --pid-file "${pidFile}" -- node "${APP}"; :`], {
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1' },
+    stdio: 'ignore',
+  });
   t.after(() => {
     if (existsSync(pidFile) && isAlive(readPid(pidFile))) process.kill(readPid(pidFile), 'SIGKILL');
     init.kill('SIGKILL');

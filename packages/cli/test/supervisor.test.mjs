@@ -17,7 +17,11 @@ const tempDir = () => mkdtempSync(join(tmpdir(), 'grace-cli-test-'));
 async function startSupervisor(t, { workers = 2, env = {}, runArgs = [], app = APP, cwd } = {}) {
   const dir = tempDir();
   const pidFile = join(dir, 'sup.pid');
-  const supervisor = startFixture(BIN, { args: ['run', '--workers', String(workers), '--pid-file', pidFile, ...runArgs, '--', 'node', app], env: { PORT: '0', ...env }, cwd });
+  const supervisor = startFixture(BIN, {
+    args: ['run', '--workers', String(workers), '--pid-file', pidFile, ...runArgs, '--', 'node', app],
+    env: { PORT: '0', ...env },
+    cwd,
+  });
   t.after(() => supervisor.cleanup());
   const listening = await supervisor.waitForEvent({ event: 'listening' });
   await waitFor(() => existsSync(pidFile), { what: 'the supervisor PID file' });
@@ -41,10 +45,13 @@ test('10 rolling upgrades of 2 workers under keep-alive load: no failed request,
   const stats = await load.stop();
   assert.equal(stats.failed, 0, JSON.stringify(stats));
   // The worker the last upgrade retired may still be draining for a moment.
-  const now = await waitFor(async () => {
-    const pids = await workerPids(pidFile);
-    return pids.length === 2 ? pids : undefined;
-  }, { what: 'the retired worker to finish its drain' });
+  const now = await waitFor(
+    async () => {
+      const pids = await workerPids(pidFile);
+      return pids.length === 2 ? pids : undefined;
+    },
+    { what: 'the retired worker to finish its drain' },
+  );
   assert.equal(now.length, 2);
   for (const pid of now) assert.ok(!seen.has(pid), 'workers were replaced');
   assert.ok(isAlive(supervisor.pid), 'the supervisor still runs, same pid');
@@ -55,7 +62,10 @@ test('a watched symlink switched to a new release makes the workers serve it', a
   const root = tempDir();
   for (const version of ['v1', 'v2']) {
     mkdirSync(join(root, 'releases', version), { recursive: true });
-    writeFileSync(join(root, 'releases', version, 'server.mjs'), `process.env.APP_VERSION = '${version}';\nawait import(${JSON.stringify(APP)});\n`);
+    writeFileSync(
+      join(root, 'releases', version, 'server.mjs'),
+      `process.env.APP_VERSION = '${version}';\nawait import(${JSON.stringify(APP)});\n`,
+    );
   }
   const current = join(root, 'current');
   symlinkSync(join(root, 'releases', 'v1'), current);
@@ -96,9 +106,15 @@ test('a stop signal to a waiting `grace-restart upgrade` ends the wait, not the 
   writeFileSync(behaviour, 'ok');
   const { supervisor, pidFile } = await startSupervisor(t, { workers: 1, env: { BEHAVIOUR_FILE: behaviour } });
   writeFileSync(behaviour, 'slow-boot:4000');
-  for (const [env, expected] of [[{}, 143], [{ INVOCATION_ID: 'f00d' }, 0]]) {
+  for (const [env, expected] of [
+    [{}, 143],
+    [{ INVOCATION_ID: 'f00d' }, 0],
+  ]) {
     const after = supervisor.stderr.length;
-    const waiting = spawn(process.execPath, [BIN, 'upgrade', '--pid-file', pidFile], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const waiting = spawn(process.execPath, [BIN, 'upgrade', '--pid-file', pidFile], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     waiting.stdout.on('data', (d) => (stdout += d));
     const exited = new Promise((resolve) => waiting.once('exit', (code, signal) => resolve({ code, signal })));
@@ -108,7 +124,10 @@ test('a stop signal to a waiting `grace-restart upgrade` ends the wait, not the 
     assert.match(stdout, /stopped waiting \(SIGTERM\); the upgrade of [0-9]+ is the service's to finish or abort/);
     // The upgrade itself goes on and lands.
     const generation = expected === 143 ? 2 : 3;
-    await waitFor(async () => JSON.parse((await cli(['status', '--pid-file', pidFile, '--json'])).stdout).generation === generation, { timeout: 30_000, what: `generation ${generation} to serve` });
+    await waitFor(async () => JSON.parse((await cli(['status', '--pid-file', pidFile, '--json'])).stdout).generation === generation, {
+      timeout: 30_000,
+      what: `generation ${generation} to serve`,
+    });
   }
 });
 
@@ -116,10 +135,13 @@ test('a killed worker is restarted', async (t) => {
   const { pidFile, port } = await startSupervisor(t, { workers: 2 });
   const [victim, survivor] = await workerPids(pidFile);
   process.kill(victim, 'SIGKILL');
-  const now = await waitFor(async () => {
-    const pids = await workerPids(pidFile);
-    return pids.length === 2 && !pids.includes(victim) ? pids : undefined;
-  }, { what: 'a replacement worker' });
+  const now = await waitFor(
+    async () => {
+      const pids = await workerPids(pidFile);
+      return pids.length === 2 && !pids.includes(victim) ? pids : undefined;
+    },
+    { what: 'a replacement worker' },
+  );
   assert.ok(now.includes(survivor));
   assert.equal((await request({ port })).status, 200);
 });
@@ -190,7 +212,10 @@ test('a stale control socket (left by a SIGKILLed process that had the same pid)
   await app.waitForEvent({ event: 'ready' });
   // What the SIGKILLed process leaves: the socket file, with nobody accepting on it.
   const stale = join(dir, `${app.pid}.sock`);
-  spawnSync(process.execPath, ['-e', `require('node:net').createServer().listen(${JSON.stringify(stale)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+  spawnSync(process.execPath, [
+    '-e',
+    `require('node:net').createServer().listen(${JSON.stringify(stale)}, () => process.kill(process.pid, 'SIGKILL'))`,
+  ]);
   assert.ok(existsSync(stale), 'the stale socket file is there');
   const status = await cli(['status', '--pid', String(app.pid), '--control-dir', dir]);
   assert.equal(status.code, 0, status.stdout + status.stderr);
@@ -223,7 +248,11 @@ test('bad input gets a clear message and a non-zero exit', async () => {
     [['status', '--pid', '999999999'], 2, /--pid must be a whole number from 0 to/],
     [['upgrade', '--pid', '0'], 2, /--pid 0 cannot name a grace-restart process/],
     // PID 1 is the supervisor in a container, but init here: not signalled, refused with the reason.
-    [['upgrade', '--pid', '1', '--control-dir', dir], 2, /--pid 1 has no grace-restart control socket .*: it is this machine's or container's init/],
+    [
+      ['upgrade', '--pid', '1', '--control-dir', dir],
+      2,
+      /--pid 1 has no grace-restart control socket .*: it is this machine's or container's init/,
+    ],
     [['run', '--ready-timeout', '3000000000', '--', 'node', APP], 2, /--ready-timeout must be a whole number from 0 to 2147483647/],
     [['run', '--', 'node', join(dir, 'missing.mjs')], 2, /cannot find the app to run/],
   ];
@@ -246,7 +275,10 @@ test('SIGUSR2 sent to a worker is passed on to the supervisor: a rolling upgrade
   await waitFor(() => load.stats.ok > 200, { what: 'load to flow' });
   const before = await workerPids(pidFile);
   process.kill(before[0], 'SIGUSR2');
-  await waitFor(async () => (await workerPids(pidFile)).every((pid) => !before.includes(pid)), { what: 'both workers replaced', timeout: 30_000 });
+  await waitFor(async () => (await workerPids(pidFile)).every((pid) => !before.includes(pid)), {
+    what: 'both workers replaced',
+    timeout: 30_000,
+  });
   const okBefore = load.stats.ok;
   await waitFor(() => load.stats.ok > okBefore + 200, { what: 'load to flow on the new workers' });
   const stats = await load.stop();
@@ -259,6 +291,9 @@ test('an app that sets its own pidFile under grace-restart run is told it is not
   const dir = tempDir();
   const appPidFile = join(dir, 'app.pid');
   const { supervisor } = await startSupervisor(t, { workers: 1, env: { PID_FILE: appPidFile } });
-  await waitFor(() => /pidFile is not written under grace-restart run: the supervisor's --pid-file names the service/.test(supervisor.stderr), { what: 'the warning' });
+  await waitFor(
+    () => /pidFile is not written under grace-restart run: the supervisor's --pid-file names the service/.test(supervisor.stderr),
+    { what: 'the warning' },
+  );
   assert.equal(existsSync(appPidFile), false);
 });

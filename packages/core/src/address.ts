@@ -92,7 +92,10 @@ export function matchesBoundAddress(options: ListenOptions, bound: BoundAddress,
  * is not an IP literal.
  */
 export function ipKey(ip: string): string | undefined {
-  const bare = ip.replace(/^\[|\]$/g, '').replace(/%.*$/, '').toLowerCase();
+  const bare = ip
+    .replace(/^\[|\]$/g, '')
+    .replace(/%.*$/, '')
+    .toLowerCase();
   if (isIP(bare) === 4) return bare;
   if (isIP(bare) !== 6) return undefined;
   const groups = expandIPv6(bare);

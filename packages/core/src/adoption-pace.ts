@@ -49,4 +49,3 @@ export class AdoptionPace {
     return Math.max(1, Math.min(MOVE_WINDOW, Math.floor(STALL_BUDGET_MS / Math.max(this.#msPerAdoption, 0.001))));
   }
 }
-

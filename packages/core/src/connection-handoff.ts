@@ -66,7 +66,11 @@ export interface ConnectionChannel {
  * Adopts the connections the old process moves here, into the server `serverNamed` returns
  * for the listener each one names. Returns a function that stops listening.
  */
-export function adoptMovedConnections(channel: ConnectionChannel, serverNamed: (name: string) => Server | undefined, log: Logger): () => void {
+export function adoptMovedConnections(
+  channel: ConnectionChannel,
+  serverNamed: (name: string) => Server | undefined,
+  log: Logger,
+): () => void {
   let answers: ConnectionAcks | undefined;
   const answer = (id: number, ok: boolean): void => {
     if (answers === undefined) {

@@ -45,7 +45,14 @@ import type { Socket } from 'node:net';
 import { AdoptionPace, MOVE_WINDOW } from './adoption-pace.js';
 import { CONNECTION_MESSAGE_KEY, readConnectionAcks, type ConnectionMessage } from './connection-handoff.js';
 import type { Logger } from './logger.js';
-import { missingMoveInternals, pendingResponse, pipelinedHandleWriter, resumeReading, stopReading, type HandleWriter } from './server-internals.js';
+import {
+  missingMoveInternals,
+  pendingResponse,
+  pipelinedHandleWriter,
+  resumeReading,
+  stopReading,
+  type HandleWriter,
+} from './server-internals.js';
 import { SocketsAtRest, type MovableListener } from './sockets-at-rest.js';
 import { SocketsInFlight, type Flight, type FlightAnswer } from './sockets-in-flight.js';
 
@@ -137,14 +144,25 @@ export function moveConnections(listeners: readonly MovableListener[], child: Mo
   const movable = listeners.filter((l) => l.tracker.movable);
   const rest = new SocketsAtRest(movable);
   const nothing = (unsupported?: string): Promise<MoveResult> =>
-    Promise.resolve({ durationMs: 0, moved: 0, refused: 0, left: rest.remaining(), ackWaitMs: 0, lastMovedMs: 0, ...(unsupported === undefined ? {} : { unsupported }) });
+    Promise.resolve({
+      durationMs: 0,
+      moved: 0,
+      refused: 0,
+      left: rest.remaining(),
+      ackWaitMs: 0,
+      lastMovedMs: 0,
+      ...(unsupported === undefined ? {} : { unsupported }),
+    });
   if (movable.length === 0 || !child.connected) return nothing();
   if (settings.intake === undefined && rest.remaining() === 0) return nothing();
   const unsupported = checkInternals(movable);
   if (unsupported !== undefined) {
     if (!warnedUnsupported) {
       warnedUnsupported = true;
-      settings.logger.warn({ missing: unsupported }, `grace-restart: this Node lacks ${unsupported}: connections are drained instead of moved`);
+      settings.logger.warn(
+        { missing: unsupported },
+        `grace-restart: this Node lacks ${unsupported}: connections are drained instead of moved`,
+      );
     }
     return nothing(unsupported);
   }
@@ -271,7 +289,9 @@ class ConnectionMove {
 
   /** Writes `flight`'s message with its socket; returns why it was not written, if so. */
   #write(flight: Flight<MovableListener>): string | undefined {
-    const message = { [CONNECTION_MESSAGE_KEY]: { type: 'connection', id: flight.id, listener: flight.data.name } satisfies ConnectionMessage };
+    const message = {
+      [CONNECTION_MESSAGE_KEY]: { type: 'connection', id: flight.id, listener: flight.data.name } satisfies ConnectionMessage,
+    };
     const onWritten = (error: string | Error | null | undefined): void => {
       this.#flights.written(flight);
       if (error === undefined || error === null || !this.#flights.has(flight)) return;
@@ -385,7 +405,10 @@ class ConnectionMove {
 
   #giveUp(why: string, error?: unknown): void {
     if (this.#phase === 'done') return;
-    this.#settings.logger.warn({ err: error === undefined ? undefined : String(error), moved: this.#result.moved }, `grace-restart: stopped moving connections (${why}): the rest drain`);
+    this.#settings.logger.warn(
+      { err: error === undefined ? undefined : String(error), moved: this.#result.moved },
+      `grace-restart: stopped moving connections (${why}): the rest drain`,
+    );
     this.#end();
   }
 

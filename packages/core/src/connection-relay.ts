@@ -24,7 +24,13 @@
  */
 import type { Worker } from 'node:cluster';
 import { Socket } from 'node:net';
-import { CONNECTION_MESSAGE_KEY, readConnectionAcks, readConnectionMessage, type ConnectionAcks, type ConnectionMessage } from './connection-handoff.js';
+import {
+  CONNECTION_MESSAGE_KEY,
+  readConnectionAcks,
+  readConnectionMessage,
+  type ConnectionAcks,
+  type ConnectionMessage,
+} from './connection-handoff.js';
 import type { Logger } from './logger.js';
 import { WORKER_MESSAGE_KEY } from './protocol.js';
 import { pipelinedHandleWriter, stopReading } from './server-internals.js';
@@ -63,7 +69,11 @@ export function relayConnections(from: Worker, to: Worker, logger: Logger): Conn
     if (from.isConnected()) from.send({ [CONNECTION_MESSAGE_KEY]: acks }, undefined, ignoreSendError);
   };
   const refuse = (refused: readonly Flight<number>[]): void => {
-    if (refused.length > 0) answer([], refused.map((flight) => flight.data));
+    if (refused.length > 0)
+      answer(
+        [],
+        refused.map((flight) => flight.data),
+      );
   };
   const writer = pipelinedHandleWriter(to.process, (socket) => {
     const flight = flights.takeSocket(socket);
@@ -111,7 +121,11 @@ export function relayConnections(from: Worker, to: Worker, logger: Logger): Conn
     if (acks === undefined) return;
     const { adopted, refused } = flights.answer(acks);
     relayed += adopted.length;
-    if (adopted.length + refused.length > 0) answer(adopted.map((flight) => flight.data), refused.map((flight) => flight.data));
+    if (adopted.length + refused.length > 0)
+      answer(
+        adopted.map((flight) => flight.data),
+        refused.map((flight) => flight.data),
+      );
   };
 
   // The replacement is gone once it has exited and every answer it wrote has been read (its
@@ -132,8 +146,12 @@ export function relayConnections(from: Worker, to: Worker, logger: Logger): Conn
     writer?.close();
     // The worker's acks for the sockets in flight, if any, never come: relay-end ends its wait.
     flights.takeAll();
-    if (from.isConnected()) from.send({ [WORKER_MESSAGE_KEY]: { type: 'relay-end' } satisfies SupervisorMessage }, undefined, ignoreSendError);
-    logger.info({ workerPid: from.process.pid, replacementPid: to.process.pid, relayed }, `stopped relaying connections (${why}): the rest drain`);
+    if (from.isConnected())
+      from.send({ [WORKER_MESSAGE_KEY]: { type: 'relay-end' } satisfies SupervisorMessage }, undefined, ignoreSendError);
+    logger.info(
+      { workerPid: from.process.pid, replacementPid: to.process.pid, relayed },
+      `stopped relaying connections (${why}): the rest drain`,
+    );
   };
 
   from.on('message', onFromMessage);

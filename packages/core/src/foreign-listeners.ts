@@ -39,7 +39,11 @@ const SLOW_LOOK_MS = 5_000;
  * Calls `onFound` once with the foreign listeners, when there are any on two looks in a row
  * while `owned()` says grace-restart serves nothing. Returns a function that stops looking.
  */
-export function watchForeignListeners(owned: () => OwnedSockets, onFound: (listeners: ForeignListener[]) => void, lookEveryMs = LOOK_EVERY_MS): () => void {
+export function watchForeignListeners(
+  owned: () => OwnedSockets,
+  onFound: (listeners: ForeignListener[]) => void,
+  lookEveryMs = LOOK_EVERY_MS,
+): () => void {
   let previous = new Set<number>();
   let looks = 0;
   let timer: NodeJS.Timeout | undefined;

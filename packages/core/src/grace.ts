@@ -15,7 +15,13 @@ import { controlSocketFile, type ControlServer } from './control.js';
 import { drainConnections, type DrainResult } from './drain.js';
 import { GraceError, UpgradeError } from './errors.js';
 import { foregroundWrapper, foregroundWrapperMessage } from './foreground-wrapper.js';
-import { foreignListenerMessage, foreignListeners, watchForeignListeners, type ForeignListener, type OwnedSockets } from './foreign-listeners.js';
+import {
+  foreignListenerMessage,
+  foreignListeners,
+  watchForeignListeners,
+  type ForeignListener,
+  type OwnedSockets,
+} from './foreign-listeners.js';
 import { SeenServers } from './seen-servers.js';
 import { closeChannel, reportReady, spawnSuccessor, successorCommand } from './handoff.js';
 import { abortableDelay, deferred, withDeadline } from './timing.js';
@@ -132,7 +138,9 @@ export class Grace extends EventEmitter<GraceEvents> {
    * supervised worker, the supervisor that relays them to the replacement (`relayEnded`
    * aborts when it stops relaying). `release` ends the channel when nothing more goes over it.
    */
-  #successor: { child: MoveChannel; adopts: readonly string[]; pid: number | undefined; relayEnded?: AbortSignal; release: () => void } | undefined;
+  #successor:
+    | { child: MoveChannel; adopts: readonly string[]; pid: number | undefined; relayEnded?: AbortSignal; release: () => void }
+    | undefined;
   /** Stops adopting connections moved here by the predecessor. */
   #stopAdopting: (() => void) | undefined;
   #readyScheduled = false;
@@ -176,13 +184,17 @@ export class Grace extends EventEmitter<GraceEvents> {
     }
     this.#supervision?.onRetire((retirement) => this.#retire(retirement));
     if (this.#supervision && this.#options.pidFile !== undefined) {
-      log.warn({ pidFile: this.#options.pidFile }, "grace-restart: pidFile is not written under grace-restart run: the supervisor's --pid-file names the service (its pid is the one to signal)");
+      log.warn(
+        { pidFile: this.#options.pidFile },
+        "grace-restart: pidFile is not written under grace-restart run: the supervisor's --pid-file names the service (its pid is the one to signal)",
+      );
     }
     if (this.#options.onDrain) this.#hooks.onDrain.push(this.#options.onDrain);
     if (this.#options.onShutdown) this.#hooks.onShutdown.push(this.#options.onShutdown);
     // Under `grace-restart run` the supervisor upgrades: a worker passes SIGUSR2 on to it.
     this.#signals = installSignalHandlers(this.#options, {
-      upgrade: (signal) => (this.#supervision ? this.#forwardUpgrade(signal, this.#supervision.supervisorPid) : this.#upgradeFromTrigger(signal)),
+      upgrade: (signal) =>
+        this.#supervision ? this.#forwardUpgrade(signal, this.#supervision.supervisorPid) : this.#upgradeFromTrigger(signal),
       stop: (signal) => this.#stop(signal),
       stopAgain: (signal) => this.#stopAgain(signal),
       reload: (signal) => this.#reload(signal),
@@ -308,7 +320,9 @@ export class Grace extends EventEmitter<GraceEvents> {
     // A successor becomes systemd's main process when its predecessor lets go (#runShutdown).
     if (!handedOver) this.#notifier?.send(['READY=1', `MAINPID=${process.pid}`, `STATUS=serving, generation ${this.generation}`]);
     this.#notifier?.startWatchdog();
-    this.#supervision?.notify(adopts === undefined ? { type: 'ready', generation: this.generation } : { type: 'ready', generation: this.generation, adopts });
+    this.#supervision?.notify(
+      adopts === undefined ? { type: 'ready', generation: this.generation } : { type: 'ready', generation: this.generation, adopts },
+    );
     const wrapper = this.generation === 1 && !this.#supervision ? foregroundWrapper() : undefined;
     if (wrapper !== undefined) log.warn({ wrapperPid: wrapper.pid }, foregroundWrapperMessage(wrapper, this.#options.pidFile));
     const event = { pid: process.pid, generation: this.generation, durationMs: Date.now() - this.#createdAt };
@@ -358,10 +372,20 @@ export class Grace extends EventEmitter<GraceEvents> {
   #startUpgrade(trigger: string): Promise<UpgradeResult> {
     if (this.#supervision) {
       const { supervisorPid } = this.#supervision;
-      return Promise.reject(new GraceError('GRACE_ERR_NOT_SUPPORTED', `grace-restart: this worker is supervised; upgrade through its supervisor (kill -USR2 ${supervisorPid}, or grace-restart upgrade --pid ${supervisorPid})`));
+      return Promise.reject(
+        new GraceError(
+          'GRACE_ERR_NOT_SUPPORTED',
+          `grace-restart: this worker is supervised; upgrade through its supervisor (kill -USR2 ${supervisorPid}, or grace-restart upgrade --pid ${supervisorPid})`,
+        ),
+      );
     }
     if (process.platform === 'win32') {
-      return Promise.reject(new GraceError('GRACE_ERR_NOT_SUPPORTED', 'grace-restart: upgrades need fd passing, which Windows does not support; graceful stop still works'));
+      return Promise.reject(
+        new GraceError(
+          'GRACE_ERR_NOT_SUPPORTED',
+          'grace-restart: upgrades need fd passing, which Windows does not support; graceful stop still works',
+        ),
+      );
     }
     const before = this.#state;
     const action = this.#dispatch('upgrade');
@@ -373,7 +397,10 @@ export class Grace extends EventEmitter<GraceEvents> {
       return Promise.reject(
         before === 'starting'
           ? new GraceError('GRACE_ERR_NOT_READY', 'grace-restart: cannot upgrade before this process is ready')
-          : new GraceError('GRACE_ERR_CLOSING', `grace-restart: cannot upgrade, this process is ${before === 'handed-off' ? 'handing over to its successor' : 'shutting down'}`),
+          : new GraceError(
+              'GRACE_ERR_CLOSING',
+              `grace-restart: cannot upgrade, this process is ${before === 'handed-off' ? 'handing over to its successor' : 'shutting down'}`,
+            ),
       );
     }
     const abort = new AbortController();
@@ -406,11 +433,24 @@ export class Grace extends EventEmitter<GraceEvents> {
         env: this.#notifier?.env,
       }));
     } catch (error) {
-      const failure = error instanceof UpgradeError ? error : new UpgradeError('spawn', String(error), { durationMs: Date.now() - startedAt, cause: error });
+      const failure =
+        error instanceof UpgradeError
+          ? error
+          : new UpgradeError('spawn', String(error), { durationMs: Date.now() - startedAt, cause: error });
       const action = this.#dispatch('successor-failed');
       const outcome = action === 'roll-back' ? 'still serving' : 'stopping anyway';
-      log.error({ reason: failure.reason, successorPid: failure.pid, exitCode: failure.exitCode, signal: failure.signal, durationMs: failure.durationMs }, `upgrade failed, ${outcome}: ${failure.message}`);
-      if (action === 'roll-back') this.#notifier?.send(['READY=1', `STATUS=upgrade failed (${failure.reason}): serving generation ${this.generation}`]);
+      log.error(
+        {
+          reason: failure.reason,
+          successorPid: failure.pid,
+          exitCode: failure.exitCode,
+          signal: failure.signal,
+          durationMs: failure.durationMs,
+        },
+        `upgrade failed, ${outcome}: ${failure.message}`,
+      );
+      if (action === 'roll-back')
+        this.#notifier?.send(['READY=1', `STATUS=upgrade failed (${failure.reason}): serving generation ${this.generation}`]);
       this.emit('upgrade-failed', failure);
       throw failure;
     }
@@ -442,7 +482,10 @@ export class Grace extends EventEmitter<GraceEvents> {
     const action = this.#dispatch(stopped ? 'successor-stopped' : 'successor-lost');
     if (action === 'forget-handoff-and-stop') {
       // Exit 0 is a successor that handed over to a newer version in turn, or a stop of the service.
-      log.info({ successorPid: pid }, `successor ${pid} exited cleanly after it was ready (it handed over to a newer version, or the service is stopping): this process finishes its drain and exits`);
+      log.info(
+        { successorPid: pid },
+        `successor ${pid} exited cleanly after it was ready (it handed over to a newer version, or the service is stopping): this process finishes its drain and exits`,
+      );
       this.#probationAbort?.abort();
       return;
     }
@@ -469,13 +512,20 @@ export class Grace extends EventEmitter<GraceEvents> {
         this.#ownsAddresses = true;
         this.#writePidFile();
         this.#speaksForService = true;
-        this.#notifier?.send(['READY=1', `MAINPID=${process.pid}`, `STATUS=successor ${error.pid} died: serving generation ${this.generation} again`]);
+        this.#notifier?.send([
+          'READY=1',
+          `MAINPID=${process.pid}`,
+          `STATUS=successor ${error.pid} died: serving generation ${this.generation} again`,
+        ]);
         this.#notifier?.startWatchdog();
         log.error({ successorPid: error.pid, code: error.exitCode, signal: error.signal }, `${error.message}: this process serves again`);
         this.emit('upgrade-failed', error);
       },
       (relistenError: unknown) => {
-        log.error({ successorPid: error.pid, err: String(relistenError) }, `${error.message} and this process cannot bind again: stopping with exit code 1`);
+        log.error(
+          { successorPid: error.pid, err: String(relistenError) },
+          `${error.message} and this process cannot bind again: stopping with exit code 1`,
+        );
         if (this.#dispatch('relisten-failed') !== 'stop-serving') return;
         this.#notifier?.send(['STOPPING=1', `STATUS=successor ${error.pid} died and the addresses could not be bound again: stopping`]);
         this.#exitCode = 1;
@@ -521,9 +571,15 @@ export class Grace extends EventEmitter<GraceEvents> {
     const log = this.#options.logger;
     try {
       process.kill(supervisorPid, signal);
-      log.warn({ signal, supervisorPid }, `${signal} reached a worker of grace-restart run: passed on to its supervisor ${supervisorPid}, which upgrades every worker`);
+      log.warn(
+        { signal, supervisorPid },
+        `${signal} reached a worker of grace-restart run: passed on to its supervisor ${supervisorPid}, which upgrades every worker`,
+      );
     } catch (error) {
-      log.error({ signal, supervisorPid, err: String(error) }, `${signal} reached a worker of grace-restart run and its supervisor ${supervisorPid} could not be signalled: ignored`);
+      log.error(
+        { signal, supervisorPid, err: String(error) },
+        `${signal} reached a worker of grace-restart run and its supervisor ${supervisorPid} could not be signalled: ignored`,
+      );
     }
   }
 
@@ -539,7 +595,11 @@ export class Grace extends EventEmitter<GraceEvents> {
       this.#stopWatchingForeign();
       return;
     }
-    if (foreign.length > 0) log.error({ signal, listeners: foreign }, `${signal}: draining the servers seen answering requests, then the onShutdown hooks. ${foreignListenerMessage(foreign)}`);
+    if (foreign.length > 0)
+      log.error(
+        { signal, listeners: foreign },
+        `${signal}: draining the servers seen answering requests, then the onShutdown hooks. ${foreignListenerMessage(foreign)}`,
+      );
     log.info({ signal }, 'stopping: draining connections');
     this.#stopWith(signal, this.#options.exit).catch((err: unknown) => this.#fatal(err));
   }
@@ -548,7 +608,10 @@ export class Grace extends EventEmitter<GraceEvents> {
     const action = this.#dispatch('stop');
     if (!exit) this.#noExit = true;
     // Not after the handover: the successor serves on, this stop is this process's alone.
-    if (this.#speaksForService && (action === 'drain-for-stop' || action === 'abort-upgrade-and-drain' || action === 'forget-handoff-and-stop')) {
+    if (
+      this.#speaksForService &&
+      (action === 'drain-for-stop' || action === 'abort-upgrade-and-drain' || action === 'forget-handoff-and-stop')
+    ) {
       this.#notifier?.send(['STOPPING=1', 'STATUS=stopping: draining connections']);
     }
     switch (action) {
@@ -751,7 +814,10 @@ export class Grace extends EventEmitter<GraceEvents> {
     const { logger: log, hookTimeout } = this.#options;
     for (const hook of this.#hooks[kind]) {
       try {
-        const finished = await withDeadline(Promise.resolve().then(() => hook(info)), hookTimeout);
+        const finished = await withDeadline(
+          Promise.resolve().then(() => hook(info)),
+          hookTimeout,
+        );
         if (!finished) log.warn({ hook: kind, hookTimeout }, `${kind} hook still running after ${hookTimeout} ms: going on without it`);
       } catch (err) {
         log.error({ err: String(err), hook: kind }, `${kind} hook failed`);
@@ -776,7 +842,14 @@ export class Grace extends EventEmitter<GraceEvents> {
 
   /** What `grace-restart status` shows of this process. */
   #status(): SelfStatus {
-    return { mode: 'self', pid: process.pid, state: this.state, generation: this.generation, parentPid: this.parentPid, uptimeMs: Date.now() - this.#createdAt };
+    return {
+      mode: 'self',
+      pid: process.pid,
+      state: this.state,
+      generation: this.generation,
+      parentPid: this.parentPid,
+      uptimeMs: Date.now() - this.#createdAt,
+    };
   }
 
   #fatal(error: unknown): void {

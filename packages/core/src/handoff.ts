@@ -220,9 +220,15 @@ export function spawnSuccessor(options: SpawnSuccessorOptions): Promise<ReadySuc
       cleanup();
       stopChild(child, options.killTimeout).then(() => rejectPromise(error));
     };
-    const onAbort = (): void => fail(new UpgradeError('aborted', 'upgrade aborted: the process is shutting down', { pid: child.pid, durationMs: elapsed() }));
+    const onAbort = (): void =>
+      fail(new UpgradeError('aborted', 'upgrade aborted: the process is shutting down', { pid: child.pid, durationMs: elapsed() }));
     const timer = setTimeout(() => {
-      fail(new UpgradeError('timeout', `successor ${child.pid} was not ready within ${options.readyTimeout} ms`, { pid: child.pid, durationMs: elapsed() }));
+      fail(
+        new UpgradeError('timeout', `successor ${child.pid} was not ready within ${options.readyTimeout} ms`, {
+          pid: child.pid,
+          durationMs: elapsed(),
+        }),
+      );
     }, options.readyTimeout);
 
     options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -231,7 +237,14 @@ export function spawnSuccessor(options: SpawnSuccessorOptions): Promise<ReadySuc
     });
     child.once('exit', (exitCode, signal) => {
       const how = signal === null ? `exit code ${exitCode}` : `signal ${signal}`;
-      fail(new UpgradeError('exited', `successor ${child.pid} exited (${how}) before it was ready`, { pid: child.pid, exitCode, signal, durationMs: elapsed() }));
+      fail(
+        new UpgradeError('exited', `successor ${child.pid} exited (${how}) before it was ready`, {
+          pid: child.pid,
+          exitCode,
+          signal,
+          durationMs: elapsed(),
+        }),
+      );
     });
     channel?.setEncoding('utf8');
     channel?.on('error', () => {

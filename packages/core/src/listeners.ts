@@ -111,7 +111,10 @@ export class ListenerSet {
   async #claim(name: string, options: ListenOptions): Promise<Claimed | undefined> {
     const exact = this.#inherited.findIndex((fd) => fd.name === name);
     // A repeated systemd name was made unique (`web#2`, listen-fds.ts): it still answers to `web`.
-    const byName = exact !== -1 ? exact : this.#inherited.findIndex((fd) => fd.name.startsWith(`${name}#`) && /^[0-9]+$/.test(fd.name.slice(name.length + 1)));
+    const byName =
+      exact !== -1
+        ? exact
+        : this.#inherited.findIndex((fd) => fd.name.startsWith(`${name}#`) && /^[0-9]+$/.test(fd.name.slice(name.length + 1)));
     if (byName !== -1) return { ...this.#take(byName), how: `(${name})`, external: options.fdName !== undefined };
     if (this.#inherited.length === 0 || options.fdName !== undefined) return undefined;
     const host = await resolveHost(options);
@@ -123,7 +126,10 @@ export class ListenerSet {
     });
     if (byAddress === -1) {
       const unmatched = this.#inherited.map((fd) => ({ fd: fd.fd, name: fd.name, boundTo: describeBoundFd(addresses, fd.fd) }));
-      this.#logger.debug({ address: describeAddress(options), inherited: unmatched }, 'no inherited socket matches this listen(): binding a fresh one');
+      this.#logger.debug(
+        { address: describeAddress(options), inherited: unmatched },
+        'no inherited socket matches this listen(): binding a fresh one',
+      );
       return undefined;
     }
     const fd = this.#take(byAddress);
@@ -165,7 +171,10 @@ export class ListenerSet {
     }
     const address = server.address();
     if (address !== null && typeof address === 'object') listener.port = address.port;
-    this.#logger.debug({ address: describeAddress(options), name, inherited: inherited && `fd ${inherited.fd} ${inherited.how}` }, 'listening');
+    this.#logger.debug(
+      { address: describeAddress(options), name, inherited: inherited && `fd ${inherited.fd} ${inherited.how}` },
+      'listening',
+    );
   }
 
   /** Closes inherited fds that no `listen()` claimed, so none leaks. */
@@ -284,7 +293,9 @@ function listenOnce(server: Server, start: () => void, description: string): Pro
     } catch (error) {
       server.removeListener('error', onError);
       server.removeListener('listening', onListening);
-      reject(new GraceError('GRACE_ERR_LISTEN', `cannot listen on ${description}: ${explain(error as NodeJS.ErrnoException)}`, { cause: error }));
+      reject(
+        new GraceError('GRACE_ERR_LISTEN', `cannot listen on ${description}: ${explain(error as NodeJS.ErrnoException)}`, { cause: error }),
+      );
     }
   });
 }

@@ -20,12 +20,14 @@ type LevelName = keyof typeof LEVELS;
  */
 export function createJsonLogger(level: LevelName | 'silent' = 'error', stream: NodeJS.WritableStream = process.stderr): Logger {
   const threshold = level === 'silent' ? Infinity : LEVELS[level];
-  const write = (name: LevelName) => (obj: object, msg?: string): void => {
-    if (LEVELS[name] < threshold) return;
-    // The base fields come last: a caller's `pid` field must not disguise which process logged.
-    const line = { ...obj, level: LEVELS[name], time: Date.now(), pid: process.pid, name: 'grace-restart', msg };
-    stream.write(`${JSON.stringify(line)}\n`);
-  };
+  const write =
+    (name: LevelName) =>
+    (obj: object, msg?: string): void => {
+      if (LEVELS[name] < threshold) return;
+      // The base fields come last: a caller's `pid` field must not disguise which process logged.
+      const line = { ...obj, level: LEVELS[name], time: Date.now(), pid: process.pid, name: 'grace-restart', msg };
+      stream.write(`${JSON.stringify(line)}\n`);
+    };
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
 }
 

@@ -92,8 +92,24 @@ export interface ResolvedOptions {
 }
 
 const KNOWN = new Set([
-  'logger', 'upgradeSignal', 'stopSignals', 'reloadSignal', 'readyTimeout', 'drainTimeout', 'idleGrace',
-  'killTimeout', 'hookTimeout', 'controlDir', 'shutdownDelay', 'autoReady', 'pidFile', 'exit', 'moveConnections', 'onDrain', 'onShutdown', 'onReload',
+  'logger',
+  'upgradeSignal',
+  'stopSignals',
+  'reloadSignal',
+  'readyTimeout',
+  'drainTimeout',
+  'idleGrace',
+  'killTimeout',
+  'hookTimeout',
+  'controlDir',
+  'shutdownDelay',
+  'autoReady',
+  'pidFile',
+  'exit',
+  'moveConnections',
+  'onDrain',
+  'onShutdown',
+  'onReload',
 ]);
 
 const fail = (message: string): never => {
@@ -151,12 +167,15 @@ export function resolveOptions(input: unknown = {}, env: NodeJS.ProcessEnv = pro
   for (const key of Object.keys(o)) {
     if (!KNOWN.has(key)) fail(`unknown option "${key}"`);
   }
-  if (o['logger'] !== undefined && !isLogger(o['logger'])) fail('option "logger" must have error, warn, info and debug methods (a pino logger fits)');
+  if (o['logger'] !== undefined && !isLogger(o['logger']))
+    fail('option "logger" must have error, warn, info and debug methods (a pino logger fits)');
   let stopSignals: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'];
   if (o['stopSignals'] === false) stopSignals = [];
   else if (o['stopSignals'] !== undefined) {
     if (!Array.isArray(o['stopSignals'])) fail('option "stopSignals" must be an array of signal names, or false');
-    stopSignals = (o['stopSignals'] as unknown[]).map((s) => signal(s, 'stopSignals', false) || fail('option "stopSignals" must not contain false'));
+    stopSignals = (o['stopSignals'] as unknown[]).map(
+      (s) => signal(s, 'stopSignals', false) || fail('option "stopSignals" must not contain false'),
+    );
   }
   if (o['pidFile'] !== undefined && (typeof o['pidFile'] !== 'string' || o['pidFile'] === '')) {
     fail(`option "pidFile" must be a non-empty path, got ${JSON.stringify(o['pidFile'])}`);
@@ -166,7 +185,8 @@ export function resolveOptions(input: unknown = {}, env: NodeJS.ProcessEnv = pro
     fail(`option "controlDir" must be a directory path or false, got ${JSON.stringify(controlDir)}`);
   }
   for (const flag of ['autoReady', 'exit', 'moveConnections']) {
-    if (o[flag] !== undefined && typeof o[flag] !== 'boolean') fail(`option "${flag}" must be true or false, got ${JSON.stringify(o[flag])}`);
+    if (o[flag] !== undefined && typeof o[flag] !== 'boolean')
+      fail(`option "${flag}" must be true or false, got ${JSON.stringify(o[flag])}`);
   }
   return {
     logger: (o['logger'] as Logger | undefined) ?? defaultLogger(),

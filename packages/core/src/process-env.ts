@@ -26,7 +26,10 @@ export function takeProcessEnv(): ProcessEnv {
   const listeners = takeInheritedListeners(process.env, process.pid);
   processEnv = {
     listeners,
-    handoff: takeHandoffEnv(process.env, listeners.fds.map((l) => l.fd)),
+    handoff: takeHandoffEnv(
+      process.env,
+      listeners.fds.map((l) => l.fd),
+    ),
     startDir: startDirectory(),
     supervision: takeSupervision(process.env),
     notify: takeNotifyEnv(process.env, process.pid),

@@ -29,7 +29,8 @@ export async function openSelfControl(dir: string, handlers: SelfControlHandlers
   try {
     return await serveControl(controlSocketPath(process.pid, dir), async (request) => {
       if (request.cmd === 'status') return { ok: true, status: handlers.status() };
-      if (request.cmd === 'upgrade-supervisor') return { ok: false, error: 'this process upgrades itself, it has no supervisor: upgrade it without --supervisor' };
+      if (request.cmd === 'upgrade-supervisor')
+        return { ok: false, error: 'this process upgrades itself, it has no supervisor: upgrade it without --supervisor' };
       const outcome = await upgradeOutcome(handlers);
       return { ok: outcome.ok, outcome };
     });
@@ -48,6 +49,13 @@ async function upgradeOutcome(handlers: SelfControlHandlers): Promise<UpgradeOut
     return { ok: true, trigger: 'control', generation: result.generation, durationMs: result.durationMs, replaced };
   } catch (error) {
     const reason = error instanceof UpgradeError ? ` (${error.reason})` : '';
-    return { ok: false, trigger: 'control', generation: handlers.status().generation, durationMs: Date.now() - startedAt, replaced: [], error: `${(error as Error).message}${reason}` };
+    return {
+      ok: false,
+      trigger: 'control',
+      generation: handlers.status().generation,
+      durationMs: Date.now() - startedAt,
+      replaced: [],
+      error: `${(error as Error).message}${reason}`,
+    };
   }
 }

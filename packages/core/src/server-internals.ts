@@ -78,7 +78,10 @@ export function listenOnInheritedFd(server: Server, fd: number, backlog: number 
     else listen.call(server, wrapper, backlog);
     return;
   }
-  const internals = server as unknown as { _handle?: unknown; _listen2?: (address: null, port: number, addressType: number, backlog: number | undefined) => void };
+  const internals = server as unknown as {
+    _handle?: unknown;
+    _listen2?: (address: null, port: number, addressType: number, backlog: number | undefined) => void;
+  };
   if (handle === null || handle === undefined || typeof internals._listen2 !== 'function') {
     NetServer.prototype.listen.call(server, backlog === undefined ? { fd } : { fd, backlog });
     return;
@@ -268,8 +271,10 @@ export function missingMoveInternals(server: Server, socket: Socket): string | u
   const handle = (socket as unknown as SocketInternals)._handle;
   if (handle === null || handle === undefined) return 'socket._handle';
   if (typeof handle.writeQueueSize !== 'number') return 'socket._handle.writeQueueSize';
-  if (typeof handle.readStop !== 'function' || typeof handle.readStart !== 'function' || typeof handle.reading !== 'boolean') return 'socket._handle.readStop / readStart / reading';
-  if (typeof (socket as unknown as SocketInternals)._readableState?.resumeScheduled !== 'boolean') return 'socket._readableState.resumeScheduled';
+  if (typeof handle.readStop !== 'function' || typeof handle.readStart !== 'function' || typeof handle.reading !== 'boolean')
+    return 'socket._handle.readStop / readStart / reading';
+  if (typeof (socket as unknown as SocketInternals)._readableState?.resumeScheduled !== 'boolean')
+    return 'socket._readableState.resumeScheduled';
   if (typeof (server as unknown as ServerInternals)._connections !== 'number') return 'server._connections';
   return undefined;
 }
@@ -313,14 +318,18 @@ function loadStreamWrap(): StreamWrapBinding | null {
   if (streamWrap !== undefined) return streamWrap;
   try {
     const binding = (process as unknown as { binding(name: string): Partial<StreamWrapBinding> }).binding('stream_wrap');
-    streamWrap = typeof binding.WriteWrap === 'function' && binding.streamBaseState !== undefined && typeof binding.kLastWriteWasAsync === 'number' ? (binding as StreamWrapBinding) : null;
+    streamWrap =
+      typeof binding.WriteWrap === 'function' && binding.streamBaseState !== undefined && typeof binding.kLastWriteWasAsync === 'number'
+        ? (binding as StreamWrapBinding)
+        : null;
   } catch {
     streamWrap = null; // --throw-deprecation with --pending-deprecation, or a Node without it
   }
   return streamWrap;
 }
 
-const ownSymbol = (object: object, description: string): symbol | undefined => Object.getOwnPropertySymbols(object).find((s) => s.description === description);
+const ownSymbol = (object: object, description: string): symbol | undefined =>
+  Object.getOwnPropertySymbols(object).find((s) => s.description === description);
 
 /** The libuv pipe under `endpoint`'s channel, if it is one that frames JSON lines. */
 function jsonIpcPipe(endpoint: object): IpcPipe | undefined {

@@ -63,12 +63,18 @@ export function takeNotifyEnv(env: NodeJS.ProcessEnv, pid: number): NotifyEnv {
   const none = (problems: string[] = []): NotifyEnv => ({ socket: undefined, watchdogIntervalMs: undefined, problems });
   if (socket === undefined || socket === '') return none();
   if (!(socket.startsWith('/') || socket.startsWith('@')) || Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
-    return none([`ignoring NOTIFY_SOCKET=${JSON.stringify(socket)}: expected an absolute path or an @abstract name of at most ${MAX_SOCKET_PATH} bytes`]);
+    return none([
+      `ignoring NOTIFY_SOCKET=${JSON.stringify(socket)}: expected an absolute path or an @abstract name of at most ${MAX_SOCKET_PATH} bytes`,
+    ]);
   }
   if (watchdogUsec === undefined || watchdogUsec === '') return { socket, watchdogIntervalMs: undefined, problems: [] };
   const usec = parsePositiveInteger(watchdogUsec);
   if (usec === undefined) {
-    return { socket, watchdogIntervalMs: undefined, problems: [`ignoring WATCHDOG_USEC=${JSON.stringify(watchdogUsec)}: expected a positive whole number of microseconds`] };
+    return {
+      socket,
+      watchdogIntervalMs: undefined,
+      problems: [`ignoring WATCHDOG_USEC=${JSON.stringify(watchdogUsec)}: expected a positive whole number of microseconds`],
+    };
   }
   // systemd semantics: a WATCHDOG_PID of another process means the watchdog is not ours.
   const forOther = watchdogPid !== undefined && watchdogPid !== '' && parsePositiveInteger(watchdogPid) !== pid;
@@ -129,7 +135,10 @@ class SystemdNotifier implements ServiceNotifier {
         } else if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
           this.#missingBinary = true;
           this.stopWatchdog();
-          this.#logger.error({ fields }, 'NOTIFY_SOCKET is set, but systemd-notify is not on PATH: systemd hears nothing from this service (a Type=notify unit then never becomes active); install systemd, or use Type=simple');
+          this.#logger.error(
+            { fields },
+            'NOTIFY_SOCKET is set, but systemd-notify is not on PATH: systemd hears nothing from this service (a Type=notify unit then never becomes active); install systemd, or use Type=simple',
+          );
         } else {
           this.#logger.warn({ fields, err: stderr.trim() || error.message }, 'systemd-notify failed');
         }

@@ -14,9 +14,7 @@ import { fstatSync, readdirSync, readFileSync } from 'node:fs';
 import { endianness } from 'node:os';
 
 /** Where a listening socket is bound. */
-export type BoundAddress =
-  | { kind: 'tcp'; family: 'IPv4' | 'IPv6'; address: string; port: number }
-  | { kind: 'unix'; path: string };
+export type BoundAddress = { kind: 'tcp'; family: 'IPv4' | 'IPv6'; address: string; port: number } | { kind: 'unix'; path: string };
 
 /** TCP_LISTEN in /proc/net/tcp's `st` column. */
 const TCP_LISTEN = '0A';
@@ -61,7 +59,9 @@ export function listeningAddresses(fds: readonly number[], procNet = '/proc/self
 export function ownListeningSockets(): Map<number, BoundAddress> {
   let fds: number[];
   try {
-    fds = readdirSync('/proc/self/fd').map(Number).filter((fd) => Number.isInteger(fd) && fd > 2);
+    fds = readdirSync('/proc/self/fd')
+      .map(Number)
+      .filter((fd) => Number.isInteger(fd) && fd > 2);
   } catch {
     return new Map();
   }

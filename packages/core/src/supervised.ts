@@ -65,14 +65,18 @@ export function takeSupervision(env: NodeJS.ProcessEnv): { supervision: Supervis
   const send = process.send?.bind(process);
   const supervisorPid = parsePositiveInteger(value);
   if (supervisorPid === undefined || !cluster.isWorker || send === undefined) {
-    return { supervision: undefined, problems: [`ignoring ${ENV_SUPERVISOR}=${JSON.stringify(value)}: this process was not started by grace-restart run`] };
+    return {
+      supervision: undefined,
+      problems: [`ignoring ${ENV_SUPERVISOR}=${JSON.stringify(value)}: this process was not started by grace-restart run`],
+    };
   }
   const channel: MoveChannel = {
     get connected() {
       return process.connected;
     },
     endpoint: process,
-    send: (message: unknown, handle: Socket, options: { keepOpen?: boolean }, callback: (error: Error | null) => void) => send(message, handle, options, callback),
+    send: (message: unknown, handle: Socket, options: { keepOpen?: boolean }, callback: (error: Error | null) => void) =>
+      send(message, handle, options, callback),
     on: (event, listener) => process.on(event, listener),
     removeListener: (event, listener) => process.removeListener(event, listener),
   };

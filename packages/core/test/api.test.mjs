@@ -28,7 +28,10 @@ test('bad options are rejected with the option named', () => {
     [{ drainTimeOut: 5 }, /unknown option "drainTimeOut"/],
   ];
   for (const [options, message] of cases) {
-    assert.throws(() => createGrace(options), (error) => error instanceof GraceError && error.code === 'GRACE_ERR_OPTIONS' && message.test(error.message));
+    assert.throws(
+      () => createGrace(options),
+      (error) => error instanceof GraceError && error.code === 'GRACE_ERR_OPTIONS' && message.test(error.message),
+    );
   }
   assert.throws(() => createGrace('fast'), /options must be an object/);
 });
@@ -162,7 +165,9 @@ test('pendingResponse names the response a socket is writing, and nothing once i
   t.after(() => server.close());
   const agent = new http.Agent({ keepAlive: true });
   t.after(() => agent.destroy());
-  const done = new Promise((resolve) => http.get({ port: server.address().port, host: '127.0.0.1', agent }, (res) => res.resume().on('end', resolve)));
+  const done = new Promise((resolve) =>
+    http.get({ port: server.address().port, host: '127.0.0.1', agent }, (res) => res.resume().on('end', resolve)),
+  );
   const { req, res, found } = await handled;
   assert.equal(found, true, 'the in-flight response is found');
   res.end('done');
@@ -172,7 +177,11 @@ test('pendingResponse names the response a socket is writing, and nothing once i
 
 test('a second createGrace() while the first is live throws GRACE_ERR_DUPLICATE; after close() a new one is allowed', async () => {
   const first = createGrace(quiet);
-  assert.throws(() => createGrace(quiet), (error) => error instanceof GraceError && error.code === 'GRACE_ERR_DUPLICATE' && /already has a grace-restart instance/.test(error.message));
+  assert.throws(
+    () => createGrace(quiet),
+    (error) =>
+      error instanceof GraceError && error.code === 'GRACE_ERR_DUPLICATE' && /already has a grace-restart instance/.test(error.message),
+  );
   await first.close();
   const second = createGrace(quiet);
   await second.close();

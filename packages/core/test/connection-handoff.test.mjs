@@ -68,7 +68,11 @@ function keepAliveClient(port, connections) {
 
 /** Inodes of the established TCP connections whose local port is `port` (the server's side). */
 function serverSideInodes(port) {
-  return new Set(tcpTable().filter((row) => row.localPort === port && row.state === TCP_STATE.established).map((row) => row.inode));
+  return new Set(
+    tcpTable()
+      .filter((row) => row.localPort === port && row.state === TCP_STATE.established)
+      .map((row) => row.inode),
+  );
 }
 
 /** How many client connections of the server on `port` the process `pid` holds an fd of. */
@@ -248,14 +252,24 @@ test('a successor that dies with connections on their way: what it never answere
   const failed = await fixture.waitForEvent({ event: 'upgrade-failed', pid: old }, { after });
   const successor = fixture.events.slice(after).find((e) => e.event === 'connection' && e.count === crashAt);
   assert.ok(successor, `the successor crashed at its ${crashAt}th connection: ${JSON.stringify(failed)}`);
-  const successorHad = new Set(fixture.events.slice(after).filter((e) => e.event === 'connection' && e.pid === successor.pid).map((e) => e.remotePort));
+  const successorHad = new Set(
+    fixture.events
+      .slice(after)
+      .filter((e) => e.event === 'connection' && e.pid === successor.pid)
+      .map((e) => e.remotePort),
+  );
   const results = await client.burst();
   // Only a connection the successor had adopted (and answered) before it died may be lost.
   const lost = results.filter((r) => r.error !== undefined || !ports.has(r.localPort));
-  t.diagnostic(`successor had ${successorHad.size}, requests failed ${client.stats.failed} ${JSON.stringify(client.stats.errors)}, reconnected ${client.opened - connections}`);
+  t.diagnostic(
+    `successor had ${successorHad.size}, requests failed ${client.stats.failed} ${JSON.stringify(client.stats.errors)}, reconnected ${client.opened - connections}`,
+  );
   assert.ok(lost.length <= crashAt - 1, `${lost.length} connections lost, more than the ${crashAt - 1} the successor adopted`);
   for (const r of results.filter((r) => r.error === undefined)) assert.equal(r.pid, old, 'the old process serves again');
-  assert.ok(results.filter((r) => r.error === undefined && ports.has(r.localPort)).length >= connections - (crashAt - 1), 'the rest came back on their own sockets');
+  assert.ok(
+    results.filter((r) => r.error === undefined && ports.has(r.localPort)).length >= connections - (crashAt - 1),
+    'the rest came back on their own sockets',
+  );
 });
 
 test('the move is paced by the successor: as many sockets on their way as it adopts within the stall budget, from 2 before its pace is known', async () => {
@@ -319,10 +333,17 @@ test('a connection accepted during the probation is moved whole: its first reque
   const results = [];
   // Fresh connections, 8 at a time, until the old process stops accepting (its probation ends).
   const stoppedAccepting = () => fixture.events.slice(after).some((e) => e.event === 'drain-start' && e.pid === old);
-  while (!stoppedAccepting()) results.push(...(await Promise.all(Array.from({ length: 8 }, () => requestOnFreshConnection(port, request)))));
-  const wrong = results.filter((r) => r.error !== undefined || !/^HTTP\/1\.1 200 /.test(r.answer) || !r.answer.includes(`"bytes":${body.length}`));
+  while (!stoppedAccepting())
+    results.push(...(await Promise.all(Array.from({ length: 8 }, () => requestOnFreshConnection(port, request)))));
+  const wrong = results.filter(
+    (r) => r.error !== undefined || !/^HTTP\/1\.1 200 /.test(r.answer) || !r.answer.includes(`"bytes":${body.length}`),
+  );
   const drain = await fixture.waitForEvent({ event: 'drain-end', pid: old }, { after });
   t.diagnostic(`${results.length} requests on fresh connections during the probation, ${drain.moved} moved`);
   assert.ok(drain.moved > 0, `some connections accepted during the probation moved: ${JSON.stringify(drain)}`);
-  assert.deepEqual(wrong.map((r) => r.error ?? r.answer.split('\r\n')[0]), [], `${wrong.length} of ${results.length} answered wrong`);
+  assert.deepEqual(
+    wrong.map((r) => r.error ?? r.answer.split('\r\n')[0]),
+    [],
+    `${wrong.length} of ${results.length} answered wrong`,
+  );
 });

@@ -82,7 +82,9 @@ function exchange(client, request = 'GET / HTTP/1.1\r\nHost: x\r\n\r\n') {
 
 const settings = (extra = {}) => ({ deadline: 5_000, maxDuration: 10_000, ackTimeout: 5_000, logger: quiet, ...extra });
 
-test('a socket that begins a request while it waits its turn is not sent until that request is answered here (the check is made at the send)', { timeout: 30_000 }, async (t) => {
+test('a socket that begins a request while it waits its turn is not sent until that request is answered here (the check is made at the send)', {
+  timeout: 30_000,
+}, async (t) => {
   const { listeners, clients, serverSockets } = await serverWithClients(t, 3);
   const channel = new FakeChannel();
   const moving = moveConnections(listeners, channel, settings());
@@ -179,7 +181,9 @@ test('adopted: this process closes its copy, and the successor owns the connecti
   assert.equal(listeners[0].tracker.httpSockets.size, 0, 'no longer tracked here');
 });
 
-test('the channel closes with sockets unanswered: straight to the successor, they come back and are served here', { timeout: 30_000 }, async (t) => {
+test('the channel closes with sockets unanswered: straight to the successor, they come back and are served here', {
+  timeout: 30_000,
+}, async (t) => {
   const { listeners, clients } = await serverWithClients(t, 1);
   const channel = new FakeChannel();
   const moving = moveConnections(listeners, channel, settings({ unansweredComeBack: true }));

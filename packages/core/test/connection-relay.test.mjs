@@ -33,7 +33,9 @@ class FakeWorker extends EventEmitter {
   }
   /** The connection messages sent, as { id, listener, socket }. */
   connections() {
-    return this.sent.filter((s) => s.message[CONNECTION_MESSAGE_KEY]?.type === 'connection').map((s) => ({ ...s.message[CONNECTION_MESSAGE_KEY], socket: s.handle }));
+    return this.sent
+      .filter((s) => s.message[CONNECTION_MESSAGE_KEY]?.type === 'connection')
+      .map((s) => ({ ...s.message[CONNECTION_MESSAGE_KEY], socket: s.handle }));
   }
   /** The acks sent, merged: { adopted: [...], refused: [...] }. */
   acks() {
@@ -74,9 +76,12 @@ async function acceptedSockets(t, count) {
 }
 
 /** The retiring worker moves `socket` under its own id `id`. */
-const move = (from, id, socket) => from.emit('message', { [CONNECTION_MESSAGE_KEY]: { type: 'connection', id, listener: 'tcp/x' } }, socket);
+const move = (from, id, socket) =>
+  from.emit('message', { [CONNECTION_MESSAGE_KEY]: { type: 'connection', id, listener: 'tcp/x' } }, socket);
 
-test('a relayed socket is not read here, is closed here once written, and its ack reaches the worker under the worker\'s id', { timeout: 30_000 }, async (t) => {
+test("a relayed socket is not read here, is closed here once written, and its ack reaches the worker under the worker's id", {
+  timeout: 30_000,
+}, async (t) => {
   const { accepted, clients } = await acceptedSockets(t, 1);
   const from = new FakeWorker();
   const to = new FakeWorker();
@@ -145,7 +150,9 @@ test('a socket that cannot be written to the replacement is refused to the worke
   assert.deepEqual(from.acks(), { adopted: [], refused: [5] });
 });
 
-test('two workers relaying to one replacement get distinct ids, and each ack goes back to its own worker', { timeout: 30_000 }, async (t) => {
+test('two workers relaying to one replacement get distinct ids, and each ack goes back to its own worker', {
+  timeout: 30_000,
+}, async (t) => {
   const { accepted } = await acceptedSockets(t, 2);
   const to = new FakeWorker();
   const a = new FakeWorker();

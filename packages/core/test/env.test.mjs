@@ -51,7 +51,10 @@ test('an inherited fd that is not a socket is refused with a reason', async () =
     // the check itself is fstat-based, exercised here on a regular file at `fd`.
     const env = { LISTEN_FDS: String(fd - 2), LISTEN_PID: String(process.pid) };
     const { problems } = takeInheritedListeners(env, process.pid);
-    assert.ok(problems.some((p) => p.includes(`fd ${fd}`) && p.includes('a regular file, not a socket')), problems.join('\n'));
+    assert.ok(
+      problems.some((p) => p.includes(`fd ${fd}`) && p.includes('a regular file, not a socket')),
+      problems.join('\n'),
+    );
   } finally {
     closeSync(fd);
   }
@@ -59,7 +62,11 @@ test('an inherited fd that is not a socket is refused with a reason', async () =
 
 test('repeated LISTEN_FDNAMES (every socket of a .socket unit is named after the unit) are made unique in fd order', () => {
   assert.deepEqual(uniqueNames(['app.socket', 'app.socket', 'web', 'app.socket']), ['app.socket', 'app.socket#2', 'web', 'app.socket#3']);
-  assert.deepEqual(uniqueNames(['unknown', 'unknown#2', 'unknown']), ['unknown', 'unknown#2', 'unknown#3'], 'a name systemd gave is never taken');
+  assert.deepEqual(
+    uniqueNames(['unknown', 'unknown#2', 'unknown']),
+    ['unknown', 'unknown#2', 'unknown#3'],
+    'a name systemd gave is never taken',
+  );
   assert.deepEqual(uniqueNames(['a', 'b']), ['a', 'b']);
 });
 
@@ -84,7 +91,10 @@ test('handoff variables are validated: bad values are reported and defaults used
 test('a process started with forged LISTEN_* variables logs a clear error and binds fresh', async (t) => {
   const { fixture, port } = await startServer(t, { LISTEN_FDS: 'lots', LISTEN_FDNAMES: 'tcp/127.0.0.1/0' });
   assert.equal(await servingPid({ port }), fixture.pid);
-  assert.ok(logMessages(fixture).some((m) => m.includes('ignoring LISTEN_FDS="lots"')), fixture.stderr);
+  assert.ok(
+    logMessages(fixture).some((m) => m.includes('ignoring LISTEN_FDS="lots"')),
+    fixture.stderr,
+  );
   assert.doesNotMatch(fixture.stderr, /\n\s+at /, 'no stack trace');
 });
 
@@ -92,8 +102,14 @@ test('a process told to inherit fd 3 that is not a socket refuses it and binds f
   const { fixture, port } = await startServer(t, { LISTEN_FDS: '1', GRACE_RESTART_READY_FD: 'nope' });
   assert.equal(await servingPid({ port }), fixture.pid);
   const messages = logMessages(fixture);
-  assert.ok(messages.some((m) => /ignoring inherited fd 3 .*not a socket/.test(m)), fixture.stderr);
-  assert.ok(messages.some((m) => m.includes('ignoring GRACE_RESTART_READY_FD="nope"')), fixture.stderr);
+  assert.ok(
+    messages.some((m) => /ignoring inherited fd 3 .*not a socket/.test(m)),
+    fixture.stderr,
+  );
+  assert.ok(
+    messages.some((m) => m.includes('ignoring GRACE_RESTART_READY_FD="nope"')),
+    fixture.stderr,
+  );
 });
 
 test('a port in use is a clear listen error, not a hang', async (t) => {

@@ -40,8 +40,16 @@ test('foregroundWrapper: npm (its process title), through sh -c, npx tsx, nodemo
 
 test('started by `npm start`: a warning on stderr by default names npm, its pid and how to stop the app', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'grace-npm-start-'));
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'app', private: true, scripts: { start: `node ${JSON.stringify(FIXTURE)}` } }));
-  const npm = spawn('npm', ['start', '--silent'], { cwd: dir, env: { ...process.env, PORT: '0', PID_FILE: join(dir, 'app.pid') }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  writeFileSync(
+    join(dir, 'package.json'),
+    JSON.stringify({ name: 'app', private: true, scripts: { start: `node ${JSON.stringify(FIXTURE)}` } }),
+  );
+  const npm = spawn('npm', ['start', '--silent'], {
+    cwd: dir,
+    env: { ...process.env, PORT: '0', PID_FILE: join(dir, 'app.pid') },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
   t.after(() => {
     try {
       process.kill(-npm.pid, 'SIGKILL');

@@ -44,19 +44,26 @@ test("the inspector's socket (node --inspect) is not the app's: no error line wh
   t.after(() => fixture.cleanup());
   await fixture.waitForEvent({ event: 'ready' });
   assert.match(fixture.stderr, /Debugger listening on ws:\/\/127\.0\.0\.1:\d+/, 'the inspector listened all along');
-  assert.deepEqual(logLines(fixture).filter((l) => /never saw/.test(l.msg)), []);
+  assert.deepEqual(
+    logLines(fixture).filter((l) => /never saw/.test(l.msg)),
+    [],
+  );
 });
 
 test('an app listening around grace-restart gets an error line by default naming where it listens and the fix; SIGUSR2 repeats it and the app serves on', async (t) => {
   const { fixture, port } = await startMiswired(t);
-  const found = await waitFor(() => logLines(fixture).find((l) => /never saw/.test(l.msg)), { what: 'the error line about the server grace-restart never saw' });
+  const found = await waitFor(() => logLines(fixture).find((l) => /never saw/.test(l.msg)), {
+    what: 'the error line about the server grace-restart never saw',
+  });
   assert.equal(found.level, 50, 'at error level');
   assert.match(found.msg, new RegExp(`listens on 127\\.0\\.0\\.1:${port} through a server grace-restart never saw`));
   assert.match(found.msg, /grace\.adopt\(app\.getHttpServer\(\)\) before app\.listen\(\)/, 'the NestJS fix');
   assert.match(found.msg, /createAdaptorServer\(\) then grace\.listen\(\)/, 'the Hono fix');
 
   process.kill(fixture.pid, 'SIGUSR2');
-  const refused = await waitFor(() => logLines(fixture).find((l) => /^ignoring SIGUSR2: .*never saw/.test(l.msg)), { what: 'the SIGUSR2 refusal' });
+  const refused = await waitFor(() => logLines(fixture).find((l) => /^ignoring SIGUSR2: .*never saw/.test(l.msg)), {
+    what: 'the SIGUSR2 refusal',
+  });
   assert.equal(refused.level, 50);
   assert.equal((await request({ port })).status, 200, 'the app serves on');
 });
@@ -71,7 +78,10 @@ test("SIGTERM to such an app that stops itself gracefully (NestJS's enableShutdo
   assert.equal(res.status, 200, 'the request in flight is answered');
   const { code, signal } = await fixture.exited;
   assert.deepEqual({ code, signal }, { code: 0, signal: null });
-  assert.ok(fixture.events.some((e) => e.event === 'app-closed'), "the app's own stop ran");
+  assert.ok(
+    fixture.events.some((e) => e.event === 'app-closed'),
+    "the app's own stop ran",
+  );
   assert.ok(!fixture.events.some((e) => e.event === 'shutdown'), 'grace-restart did not stop it');
   const line = logLines(fixture).find((l) => /^SIGTERM: left to the app's own handler/.test(l.msg));
   assert.ok(line, fixture.stderr);
@@ -83,6 +93,15 @@ test('SIGTERM to such an app without a stop of its own: an error line says so, t
   process.kill(fixture.pid, 'SIGTERM');
   await fixture.exited;
   assert.equal(isAlive(fixture.pid), false);
-  assert.ok(fixture.events.some((e) => e.event === 'shutdown'), 'onShutdown ran');
-  assert.ok(logLines(fixture).some((l) => l.level === 50 && /^SIGTERM: draining the servers seen answering requests, then the onShutdown hooks\. .*never saw/.test(l.msg)), fixture.stderr);
+  assert.ok(
+    fixture.events.some((e) => e.event === 'shutdown'),
+    'onShutdown ran',
+  );
+  assert.ok(
+    logLines(fixture).some(
+      (l) =>
+        l.level === 50 && /^SIGTERM: draining the servers seen answering requests, then the onShutdown hooks\. .*never saw/.test(l.msg),
+    ),
+    fixture.stderr,
+  );
 });

@@ -5,7 +5,20 @@ import { test } from 'node:test';
 import { LIFECYCLE, transition } from '@grace-restart/core';
 
 const states = Object.keys(LIFECYCLE);
-const events = ['ready', 'upgrade', 'stop', 'stop-again', 'reload', 'successor-ready', 'replaced', 'successor-failed', 'successor-lost', 'successor-stopped', 'relisten-failed', 'drain-done'];
+const events = [
+  'ready',
+  'upgrade',
+  'stop',
+  'stop-again',
+  'reload',
+  'successor-ready',
+  'replaced',
+  'successor-failed',
+  'successor-lost',
+  'successor-stopped',
+  'relisten-failed',
+  'drain-done',
+];
 const serving = new Set(['ready', 'upgrading']);
 
 test('once told to stop, no event leads back to serving', () => {

@@ -24,7 +24,10 @@ test('READY=1 and MAINPID at start; RELOADING=1, then MAINPID=<successor> READY=
 
   const before = notify.messages.length;
   const second = await upgrade(fixture, first);
-  const reloading = await notify.waitForMessage(carrying('RELOADING=1', /^MONOTONIC_USEC=[0-9]+$/, 'STATUS=upgrading: starting generation 2'), { after: before });
+  const reloading = await notify.waitForMessage(
+    carrying('RELOADING=1', /^MONOTONIC_USEC=[0-9]+$/, 'STATUS=upgrading: starting generation 2'),
+    { after: before },
+  );
   assert.ok(senderIs(reloading, first));
   const handover = await notify.waitForMessage(carrying(`MAINPID=${second}`, 'READY=1', 'STATUS=serving, generation 2'), { after: before });
   assert.ok(senderIs(handover, first), 'the old process names its successor while it is still the main one');
@@ -33,7 +36,10 @@ test('READY=1 and MAINPID at start; RELOADING=1, then MAINPID=<successor> READY=
   await notify.waitForMessage((m) => carrying('WATCHDOG=1')(m) && senderIs(m, second) && m.pid !== first, { after: afterHandover });
   if (process.getuid?.() === 0) {
     // Gone, the old process sends nothing more; nothing ever claimed MAINPID for it again.
-    assert.equal(notify.messages.slice(afterHandover).some((m) => m.pid === first), false);
+    assert.equal(
+      notify.messages.slice(afterHandover).some((m) => m.pid === first),
+      false,
+    );
     assert.equal(notify.messages.filter((m) => m.fields.includes(`MAINPID=${first}`)).length, 1);
   }
 
@@ -55,9 +61,15 @@ test('a successor that crashes at boot: RELOADING=1, then READY=1 with the failu
   process.kill(fixture.pid, 'SIGUSR2');
   await fixture.waitForEvent({ event: 'upgrade-failed' });
   await notify.waitForMessage(carrying('RELOADING=1'), { after: before });
-  const back = await notify.waitForMessage(carrying('READY=1', /^STATUS=upgrade failed \(exited\): serving generation 1$/), { after: before });
+  const back = await notify.waitForMessage(carrying('READY=1', /^STATUS=upgrade failed \(exited\): serving generation 1$/), {
+    after: before,
+  });
   assert.ok(senderIs(back, fixture.pid));
-  assert.equal(notify.messages.some((m) => m.fields.some((f) => f.startsWith('MAINPID=') && f !== `MAINPID=${fixture.pid}`)), false, 'MAINPID never left the serving process');
+  assert.equal(
+    notify.messages.some((m) => m.fields.some((f) => f.startsWith('MAINPID=') && f !== `MAINPID=${fixture.pid}`)),
+    false,
+    'MAINPID never left the serving process',
+  );
 });
 
 // The default logger writes JSON lines: the quotes around a value arrive escaped.
@@ -73,7 +85,9 @@ test('NOTIFY_SOCKET that is not an absolute path, WATCHDOG_USEC that is not a nu
 test('NOTIFY_SOCKET set but no systemd-notify on PATH: one clear error, and the app serves and upgrades', async (t) => {
   const notify = await startNotifySocket(t);
   const { fixture } = await startServer(t, { NOTIFY_SOCKET: notify.path, PATH: join(tmpdir(), 'no-such-dir') });
-  await waitFor(() => /systemd-notify is not on PATH/.test(fixture.stderr), { what: `the missing systemd-notify to be logged: ${fixture.stderr}` });
+  await waitFor(() => /systemd-notify is not on PATH/.test(fixture.stderr), {
+    what: `the missing systemd-notify to be logged: ${fixture.stderr}`,
+  });
   await upgrade(fixture, fixture.pid);
   assert.equal(notify.messages.length, 0);
 });

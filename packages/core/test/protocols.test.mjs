@@ -39,7 +39,10 @@ test('HTTP/2 sessions get GOAWAY; the stream in flight completes; new sessions r
   const body = new Promise((resolve, reject) => {
     let data = '';
     stream.setEncoding('utf8');
-    stream.on('data', (d) => (data += d)).on('end', () => resolve(JSON.parse(data))).on('error', reject);
+    stream
+      .on('data', (d) => (data += d))
+      .on('end', () => resolve(JSON.parse(data)))
+      .on('error', reject);
   });
   await new Promise((resolve) => stream.once('ready', resolve));
   process.kill(app.pid, 'SIGUSR2');
@@ -52,7 +55,9 @@ test('HTTP/2 sessions get GOAWAY; the stream in flight completes; new sessions r
     const s = fresh.request({ ':path': '/' });
     let data = '';
     s.setEncoding('utf8');
-    s.on('data', (d) => (data += d)).on('end', () => resolve(JSON.parse(data))).on('error', reject);
+    s.on('data', (d) => (data += d))
+      .on('end', () => resolve(JSON.parse(data)))
+      .on('error', reject);
   });
   assert.notEqual(res.pid, app.pid);
   const drain = app.events.find((e) => e.event === 'drain-end' && e.pid === app.pid);
@@ -63,22 +68,32 @@ test('HTTP/2 sessions get GOAWAY; the stream in flight completes; new sessions r
 test('HTTPS keep-alive clients are drained with Connection: close and fail no request', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'grace-tls-'));
   const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1'],
+    { stdio: 'ignore' },
+  );
   const { fixture: app, port } = await startServer(t, { TLS_KEY: key, TLS_CERT: cert }, { script: fixture('https.mjs') });
   const agent = new https.Agent({ keepAlive: true, maxSockets: 4, rejectUnauthorized: false });
   t.after(() => agent.destroy());
   const get = () =>
     new Promise((resolve, reject) => {
-      https.get({ host: '127.0.0.1', port, agent, rejectUnauthorized: false }, (res) => {
-        let body = '';
-        res.on('data', (d) => (body += d)).on('end', () => resolve({ pid: JSON.parse(body).pid, connection: res.headers.connection }));
-      }).on('error', reject);
+      https
+        .get({ host: '127.0.0.1', port, agent, rejectUnauthorized: false }, (res) => {
+          let body = '';
+          res.on('data', (d) => (body += d)).on('end', () => resolve({ pid: JSON.parse(body).pid, connection: res.headers.connection }));
+        })
+        .on('error', reject);
     });
   let running = true;
   const results = [];
   const errors = [];
   const loops = Array.from({ length: 4 }, async () => {
-    while (running) await get().then((r) => results.push(r), (e) => errors.push(e.code ?? e.message));
+    while (running)
+      await get().then(
+        (r) => results.push(r),
+        (e) => errors.push(e.code ?? e.message),
+      );
   });
   await waitFor(() => results.length > 20, { what: 'https load' });
   const next = await upgrade(app, app.pid);
@@ -87,7 +102,10 @@ test('HTTPS keep-alive clients are drained with Connection: close and fail no re
   running = false;
   await Promise.all(loops);
   assert.deepEqual(errors, []);
-  assert.ok(results.some((r) => r.pid === app.pid && r.connection === 'close'), 'old process answered with Connection: close while draining');
+  assert.ok(
+    results.some((r) => r.pid === app.pid && r.connection === 'close'),
+    'old process answered with Connection: close while draining',
+  );
   const drain = app.events.find((e) => e.event === 'drain-end' && e.pid === app.pid);
   assert.equal(drain.forced, 0);
 });

@@ -273,7 +273,9 @@ function spawnReceiver(t, { fdLimit, serialization } = {}) {
   const child =
     fdLimit === undefined
       ? spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization })
-      : spawn('/bin/sh', ['-c', `ulimit -n ${fdLimit} && exec "$0" "$@"`, process.execPath, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      : spawn('/bin/sh', ['-c', `ulimit -n ${fdLimit} && exec "$0" "$@"`, process.execPath, ...args], {
+          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        });
   t.after(() => child.kill());
   return child;
 }
@@ -295,7 +297,7 @@ async function acceptedPairs(t, n) {
   return accepted.map((socket) => ({ socket, client: byPort.get(socket.remotePort) }));
 }
 
-test('pipelinedHandleWriter writes many sockets without waiting for acks: each fd arrives with its own message, and Node\'s own send still works after', async (t) => {
+test("pipelinedHandleWriter writes many sockets without waiting for acks: each fd arrives with its own message, and Node's own send still works after", async (t) => {
   const n = 300;
   const child = spawnReceiver(t);
   const pairs = await acceptedPairs(t, n);
@@ -304,7 +306,11 @@ test('pipelinedHandleWriter writes many sockets without waiting for acks: each f
   assert.ok(writer, 'this Node has what the pipelined writer needs');
   let written = 0;
   // All in one synchronous loop: Node's own send() would hold all but the first until its ack.
-  for (const [id, { socket }] of pairs.entries()) assert.equal(writer.write({ id }, socket, (error) => (assert.equal(error, undefined), (written += 1))), undefined);
+  for (const [id, { socket }] of pairs.entries())
+    assert.equal(
+      writer.write({ id }, socket, (error) => (assert.equal(error, undefined), (written += 1))),
+      undefined,
+    );
   await waitFor(() => written === n, { what: 'every message to be written' });
   for (const { socket } of pairs) socket.destroy(); // the child's copies keep the connections
   await waitFor(() => pairs.every(({ client }) => client.text !== ''), { what: 'every client to hear from the child' });
@@ -317,7 +323,7 @@ test('pipelinedHandleWriter writes many sockets without waiting for acks: each f
   await waitFor(() => extra.client.text === 'plain\n', { what: "Node's own send to arrive" });
 });
 
-test('pipelinedHandleWriter: a socket whose fd could not arrive (the receiver\'s fd limit) is given back, in order, with Node\'s NACK', async (t) => {
+test("pipelinedHandleWriter: a socket whose fd could not arrive (the receiver's fd limit) is given back, in order, with Node's NACK", async (t) => {
   const n = 120;
   const child = spawnReceiver(t, { fdLimit: 60 });
   const pairs = await acceptedPairs(t, n);
@@ -344,8 +350,14 @@ test('pipelinedHandleWriter: a socket whose fd could not arrive (the receiver\'s
 });
 
 test('pipelinedHandleWriter declines what is not a JSON-framed Node IPC channel: the caller sends one at a time', (t) => {
-  assert.equal(pipelinedHandleWriter({}, () => {}), undefined);
-  assert.equal(pipelinedHandleWriter(spawnReceiver(t, { serialization: 'advanced' }), () => {}), undefined);
+  assert.equal(
+    pipelinedHandleWriter({}, () => {}),
+    undefined,
+  );
+  assert.equal(
+    pipelinedHandleWriter(spawnReceiver(t, { serialization: 'advanced' }), () => {}),
+    undefined,
+  );
 });
 
 test('listenOnInheritedFd: a cluster worker listens on its own copy of an inherited TCP and unix socket, and the primary keeps its copy when the worker dies', async (t) => {
@@ -356,7 +368,9 @@ test('listenOnInheritedFd: a cluster worker listens on its own copy of an inheri
   const socketPath = join(dir, 'app.sock');
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const fixture = fileURLToPath(new URL('./fixtures/cluster-inherited.mjs', import.meta.url));
-  const child = spawn(activate, ['-l', `127.0.0.1:${port}`, '-l', socketPath, '--', process.execPath, fixture], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(activate, ['-l', `127.0.0.1:${port}`, '-l', socketPath, '--', process.execPath, fixture], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const output = followJsonEvents(child);
   t.after(() => {
     // The primary (systemd-socket-activate exec'd it) takes its worker with it.
@@ -366,7 +380,9 @@ test('listenOnInheritedFd: a cluster worker listens on its own copy of an inheri
     child.stdout.destroy();
     child.stderr.destroy();
   });
-  await waitFor(() => (output.stderr.match(/^Listening on/gm) ?? []).length === 2, { what: `systemd-socket-activate to listen: ${output.stderr}` });
+  await waitFor(() => (output.stderr.match(/^Listening on/gm) ?? []).length === 2, {
+    what: `systemd-socket-activate to listen: ${output.stderr}`,
+  });
   // The first connection makes it exec the primary; the worker answers it.
   const first = await request({ port });
   const seen = new Set([first.json.pid]);

@@ -46,8 +46,10 @@ test('a connected socket, a closed fd and a regular file have no listening addre
 });
 
 test('/proc/net lines are parsed: listening entries only', () => {
-  const v4 = '   1: 0100007F:0BB8 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 12345 1 0000000000000000 100 0 0 10 0';
-  const established = '   2: 0100007F:0BB8 0100007F:D431 01 00000000:00000000 00:00000000 00000000  1000        0 12346 1 0000000000000000 20 4 30 10 -1';
+  const v4 =
+    '   1: 0100007F:0BB8 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 12345 1 0000000000000000 100 0 0 10 0';
+  const established =
+    '   2: 0100007F:0BB8 0100007F:D431 01 00000000:00000000 00:00000000 00000000  1000        0 12346 1 0000000000000000 20 4 30 10 -1';
   assert.deepEqual(parseTcpLine(v4, 'IPv4'), [12345, { kind: 'tcp', family: 'IPv4', address: '127.0.0.1', port: 3000 }]);
   assert.equal(parseTcpLine(established, 'IPv4'), undefined);
   const unix = '0000000000000000: 00000002 00000000 00010000 0001 01 777 /run/app.sock';

@@ -6,8 +6,16 @@ import { test } from 'node:test';
 import { SocketsInFlight } from '../dist/sockets-in-flight.js';
 
 /** Stands for a socket: the bookkeeping only ever closes it. */
-const fakeSocket = () => ({ destroyed: false, destroy() { this.destroyed = true; } });
-const counter = () => { let n = 1; return () => n++; };
+const fakeSocket = () => ({
+  destroyed: false,
+  destroy() {
+    this.destroyed = true;
+  },
+});
+const counter = () => {
+  let n = 1;
+  return () => n++;
+};
 
 test('released before its message is written, a copy is closed only once it is written', () => {
   const flights = new SocketsInFlight(counter());
@@ -32,9 +40,19 @@ test('released after its message is written, a copy is closed at once', () => {
 test('answers settle each flight once, by id; unknown and repeated ids are ignored', () => {
   const flights = new SocketsInFlight(counter());
   const [a, b, c] = ['a', 'b', 'c'].map((data) => flights.add(fakeSocket(), data));
-  const first = flights.answer([{ id: a.id, ok: true }, { id: b.id, ok: false }, { id: 99, ok: true }]);
-  assert.deepEqual(first.adopted.map((f) => f.data), ['a']);
-  assert.deepEqual(first.refused.map((f) => f.data), ['b']);
+  const first = flights.answer([
+    { id: a.id, ok: true },
+    { id: b.id, ok: false },
+    { id: 99, ok: true },
+  ]);
+  assert.deepEqual(
+    first.adopted.map((f) => f.data),
+    ['a'],
+  );
+  assert.deepEqual(
+    first.refused.map((f) => f.data),
+    ['b'],
+  );
   assert.equal(first.oldestSentAt, a.sentAt);
   const again = flights.answer([{ id: a.id, ok: true }]);
   assert.deepEqual([again.adopted.length, again.refused.length, again.oldestSentAt], [0, 0, Infinity]);

@@ -217,7 +217,10 @@ test('an upgrade follows a switched `current` symlink to the new release', async
   for (const version of ['v1', 'v2']) {
     mkdirSync(join(root, 'releases', version), { recursive: true });
     // Each release's entry point sets its version, then runs the shared fixture.
-    writeFileSync(join(root, 'releases', version, 'server.mjs'), `process.env.APP_VERSION = '${version}';\nawait import(${JSON.stringify(FIXTURE)});\n`);
+    writeFileSync(
+      join(root, 'releases', version, 'server.mjs'),
+      `process.env.APP_VERSION = '${version}';\nawait import(${JSON.stringify(FIXTURE)});\n`,
+    );
   }
   const current = join(root, 'current');
   symlinkSync(join(root, 'releases', 'v1'), current);
@@ -271,12 +274,20 @@ test('a successor that crashes within its probation: the old process never stopp
   process.kill(fixture.pid, 'SIGUSR2');
   const failed = await fixture.waitForEvent({ event: 'upgrade-failed' }, { after });
   assert.match(failed.message, /exited \(exit code 7\) after it was ready/);
-  assert.equal(fixture.events.slice(after).some((e) => e.event === 'drain-start'), false, 'the old process had not started to drain');
+  assert.equal(
+    fixture.events.slice(after).some((e) => e.event === 'drain-start'),
+    false,
+    'the old process had not started to drain',
+  );
   const ok = load.stats.ok;
   await waitFor(() => load.stats.ok > ok + 200, { what: 'load to flow on the old process' });
   const result = await load.stop();
   // Only requests the successor itself had accepted can fail (reset); never a refused connect.
   assert.equal(result.errors.ECONNREFUSED ?? 0, 0, JSON.stringify(result.errors));
-  assert.deepEqual(Object.keys(result.errors).filter((k) => k !== 'ECONNRESET'), [], JSON.stringify(result.errors));
+  assert.deepEqual(
+    Object.keys(result.errors).filter((k) => k !== 'ECONNRESET'),
+    [],
+    JSON.stringify(result.errors),
+  );
   assert.equal(await servingPid({ port }), fixture.pid);
 });

@@ -1,6 +1,15 @@
 import http from 'node:http';
 import { expect, test } from 'tstyche';
-import { createGrace, createServiceNotifier, takeInheritedListeners, takeNotifyEnv, type Grace, type GraceOptions, type UpgradeError, type UpgradeResult } from '@grace-restart/core';
+import {
+  createGrace,
+  createServiceNotifier,
+  takeInheritedListeners,
+  takeNotifyEnv,
+  type Grace,
+  type GraceOptions,
+  type UpgradeError,
+  type UpgradeResult,
+} from '@grace-restart/core';
 
 test('createGrace accepts typed options and returns a Grace', () => {
   expect(createGrace({ readyTimeout: 1000, pidFile: 'app.pid', upgradeSignal: false })).type.toBe<Grace>();

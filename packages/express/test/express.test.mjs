@@ -19,7 +19,14 @@ function createApp(t, express, options = {}) {
   const gate = gated();
   app.get('/state', (req, res) => {
     const g = req.graceRestart;
-    res.json({ generation: g.generation, isDraining: g.isDraining, isReady: g.isReady, state: g.state, upgrade: typeof g.upgrade, locals: req.app.locals.graceRestart === restart.grace });
+    res.json({
+      generation: g.generation,
+      isDraining: g.isDraining,
+      isReady: g.isReady,
+      state: g.state,
+      upgrade: typeof g.upgrade,
+      locals: req.app.locals.graceRestart === restart.grace,
+    });
   });
   app.get('/health', (req, res) => res.sendStatus(req.graceRestart.isDraining ? 503 : 200));
   app.get('/gated', async (_req, res) => {
@@ -61,8 +68,15 @@ function behaviours(express) {
   });
 
   test('invalid options throw a GraceError that names the option', () => {
-    assert.throws(() => graceRestart({ ...IN_PROCESS, drainTimeOut: 5000 }), { name: 'GraceError', code: 'GRACE_ERR_OPTIONS', message: /unknown option "drainTimeOut"/ });
-    assert.throws(() => graceRestart({ ...IN_PROCESS, idleGrace: -1 }), { code: 'GRACE_ERR_OPTIONS', message: /"idleGrace" must be a whole number/ });
+    assert.throws(() => graceRestart({ ...IN_PROCESS, drainTimeOut: 5000 }), {
+      name: 'GraceError',
+      code: 'GRACE_ERR_OPTIONS',
+      message: /unknown option "drainTimeOut"/,
+    });
+    assert.throws(() => graceRestart({ ...IN_PROCESS, idleGrace: -1 }), {
+      code: 'GRACE_ERR_OPTIONS',
+      message: /"idleGrace" must be a whole number/,
+    });
     assert.throws(() => graceRestart('app.pid'), { code: 'GRACE_ERR_OPTIONS', message: /options must be an object/ });
   });
 
@@ -104,7 +118,11 @@ function behaviours(express) {
   });
 }
 
-for (const [major, express] of [[5, express5], [4, express4]]) describe(`Express ${major}`, () => behaviours(express));
+for (const [major, express] of [
+  [5, express5],
+  [4, express4],
+])
+  describe(`Express ${major}`, () => behaviours(express));
 
 test('requests do not pass through the mounted sub-app: its router layer is taken out', async (t) => {
   const app = express5();

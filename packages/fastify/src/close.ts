@@ -36,7 +36,10 @@ export function routeCloseThroughDrain(fastify: FastifyInstance<RawServerBase>, 
   function close(listener?: (err?: Error) => void): Promise<undefined> | undefined {
     const closing = drainThenClose();
     if (typeof listener !== 'function') return closing.then(() => undefined);
-    closing.then(() => listener(), (err: unknown) => listener(err instanceof Error ? err : new Error(String(err))));
+    closing.then(
+      () => listener(),
+      (err: unknown) => listener(err instanceof Error ? err : new Error(String(err))),
+    );
     return undefined;
   }
   fastify.close = close;

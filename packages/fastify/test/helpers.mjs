@@ -27,7 +27,9 @@ export async function buildApp(t, { fastify = {}, grace = {} } = {}) {
     order.push('slow-done');
     return { pid: process.pid };
   });
-  app.get('/health', async (_request, reply) => (app.graceRestart.isDraining ? reply.code(503).send({ status: 'draining' }) : { status: 'ok' }));
+  app.get('/health', async (_request, reply) =>
+    app.graceRestart.isDraining ? reply.code(503).send({ status: 'draining' }) : { status: 'ok' },
+  );
   app.addHook('onClose', async () => order.push('onClose'));
   t.after(() => app.close());
   return { app, order };

@@ -75,7 +75,10 @@ test("host 'localhost': the extra ::1 server listens through grace-restart and k
   t.after(resolveLocalhostTo(['127.0.0.1', '::1']));
   const { app } = await buildApp(t, { grace: { idleGrace: 10_000 } });
   const port = await listen(app, { host: 'localhost' });
-  assert.deepEqual(app.graceRestart.grace.servers.map((s) => s.address().address), ['127.0.0.1', '::1']);
+  assert.deepEqual(
+    app.graceRestart.grace.servers.map((s) => s.address().address),
+    ['127.0.0.1', '::1'],
+  );
   const v6 = pinnedAgent(t);
   assert.equal((await request({ host: '::1', port, agent: v6 })).status, 200);
 
@@ -123,7 +126,13 @@ test('logs through fastify.log by default, or through the logger option', async 
   const lines = [];
   const stream = new Writable({
     write(chunk, _encoding, done) {
-      lines.push(...chunk.toString().trim().split('\n').map((line) => JSON.parse(line)));
+      lines.push(
+        ...chunk
+          .toString()
+          .trim()
+          .split('\n')
+          .map((line) => JSON.parse(line)),
+      );
       done();
     },
   });
@@ -141,7 +150,11 @@ test('logs through fastify.log by default, or through the logger option', async 
   const before = lines.length;
   await listen(own.app);
   assert.ok(seen.includes('ready'), `the logger option got ${JSON.stringify(seen)}`);
-  assert.equal(lines.slice(before).some((line) => line.name === 'grace-restart'), false, 'fastify.log was not used');
+  assert.equal(
+    lines.slice(before).some((line) => line.name === 'grace-restart'),
+    false,
+    'fastify.log was not used',
+  );
 });
 
 test('an https instance listens through grace-restart and drains its keep-alive sockets', async (t) => {
@@ -152,10 +165,12 @@ test('an https instance listens through grace-restart and drains its keep-alive 
   t.after(() => agent.destroy());
   const get = (path) =>
     new Promise((resolve, reject) => {
-      https.get({ host: '127.0.0.1', port, path, agent }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res));
-      }).on('error', reject);
+      https
+        .get({ host: '127.0.0.1', port, path, agent }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res));
+        })
+        .on('error', reject);
     });
   assert.equal((await get('/')).statusCode, 200);
   const closing = app.close();

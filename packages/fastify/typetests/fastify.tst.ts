@@ -5,7 +5,9 @@ import type { Grace, GraceState } from '@grace-restart/core';
 
 test('the plugin takes the typed core options', () => {
   const app = Fastify();
-  expect(app.register(graceRestart, { pidFile: 'app.pid', drainTimeout: 10_000, onShutdown: async ({ reason }) => void reason })).type.not.toRaiseError();
+  expect(
+    app.register(graceRestart, { pidFile: 'app.pid', drainTimeout: 10_000, onShutdown: async ({ reason }) => void reason }),
+  ).type.not.toRaiseError();
   expect(app.register(graceRestart)).type.not.toRaiseError();
   expect(app.register).type.not.toBeCallableWith(graceRestart, { drainTimeout: '10s' });
   expect(app.register).type.not.toBeCallableWith(graceRestart, { drainTimeot: 5 });

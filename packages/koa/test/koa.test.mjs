@@ -57,8 +57,15 @@ function behaviours(Koa) {
   });
 
   test('invalid options or a missing app throw a GraceError that says what is wrong', () => {
-    assert.throws(() => graceRestart(new Koa(), { ...IN_PROCESS, drainTimeOut: 5000 }), { name: 'GraceError', code: 'GRACE_ERR_OPTIONS', message: /unknown option "drainTimeOut"/ });
-    assert.throws(() => graceRestart(new Koa(), { ...IN_PROCESS, readyTimeout: '30s' }), { code: 'GRACE_ERR_OPTIONS', message: /"readyTimeout" must be a whole number/ });
+    assert.throws(() => graceRestart(new Koa(), { ...IN_PROCESS, drainTimeOut: 5000 }), {
+      name: 'GraceError',
+      code: 'GRACE_ERR_OPTIONS',
+      message: /unknown option "drainTimeOut"/,
+    });
+    assert.throws(() => graceRestart(new Koa(), { ...IN_PROCESS, readyTimeout: '30s' }), {
+      code: 'GRACE_ERR_OPTIONS',
+      message: /"readyTimeout" must be a whole number/,
+    });
     assert.throws(() => graceRestart({ pidFile: 'app.pid' }), { code: 'GRACE_ERR_OPTIONS', message: /takes the Koa application first/ });
   });
 
@@ -98,4 +105,8 @@ function behaviours(Koa) {
   });
 }
 
-for (const [major, Koa] of [[3, Koa3], [2, Koa2]]) describe(`Koa ${major}`, () => behaviours(Koa));
+for (const [major, Koa] of [
+  [3, Koa3],
+  [2, Koa2],
+])
+  describe(`Koa ${major}`, () => behaviours(Koa));

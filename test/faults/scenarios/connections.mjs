@@ -8,7 +8,19 @@ import net from 'node:net';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { tcpTable, TCP_STATE } from '../../helpers/tcp-table.mjs';
-import { CORE_FIXTURES, checkLeftovers, fdInfo, flows, isAlive, patternChunk, request, startLoad, upgradeOnce, waitFor, settledFds } from '../lib.mjs';
+import {
+  CORE_FIXTURES,
+  checkLeftovers,
+  fdInfo,
+  flows,
+  isAlive,
+  patternChunk,
+  request,
+  startLoad,
+  upgradeOnce,
+  waitFor,
+  settledFds,
+} from '../lib.mjs';
 
 function softFdLimit(pid = 'self') {
   const m = /Max open files\s+(\d+)/.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'));
@@ -58,7 +70,11 @@ async function idleSockets(port, n) {
 
 /** TCP state of each client-side connection to `port` on this machine, by its local port. */
 function clientSideStates(port) {
-  return new Map(tcpTable().filter((row) => row.remotePort === port).map((row) => [row.localPort, row.state]));
+  return new Map(
+    tcpTable()
+      .filter((row) => row.remotePort === port)
+      .map((row) => [row.localPort, row.state]),
+  );
 }
 
 /** One more request on a socket of idleSockets(): resolves with the pid that answers, or the error. */
@@ -94,7 +110,8 @@ function askPid(socket) {
 export async function idleKeepAlive(scope) {
   const n = scope.long ? 5000 : 1000;
   const need = n + 200;
-  if (!scope.check(softFdLimit() >= need, `ulimit -n is ${softFdLimit()}: this scenario needs at least ${need} (runner and server each)`)) return;
+  if (!scope.check(softFdLimit() >= need, `ulimit -n is ${softFdLimit()}: this scenario needs at least ${need} (runner and server each)`))
+    return;
   // Every moved socket is asked once more after the upgrade, seconds later: a keep-alive timeout
   // (Node's 5 s) would close some of them just as they are asked, HTTP's own idle race, which
   // this scenario is not about.
@@ -112,7 +129,11 @@ export async function idleKeepAlive(scope) {
   process.kill(old, 'SIGUSR2');
   const ready = await app.waitForEvent((e) => e.event === 'upgrade-ready' && e.pid === old, { after, timeout: 40_000 });
   // From outside: when does the old process hold no client connection any more (moved or closed)?
-  await waitFor(() => (fdInfo(old)?.connections ?? 0) === 0, { timeout: 40_000, interval: 5, what: 'the old process to let go of every connection' });
+  await waitFor(() => (fdInfo(old)?.connections ?? 0) === 0, {
+    timeout: 40_000,
+    interval: 5,
+    what: 'the old process to let go of every connection',
+  });
   const emptyAt = Date.now();
   await waitFor(() => !isAlive(old), { timeout: 40_000, what: `old process ${old} to exit` });
   const goneAt = Date.now();
@@ -123,7 +144,9 @@ export async function idleKeepAlive(scope) {
   // rest are closed by the old process's drain. Either way none may see an error.
   const moved = end?.data.moved ?? 0;
   const perSocket = moved > 0 ? ` (${((emptyAt - ready.at) / moved).toFixed(2)} ms a connection)` : '';
-  scope.note(`trigger → ready ${ready.at - triggeredAt} ms, → old process holds no connection ${emptyAt - triggeredAt} ms (ready + ${emptyAt - ready.at} ms${perSocket}), → old gone ${goneAt - triggeredAt} ms; moved ${moved}, then drained ${end?.data.connections} (closedIdle ${end?.data.closedIdle}, forced ${end?.data.forced}); ulimit -n ${softFdLimit()}`);
+  scope.note(
+    `trigger → ready ${ready.at - triggeredAt} ms, → old process holds no connection ${emptyAt - triggeredAt} ms (ready + ${emptyAt - ready.at} ms${perSocket}), → old gone ${goneAt - triggeredAt} ms; moved ${moved}, then drained ${end?.data.connections} (closedIdle ${end?.data.closedIdle}, forced ${end?.data.forced}); ulimit -n ${softFdLimit()}`,
+  );
   scope.check(end?.data.forced === 0, `forced ${end?.data.forced}`);
   // The old process is gone, so the kernel has sent a FIN on every connection it still held:
   // a client socket still ESTABLISHED was moved, one in CLOSE_WAIT was closed by the drain.
@@ -133,7 +156,10 @@ export async function idleKeepAlive(scope) {
   scope.note(`idle sockets: ${movedSockets.length} moved (still established), ${closedByDrain} closed by the old process`);
   const answeredBy = await Promise.all(movedSockets.map((socket) => askPid(socket)));
   const wrong = answeredBy.filter((pid) => pid !== next).length;
-  scope.check(wrong === 0, `${wrong}/${movedSockets.length} moved idle sockets were not answered by the successor ${next}: ${JSON.stringify(answeredBy.filter((pid) => pid !== next).slice(0, 5))}`);
+  scope.check(
+    wrong === 0,
+    `${wrong}/${movedSockets.length} moved idle sockets were not answered by the successor ${next}: ${JSON.stringify(answeredBy.filter((pid) => pid !== next).slice(0, 5))}`,
+  );
   scope.check(Object.keys(idle.state.errors).length === 0, `idle sockets saw errors ${JSON.stringify(idle.state.errors)}`);
   scope.row.requests += n + movedSockets.length;
   await endOnSuccessor(scope, load, next);
@@ -160,7 +186,10 @@ export async function slowloris(scope) {
     // One byte a second (the timing condition itself), bounded by the header length.
     c.socket.on('connect', () => {
       c.socket.write(header[c.sent++]);
-      c.timer = setInterval(() => (c.sent < header.length && !c.socket.destroyed ? c.socket.write(header[c.sent++]) : clearInterval(c.timer)), 1000);
+      c.timer = setInterval(
+        () => (c.sent < header.length && !c.socket.destroyed ? c.socket.write(header[c.sent++]) : clearInterval(c.timer)),
+        1000,
+      );
     });
     return c;
   });
@@ -171,7 +200,9 @@ export async function slowloris(scope) {
   const start = app.events.slice(after).find((e) => e.event === 'drain-start' && e.pid === app.pid);
   // Logged just before the exit upgradeOnce waited for: its line may still be in the pipe.
   const end = await app.waitForEvent((e) => e.event === 'drain-end' && e.pid === app.pid, { after, timeout: 5_000 }).catch(() => undefined);
-  await waitFor(() => clients.every((c) => c.closedAt !== undefined), { timeout: 5000, what: 'slowloris sockets to be cut' }).catch(() => undefined);
+  await waitFor(() => clients.every((c) => c.closedAt !== undefined), { timeout: 5000, what: 'slowloris sockets to be cut' }).catch(
+    () => undefined,
+  );
   const open = clients.filter((c) => c.closedAt === undefined).length;
   scope.check(open === 0, `${open} slowloris sockets still open after the old process exited`);
   const latest = Math.max(...clients.map((c) => (c.closedAt ?? Infinity) - start.at));
@@ -222,15 +253,23 @@ export async function bigTransfers(scope) {
           downGot += d.length;
           h.update(d);
         });
-        res.on('end', () => resolve({ status: res.statusCode, bytes: downGot, sha256: h.digest('hex'), pid: Number(res.headers['x-pid']) }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode, bytes: downGot, sha256: h.digest('hex'), pid: Number(res.headers['x-pid']) }),
+        );
         res.on('error', (error) => resolve({ error: error.code ?? error.message }));
       })
       .on('error', (error) => resolve({ error: error.code ?? error.message }));
   });
-  await waitFor(() => upSent > upChunks / 4 && downGot > (downChunks * size) / 4, { timeout: 20_000, what: 'both transfers to be under way' });
+  await waitFor(() => upSent > upChunks / 4 && downGot > (downChunks * size) / 4, {
+    timeout: 20_000,
+    what: 'both transfers to be under way',
+  });
   const next = await upgradeOnce(app, app.pid, { timeout: 60_000 });
   const [up, down] = await Promise.all([upload, download]);
-  scope.check(up.status === 200 && up.json?.bytes === upChunks * size && up.json?.sha256 === upSha, `upload: ${JSON.stringify(up.error ?? up.json)}`);
+  scope.check(
+    up.status === 200 && up.json?.bytes === upChunks * size && up.json?.sha256 === upSha,
+    `upload: ${JSON.stringify(up.error ?? up.json)}`,
+  );
   scope.check(up.json?.pid === app.pid, 'the upload was not answered by the old process');
   scope.check(down.status === 200 && down.bytes === downChunks * size && down.sha256 === downSha, `download: ${JSON.stringify(down)}`);
   scope.note(`50 MiB up and 20 MiB down byte-exact: ${up.json?.sha256 === upSha && down.sha256 === downSha}`);
@@ -309,7 +348,10 @@ export async function http2Sessions(scope) {
   scope.row.requests = 2 * k + 1;
   scope.row.failed = results.filter((r) => !r.ok).length;
   scope.check(goaways.every(Boolean), `${goaways.filter((g) => !g).length}/${k} sessions got no GOAWAY`);
-  scope.check(results.every((r) => r.ok && r.pid === app.pid), `in-flight streams: ${JSON.stringify(results.filter((r) => !r.ok))}`);
+  scope.check(
+    results.every((r) => r.ok && r.pid === app.pid),
+    `in-flight streams: ${JSON.stringify(results.filter((r) => !r.ok))}`,
+  );
   const fresh = http2.connect(`http://127.0.0.1:${port}`);
   scope.onCleanup(() => fresh.destroy());
   const res = await get(fresh, '/');
@@ -344,7 +386,10 @@ export async function longRequestCut(scope) {
   const after2 = cut.at - start.at;
   scope.note(`the long request ended with ${cut.error ?? cut.status} ${after2} ms after drain start`);
   scope.check(cut.error === 'ECONNRESET', `the long request ended with ${cut.error ?? cut.status}`);
-  scope.check(after2 >= drainTimeout - 100 && after2 <= drainTimeout + 1500, `cut ${after2} ms after drain start, drainTimeout ${drainTimeout}`);
+  scope.check(
+    after2 >= drainTimeout - 100 && after2 <= drainTimeout + 1500,
+    `cut ${after2} ms after drain start, drainTimeout ${drainTimeout}`,
+  );
   scope.check(end?.data.forced === 1, `drain forced ${end?.data.forced}, expected exactly the long request`);
   scope.check(code === 0, `old process exit code ${code}`);
   await endOnSuccessor(scope, load, next);

@@ -60,8 +60,15 @@ export async function forgedEnv(scope) {
     }
     const res = await request({ port }).catch((e) => ({ error: e.message }));
     if (!scope.check(res.json?.pid === app.pid, `${label}: request got ${JSON.stringify(res.error ?? res.status)}`)) scope.row.failed += 1;
-    const errors = app.logs().filter((l) => l.level === 50).map((l) => l.msg);
-    if (expected) scope.check(errors.some((m) => expected.test(m)), `${label}: no error line matching ${expected}; got ${JSON.stringify(errors)}`);
+    const errors = app
+      .logs()
+      .filter((l) => l.level === 50)
+      .map((l) => l.msg);
+    if (expected)
+      scope.check(
+        errors.some((m) => expected.test(m)),
+        `${label}: no error line matching ${expected}; got ${JSON.stringify(errors)}`,
+      );
     else scope.check(errors.length === 0, `${label}: unexpected error lines ${JSON.stringify(errors)}`);
     scope.check(noStack(app.stderr), `${label}: a stack trace on stderr`);
     await stop(app);
@@ -81,7 +88,10 @@ export async function fdNotSocket(scope) {
     scope.check(error === undefined, `did not serve: ${error}`);
     if (error === undefined) {
       scope.check((await request({ port })).json.pid === app.pid, 'did not serve on a fresh socket');
-      scope.check(app.logs().some((l) => l.level === 50 && /ignoring inherited fd 3 .*a regular file, not a socket/.test(l.msg)), `no clear error line: ${app.stderr.slice(-400)}`);
+      scope.check(
+        app.logs().some((l) => l.level === 50 && /ignoring inherited fd 3 .*a regular file, not a socket/.test(l.msg)),
+        `no clear error line: ${app.stderr.slice(-400)}`,
+      );
       // An upgrade of this process hands over its real socket only.
       process.kill(app.pid, 'SIGUSR2');
       const ready = await app.waitForEvent((e) => e.event === 'upgrade-ready', { timeout: 10_000 });
@@ -120,18 +130,41 @@ export async function readyFdForged(scope) {
     closeSync(fd);
   }
   const content = readFileSync(file, 'utf8');
-  scope.check(content === 'line 1\n', `the file the process holds at fd 3 (e.g. \`3>>audit.log\`) was written to: ${JSON.stringify(content)}`);
+  scope.check(
+    content === 'line 1\n',
+    `the file the process holds at fd 3 (e.g. \`3>>audit.log\`) was written to: ${JSON.stringify(content)}`,
+  );
   // The same forged variable pointing at an inherited listener: the listener must survive ready().
   const holder = net.createServer();
   await new Promise((resolve) => holder.listen(0, '127.0.0.1', resolve));
   const port = holder.address().port;
-  const second = scope.launch(APP, { env: { LISTEN_FDS: '1', LISTEN_FDNAMES: `tcp/127.0.0.1/${port}`, GRACE_RESTART_READY_FD: '3', HOST: '127.0.0.1', PORT: String(port) }, extraStdio: [holder._handle.fd] });
+  const second = scope.launch(APP, {
+    env: { LISTEN_FDS: '1', LISTEN_FDNAMES: `tcp/127.0.0.1/${port}`, GRACE_RESTART_READY_FD: '3', HOST: '127.0.0.1', PORT: String(port) },
+    extraStdio: [holder._handle.fd],
+  });
   holder.close();
-  const ready = await second.waitForEvent({ event: 'ready' }, { timeout: 10_000 }).then(() => true, () => false);
+  const ready = await second.waitForEvent({ event: 'ready' }, { timeout: 10_000 }).then(
+    () => true,
+    () => false,
+  );
   let served = 'no ready';
-  if (ready) served = await request({ port, timeout: 3000 }).then((r) => `pid ${r.json?.pid}`, (e) => e.code ?? e.message);
-  scope.check(served === `pid ${second.pid}`, `a forged GRACE_RESTART_READY_FD equal to an inherited listener: a request after ready got ${served}`);
-  scope.note(`listener case: ${served}; stderr ${JSON.stringify(second.logs().filter((l) => l.level >= 40).map((l) => l.msg))}`);
+  if (ready)
+    served = await request({ port, timeout: 3000 }).then(
+      (r) => `pid ${r.json?.pid}`,
+      (e) => e.code ?? e.message,
+    );
+  scope.check(
+    served === `pid ${second.pid}`,
+    `a forged GRACE_RESTART_READY_FD equal to an inherited listener: a request after ready got ${served}`,
+  );
+  scope.note(
+    `listener case: ${served}; stderr ${JSON.stringify(
+      second
+        .logs()
+        .filter((l) => l.level >= 40)
+        .map((l) => l.msg),
+    )}`,
+  );
   scope.row.requests = 1;
   scope.row.failed = served.startsWith('pid') ? 0 : 1;
   scope.row.fdsBefore = scope.row.fdsAfter = '-';
@@ -174,7 +207,10 @@ export async function pidFileSymlink(scope) {
 /** A PID file holding a stranger's pid: not removed at stop, and `upgrade` must not signal the stranger. */
 export async function pidFileStrangerImpl(scope) {
   // The stranger: any long-running process of ours that is not grace-restart (SIGUSR2 kills it by default).
-  writeFileSync(join(scope.dir, 'stranger.mjs'), 'process.stdout.write(JSON.stringify({ event: "up", pid: process.pid }) + "\\n"); setInterval(() => {}, 1000);\n');
+  writeFileSync(
+    join(scope.dir, 'stranger.mjs'),
+    'process.stdout.write(JSON.stringify({ event: "up", pid: process.pid }) + "\\n"); setInterval(() => {}, 1000);\n',
+  );
   const stranger = scope.launch(join(scope.dir, 'stranger.mjs'));
   await stranger.waitForEvent({ event: 'up' });
   const pidFile = join(scope.dir, 'app.pid');
@@ -186,7 +222,10 @@ export async function pidFileStrangerImpl(scope) {
   scope.check(readFileSync(pidFile, 'utf8').trim() === String(stranger.pid), 'the PID file holding a stranger was removed');
   // Supervisor too.
   const supPid = join(scope.dir, 'sup.pid');
-  const sup = scope.launch(BIN, { args: ['run', '--workers', '1', '--pid-file', supPid, '--log-level', 'error', '--', 'node', APP], env: { PORT: '0' } });
+  const sup = scope.launch(BIN, {
+    args: ['run', '--workers', '1', '--pid-file', supPid, '--log-level', 'error', '--', 'node', APP],
+    env: { PORT: '0' },
+  });
   await sup.waitForEvent({ event: 'listening' });
   await waitFor(() => existsSync(supPid), { what: 'the supervisor PID file' });
   writeFileSync(supPid, `${stranger.pid}\n`);
@@ -195,8 +234,13 @@ export async function pidFileStrangerImpl(scope) {
   scope.check(readFileSync(supPid, 'utf8').trim() === String(stranger.pid), 'the supervisor removed a PID file holding a stranger');
   // A stale PID file whose pid now belongs to a stranger: `upgrade` must not kill it.
   const result = await cli(['upgrade', '--pid-file', pidFile, '--timeout', '1500'], { tag: scope.tag });
-  const alive = await waitFor(() => !isAlive(stranger.pid), { timeout: 1000 }).then(() => false, () => true);
-  scope.note(`upgrade against a stranger: exit ${result.code}, ${result.stdout.trim()} ${result.stderr.trim()}; stranger ${alive ? 'alive' : `killed (${JSON.stringify(await stranger.exited)})`}`);
+  const alive = await waitFor(() => !isAlive(stranger.pid), { timeout: 1000 }).then(
+    () => false,
+    () => true,
+  );
+  scope.note(
+    `upgrade against a stranger: exit ${result.code}, ${result.stdout.trim()} ${result.stderr.trim()}; stranger ${alive ? 'alive' : `killed (${JSON.stringify(await stranger.exited)})`}`,
+  );
   scope.check(alive, `\`grace-restart upgrade --pid-file\` with a stale PID file killed an unrelated process ${stranger.pid} with SIGUSR2`);
   scope.check(result.code !== 0, 'upgrade against a stranger reported success');
   await checkLeftovers(scope, alive ? [stranger.pid] : []);
@@ -205,7 +249,10 @@ export async function pidFileStrangerImpl(scope) {
 /** The control socket: 0600 in a 0700 directory; uid nobody cannot connect; junk does not hurt the supervisor. */
 export async function controlSocket(scope) {
   const pidFile = join(scope.dir, 'sup.pid');
-  const sup = scope.launch(BIN, { args: ['run', '--workers', '1', '--pid-file', pidFile, '--log-level', 'error', '--', 'node', APP], env: { PORT: '0' } });
+  const sup = scope.launch(BIN, {
+    args: ['run', '--workers', '1', '--pid-file', pidFile, '--log-level', 'error', '--', 'node', APP],
+    env: { PORT: '0' },
+  });
   const listening = await sup.waitForEvent({ event: 'listening' });
   await waitFor(() => existsSync(pidFile), { what: 'the supervisor PID file' });
   const dir = join(tmpdir(), `grace-restart-${process.getuid()}`);
@@ -215,8 +262,11 @@ export async function controlSocket(scope) {
   scope.check((statSync(dir).mode & 0o777) === 0o700, `dir mode ${(statSync(dir).mode & 0o777).toString(8)}`);
   const probe = `require('net').connect(${JSON.stringify(socket)}).on('connect',()=>{console.log('CONNECTED');process.exit(0)}).on('error',e=>{console.log(e.code);process.exit(0)})`;
   const asNobody = await new Promise((resolve) =>
-    execFile('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', probe], { timeout: 10_000, env: { ...process.env, GRACE_FAULTS_TAG: scope.tag } }, (error, stdout, stderr) =>
-      resolve(error && !stdout ? `could not run as nobody: ${stderr || error.message}` : stdout.trim()),
+    execFile(
+      'setpriv',
+      ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', probe],
+      { timeout: 10_000, env: { ...process.env, GRACE_FAULTS_TAG: scope.tag } },
+      (error, stdout, stderr) => resolve(error && !stdout ? `could not run as nobody: ${stderr || error.message}` : stdout.trim()),
     ),
   );
   scope.note(`uid nobody connecting: ${asNobody}`);
@@ -239,7 +289,10 @@ export async function controlSocket(scope) {
   scope.check(big === 'closed' || big.startsWith('error'), `an oversized line got ${big}`);
   const hanging = await talk('{"cmd":"sta', true);
   const status = await cli(['status', '--pid-file', pidFile, '--json'], { tag: scope.tag, timeout: 10_000 });
-  scope.check(status.code === 0 && JSON.parse(status.stdout).workers.length === 1, `status while a client hangs: ${status.code} ${status.stderr}`);
+  scope.check(
+    status.code === 0 && JSON.parse(status.stdout).workers.length === 1,
+    `status while a client hangs: ${status.code} ${status.stderr}`,
+  );
   hanging.destroy();
   // A control dir that is a symlink to a private dir is refused.
   const real = join(scope.dir, 'real');
@@ -257,7 +310,10 @@ export async function controlSocket(scope) {
 export async function cliBadInput(scope) {
   const pidFile = join(scope.dir, 'never.pid');
   // A bystander that reports any SIGUSR2 it gets: no bad command line may signal it.
-  writeFileSync(join(scope.dir, 'bystander.mjs'), 'process.on("SIGUSR2", () => process.stdout.write(JSON.stringify({ event: "usr2" }) + "\\n")); process.stdout.write(JSON.stringify({ event: "up", pid: process.pid }) + "\\n"); setInterval(() => {}, 1000);\n');
+  writeFileSync(
+    join(scope.dir, 'bystander.mjs'),
+    'process.on("SIGUSR2", () => process.stdout.write(JSON.stringify({ event: "usr2" }) + "\\n")); process.stdout.write(JSON.stringify({ event: "up", pid: process.pid }) + "\\n"); setInterval(() => {}, 1000);\n',
+  );
   const bystander = scope.launch(join(scope.dir, 'bystander.mjs'));
   await bystander.waitForEvent({ event: 'up' });
   const by = String(bystander.pid);
@@ -282,16 +338,26 @@ export async function cliBadInput(scope) {
   for (const [args, code] of cases) {
     const label = args.join(' ').replace(scope.dir, '$DIR').replace(APP, 'app.mjs');
     const result = await cli(args, { tag: scope.tag, timeout: 20_000 });
-    scope.check(result.code === code, `\`${label}\`: exit ${result.code ?? result.signal}, expected ${code}: ${result.stderr.trim().slice(0, 200)}`);
+    scope.check(
+      result.code === code,
+      `\`${label}\`: exit ${result.code ?? result.signal}, expected ${code}: ${result.stderr.trim().slice(0, 200)}`,
+    );
     // Exit 1 of `run` is the app failing to start: its own stack trace is the app's business.
-    const clear = code === 1 ? /could not start|cannot find the app/.test(result.stderr) : /grace-restart: /.test(result.stderr) && noStack(result.stderr);
+    const clear =
+      code === 1
+        ? /could not start|cannot find the app/.test(result.stderr)
+        : /grace-restart: /.test(result.stderr) && noStack(result.stderr);
     scope.check(clear, `\`${label}\`: unclear stderr ${result.stderr.slice(0, 160)}`);
     scope.check(!existsSync(pidFile), `\`${label}\`: wrote the PID file`);
   }
   // --pid 0 means "my process group" to kill(2): the CLI must refuse it, not signal its own group.
   // Run in its own process group (detached), so that if it does signal its group, only it dies.
   const zero = await new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, 'upgrade', '--pid', '0', '--timeout', '1000'], { detached: true, stdio: 'ignore', env: { ...process.env, GRACE_FAULTS_TAG: scope.tag } });
+    const child = spawn(process.execPath, [BIN, 'upgrade', '--pid', '0', '--timeout', '1000'], {
+      detached: true,
+      stdio: 'ignore',
+      env: { ...process.env, GRACE_FAULTS_TAG: scope.tag },
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
@@ -299,9 +365,16 @@ export async function cliBadInput(scope) {
     });
   });
   scope.note(`upgrade --pid 0: exit ${zero.code ?? zero.signal}`);
-  scope.check(zero.code === 2, `\`upgrade --pid 0\` ended with ${zero.code ?? zero.signal} (kill(0, SIGUSR2) signals the whole process group)`);
+  scope.check(
+    zero.code === 2,
+    `\`upgrade --pid 0\` ended with ${zero.code ?? zero.signal} (kill(0, SIGUSR2) signals the whole process group)`,
+  );
   // An unwritable PID file: the supervisor must not leave workers behind.
-  const bad = await cli(['run', '--pid-file', join(scope.dir, 'no', 'such', 'dir', 'x.pid'), ...app], { tag: scope.tag, timeout: 20_000, env: { PORT: '0' } });
+  const bad = await cli(['run', '--pid-file', join(scope.dir, 'no', 'such', 'dir', 'x.pid'), ...app], {
+    tag: scope.tag,
+    timeout: 20_000,
+    env: { PORT: '0' },
+  });
   scope.note(`unwritable --pid-file: exit ${bad.code}, ${bad.stderr.trim().split('\n').pop()?.slice(0, 160)}`);
   scope.check(bad.code === 1, `unwritable --pid-file: exit ${bad.code}`);
   const heard = bystander.events.filter((e) => e.event === 'usr2').length;

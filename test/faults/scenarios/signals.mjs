@@ -63,7 +63,10 @@ export async function sigtermMidUpgrade(scope) {
   scope.check(!app.events.some((e) => e.event === 'ready' && e.pid === boot.pid), 'the successor became ready');
   const failed = app.events.find((e) => e.event === 'upgrade-failed');
   scope.check(failed?.reason === 'aborted', `upgrade outcome: ${JSON.stringify(failed)}`);
-  const logged = await waitFor(() => app.logs().some((l) => l.level === 50 && l.reason === 'aborted'), { timeout: 3000, what: 'the log line' }).catch(() => false);
+  const logged = await waitFor(() => app.logs().some((l) => l.level === 50 && l.reason === 'aborted'), {
+    timeout: 3000,
+    what: 'the log line',
+  }).catch(() => false);
   scope.check(logged, 'no error log line with reason "aborted"');
   const drains = app.events.filter((e) => e.event === 'drain-end');
   scope.check(drains.length === 1 && drains[0].data.reason === 'stop', `drains: ${JSON.stringify(drains.map((d) => d.data))}`);

@@ -64,9 +64,17 @@ async function successorFault(scope, { behaviour, env = {}, reason, message, bef
 function checkRebindLosses(scope, stats, connections, refusedMax) {
   const { ECONNRESET = 0, ECONNREFUSED = 0, EPIPE = 0, ...other } = stats.errors;
   scope.check(Object.keys(other).length === 0, `unexpected errors ${JSON.stringify(other)}`);
-  scope.check(ECONNRESET + EPIPE <= 2 * connections, `${ECONNRESET + EPIPE} resets: more than ${connections} connections could hold in flight or queued (${2 * connections})`);
-  scope.check(ECONNREFUSED <= refusedMax, `${ECONNREFUSED} refused connects, more than ${refusedMax}${refusedMax === 0 ? ': the old process was to serve through the probation' : ': more than a rebind gap explains'}`);
-  scope.note(`${stats.failed} requests failed as allowed: ${ECONNRESET + EPIPE} in flight on the dead successor (≤ ${2 * connections}), ${ECONNREFUSED} refused while the old process bound its address again (≤ ${refusedMax})`);
+  scope.check(
+    ECONNRESET + EPIPE <= 2 * connections,
+    `${ECONNRESET + EPIPE} resets: more than ${connections} connections could hold in flight or queued (${2 * connections})`,
+  );
+  scope.check(
+    ECONNREFUSED <= refusedMax,
+    `${ECONNREFUSED} refused connects, more than ${refusedMax}${refusedMax === 0 ? ': the old process was to serve through the probation' : ': more than a rebind gap explains'}`,
+  );
+  scope.note(
+    `${stats.failed} requests failed as allowed: ${ECONNRESET + EPIPE} in flight on the dead successor (≤ ${2 * connections}), ${ECONNREFUSED} refused while the old process bound its address again (≤ ${refusedMax})`,
+  );
 }
 
 /**
@@ -89,7 +97,10 @@ export async function crashAfterReadyIdle(scope) {
     app.exited.then(({ code, signal }) => `the old process exited (${code ?? signal})`),
   ]);
   scope.note(outcome);
-  const res = await waitFor(() => request({ port, timeout: 2000 }).catch(() => undefined), { timeout: 5000, what: 'someone to serve' }).catch((error) => ({ error: error.message }));
+  const res = await waitFor(() => request({ port, timeout: 2000 }).catch(() => undefined), {
+    timeout: 5000,
+    what: 'someone to serve',
+  }).catch((error) => ({ error: error.message }));
   scope.row.requests = 1;
   scope.row.failed = res.status === 200 ? 0 : 1;
   scope.check(res.status === 200, `nobody serves ${port} after the successor crashed 300 ms after ready: ${outcome}`);
@@ -112,7 +123,10 @@ export async function failureLogAttribution(scope) {
   scope.row.fdsBefore = scope.row.fdsAfter = '-';
   scope.check(line !== undefined, 'no error line');
   scope.note(`line: ${JSON.stringify(line)}`);
-  scope.check(line?.pid === app.pid, `the line written by ${app.pid} says "pid":${line?.pid} (the dead successor): a log pipeline files it under the wrong process`);
+  scope.check(
+    line?.pid === app.pid,
+    `the line written by ${app.pid} says "pid":${line?.pid} (the dead successor): a log pipeline files it under the wrong process`,
+  );
   scope.check(failed.reason === 'exited', `reason ${failed.reason}`);
   await checkLeftovers(scope, [app.pid]);
 }
@@ -122,18 +136,31 @@ export const scenarios = [
   { name: 'successor-failure-log-attribution', run: failureLogAttribution },
   {
     name: 'successor-exits-at-boot',
-    run: (scope) => successorFault(scope, { behaviour: 'crash-at-boot', reason: 'exited', message: /exited \(exit code 3\) before it was ready/ }),
+    run: (scope) =>
+      successorFault(scope, { behaviour: 'crash-at-boot', reason: 'exited', message: /exited \(exit code 3\) before it was ready/ }),
   },
   {
     // The throw comes one tick after listen, after auto-ready: within the successor's
     // probation, while the old process still serves beside it. Nothing may fail: the
     // requests the successor took before it died, if any, are the only exception.
     name: 'successor-throws-after-listen',
-    run: (scope) => successorFault(scope, { behaviour: 'throw-after-listen', reason: 'exited', message: /exited \(exit code 1\)/, tolerateGap: 'in-flight' }),
+    run: (scope) =>
+      successorFault(scope, {
+        behaviour: 'throw-after-listen',
+        reason: 'exited',
+        message: /exited \(exit code 1\)/,
+        tolerateGap: 'in-flight',
+      }),
   },
   {
     name: 'successor-never-ready',
-    run: (scope) => successorFault(scope, { behaviour: 'never-ready', env: { READY_TIMEOUT: '1000' }, reason: 'timeout', message: /was not ready within 1000 ms/ }),
+    run: (scope) =>
+      successorFault(scope, {
+        behaviour: 'never-ready',
+        env: { READY_TIMEOUT: '1000' },
+        reason: 'timeout',
+        message: /was not ready within 1000 ms/,
+      }),
   },
   {
     // Ready, then dies 300 ms later while the old process still drains a 4 s request.
@@ -155,7 +182,10 @@ export const scenarios = [
           await request({ port }); // answered after the slow one was sent: it reached the old process
           scope.onCleanup(async () => {
             const res = await slow;
-            scope.check(res.status === 200 && res.json?.pid === app.pid, `the request in flight during the drain got ${JSON.stringify(res.error ?? res.status)}`);
+            scope.check(
+              res.status === 200 && res.json?.pid === app.pid,
+              `the request in flight during the drain got ${JSON.stringify(res.error ?? res.status)}`,
+            );
           });
         },
         during: async ({ app, after }) => {

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { histogramBetween, SLOT_MS, startLoad } from '../bench/lib/load.mjs';
 
 test("a 250 ms stall of the clients' event loop is in their delay histogram, at its time", async () => {
-  const server = http.createServer((req, res) => res.end('{"pid":1}'));
+  const server = http.createServer((_req, res) => res.end('{"pid":1}'));
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const load = startLoad({ port: server.address().port, connections: 2 });
   try {

@@ -15,7 +15,9 @@ import { freePort, startFixture, waitFor } from './helpers/process.mjs';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const GUIDE = readFileSync(join(ROOT, 'docs/guides/hono.md'), 'utf8');
 const block = (lang, first) => {
-  const found = [...GUIDE.matchAll(new RegExp('```' + lang + '\\n([\\s\\S]*?)```', 'g'))].map((m) => m[1]).find((b) => b.startsWith(first));
+  const found = [...GUIDE.matchAll(new RegExp(`\`\`\`${lang}\\n([\\s\\S]*?)\`\`\``, 'g'))]
+    .map((m) => m[1])
+    .find((b) => b.startsWith(first));
   assert.ok(found, `the guide has a ${lang} block starting with ${first}`);
   return found;
 };

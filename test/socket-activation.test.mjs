@@ -337,7 +337,9 @@ function keepAliveClient(target) {
 
 async function movedConnectionsKeepTheirListener(t, { port, socketPath }, upgradeOnce) {
   const clients = { tcp: keepAliveClient({ port }), unix: keepAliveClient({ socketPath }) };
-  t.after(() => Object.values(clients).forEach((c) => c.close()));
+  t.after(() => {
+    for (const c of Object.values(clients)) c.close();
+  });
   const before = { tcp: await clients.tcp.get(), unix: await clients.unix.get() };
   await upgradeOnce();
   for (const [listener, client] of Object.entries(clients)) {

@@ -51,7 +51,9 @@ test('the Socket.IO guide, as written: 20 clients emitting with acks through 2 u
     })();
     return { socket, loop };
   });
-  t.after(() => clients.forEach((c) => c.socket.close()));
+  t.after(() => {
+    for (const c of clients) c.socket.close();
+  });
   await waitFor(() => stats.ok > 500, { what: 'emits to flow' });
   let pid = app.pid;
   for (let i = 0; i < 2; i++) {

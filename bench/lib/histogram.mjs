@@ -19,7 +19,7 @@ function indexOf(us) {
 }
 
 /** The representative value (bucket midpoint) of a bucket, in microseconds. */
-function valueOf(idx) {
+function bucketValue(idx) {
   if (idx < LINEAR) return idx;
   const shift = Math.floor(idx / SUB) - 1;
   const lower = ((idx % SUB) + SUB) * 2 ** shift;
@@ -57,7 +57,7 @@ export class Histogram {
     let seen = 0;
     for (let i = 0; i < BUCKETS; i++) {
       seen += this.counts[i];
-      if (seen >= rank) return Math.min(valueOf(i), this.max) / 1000;
+      if (seen >= rank) return Math.min(bucketValue(i), this.max) / 1000;
     }
     return this.max / 1000;
   }

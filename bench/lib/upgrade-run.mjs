@@ -191,7 +191,7 @@ export async function runUpgradesUnderLoad(opts) {
     if (watched) {
       const { perUpgrade, ...totals } = summarizeConnections({ watch: watched, triggers: records.map((r) => r.at), warmupMs, end, pool });
       result.upstream = totals;
-      perUpgrade.forEach((u, i) => (result.upgrades[i].upstream = u));
+      for (const [i, u] of perUpgrade.entries()) result.upgrades[i].upstream = u;
     }
     // grace-restart's own account of each drain after an upgrade: how many connections it moved.
     if (handle.drains) result.drains = [...handle.drains];

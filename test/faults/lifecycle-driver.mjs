@@ -579,7 +579,7 @@ function writeReport(rows, totalMs, steps) {
     '# Lifecycle driver, long form',
     '',
     `Node ${process.version}, ${cpus().length} CPUs, ${new Date().toISOString()}, total ${(totalMs / 1000).toFixed(0)} s, ${steps} steps per seed.`,
-    'Reproduce a row: `node test/faults/lifecycle-driver.mjs --mode <mode> --seeds <seed> --steps ' + steps + '`.',
+    `Reproduce a row: \`node test/faults/lifecycle-driver.mjs --mode <mode> --seeds <seed> --steps ${steps}\`.`,
     'Failed requests are allowed only in steps that SIGKILL or crash a process holding connections (excused), and counted.',
     '',
     '| mode | seed | steps | lives | requests | failed | of them excused | operations | fds first→last | time | verdict |',

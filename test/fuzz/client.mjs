@@ -286,7 +286,11 @@ export function startConnection({ port, rng, stats, nextId, pipelineChance = 0.1
     if (request.expect) {
       await new Promise((resolve) => {
         const wait = setTimeout(resolve, CONTINUE_WAIT_MS);
-        if (current) current.onContinue = () => (clearTimeout(wait), resolve());
+        if (current)
+          current.onContinue = () => {
+            clearTimeout(wait);
+            resolve();
+          };
       });
     }
     const pieces = bodyPieces(request, request.trickleMs > 0 ? 10 : 1);

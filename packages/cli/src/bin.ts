@@ -152,7 +152,7 @@ async function run(argv: string[]): Promise<number> {
   if (!['debug', 'info', 'warn', 'error', 'silent'].includes(level))
     throw new UsageError(`--log-level must be debug, info, warn, error or silent, got "${level}"`);
   const logger = createJsonLogger(level as 'info');
-  let command;
+  let command: ReturnType<typeof parseWorkerCommand>;
   try {
     command = parseWorkerCommand(positionals);
   } catch (error) {
@@ -514,11 +514,11 @@ async function status(argv: string[]): Promise<number> {
       `  ${String(w.pid).padEnd(8)} ${String(w.slot).padEnd(5)} ${String(w.generation).padEnd(11)} ${w.state.padEnd(9)} ${Math.round(w.uptimeMs / 1000)}s`,
   );
   process.stdout.write(
-    [
+    `${[
       `supervisor ${s.pid}: ${s.state}, generation ${s.generation}, up ${Math.round(s.uptimeMs / 1000)}s`,
       `  ${'PID'.padEnd(8)} ${'SLOT'.padEnd(5)} ${'GENERATION'.padEnd(11)} ${'STATE'.padEnd(9)} UPTIME`,
       ...rows,
-    ].join('\n') + '\n',
+    ].join('\n')}\n`,
   );
   return 0;
 }

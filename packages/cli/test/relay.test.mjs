@@ -242,7 +242,9 @@ test('a stop in the middle of a relay: the supervisor and every worker exit 0, t
     socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
     return socket;
   });
-  t.after(() => idle.forEach((socket) => socket.destroy()));
+  t.after(() => {
+    for (const socket of idle) socket.destroy();
+  });
   const load = keepAliveLoad({ port, connections: 16 });
   t.after(() => load.stop());
   await load.flowing(300, 'load to flow');

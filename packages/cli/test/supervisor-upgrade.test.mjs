@@ -162,7 +162,7 @@ test('SIGTERM to the old supervisor while the new one starts: the new one is sto
 });
 
 /** Command lines of the processes whose parent is `pid` (or were, before it died: re-parented ones are found by their command line). */
-function childrenOf(pid) {
+function childrenOf(_pid) {
   return readdirSync('/proc')
     .filter((d) => /^[0-9]+$/.test(d))
     .map((d) => {

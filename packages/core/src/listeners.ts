@@ -199,7 +199,7 @@ export class ListenerSet {
    * which would also close idle keep-alive sockets at once (see drain.ts). With
    * `handoff`, unix socket files are kept for the successor.
    */
-  stopAccepting(handoff: boolean): void {
+  stopAccepting(_handoff: boolean): void {
     for (const listener of this.#listeners) {
       const { server } = listener;
       if (!server.listening) continue;

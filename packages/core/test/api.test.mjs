@@ -59,7 +59,7 @@ test('address names are stable, separator-free and validated', () => {
 
 test('adopt() routes server.listen() through grace; listening callbacks already see the server', async (t) => {
   const grace = createGrace(quiet);
-  const server = http.createServer((req, res) => res.end('ok'));
+  const server = http.createServer((_req, res) => res.end('ok'));
   grace.adopt(server);
   const seen = await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve([...grace.servers])));
   assert.deepEqual(seen, [server]);
@@ -89,7 +89,7 @@ test('adopt() reports a port in use as an error event with a clear message', asy
 
 test('close() drains an idle keep-alive socket only after idleGrace and resolves', async () => {
   const grace = createGrace({ ...quiet, idleGrace: 200 });
-  const server = http.createServer((req, res) => res.end('ok'));
+  const server = http.createServer((_req, res) => res.end('ok'));
   await grace.listen(server, { port: 0, host: '127.0.0.1' });
   const agent = new http.Agent({ keepAlive: true });
   const { port } = server.address();

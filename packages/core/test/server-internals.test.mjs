@@ -18,7 +18,6 @@ import { moveConnections } from '../dist/connection-mover.js';
 import { ConnectionTracker } from '../dist/drain.js';
 import {
   claimAdoptedSocket,
-  listenOnInheritedFd,
   missingMoveInternals,
   pausedByHttp,
   pipelinedHandleWriter,
@@ -68,7 +67,6 @@ function rawRequest(socket, path = '/') {
 
 test('socketsBetweenMessages: a socket is listed once its request is parsed, not while one arrives', async (t) => {
   let serverSocket;
-  let partialSeen;
   const server = http.createServer((req, res) => {
     serverSocket = req.socket;
     res.end('ok');
@@ -84,7 +82,7 @@ test('socketsBetweenMessages: a socket is listed once its request is parsed, not
   const bytes = serverSocket.bytesRead;
   client.write('GET / HTTP/1.1\r\nHo');
   await waitFor(() => serverSocket.bytesRead > bytes, { what: 'the partial request to be read' });
-  partialSeen = socketsBetweenMessages(server).has(serverSocket);
+  const partialSeen = socketsBetweenMessages(server).has(serverSocket);
   assert.equal(partialSeen, false, 'a message in progress is not between messages');
   assert.equal(socketsBetweenMessages(net.createServer()), undefined, 'a plain net.Server has no such list');
 });
@@ -121,7 +119,7 @@ test('queuedWriteBytes and pausedByHttp read 0 and false on an idle socket, stop
 test('resumePending: http schedules a resume of every socket it is given; stopReading holds the handle against it until resumeReading (issue #25)', async (t) => {
   let pendingInConnection;
   let accepted;
-  const server = http.createServer((req, res) => res.end('ok'));
+  const server = http.createServer((_req, res) => res.end('ok'));
   // Added after http's own 'connection' listener, as the move's is.
   server.on('connection', (socket) => {
     if (accepted !== undefined) return;
@@ -167,7 +165,7 @@ test('claimAdoptedSocket gives the socket to the server as its accept would', as
 });
 
 test('an adopted idle socket is answered, and closed at keepAliveTimeout instead of a 408 at headersTimeout', async (t) => {
-  const target = http.createServer((req, res) => res.end(JSON.stringify({ adopted: true })));
+  const target = http.createServer((_req, res) => res.end(JSON.stringify({ adopted: true })));
   target.keepAliveTimeout = 200;
   await listen(t, target);
   const front = net.createServer((socket) => adoptConnection(target, socket));
@@ -189,7 +187,7 @@ test('an adopted idle socket is answered, and closed at keepAliveTimeout instead
 });
 
 test('a Node without the connections list falls back to the drain, logged once', async (t) => {
-  const server = http.createServer((req, res) => res.end('ok'));
+  const server = http.createServer((_req, res) => res.end('ok'));
   const tracker = new ConnectionTracker(server);
   t.after(() => tracker.dispose());
   const port = await listen(t, server);
@@ -203,7 +201,7 @@ test('a Node without the connections list falls back to the drain, logged once',
   delete server[symbol];
   t.after(() => (server[symbol] = list));
   const warnings = [];
-  const logger = { error: () => {}, info: () => {}, debug: () => {}, warn: (obj, msg) => warnings.push(msg) };
+  const logger = { error: () => {}, info: () => {}, debug: () => {}, warn: (_obj, msg) => warnings.push(msg) };
   const child = { connected: true, on: () => {}, removeListener: () => {}, send: () => assert.fail('nothing may be sent') };
   const listeners = [{ name: 'tcp/127.0.0.1/0', tracker }];
   const first = await moveConnections(listeners, child, { deadline: 100, maxDuration: 100, ackTimeout: 100, logger });
@@ -308,7 +306,10 @@ test("pipelinedHandleWriter writes many sockets without waiting for acks: each f
   // All in one synchronous loop: Node's own send() would hold all but the first until its ack.
   for (const [id, { socket }] of pairs.entries())
     assert.equal(
-      writer.write({ id }, socket, (error) => (assert.equal(error, undefined), (written += 1))),
+      writer.write({ id }, socket, (error) => {
+        assert.equal(error, undefined);
+        written += 1;
+      }),
       undefined,
     );
   await waitFor(() => written === n, { what: 'every message to be written' });

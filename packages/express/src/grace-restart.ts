@@ -14,6 +14,7 @@ import { listenThroughGrace } from './listen.js';
 
 declare global {
   // Express types its request through this global namespace, open for merging.
+  // biome-ignore lint/suspicious/noRedeclare: declaration merging with @types/express's namespace
   namespace Express {
     interface Request {
       /**

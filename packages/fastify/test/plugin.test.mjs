@@ -145,7 +145,7 @@ test('logs through fastify.log by default, or through the logger option', async 
   await app.close(); // one live grace-restart instance per process
 
   const seen = [];
-  const logger = { error: () => {}, warn: () => {}, info: (obj, msg) => seen.push(msg), debug: () => {} };
+  const logger = { error: () => {}, warn: () => {}, info: (_obj, msg) => seen.push(msg), debug: () => {} };
   const own = await buildApp(t, { fastify: { logger: { level: 'info', stream } }, grace: { logger } });
   const before = lines.length;
   await listen(own.app);

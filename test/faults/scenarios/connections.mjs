@@ -118,7 +118,9 @@ export async function idleKeepAlive(scope) {
   const { app, port } = await scope.startApp({ IDLE_GRACE: '500', DRAIN_TIMEOUT: '30000', KEEP_ALIVE_TIMEOUT: '120000' });
   scope.row.fdsBefore = fdInfo(app.pid).structural;
   const idle = await idleSockets(port, n);
-  scope.onCleanup(() => idle.sockets.forEach((s) => s.destroy()));
+  scope.onCleanup(() => {
+    for (const s of idle.sockets) s.destroy();
+  });
   scope.check(idle.state.answered === n, `${idle.state.answered}/${n} idle sockets got their answer: ${JSON.stringify(idle.state.errors)}`);
   const load = startLoad({ port, connections: 10 });
   scope.onCleanup(() => load.stop());
@@ -174,7 +176,7 @@ export async function slowloris(scope) {
   const load = startLoad({ port, connections: 10 });
   scope.onCleanup(() => load.stop());
   await flows(load, 200);
-  const header = 'GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ' + 'a'.repeat(200);
+  const header = `GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ${'a'.repeat(200)}`;
   const clients = Array.from({ length: k }, () => {
     const c = { sent: 0, closedAt: undefined, error: undefined, timer: undefined };
     c.socket = net.connect({ port, host: '127.0.0.1' });
@@ -193,7 +195,12 @@ export async function slowloris(scope) {
     });
     return c;
   });
-  scope.onCleanup(() => clients.forEach((c) => (clearInterval(c.timer), c.socket.destroy())));
+  scope.onCleanup(() => {
+    for (const c of clients) {
+      clearInterval(c.timer);
+      c.socket.destroy();
+    }
+  });
   await waitFor(() => clients.every((c) => c.sent >= 2), { timeout: 10_000, what: 'slowloris clients to start' });
   const after = app.events.length;
   const next = await upgradeOnce(app, app.pid, { timeout: 30_000 });
@@ -299,7 +306,9 @@ export async function websockets(scope) {
       return new Promise((resolve, reject) => ws.once('message', () => resolve(c)).once('error', reject));
     }),
   );
-  scope.onCleanup(() => clients.forEach((c) => c.ws.terminate()));
+  scope.onCleanup(() => {
+    for (const c of clients) c.ws.terminate();
+  });
   const load = startLoad({ port, connections: 10 });
   scope.onCleanup(() => load.stop());
   await flows(load, 200);
@@ -338,7 +347,9 @@ export async function http2Sessions(scope) {
     const goaway = new Promise((resolve) => session.once('goaway', () => resolve(true)));
     return { session, goaway, inflight: get(session, '/slow?ms=1500') };
   });
-  scope.onCleanup(() => sessions.forEach((s) => s.session.destroy()));
+  scope.onCleanup(() => {
+    for (const s of sessions) s.session.destroy();
+  });
   await Promise.all(sessions.map((s) => new Promise((r) => (s.session.connected ? r() : s.session.once('connect', r)))));
   // A stream answered on each session proves the slow one before it reached the server.
   await Promise.all(sessions.map((s) => get(s.session, '/')));

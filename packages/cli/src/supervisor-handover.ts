@@ -19,6 +19,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
   ownListeningSockets,
+  PROBATION_MS,
   reloadingFields,
   spawnSuccessor,
   successorCommand,
@@ -30,9 +31,6 @@ import {
   type ServiceNotifier,
 } from '@grace-restart/core';
 import type { Supervisor } from './supervisor.js';
-
-/** The new supervisor must serve this long after its ready report before the old one lets go. */
-export const SUPERVISOR_PROBATION_MS = 1_000;
 
 /** The outcome `grace-restart upgrade --supervisor` prints. */
 export interface SupervisorHandoverOutcome {
@@ -117,11 +115,7 @@ export async function startNewSupervisor(options: HandOverOptions): Promise<numb
     const onExit = (code: number | null, sig: NodeJS.Signals | null): void => {
       clearTimeout(timer);
       options.signal.removeEventListener('abort', onAbort);
-      reject(
-        new Error(
-          `the new supervisor ${pid} exited (${sig ?? `exit code ${code}`}) within ${SUPERVISOR_PROBATION_MS} ms of its ready report`,
-        ),
-      );
+      reject(new Error(`the new supervisor ${pid} exited (${sig ?? `exit code ${code}`}) within ${PROBATION_MS} ms of its ready report`));
     };
     const onAbort = (): void => {
       clearTimeout(timer);
@@ -133,7 +127,7 @@ export async function startNewSupervisor(options: HandOverOptions): Promise<numb
       child.removeListener('exit', onExit);
       options.signal.removeEventListener('abort', onAbort);
       resolve();
-    }, SUPERVISOR_PROBATION_MS);
+    }, PROBATION_MS);
     child.once('exit', onExit);
     options.signal.addEventListener('abort', onAbort, { once: true });
   });

@@ -27,6 +27,7 @@ import { closeChannel, reportReady, spawnSuccessor, successorCommand } from './h
 import { abortableDelay, deferred, withDeadline } from './timing.js';
 import { transition, type LifecycleAction, type LifecycleEvent, type LifecycleState } from './lifecycle.js';
 import { parseListenArgs } from './listen-args.js';
+import { PROBATION_MS } from './protocol.js';
 import { appHeardListenError, ListenerSet } from './listeners.js';
 import { flushLogger } from './logger.js';
 import { resolveOptions, type DrainInfo, type GraceOptions, type ResolvedOptions } from './options.js';
@@ -62,8 +63,6 @@ export interface GraceEvents {
   error: [Error];
 }
 
-/** After a handoff the old process outlives its drain until the successor has been ready this long. */
-const SUCCESSOR_PROBATION_MS = 1_000;
 /**
  * Moving connections to the successor ends once none has moved for this long: a socket busy
  * with a long request then gets today's drain (`Connection: close`) instead of holding the
@@ -752,7 +751,7 @@ export class Grace extends EventEmitter<GraceEvents> {
 
   /**
    * After a handoff, this process keeps serving — its listening socket open, accepting beside
-   * the successor — until the successor has been ready for SUCCESSOR_PROBATION_MS. A new
+   * the successor — until the successor has been ready for PROBATION_MS. A new
    * version that crashes right after its ready report (an error thrown on the next tick, say)
    * then finds this process still serving: no connect is refused, nothing has to be bound
    * again. A stop ends the wait (there is nothing to take back), and so does the successor's
@@ -761,7 +760,7 @@ export class Grace extends EventEmitter<GraceEvents> {
   async #probation(): Promise<void> {
     const abort = (this.#probationAbort = new AbortController());
     if (this.#state === 'stopping') return;
-    await abortableDelay(this.#successorReadyAt + SUCCESSOR_PROBATION_MS - Date.now(), abort.signal);
+    await abortableDelay(this.#successorReadyAt + PROBATION_MS - Date.now(), abort.signal);
   }
 
   /**

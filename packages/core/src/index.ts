@@ -23,7 +23,7 @@ export { signalExitCode } from './signals.js';
 export { flushLogger } from './logger.js';
 export { createServiceNotifier, reloadingFields, takeNotifyEnv } from './service-notify.js';
 export type { NotifyEnv, ServiceNotifier } from './service-notify.js';
-export { ENV, parsePositiveInteger, WORKER_MESSAGE_KEY } from './protocol.js';
+export { ENV, PROBATION_MS, parsePositiveInteger, WORKER_MESSAGE_KEY } from './protocol.js';
 export { readWorkerMessage } from './supervised.js';
 export type { SupervisorMessage, WorkerMessage } from './supervised.js';
 export { relayConnections } from './connection-relay.js';

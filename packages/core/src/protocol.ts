@@ -16,6 +16,14 @@ export const ENV = {
   supervisor: 'GRACE_RESTART_SUPERVISOR',
 } as const;
 
+/**
+ * How long a new process (a successor, a new supervisor) must have served after its ready
+ * report before the one it replaces lets go: a release that crashes right after its ready
+ * report (an error thrown on the next tick, say) then finds the old one still serving, with
+ * no connect refused and nothing to bind again. One value for core and the CLI.
+ */
+export const PROBATION_MS = 1_000;
+
 /** Supervised workers' IPC messages are `{ [WORKER_MESSAGE_KEY]: WorkerMessage }`. */
 export const WORKER_MESSAGE_KEY = 'grace-restart';
 

@@ -7,6 +7,7 @@
  * - reload signal (SIGHUP): 'reload'. It is always caught, with or without an `onReload`
  *   hook: left to its default, SIGHUP would kill the process without a drain.
  */
+import type { EventEmitter } from 'node:events';
 import { constants } from 'node:os';
 
 export interface SignalConfig {
@@ -38,15 +39,19 @@ export interface InstalledSignals {
   releaseStopSignals(): void;
 }
 
-/** Installs the handlers. */
-export function installSignalHandlers(config: SignalConfig, actions: SignalActions): InstalledSignals {
+/** Installs the handlers on `source` (the process, or an EventEmitter in an in-process test). */
+export function installSignalHandlers(
+  config: SignalConfig,
+  actions: SignalActions,
+  source: Pick<EventEmitter, 'on' | 'removeListener'> = process,
+): InstalledSignals {
   const installed: [NodeJS.Signals, (signal: NodeJS.Signals) => void][] = [];
   const on = (signal: NodeJS.Signals, handler: (signal: NodeJS.Signals) => void): void => {
-    process.on(signal, handler);
+    source.on(signal, handler);
     installed.push([signal, handler]);
   };
   const remove = (which: (signal: NodeJS.Signals) => boolean): void => {
-    for (const [signal, handler] of installed) if (which(signal)) process.removeListener(signal, handler);
+    for (const [signal, handler] of installed) if (which(signal)) source.removeListener(signal, handler);
   };
 
   if (config.upgradeSignal !== false) on(config.upgradeSignal, actions.upgrade);

@@ -1,0 +1,142 @@
+/**
+ * One handover: this process gives its service to one successor (or, in a supervised worker,
+ * to the replacement the supervisor relays to). Phases, in order:
+ *
+ *   probation   the successor serves; this process still accepts beside it, and already moves
+ *               idle keep-alive connections, until the successor has served PROBATION_MS
+ *   letting-go  this process stops accepting (`letGo`: systemd follows the successor); the
+ *               connections accepted until then move too, until the move ends
+ *   draining    what did not move drains here (grace.ts runs the drain with `drainSignal`)
+ *
+ * Two ways out early, one method each: `hurry()` (told to stop: the probation and the move
+ * end, the drain goes on, nothing is taken back) and `cancel()` (the successor died: every
+ * phase ends, this process serves again). The successor's connections and channel live here
+ * and nowhere else.
+ */
+import type { Logger } from './logger.js';
+import { moveConnections, type MoveChannel } from './connection-mover.js';
+import type { ListenerSet } from './listeners.js';
+import { PROBATION_MS } from './protocol.js';
+import { abortableDelay, deferred } from './timing.js';
+
+/**
+ * Moving connections to the successor ends once none has moved for this long: a socket busy
+ * with a long request then gets today's drain (`Connection: close`) instead of holding the
+ * old process back.
+ */
+const MOVE_STALL_MS = 1_000;
+/** How long the successor may take to acknowledge one moved connection before moving stops. */
+const MOVE_ACK_TIMEOUT_MS = 2_000;
+
+/** The process that takes over, as the handover sees it. */
+export interface Successor {
+  /** Where moved connections go: the successor's IPC channel, or the supervisor's. */
+  channel: MoveChannel;
+  /** Listener names whose connections the successor adopts (none: nothing moves). */
+  adopts: readonly string[];
+  /** The successor's pid; undefined for a supervisor's replacement (the supervisor speaks for it). */
+  pid: number | undefined;
+  /** In a supervised worker: aborts when the supervisor stops relaying (the replacement exited). */
+  relayEnded?: AbortSignal | undefined;
+  /** Ends the channel once nothing more goes over it. */
+  release(): void;
+}
+
+/** What a handover works with. */
+export interface HandoverContext {
+  listeners: ListenerSet;
+  /** `moveConnections` and `idleGrace` of the options. */
+  moveConnections: boolean;
+  idleGrace: number;
+  logger: Logger;
+  /**
+   * This process stops accepting: the successor served through its probation and speaks for
+   * the service from now on, unless this process was told to stop meanwhile (`hurried`).
+   */
+  letGo(successorPid: number | undefined, hurried: boolean): void;
+}
+
+export class Handover {
+  readonly successor: Successor;
+  readonly #readyAt: number;
+  /** Ends the probation and the move: a stop or the successor's death. */
+  readonly #hurry = new AbortController();
+  /** Ends every phase: the successor died. */
+  readonly #cancel = new AbortController();
+
+  constructor(successor: Successor, readyAt = Date.now()) {
+    this.successor = successor;
+    this.#readyAt = readyAt;
+  }
+
+  /** Aborts when the successor died: the drain that follows the move must end too. */
+  get drainSignal(): AbortSignal {
+    return this.#cancel.signal;
+  }
+
+  get cancelled(): boolean {
+    return this.#cancel.signal.aborted;
+  }
+
+  /** Told to stop: no probation to wait out, no more connections to move; the drain goes on. */
+  hurry(): void {
+    this.#hurry.abort();
+  }
+
+  /** The successor died: every phase ends, this process serves again. */
+  cancel(): void {
+    this.#cancel.abort();
+    this.#hurry.abort();
+  }
+
+  /**
+   * Probation and move; then this process accepts no more. Resolves with how many
+   * connections moved, or undefined when the handover was cancelled (the caller serves again).
+   */
+  async run(context: HandoverContext): Promise<number | undefined> {
+    // Connections start moving at once; the listening sockets stay through the probation.
+    const intake = deferred();
+    const moving = this.#move(context, intake.promise);
+    await abortableDelay(this.#readyAt + PROBATION_MS - Date.now(), this.#hurry.signal);
+    if (this.cancelled) {
+      intake.resolve();
+      return undefined;
+    }
+    context.letGo(this.successor.pid, this.#hurry.signal.aborted);
+    context.listeners.stopAccepting(true);
+    intake.resolve();
+    const moved = await moving;
+    return this.cancelled ? undefined : moved;
+  }
+
+  /**
+   * Moves the idle plain-HTTP/1 keep-alive connections to the successor that adopts them
+   * (connection-mover.ts); returns how many moved. `intake` settles when this process stops
+   * accepting: connections accepted until then move too. The rest, and every connection of
+   * a listener the successor does not adopt, drain as before.
+   */
+  async #move(context: HandoverContext, intake: Promise<void>): Promise<number> {
+    const { channel, adopts, relayEnded } = this.successor;
+    // Told to stop meanwhile: the successor stops too, the connections drain here.
+    if (!context.moveConnections || this.#hurry.signal.aborted || adopts.length === 0 || !channel.connected) {
+      this.successor.release();
+      return 0;
+    }
+    const listeners = context.listeners.named.filter((l) => adopts.includes(l.name));
+    const result = await moveConnections(listeners, channel, {
+      deadline: MOVE_STALL_MS,
+      maxDuration: Math.max(MOVE_STALL_MS, context.idleGrace),
+      ackTimeout: MOVE_ACK_TIMEOUT_MS,
+      // In a supervised worker, also when the supervisor stops relaying (the replacement exited).
+      signal: relayEnded === undefined ? this.#hurry.signal : AbortSignal.any([this.#hurry.signal, relayEnded]),
+      // Straight to the successor, a socket it did not answer before its death comes back here.
+      unansweredComeBack: relayEnded === undefined,
+      intake,
+      logger: context.logger,
+    });
+    // Nothing more goes over the channel: it must keep neither process alive.
+    this.successor.release();
+    context.logger.info({ ...result, successorPid: this.successor.pid }, `moved ${result.moved} connections to the successor`);
+    return result.moved;
+  }
+}

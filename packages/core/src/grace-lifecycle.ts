@@ -17,14 +17,13 @@ import type { Hooks } from './hooks.js';
 import { transition, type LifecycleAction } from './lifecycle.js';
 import type { ListenerSet } from './listeners.js';
 import type { Miswiring } from './miswiring.js';
-import type { DrainInfo, ResolvedOptions } from './options.js';
+import type { ResolvedOptions } from './options.js';
 import { removePidFile, writePidFile } from './pid-file.js';
 import type { ControlServer } from './control.js';
 import { signalExitCode } from './signals.js';
 import type { Supervision } from './supervised.js';
 import type { SystemdLink } from './systemd-link.js';
-import { drainConnections } from './drain.js';
-import { flushLogger } from './logger.js';
+import { Shutdown } from './shutdown.js';
 
 /** What the lifecycle works with: the parts grace.ts builds from the options and the process. */
 export interface LifecycleContext {
@@ -50,12 +49,16 @@ export interface LifecycleContext {
 
 export class Lifecycle {
   readonly #c: LifecycleContext;
+  readonly #shutdown: Shutdown;
   /** Settles when this process's life ends: `close()` returns it. */
   readonly #closed = settleable();
   #life: Life;
+  /** Events dispatched so far: tells a nested dispatch from the action's own change of state. */
+  #dispatched = 0;
 
   constructor(context: LifecycleContext, starting: Life & { name: 'starting' }) {
     this.#c = context;
+    this.#shutdown = new Shutdown(context);
     this.#life = starting;
   }
 
@@ -78,8 +81,12 @@ export class Lifecycle {
     const { to, action } = transition(from.name, event.type);
     if (action !== 'ignore' || from.name !== to)
       this.#c.options.logger.debug({ from: from.name, event: event.type, to, action }, 'lifecycle');
+    const seq = ++this.#dispatched;
     const answer = this.#run(action, from, event);
-    if (this.#life.name !== to) throw new Error(`grace-restart: ${action} left the lifecycle in ${this.#life.name}, not ${to}`);
+    // An app's event handler may dispatch in turn (upgrade() on 'ready'): then the state is its.
+    if (seq === this.#dispatched && this.#life.name !== to) {
+      throw new Error(`grace-restart: ${action} left the lifecycle in ${this.#life.name}, not ${to}`);
+    }
     return answer;
   }
 
@@ -383,15 +390,19 @@ export class Lifecycle {
     const reason = event.type === 'drain-done' ? event.reason : 'stop';
     const ending = from.name === 'stopping' ? from : { exit: this.#c.options.exit, exitCode: 0, ownsAddresses: false };
     this.#life = { name: 'closed' };
-    this.#close(reason, ending).then(this.#closed.resolve, (error: unknown) => this.#failed(error));
+    this.#shutdown.close(reason, ending).then(this.#closed.resolve, (error: unknown) => this.#failed(error));
     return undefined;
   }
 
   /** Probation and move (handover.ts), then the drain of what did not move. */
+  async #stopAndDrain(before: Promise<unknown> | undefined): Promise<void> {
+    if (await this.#shutdown.stopAndDrain(before)) this.dispatch({ type: 'drain-done', reason: 'stop' });
+  }
+
   async #handOver(handover: Handover): Promise<void> {
     const moved = await handover.run(this.#handoverContext());
     if (moved === undefined) return; // the successor died: this process serves again (#serveAgain)
-    await this.#drain('upgrade', moved, handover.drainSignal);
+    if (await this.#shutdown.drain('upgrade', moved, handover.drainSignal)) this.dispatch({ type: 'drain-done', reason: 'upgrade' });
   }
 
   #handoverContext(): HandoverContext {
@@ -407,60 +418,6 @@ export class Lifecycle {
         this.#c.events.emit('drain-start', { reason: 'upgrade' });
       },
     };
-  }
-
-  async #stopAndDrain(before: Promise<unknown> | undefined): Promise<void> {
-    const { logger: log, shutdownDelay } = this.#c.options;
-    await before?.catch(() => undefined);
-    this.#c.events.emit('drain-start', { reason: 'stop' });
-    if (shutdownDelay > 0) {
-      log.info({ shutdownDelay }, 'still serving while load balancers deregister');
-      await new Promise((resolve) => setTimeout(resolve, shutdownDelay));
-    }
-    this.#c.listeners.stopAccepting(false);
-    await this.#drain('stop', 0, undefined);
-  }
-
-  /** Drains the connections this process still holds, then the lifecycle closes (drain-done). */
-  async #drain(reason: DrainInfo['reason'], moved: number, signal: AbortSignal | undefined): Promise<void> {
-    const { logger: log, idleGrace, drainTimeout } = this.#c.options;
-    const connections = this.#c.listeners.trackers.reduce((n, t) => n + t.connections.size, 0);
-    this.#c.supervision?.notify({ type: 'drain-start', reason, connections });
-    const onDrain = (): Promise<void> => this.#c.hooks.run('onDrain', { reason });
-    const result = await drainConnections(this.#c.listeners.trackers, { idleGrace, timeout: drainTimeout, onDrain, signal });
-    if (signal?.aborted) return; // the successor died: this process serves again (#serveAgain)
-    result.moved = moved;
-    if (reason === 'stop') await this.#c.miswiring.drainSeen(idleGrace, drainTimeout);
-    const forced = result.forced > 0;
-    log[forced ? 'warn' : 'info'](
-      { ...result, reason },
-      forced ? `drain deadline reached: destroyed ${result.forced} connections` : 'drained',
-    );
-    this.#c.events.emit('drain-end', { ...result, reason });
-    this.#c.supervision?.notify({ type: 'drain-end', reason, durationMs: result.durationMs, forced: result.forced });
-    this.dispatch({ type: 'drain-done', reason });
-  }
-
-  async #close(reason: DrainInfo['reason'], ending: { exit: boolean; exitCode: number; ownsAddresses: boolean }): Promise<void> {
-    const { pidFile } = this.#c.options;
-    this.#c.miswiring.dispose();
-    // Socket files stay while anyone may serve on them: a successor, a predecessor that
-    // still serves (this process never got ready), or the supervisor.
-    this.#c.listeners.release(reason === 'stop' && ending.ownsAddresses && !this.#c.supervision);
-    await this.#c.hooks.run('onShutdown', { reason });
-    if (pidFile !== undefined && reason === 'stop' && !this.#c.supervision) removePidFile(pidFile);
-    (await this.#c.control)?.close();
-    // A process about to exit keeps its signal handlers until it exits: a stop that arrives
-    // while its logs flush (systemd signals the whole group) is then answered by the table
-    // ('closed' ignores it), not by the default action, which would end it by SIGTERM.
-    if (ending.exit) await this.#exit(ending.exitCode);
-    else this.#c.uninstallSignals();
-  }
-
-  async #exit(code: number): Promise<void> {
-    await this.#c.link.flush();
-    await flushLogger(this.#c.options.logger);
-    this.#c.environment.exit(code);
   }
 
   /** Names this process in the PID file (not under a supervisor, whose pid is the service's). */
@@ -484,7 +441,7 @@ export class Lifecycle {
     this.#closed.reject(error);
     this.#c.options.logger.error({ err: String(error) }, 'grace-restart: shutdown failed');
     const life = this.#life;
-    if (this.#c.options.exit && !(life.name === 'stopping' && !life.exit)) void this.#exit(1);
+    if (this.#c.options.exit && !(life.name === 'stopping' && !life.exit)) void this.#shutdown.exit(1);
   }
 }
 

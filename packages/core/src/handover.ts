@@ -6,7 +6,7 @@
  *               idle keep-alive connections, until the successor has served PROBATION_MS
  *   letting-go  this process stops accepting (`letGo`: systemd follows the successor); the
  *               connections accepted until then move too, until the move ends
- *   draining    what did not move drains here (grace.ts runs the drain with `drainSignal`)
+ *   draining    what did not move drains here (shutdown.ts drains, ended by `drainSignal`)
  *
  * Two ways out early, one method each: `hurry()` (told to stop: the probation and the move
  * end, the drain goes on, nothing is taken back) and `cancel()` (the successor died: every

@@ -1,6 +1,6 @@
 /**
  * The lifecycle of one grace-restart process, written down as a table of state × event.
- * grace.ts looks every event up here and runs the action the table names, so what a signal
+ * grace-lifecycle.ts looks every event up here and runs the action the table names, so what a signal
  * does at a given moment is decided in one place (and printed in the core README).
  *
  * The rule the table keeps: once told to stop, no path serves again. A stop that arrives

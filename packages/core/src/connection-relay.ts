@@ -59,116 +59,129 @@ const ignoreSendError = (): void => {
 
 /** Relays the connections `from` moves to `to`, until {@link ConnectionRelay.end} or `from` exits. */
 export function relayConnections(from: Worker, to: Worker, logger: Logger): ConnectionRelay {
-  /** The sockets sent on and not answered by the replacement, each with the worker's id for it. */
-  const flights = new SocketsInFlight<number>(relayId);
-  let ended = false;
-  let relayed = 0;
+  return new Relay(from, to, logger);
+}
 
-  const answer = (adopted: readonly number[], refused: readonly number[]): void => {
-    const acks: ConnectionAcks = { type: 'acks', adopted: [...adopted], refused: [...refused] };
-    if (from.isConnected()) from.send({ [CONNECTION_MESSAGE_KEY]: acks }, undefined, ignoreSendError);
+class Relay implements ConnectionRelay {
+  readonly #from: Worker;
+  readonly #to: Worker;
+  readonly #logger: Logger;
+  /** The sockets sent on and not answered by the replacement, each with the worker's id for it. */
+  readonly #flights = new SocketsInFlight<number>(relayId);
+  readonly #writer: ReturnType<typeof pipelinedHandleWriter>;
+  #ended = false;
+  #relayed = 0;
+
+  constructor(from: Worker, to: Worker, logger: Logger) {
+    this.#from = from;
+    this.#to = to;
+    this.#logger = logger;
+    this.#writer = pipelinedHandleWriter(to.process, (socket) => {
+      const flight = this.#flights.takeSocket(socket);
+      if (flight !== undefined) this.#refuse([flight]);
+    });
+    from.on('message', this.#onFromMessage);
+    to.on('message', this.#onToMessage);
+    to.once('exit', this.#onToExit);
+    // The listener on `from` stays after end(), so that a socket it still sends is closed, not leaked.
+    from.once('exit', () => {
+      from.removeListener('message', this.#onFromMessage);
+      to.removeListener('message', this.#onToMessage);
+      to.removeListener('exit', this.#onToExit);
+      this.#ended = true;
+    });
+  }
+
+  get relayed(): number {
+    return this.#relayed;
+  }
+
+  readonly end = (why: string): void => {
+    if (this.#ended) return;
+    this.#ended = true;
+    const to = this.#to;
+    to.removeListener('message', this.#onToMessage);
+    to.removeListener('exit', this.#onToExit);
+    to.process.removeListener('disconnect', this.#onToExit);
+    this.#writer?.close();
+    // The worker's acks for the sockets in flight, if any, never come: relay-end ends its wait.
+    this.#flights.takeAll();
+    if (this.#from.isConnected()) {
+      this.#from.send({ [WORKER_MESSAGE_KEY]: { type: 'relay-end' } satisfies SupervisorMessage }, undefined, ignoreSendError);
+    }
+    const fields = { workerPid: this.#from.process.pid, replacementPid: to.process.pid, relayed: this.#relayed };
+    this.#logger.info(fields, `stopped relaying connections (${why}): the rest drain`);
   };
-  const refuse = (refused: readonly Flight<number>[]): void => {
-    if (refused.length > 0)
-      answer(
+
+  #answer(adopted: readonly number[], refused: readonly number[]): void {
+    const acks: ConnectionAcks = { type: 'acks', adopted: [...adopted], refused: [...refused] };
+    if (this.#from.isConnected()) this.#from.send({ [CONNECTION_MESSAGE_KEY]: acks }, undefined, ignoreSendError);
+  }
+
+  #refuse(refused: readonly Flight<number>[]): void {
+    if (refused.length > 0) {
+      this.#answer(
         [],
         refused.map((flight) => flight.data),
       );
-  };
-  const writer = pipelinedHandleWriter(to.process, (socket) => {
-    const flight = flights.takeSocket(socket);
-    if (flight !== undefined) refuse([flight]);
-  });
+    }
+  }
 
-  const onFromMessage = (message: unknown, handle: unknown): void => {
+  readonly #onFromMessage = (message: unknown, handle: unknown): void => {
     const move = readConnectionMessage(message);
     if (move === undefined) return;
-    if (!(handle instanceof Socket)) return answer([], [move.id]);
+    if (!(handle instanceof Socket)) return this.#answer([], [move.id]);
     // A socket received over IPC starts reading at once: stopped in this same tick, every byte
     // the client sends next stays in the kernel for the replacement instead of being read here.
     const reading = stopReading(handle);
-    if (ended || !reading || !to.isConnected()) {
+    if (this.#ended || !reading || !this.#to.isConnected()) {
       // Nowhere to send it (a socket the worker sent before it heard relay-end): refused
       // unread, the worker's own copy serves it again.
       handle.destroy();
-      answer([], [move.id]);
-      end(reading ? 'the replacement is gone' : 'this Node cannot stop reading a received socket');
+      this.#answer([], [move.id]);
+      this.end(reading ? 'the replacement is gone' : 'this Node cannot stop reading a received socket');
       return;
     }
-    sendOn(flights.add(handle, move.id), move.listener);
+    this.#sendOn(this.#flights.add(handle, move.id), move.listener);
   };
 
-  const sendOn = (flight: Flight<number>, listener: string): void => {
+  #sendOn(flight: Flight<number>, listener: string): void {
     // This process's copy is closed once the message is written: the message in the channel
     // holds the fd for the replacement. (Node's own send() without keepOpen would keep the copy
     // until the replacement's own ack, and never close it if the replacement died first.)
-    flights.release(flight);
+    this.#flights.release(flight);
     const forwarded = { [CONNECTION_MESSAGE_KEY]: { type: 'connection', id: flight.id, listener } satisfies ConnectionMessage };
     const onWritten = (error: Error | string | null | undefined): void => {
-      flights.written(flight);
-      if (error === null || error === undefined || flights.take(flight.id) === undefined) return;
+      this.#flights.written(flight);
+      if (error === null || error === undefined || this.#flights.take(flight.id) === undefined) return;
       // Not sent: the worker's copy is still whole, and serves it again.
-      refuse([flight]);
-      end(`a connection could not be sent to the replacement: ${String(error)}`);
+      this.#refuse([flight]);
+      this.end(`a connection could not be sent to the replacement: ${String(error)}`);
     };
-    if (writer === undefined) return void to.send(forwarded, flight.socket, { keepOpen: true }, onWritten);
-    const error = writer.write(forwarded, flight.socket, onWritten);
+    if (this.#writer === undefined) return void this.#to.send(forwarded, flight.socket, { keepOpen: true }, onWritten);
+    const error = this.#writer.write(forwarded, flight.socket, onWritten);
     if (error !== undefined) onWritten(error);
-  };
+  }
 
-  const onToMessage = (message: unknown): void => {
+  readonly #onToMessage = (message: unknown): void => {
     const acks = readConnectionAcks(message);
     if (acks === undefined) return;
-    const { adopted, refused } = flights.answer(acks);
-    relayed += adopted.length;
-    if (adopted.length + refused.length > 0)
-      answer(
+    const { adopted, refused } = this.#flights.answer(acks);
+    this.#relayed += adopted.length;
+    if (adopted.length + refused.length > 0) {
+      this.#answer(
         adopted.map((flight) => flight.data),
         refused.map((flight) => flight.data),
       );
+    }
   };
 
   // The replacement is gone once it has exited and every answer it wrote has been read (its
   // channel's 'disconnect'): a socket it has not answered by then was never adopted (it answers
   // before it reads a byte), and the worker still holds it, so the worker serves it again.
-  const onToExit = (): void => {
-    if (to.isConnected()) return void to.process.once('disconnect', onToExit);
-    refuse(flights.takeAll());
-    end('the replacement exited');
-  };
-
-  const end = (why: string): void => {
-    if (ended) return;
-    ended = true;
-    to.removeListener('message', onToMessage);
-    to.removeListener('exit', onToExit);
-    to.process.removeListener('disconnect', onToExit);
-    writer?.close();
-    // The worker's acks for the sockets in flight, if any, never come: relay-end ends its wait.
-    flights.takeAll();
-    if (from.isConnected())
-      from.send({ [WORKER_MESSAGE_KEY]: { type: 'relay-end' } satisfies SupervisorMessage }, undefined, ignoreSendError);
-    logger.info(
-      { workerPid: from.process.pid, replacementPid: to.process.pid, relayed },
-      `stopped relaying connections (${why}): the rest drain`,
-    );
-  };
-
-  from.on('message', onFromMessage);
-  to.on('message', onToMessage);
-  to.once('exit', onToExit);
-  // The listener on `from` stays after end(), so that a socket it still sends is closed, not leaked.
-  from.once('exit', () => {
-    from.removeListener('message', onFromMessage);
-    to.removeListener('message', onToMessage);
-    to.removeListener('exit', onToExit);
-    ended = true;
-  });
-
-  return {
-    end,
-    get relayed() {
-      return relayed;
-    },
+  readonly #onToExit = (): void => {
+    if (this.#to.isConnected()) return void this.#to.process.once('disconnect', this.#onToExit);
+    this.#refuse(this.#flights.takeAll());
+    this.end('the replacement exited');
   };
 }

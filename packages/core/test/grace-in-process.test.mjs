@@ -49,7 +49,7 @@ const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 async function serving(t, options = {}) {
   const fake = fakeEnvironment();
   const grace = new Grace({ controlDir: false, logger: quiet, drainTimeout: 2_000, ...options }, fake.environment);
-  const server = http.createServer((req, res) => res.end(String(grace.state)));
+  const server = http.createServer((_req, res) => res.end(String(grace.state)));
   await grace.listen(server, { port: 0, host: '127.0.0.1' });
   await waitFor(() => grace.state === 'ready', { what: 'autoReady' });
   t.after(() => server.close());

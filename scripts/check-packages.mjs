@@ -50,7 +50,7 @@ const docs = readdirSync('docs')
   .filter((name) => name.endsWith('.md'))
   .map((name) => join('docs', name));
 for (const readme of ['README.md', ...docs, ...readdirSync('packages').map((dir) => join('packages', dir, 'README.md'))]) {
-  for (const [, name, stated] of readFileSync(readme, 'utf8').matchAll(/^\| `(\w+)` \| `([^`]+)` \|/gm)) {
+  for (const [, name, stated] of readFileSync(readme, 'utf8').matchAll(/^\| `(\w+)` *\| `([^`]+)` *\|/gm)) {
     if (!(name in defaults) || typeof defaults[name] === 'function' || typeof defaults[name] === 'object') continue;
     rows += 1;
     const actual = JSON.stringify(defaults[name]).replaceAll('"', "'");
@@ -62,5 +62,7 @@ for (const readme of ['README.md', ...docs, ...readdirSync('packages').map((dir)
     }
   }
 }
+// A check that finds no row checks nothing (a table's layout changed): that is a failure too.
+if (rows === 0) failed += 1;
 process.stdout.write(`documented option defaults: ${rows} stated, ${failed === 0 ? 'ok' : 'see above'}\n`);
 process.exit(failed === 0 ? 0 : 1);

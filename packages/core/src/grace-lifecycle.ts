@@ -301,13 +301,16 @@ export class Lifecycle {
     const log = this.#c.options.logger;
     let handover: Handover;
     if (event.type === 'successor-ready') {
-      handover = new Handover(event.successor);
+      handover = new Handover(event.successor, true);
       const { pid, generation, durationMs } = event.result;
       log.info({ successorPid: pid, generation, durationMs }, 'upgrade ready: draining this process');
     } else if (event.type === 'replaced' && this.#c.supervision !== undefined) {
       const { adopts, relayEnded } = event.retirement;
       // The channel is the worker's own link to the supervisor: it stays open after the move.
-      handover = new Handover({ channel: this.#c.supervision.channel, adopts, pid: undefined, relayEnded, release: () => undefined });
+      handover = new Handover(
+        { channel: this.#c.supervision.channel, adopts, pid: undefined, relayEnded, release: () => undefined },
+        false,
+      );
       log.info({ adopts }, 'replaced by a new worker: moving connections to it through the supervisor');
     } else {
       throw unreachable(this.#life.name, event.type);

@@ -3,7 +3,8 @@
  * to the replacement the supervisor relays to). Phases, in order:
  *
  *   probation   the successor serves; this process still accepts beside it, and already moves
- *               idle keep-alive connections, until the successor has served PROBATION_MS
+ *               idle keep-alive connections, until the successor has served PROBATION_MS (a
+ *               supervised worker has none: the supervisor deals with its replacement's failures)
  *   letting-go  this process stops accepting (`letGo`: systemd follows the successor); the
  *               connections accepted until then move too, until the move ends
  *   draining    what did not move drains here (shutdown.ts drains, ended by `drainSignal`)
@@ -58,15 +59,21 @@ export interface HandoverContext {
 
 export class Handover {
   readonly successor: Successor;
-  readonly #readyAt: number;
+  /** When the probation ends: PROBATION_MS after the successor's ready report, or at once. */
+  readonly #probationEnds: number;
   /** Ends the probation and the move: a stop or the successor's death. */
   readonly #hurry = new AbortController();
   /** Ends every phase: the successor died. */
   readonly #cancel = new AbortController();
 
-  constructor(successor: Successor, readyAt = Date.now()) {
+  /**
+   * @param probation Whether this process serves beside the successor through its probation:
+   * yes for a successor of its own; no for a supervised worker's replacement, whose failures
+   * the supervisor deals with (it restarts the slot).
+   */
+  constructor(successor: Successor, probation: boolean) {
     this.successor = successor;
-    this.#readyAt = readyAt;
+    this.#probationEnds = Date.now() + (probation ? PROBATION_MS : 0);
   }
 
   /** Aborts when the successor died: the drain that follows the move must end too. */
@@ -97,7 +104,7 @@ export class Handover {
     // Connections start moving at once; the listening sockets stay through the probation.
     const intake = deferred();
     const moving = this.#move(context, intake.promise);
-    await abortableDelay(this.#readyAt + PROBATION_MS - Date.now(), this.#hurry.signal);
+    await abortableDelay(this.#probationEnds - Date.now(), this.#hurry.signal);
     if (this.cancelled) {
       intake.resolve();
       return undefined;

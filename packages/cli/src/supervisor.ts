@@ -72,7 +72,16 @@ export interface SupervisorOptions {
   logger: Logger;
 }
 
-type WorkerState = 'starting' | 'ready' | 'draining';
+/**
+ * Where one worker is in its life, the one field that says it:
+ * - `starting`: forked, no ready report yet (an exit is the start's failure, never a crash);
+ * - `ready`: serving (an exit is a crash: its slot is restarted);
+ * - `draining`: it started draining without being told to by this supervisor (someone else's
+ *   SIGTERM): it still counts as serving, and its exit is a crash;
+ * - `retiring`: this supervisor told it to go (SIGTERM, or `retire` after an upgrade): its exit
+ *   is expected.
+ */
+export type WorkerState = 'starting' | 'ready' | 'draining' | 'retiring';
 
 interface WorkerRecord {
   worker: Worker;
@@ -81,8 +90,6 @@ interface WorkerRecord {
   generation: number;
   state: WorkerState;
   startedAt: number;
-  /** Set when the supervisor itself stops this worker: its exit is then no crash. */
-  retiring: boolean;
   /**
    * From the ready report: the listener names this worker adopts moved connections on, when
    * it runs with `moveConnections` (it then also understands `retire`); else undefined.
@@ -309,7 +316,7 @@ export class Supervisor extends EventEmitter {
 
   /** Workers of `slot` that serve or are about to (not those draining). */
   #slotWorkers(slot: number): WorkerRecord[] {
-    return [...this.#workers].filter((w) => w.slot === slot && !w.retiring && w.state !== 'draining');
+    return [...this.#workers].filter((w) => w.slot === slot && (w.state === 'starting' || w.state === 'ready'));
   }
 
   /**
@@ -336,7 +343,6 @@ export class Supervisor extends EventEmitter {
       generation,
       state: 'starting',
       startedAt: Date.now(),
-      retiring: false,
       adopts: undefined,
     };
     this.#workers.add(record);
@@ -385,13 +391,14 @@ export class Supervisor extends EventEmitter {
     const body = readWorkerMessage<WorkerMessage>(message);
     if (body === undefined) return;
     this.#o.logger.debug({ workerPid: record.pid, ...body }, `worker ${body.type}`);
-    if (body.type === 'drain-start') record.state = 'draining';
+    // A drain this supervisor asked for is a retirement already; one it did not is someone else's signal.
+    if (body.type === 'drain-start' && record.state !== 'retiring') record.state = 'draining';
   }
 
   #onExit(record: WorkerRecord, code: number | null, signal: string | null): void {
     this.#workers.delete(record);
     // A worker that dies while starting is #spawn's failure: an upgrade rolls back, a restart retries.
-    if (record.retiring || record.state === 'starting' || this.#state !== 'running') {
+    if (record.state === 'retiring' || record.state === 'starting' || this.#state !== 'running') {
       this.#o.logger.info({ workerPid: record.pid, code, signal }, 'worker exited');
       return;
     }
@@ -446,7 +453,7 @@ export class Supervisor extends EventEmitter {
    * connections are relayed to the replacement; the same SIGKILL deadline holds.
    */
   #retire(record: WorkerRecord, replacement?: WorkerRecord): void {
-    record.state = 'draining';
+    record.state = 'retiring';
     const killAfterMs = this.#o.drainTimeout + this.#o.killTimeout;
     const adopts = replacement?.adopts ?? [];
     if (
@@ -459,7 +466,6 @@ export class Supervisor extends EventEmitter {
       void this.#terminate(record, killAfterMs);
       return;
     }
-    record.retiring = true;
     const relay = relayConnections(record.worker, replacement.worker, this.#o.logger);
     this.#relays.add(relay);
     const kill = setTimeout(() => record.worker.process.kill('SIGKILL'), killAfterMs);
@@ -479,7 +485,7 @@ export class Supervisor extends EventEmitter {
   }
 
   #terminate(record: WorkerRecord, killAfterMs = this.#o.killTimeout): Promise<void> {
-    record.retiring = true;
+    record.state = 'retiring';
     return stopChild(record.worker.process, killAfterMs);
   }
 

@@ -6,33 +6,30 @@
  *   grace-restart status  [--pid-file F | --pid N]       generation, workers, uptime
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { availableParallelism, constants } from 'node:os';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { availableParallelism } from 'node:os';
 import {
   controlSocketPath,
-  defaultControlDirectory,
   createJsonLogger,
   createServiceNotifier,
   flushLogger,
-  readPidFile,
   reloadingFields,
-  reportReady,
   removePidFile,
-  sendControl,
+  reportReady,
   serveControl,
   signalExitCode,
   startDirectory,
   takeHandoffEnv,
   takeInheritedListeners,
   takeNotifyEnv,
-  type ControlRequest,
-  type SelfStatus,
   type UpgradeOutcome,
 } from '@grace-restart/core';
-import { Supervisor, type SupervisorStatus } from './supervisor.js';
-import { createSupervisorUpgrader, type SupervisorHandoverOutcome } from './supervisor-handover.js';
+import { reportFailure, usageError } from './cli-errors.js';
+import { status } from './commands/status.js';
+import { upgrade } from './commands/upgrade.js';
+import { integer, parseFlags } from './flags.js';
+import { Supervisor } from './supervisor.js';
+import { createSupervisorUpgrader } from './supervisor-handover.js';
 import { parseWorkerCommand, scriptPath } from './worker-command.js';
-import { findRunning, pickRunning } from './discover.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -66,18 +63,6 @@ upgrade --supervisor), SIGHUP is forwarded to the ready workers
 kills at once, exit code 128 + signal number). Exit codes: 0 stopped on request, 1 failed
 (crash loop, could not start), 2 bad command line.`;
 
-class UsageError extends Error {}
-
-/** setTimeout's limit: a larger duration would fire at once. */
-const MAX_DURATION = 2 ** 31 - 1;
-
-function integer(value: string | undefined, flag: string, fallback: number, max = MAX_DURATION): number {
-  if (value === undefined) return fallback;
-  if (!/^[0-9]+$/.test(value) || Number(value) > max)
-    throw new UsageError(`${flag} must be a whole number from 0 to ${max}, got "${value}"`);
-  return Number(value);
-}
-
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
@@ -91,40 +76,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'run') return run(rest);
   if (command === 'upgrade') return upgrade(rest);
   if (command === 'status') return status(rest);
-  throw new UsageError(`unknown command "${command}"`);
-}
-
-/**
- * util.parseArgs with messages for people: an unknown or misspelled flag is named with the
- * command's own flags, instead of parseArgs' raw text.
- */
-function parseFlags<O extends NonNullable<ParseArgsConfig['options']>>(
-  command: string,
-  args: string[],
-  options: O,
-  allowPositionals = false,
-) {
-  try {
-    return parseArgs({ args, options, allowPositionals, strict: true });
-  } catch (error) {
-    const message = (error as Error).message;
-    const flag = /'([^']+)'/.exec(message)?.[1];
-    const known = Object.keys(options)
-      .map((name) => `--${name}`)
-      .join(', ');
-    if ((error as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-      throw new UsageError(
-        `unknown option ${flag ?? ''} for "${command}"; its options are ${known}${command === 'run' ? ', then -- and the command' : ''}`,
-      );
-    }
-    if ((error as { code?: string }).code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
-      throw new UsageError(`option ${flag ?? ''} of "${command}" needs a value`);
-    }
-    if ((error as { code?: string }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
-      throw new UsageError(`unexpected argument ${flag ?? ''} for "${command}"`);
-    }
-    throw new UsageError(message);
-  }
+  throw usageError(`unknown command "${command}"`);
 }
 
 async function run(argv: string[]): Promise<number> {
@@ -147,21 +99,21 @@ async function run(argv: string[]): Promise<number> {
     true,
   );
   const workers = values.workers === 'auto' ? availableParallelism() : integer(values.workers, '--workers', 1, 256);
-  if (workers < 1) throw new UsageError('--workers must be at least 1');
+  if (workers < 1) throw usageError('--workers must be at least 1');
   const level = values['log-level'] ?? 'info';
   if (!['debug', 'info', 'warn', 'error', 'silent'].includes(level))
-    throw new UsageError(`--log-level must be debug, info, warn, error or silent, got "${level}"`);
+    throw usageError(`--log-level must be debug, info, warn, error or silent, got "${level}"`);
   const logger = createJsonLogger(level as 'info');
   let command: ReturnType<typeof parseWorkerCommand>;
   try {
     command = parseWorkerCommand(positionals);
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw usageError((error as Error).message);
   }
   const maxCrashes = integer(values['max-crashes'], '--max-crashes', 5, 1_000_000);
-  if (maxCrashes < 1) throw new UsageError('--max-crashes must be at least 1');
+  if (maxCrashes < 1) throw usageError('--max-crashes must be at least 1');
   const startDir = startDirectory();
-  if (!existsSync(scriptPath(command, startDir))) throw new UsageError(`cannot find the app to run: ${scriptPath(command, startDir)}`);
+  if (!existsSync(scriptPath(command, startDir))) throw usageError(`cannot find the app to run: ${scriptPath(command, startDir)}`);
   // Socket activation: taken out of the environment, so workers get only what the supervisor gives them.
   const activation = takeInheritedListeners(process.env, process.pid);
   for (const problem of activation.problems) logger.warn({}, problem);
@@ -298,236 +250,9 @@ async function run(argv: string[]): Promise<number> {
   return new Promise<number>(() => undefined);
 }
 
-async function targetPid(values: {
-  'pid-file'?: string | undefined;
-  pid?: string | undefined;
-  'control-dir'?: string | undefined;
-}): Promise<number> {
-  if (values.pid !== undefined && values['pid-file'] !== undefined) throw new UsageError('give --pid or --pid-file, not both');
-  if (values.pid === undefined && values['pid-file'] === undefined) {
-    const dir = values['control-dir'] ?? defaultControlDirectory();
-    const picked = pickRunning(await findRunning(dir, (socket) => askControl(socket, { cmd: 'status' }, 2_000)), dir);
-    if ('problem' in picked) throw new UsageError(picked.problem);
-    return picked.pid;
-  }
-  let pid: number | undefined;
-  if (values.pid !== undefined) {
-    pid = integer(values.pid, '--pid', 0, 2 ** 22);
-    // 0 would signal our own process group, and we are not the target.
-    if (pid < 1 || pid === process.pid) throw new UsageError(`--pid ${pid} cannot name a grace-restart process`);
-    // PID 1 is the supervisor in a container (docs/operations.md), but the machine's init
-    // elsewhere: never signalled, only asked on its control socket.
-    const initSocket = pid === 1 ? controlSocketPath(1, values['control-dir']) : undefined;
-    if (initSocket !== undefined && !existsSync(initSocket)) {
-      throw new UsageError(
-        `--pid 1 has no grace-restart control socket (${initSocket}): it is this machine's or container's init, not a grace-restart process`,
-      );
-    }
-  } else {
-    pid = readPidFile(values['pid-file'] as string);
-    if (pid === undefined) throw new Error(`cannot read a pid from ${values['pid-file']}: missing, unreadable or not a pid`);
-  }
-  try {
-    process.kill(pid, 0);
-  } catch {
-    throw new Error(`no process ${pid} is running (stale PID file?)`);
-  }
-  return pid;
-}
-
-/**
- * SIGUSR2 kills a process that does not handle it. A stale PID file may name a stranger that
- * reused the pid: refuse unless the target catches SIGUSR2 (SigCgt in /proc, where there is one).
- */
-function assertCatchesSigusr2(pid: number): void {
-  let status: string;
-  try {
-    status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  } catch {
-    return; // no /proc on this platform: nothing to check with
-  }
-  const caught = /^SigCgt:\s*([0-9a-f]+)$/m.exec(status)?.[1];
-  const bit = 1n << BigInt(constants.signals.SIGUSR2 - 1);
-  if (caught !== undefined && (BigInt(`0x${caught}`) & bit) === 0n) {
-    throw new Error(
-      `process ${pid} does not handle SIGUSR2, so it is not a grace-restart process (stale PID file?); refusing to signal it`,
-    );
-  }
-}
-
-async function upgrade(argv: string[]): Promise<number> {
-  const { values } = parseFlags('upgrade', argv, {
-    'pid-file': { type: 'string' },
-    pid: { type: 'string' },
-    timeout: { type: 'string' },
-    json: { type: 'boolean' },
-    'control-dir': { type: 'string' },
-    supervisor: { type: 'boolean' },
-  });
-  const pid = await targetPid(values);
-  const timeout = integer(values.timeout, '--timeout', 60_000);
-  const socket = controlSocketPath(pid, values['control-dir']);
-  stopWaitingOnSignals(pid);
-  if (values.supervisor === true) return upgradeSupervisor(pid, socket, timeout, values.json === true);
-  const response = await askControl(socket, { cmd: 'upgrade' }, timeout);
-  if (response !== undefined) {
-    const outcome = response['outcome'] as UpgradeOutcome | undefined;
-    if (values.json) process.stdout.write(`${JSON.stringify(response)}\n`);
-    else if (outcome) process.stdout.write(`${describeOutcome(outcome)}\n`);
-    else process.stdout.write(`upgrade failed: ${String(response['error'])}\n`);
-    return response['ok'] === true ? 0 : 1;
-  }
-  return upgradeSelf(pid, values['pid-file'], timeout, values.json === true);
-}
-
-/** Errors of a connect to a socket file nobody accepts on. */
-const NO_LISTENER = new Set(['ECONNREFUSED', 'ENOENT']);
-
-/**
- * `request` on the control socket at `path`, or undefined where there is none to ask: no file,
- * or a stale one nobody accepts on, left by a process that had this pid and was SIGKILLed (pids
- * are reused, soonest in a container). A refused connect delivered nothing, so the caller may
- * take the other way without doing anything twice. The file is left alone: the process that
- * has the pid now removes it if it ever serves one.
- */
-async function askControl(path: string, request: ControlRequest, timeout: number): Promise<Record<string, unknown> | undefined> {
-  if (!existsSync(path)) return undefined;
-  try {
-    return await sendControl(path, request, timeout);
-  } catch (error) {
-    if (NO_LISTENER.has((error as NodeJS.ErrnoException).code ?? '')) return undefined;
-    throw error;
-  }
-}
-
-/**
- * A process without a control socket (created with `controlDir: false`, or by an older
- * version): SIGUSR2, then watch the PID file and the old pid.
- */
-async function upgradeSelf(pid: number, pidFile: string | undefined, timeout: number, json: boolean): Promise<number> {
-  const started = Date.now();
-  assertCatchesSigusr2(pid);
-  process.kill(pid, 'SIGUSR2');
-  const alive = (p: number): boolean => {
-    try {
-      process.kill(p, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  while (Date.now() - started < timeout) {
-    const current = pidFile === undefined ? undefined : readPidFile(pidFile);
-    if (current !== undefined && current !== pid && alive(current)) {
-      const result = { ok: true, oldPid: pid, newPid: current, readyMs: Date.now() - started };
-      process.stdout.write(json ? `${JSON.stringify(result)}\n` : `upgraded: ${pid} -> ${current}, ready in ~${result.readyMs} ms\n`);
-      return 0;
-    }
-    if (pidFile === undefined && !alive(pid)) {
-      process.stdout.write(json ? `${JSON.stringify({ ok: true, oldPid: pid })}\n` : `upgraded: ${pid} handed over and exited\n`);
-      return 0;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const message = `upgrade failed: ${pid} still serves after ${timeout} ms (the successor failed and was rolled back, or is still starting); see the process logs`;
-  process.stdout.write(json ? `${JSON.stringify({ ok: false, oldPid: pid, error: message })}\n` : `${message}\n`);
-  return 1;
-}
-
-/**
- * A stop signal while `upgrade` waits ends the wait, never the upgrade: that is the service's
- * to finish or abort. Run by systemd (`ExecReload=`, INVOCATION_ID set), SIGTERM means systemd
- * is stopping the unit (or gave up on the reload, which it reports itself): exit 0 then, or
- * the killed reload would leave the stopped unit `failed` (Result=signal). Otherwise the
- * usual 128 + signal number.
- */
-function stopWaitingOnSignals(pid: number): void {
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(signal, () => {
-      const systemdStopping = signal === 'SIGTERM' && process.env['INVOCATION_ID'] !== undefined;
-      process.stdout.write(
-        `grace-restart upgrade: stopped waiting (${signal}); the upgrade of ${pid} is the service's to finish or abort${systemdStopping ? ' (systemd is stopping the unit or gave up on this reload)' : ''}: see grace-restart status\n`,
-      );
-      process.exit(systemdStopping ? 0 : signalExitCode(signal));
-    });
-  }
-}
-
-/** `upgrade --supervisor`: replaces the supervisor process itself, through its control socket. */
-async function upgradeSupervisor(pid: number, socket: string, timeout: number, json: boolean): Promise<number> {
-  const response = await askControl(socket, { cmd: 'upgrade-supervisor' }, timeout);
-  if (response === undefined)
-    throw new Error(
-      `process ${pid} has no control socket at ${socket} that answers: it is not a grace-restart run supervisor (or give its --control-dir)`,
-    );
-  const outcome = response['supervisorUpgrade'] as SupervisorHandoverOutcome | undefined;
-  if (json) process.stdout.write(`${JSON.stringify(response)}\n`);
-  else if (outcome?.ok === true) {
-    process.stdout.write(
-      `supervisor upgraded: ${outcome.oldPid} -> ${outcome.newPid} in ${outcome.durationMs} ms, serving generation ${outcome.generation}; the old supervisor drains its workers and exits\n`,
-    );
-  } else process.stdout.write(`supervisor upgrade failed, ${pid} serves on: ${String(outcome?.error ?? response['error'])}\n`);
-  return response['ok'] === true ? 0 : 1;
-}
-
-function describeOutcome(outcome: UpgradeOutcome): string {
-  const lines = outcome.replaced.map((r) => `  slot ${r.slot}: ${r.oldPid ?? '-'} -> ${r.newPid} (ready in ${r.readyMs} ms)`);
-  const head = outcome.ok
-    ? `upgraded to generation ${outcome.generation} in ${outcome.durationMs} ms`
-    : `upgrade failed after ${outcome.durationMs} ms, still serving generation ${outcome.generation}: ${outcome.error}`;
-  return [head, ...lines].join('\n');
-}
-
-async function status(argv: string[]): Promise<number> {
-  const { values } = parseFlags('status', argv, {
-    'pid-file': { type: 'string' },
-    pid: { type: 'string' },
-    json: { type: 'boolean' },
-    'control-dir': { type: 'string' },
-  });
-  const pid = await targetPid(values);
-  const socket = controlSocketPath(pid, values['control-dir']);
-  const response = await askControl(socket, { cmd: 'status' }, 5_000);
-  if (response === undefined) {
-    const line = { mode: 'unknown', pid, running: true };
-    process.stdout.write(
-      values.json
-        ? `${JSON.stringify(line)}\n`
-        : `pid ${pid} is running, without a control socket (controlDir: false, or not a grace-restart process)\n`,
-    );
-    return 0;
-  }
-  const s = response['status'] as SupervisorStatus | SelfStatus;
-  if (values.json) {
-    process.stdout.write(`${JSON.stringify(s)}\n`);
-    return 0;
-  }
-  if (s.mode === 'self') {
-    const parent = s.parentPid === undefined ? '' : `, took over from ${s.parentPid}`;
-    process.stdout.write(
-      `process ${s.pid}: ${s.state}, generation ${s.generation}, up ${Math.round(s.uptimeMs / 1000)}s${parent} (self-upgrading)\n`,
-    );
-    return 0;
-  }
-  const rows = s.workers.map(
-    (w) =>
-      `  ${String(w.pid).padEnd(8)} ${String(w.slot).padEnd(5)} ${String(w.generation).padEnd(11)} ${w.state.padEnd(9)} ${Math.round(w.uptimeMs / 1000)}s`,
-  );
-  process.stdout.write(
-    `${[
-      `supervisor ${s.pid}: ${s.state}, generation ${s.generation}, up ${Math.round(s.uptimeMs / 1000)}s`,
-      `  ${'PID'.padEnd(8)} ${'SLOT'.padEnd(5)} ${'GENERATION'.padEnd(11)} ${'STATE'.padEnd(9)} UPTIME`,
-      ...rows,
-    ].join('\n')}\n`,
-  );
-  return 0;
-}
-
-main(process.argv.slice(2)).then(
+const argv = process.argv.slice(2);
+main(argv).then(
   (code) => process.exit(code),
-  (error: unknown) => {
-    const usage = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
-    process.stderr.write(`grace-restart: ${(error as Error).message}${usage ? '\nSee grace-restart --help' : ''}\n`);
-    process.exit(usage ? 2 : 1);
-  },
+  // --json asked for machine-readable output: the failure's code goes there too.
+  (error: unknown) => process.exit(reportFailure(error, argv.includes('--json'))),
 );

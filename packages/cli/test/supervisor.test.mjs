@@ -297,3 +297,21 @@ test('an app that sets its own pidFile under grace-restart run is told it is not
   );
   assert.equal(existsSync(appPidFile), false);
 });
+
+test('with --json, a failure of the command line also prints its code on stdout', async () => {
+  const dir = tempDir();
+  const cases = [
+    [['status', '--pid-file', join(dir, 'nope.pid'), '--json'], 1, 'GRACE_ERR_PID_FILE'],
+    [['upgrade', '--control-dir', dir, '--json'], 2, 'GRACE_ERR_NO_TARGET'],
+    [['upgrade', '--pid', '0', '--json'], 2, 'GRACE_ERR_USAGE'],
+    [['status', '--pidd', '3', '--json'], 2, 'GRACE_ERR_USAGE'],
+  ];
+  for (const [args, code, errorCode] of cases) {
+    const result = await cli(args);
+    assert.equal(result.code, code, `${args.join(' ')}: ${result.stderr}`);
+    const line = JSON.parse(result.stdout);
+    assert.equal(line.ok, false);
+    assert.equal(line.code, errorCode, args.join(' '));
+    assert.equal(`grace-restart: ${line.error}`, result.stderr.split('\n')[0], 'the same message on stderr');
+  }
+});

@@ -8,28 +8,26 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import {
+  type ControlServer,
   controlSocketPath,
   createJsonLogger,
   createServiceNotifier,
   flushLogger,
-  reloadingFields,
-  removePidFile,
-  reportReady,
+  type Logger,
   serveControl,
-  signalExitCode,
   startDirectory,
   takeHandoffEnv,
   takeInheritedListeners,
   takeNotifyEnv,
-  type UpgradeOutcome,
 } from '@grace-restart/core';
 import { reportFailure, usageError } from './cli-errors.js';
 import { status } from './commands/status.js';
 import { upgrade } from './commands/upgrade.js';
 import { integer, parseFlags } from './flags.js';
-import { Supervisor } from './supervisor.js';
-import { createSupervisorUpgrader } from './supervisor-handover.js';
-import { parseWorkerCommand, scriptPath } from './worker-command.js';
+import { Supervisor, type SupervisorOptions } from './supervisor.js';
+import { createSupervisorHandover } from './supervisor-handover.js';
+import { SupervisorService } from './supervisor-service.js';
+import { parseWorkerCommand, scriptPath, type WorkerCommand } from './worker-command.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -79,7 +77,20 @@ async function main(argv: string[]): Promise<number> {
   throw usageError(`unknown command "${command}"`);
 }
 
-async function run(argv: string[]): Promise<number> {
+/** `grace-restart run`'s flags, checked, with their defaults applied. */
+interface RunFlags {
+  logger: Logger;
+  command: WorkerCommand;
+  startDir: string;
+  pidFile: string | undefined;
+  controlDir: string | undefined;
+  settings: Pick<
+    SupervisorOptions,
+    'workers' | 'readyTimeout' | 'drainTimeout' | 'killTimeout' | 'shutdownDelay' | 'watch' | 'watchInterval' | 'maxCrashes'
+  >;
+}
+
+function readRunFlags(argv: string[]): RunFlags {
   const { values, positionals } = parseFlags(
     'run',
     argv,
@@ -104,7 +115,7 @@ async function run(argv: string[]): Promise<number> {
   if (!['debug', 'info', 'warn', 'error', 'silent'].includes(level))
     throw usageError(`--log-level must be debug, info, warn, error or silent, got "${level}"`);
   const logger = createJsonLogger(level as 'info');
-  let command: ReturnType<typeof parseWorkerCommand>;
+  let command: WorkerCommand;
   try {
     command = parseWorkerCommand(positionals);
   } catch (error) {
@@ -114,12 +125,29 @@ async function run(argv: string[]): Promise<number> {
   if (maxCrashes < 1) throw usageError('--max-crashes must be at least 1');
   const startDir = startDirectory();
   if (!existsSync(scriptPath(command, startDir))) throw usageError(`cannot find the app to run: ${scriptPath(command, startDir)}`);
-  // Socket activation: taken out of the environment, so workers get only what the supervisor gives them.
+  const settings = {
+    workers,
+    readyTimeout: integer(values['ready-timeout'], '--ready-timeout', 30_000),
+    drainTimeout: integer(values['drain-timeout'], '--drain-timeout', 30_000),
+    killTimeout: integer(values['kill-timeout'], '--kill-timeout', 5_000),
+    shutdownDelay: integer(values['shutdown-delay'], '--shutdown-delay', 0),
+    watch: values.watch,
+    watchInterval: integer(values['watch-interval'], '--watch-interval', 1_000),
+    maxCrashes,
+  };
+  return { logger, command, startDir, pidFile: values['pid-file'], controlDir: values['control-dir'], settings };
+}
+
+/**
+ * What systemd and a predecessor left in the environment, taken out of it so that workers get
+ * only what the supervisor gives them: the inherited sockets (socket activation), systemd's
+ * notify socket (the supervisor's alone), and the handoff of the supervisor this one replaces.
+ */
+function takeServiceEnv(logger: Logger) {
   const activation = takeInheritedListeners(process.env, process.pid);
   for (const problem of activation.problems) logger.warn({}, problem);
   if (activation.fds.length > 0)
     logger.info({ listeners: activation.fds }, 'socket activation: every worker serves on the inherited sockets');
-  // systemd's notify socket is the supervisor's: taken out of the environment, workers never see it.
   const notifyEnv = takeNotifyEnv(process.env, process.pid);
   for (const problem of notifyEnv.problems) logger.warn({}, problem);
   const notifier = createServiceNotifier(notifyEnv, logger);
@@ -129,125 +157,61 @@ async function run(argv: string[]): Promise<number> {
     activation.fds.map((l) => l.fd),
   );
   for (const problem of predecessor.problems) logger.warn({}, problem);
-  const readyTimeout = integer(values['ready-timeout'], '--ready-timeout', 30_000);
-  const killTimeout = integer(values['kill-timeout'], '--kill-timeout', 5_000);
+  return { listeners: activation.fds, notifier, predecessor };
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { logger, command, startDir, pidFile, controlDir, settings } = readRunFlags(argv);
+  const { listeners, notifier, predecessor } = takeServiceEnv(logger);
+  const service = new SupervisorService(notifier, logger, predecessor);
+  const controlSocket = controlSocketPath(process.pid, controlDir);
+  let control: ControlServer | undefined;
+  const exit = async (code: number): Promise<void> => {
+    control?.close();
+    await service.flush();
+    await flushLogger(logger);
+    process.exit(code);
+  };
+  const handover = createSupervisorHandover({ inherited: listeners, controlSocket, startDir, ...settings, logger, service });
   const supervisor = new Supervisor({
+    ...settings,
     command,
     startDir,
-    workers,
-    readyTimeout,
-    drainTimeout: integer(values['drain-timeout'], '--drain-timeout', 30_000),
-    killTimeout,
-    shutdownDelay: integer(values['shutdown-delay'], '--shutdown-delay', 0),
-    pidFile: values['pid-file'],
-    watch: values.watch,
-    watchInterval: integer(values['watch-interval'], '--watch-interval', 1_000),
-    maxCrashes,
-    listeners: activation.fds,
+    pidFile,
+    listeners,
     generation: predecessor.generation,
     logger,
+    service,
+    handover,
+    exit: (code) => void exit(code),
+    exitNow: (code) => process.exit(code),
   });
-  const controlSocket = controlSocketPath(process.pid, values['control-dir']);
-  let stopping = false;
-  /** Set once a new supervisor serves: this one only drains its workers, then exits. */
-  let retired = false;
-  const upgrader = createSupervisorUpgrader({
-    supervisor,
-    inherited: activation.fds,
-    controlSocket,
-    startDir,
-    readyTimeout,
-    killTimeout,
-    pidFile: values['pid-file'],
-    logger,
-    notifier,
-    retire: () => {
-      retired = true;
-      // The PID file names the new supervisor now: stop() leaves it, and the sockets stay for it.
-      void supervisor.stop('supervisor-upgrade').then(() => exit(0));
-    },
-  });
-
   // Serve the control socket before the PID file exists: whoever reads the pid finds it.
-  const control = await serveControl(controlSocket, async (request) => {
+  control = await serveControl(controlSocket, async (request) => {
     if (request.cmd === 'status') return { ok: true, status: supervisor.status() };
     if (request.cmd === 'upgrade-supervisor') {
-      const handover = await upgrader.upgrade('control');
-      return { ok: handover.ok, supervisorUpgrade: handover };
+      const outcome = await supervisor.upgradeSupervisor('control');
+      return { ok: outcome.ok, supervisorUpgrade: outcome };
     }
     const outcome = await supervisor.upgrade('control');
     return { ok: outcome.ok, outcome };
   });
-  const exit = async (code: number): Promise<never> => {
-    control.close();
-    await notifier?.flush();
-    await flushLogger(logger);
-    process.exit(code);
-  };
+  wireSignals(supervisor);
+  void supervisor.start();
+  // Keep running: the workers, timers and signal handlers hold the process; the lifecycle exits.
+  return new Promise<number>(() => undefined);
+}
 
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      logger.warn({ signal }, 'second stop signal: killing workers');
-      supervisor.kill();
-      // No drain, but no stale PID file either (the control socket goes with the exit).
-      if (values['pid-file'] !== undefined) removePidFile(values['pid-file']);
-      process.exit(signalExitCode(signal));
-    }
-    stopping = true;
-    if (retired) {
-      logger.info({ signal }, `${signal}: this supervisor is already draining its workers after handing over`);
-      return;
-    }
-    upgrader.abort();
-    notifier?.send(['STOPPING=1', 'STATUS=stopping: draining the workers']);
-    void supervisor.stop(signal).then(() => exit(0));
-  };
+/** The supervisor's signals. A stop signal is a stop the first time, and kills after that. */
+function wireSignals(supervisor: Supervisor): void {
+  let stopSignals = 0;
+  const stop = (signal: NodeJS.Signals): void => supervisor.stop(signal, stopSignals++ > 0);
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
-  process.on('SIGHUP', () => supervisor.forward('SIGHUP'));
+  process.on('SIGHUP', () => supervisor.reload());
   process.on('SIGUSR2', () => void supervisor.upgrade('SIGUSR2'));
   // A listener of our own also keeps Node from opening its inspector on SIGUSR1.
-  process.on('SIGUSR1', () => void upgrader.upgrade('SIGUSR1'));
-  const serving = (): string => {
-    const { generation, workers: running } = supervisor.status();
-    return `serving, generation ${generation}, ${running.filter((w) => w.state === 'ready').length} workers`;
-  };
-  // RELOADING=1 … READY=1 around each upgrade that really starts (one refused while stopping sends nothing).
-  let reloading = false;
-  supervisor.on('upgrade-start', ({ generation }: { generation: number }) => {
-    reloading = true;
-    notifier?.send(reloadingFields(`upgrading to generation ${generation}`));
-  });
-  supervisor.on('upgrade', (outcome: UpgradeOutcome) => {
-    if (!reloading) return;
-    reloading = false;
-    notifier?.send(['READY=1', outcome.ok ? `STATUS=${serving()}` : `STATUS=upgrade failed, ${serving()}: ${outcome.error ?? ''}`]);
-  });
-  supervisor.on('fatal', (error: Error) => {
-    notifier?.send([`STATUS=stopped: ${error.message}`]);
-    logger.error({}, `stopped: ${error.message}`);
-    void exit(1);
-  });
-
-  try {
-    await supervisor.start();
-  } catch (error) {
-    // A stop signal during start is a stop on request, not a failure.
-    if (stopping) return new Promise<number>(() => undefined);
-    notifier?.send([`STATUS=could not start: ${(error as Error).message}`]);
-    logger.error({}, `could not start: ${(error as Error).message}`);
-    await exit(1);
-  }
-  if (supervisor.state === 'running') {
-    // The supervisor that started this one names it systemd's main process once it lets go.
-    const handedOver = predecessor.readyFd !== undefined && reportReady(predecessor.readyFd);
-    if (predecessor.readyFd !== undefined && !handedOver)
-      logger.warn({ parentPid: predecessor.parentPid }, 'the supervisor that started this one is gone: serving alone');
-    if (!handedOver) notifier?.send(['READY=1', `MAINPID=${process.pid}`, `STATUS=${serving()}`]);
-    notifier?.startWatchdog();
-  }
-  // Keep running: the workers, timers and signal handlers hold the process; stop/fatal exit.
-  return new Promise<number>(() => undefined);
+  process.on('SIGUSR1', () => void supervisor.upgradeSupervisor('SIGUSR1'));
 }
 
 const argv = process.argv.slice(2);

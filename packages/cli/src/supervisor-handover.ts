@@ -20,17 +20,14 @@ import { resolve } from 'node:path';
 import {
   ownListeningSockets,
   PROBATION_MS,
-  reloadingFields,
   spawnSuccessor,
   successorCommand,
-  writePidFile,
   type BoundAddress,
   type HandoffListener,
   type InheritedFd,
   type Logger,
-  type ServiceNotifier,
 } from '@grace-restart/core';
-import type { Supervisor } from './supervisor.js';
+import type { SupervisorService } from './supervisor-service.js';
 
 /** The outcome `grace-restart upgrade --supervisor` prints. */
 export interface SupervisorHandoverOutcome {
@@ -135,90 +132,61 @@ export async function startNewSupervisor(options: HandOverOptions): Promise<numb
 }
 
 /** What replacing this supervisor needs from the process around it. */
-export interface SupervisorUpgraderDeps {
-  supervisor: Supervisor;
+export interface SupervisorHandoverDeps {
   inherited: readonly InheritedFd[];
   controlSocket: string;
   startDir: string;
   readyTimeout: number;
   killTimeout: number;
-  pidFile: string | undefined;
   logger: Logger;
-  notifier: ServiceNotifier | undefined;
-  /** The new supervisor serves: this one must drain its workers and exit, never to serve again. */
-  retire: (newPid: number) => void;
+  service: SupervisorService;
 }
 
-/** Starts, joins or aborts the replacement of this supervisor. */
-export interface SupervisorUpgrader {
-  upgrade(trigger: string): Promise<SupervisorHandoverOutcome>;
-  /** A stop arrived: a new supervisor still starting is stopped, this one stops as usual. */
-  abort(): void;
+/** How one supervisor upgrade ended, and whether a new supervisor was started at all. */
+export interface HandoverResult {
+  outcome: SupervisorHandoverOutcome;
+  /** False when it was refused before anything started (nothing to undo, nothing to report). */
+  started: boolean;
 }
 
-export function createSupervisorUpgrader(deps: SupervisorUpgraderDeps): SupervisorUpgrader {
-  let running: Promise<SupervisorHandoverOutcome> | undefined;
-  let abort: AbortController | undefined;
+/**
+ * Replaces this supervisor: `run` starts a new one and resolves once it serves, or with why
+ * not. Whether a handover may start at all, and what follows its outcome, is the supervisor's
+ * lifecycle table's (supervisor-lifecycle.ts); this checks only what the process around it
+ * forbids (a container's init, a systemd unit without NOTIFY_SOCKET, a cluster-bound unix socket).
+ */
+export interface SupervisorHandover {
+  run(trigger: string, generation: number, signal: AbortSignal): Promise<HandoverResult>;
+}
 
-  const handOver = async (trigger: string): Promise<SupervisorHandoverOutcome> => {
-    const { supervisor, logger: log, notifier } = deps;
-    const startedAt = Date.now();
-    const outcome = (fields: Partial<SupervisorHandoverOutcome>): SupervisorHandoverOutcome => ({
-      ok: false,
-      oldPid: process.pid,
-      generation: supervisor.generation,
-      durationMs: Date.now() - startedAt,
-      ...fields,
-    });
-    // A supervisor that has handed over is stopping: refuseHandover says so.
-    const refusal = refuseHandover(supervisor, notifier);
-    const sockets = refusal === undefined ? socketsToHandOver(deps.inherited, deps.controlSocket) : { refusal };
-    if ('refusal' in sockets) {
-      log.warn({ trigger }, `not upgrading the supervisor: ${sockets.refusal}`);
-      return outcome({ error: sockets.refusal });
-    }
-    supervisor.holdUpgrades('the supervisor itself is being upgraded');
-    abort = new AbortController();
-    log.info(
-      { trigger, generation: supervisor.generation },
-      'supervisor upgrade started: starting a new supervisor with the listening sockets',
-    );
-    notifier?.send(reloadingFields('upgrading the supervisor'));
-    try {
-      const newPid = await startNewSupervisor({
-        ...deps,
-        listeners: sockets.listeners,
-        generation: supervisor.generation,
-        env: notifier?.env,
-        signal: abort.signal,
-      });
-      // systemd follows the new supervisor before this one's exit can end the unit.
-      notifier?.stopWatchdog();
-      notifier?.send([`MAINPID=${newPid}`, 'READY=1', `STATUS=supervisor ${newPid} serving generation ${supervisor.generation + 1}`]);
-      const done = outcome({ ok: true, newPid, generation: supervisor.generation + 1 });
-      log.info({ ...done }, 'supervisor upgrade done: the new supervisor serves, this one drains its workers and exits');
-      deps.retire(newPid);
-      return done;
-    } catch (error) {
-      supervisor.releaseUpgrades();
-      // The new supervisor may have written the PID file before it failed: it names this one again.
-      if (deps.pidFile !== undefined && supervisor.state === 'running') writePidFile(deps.pidFile);
-      const failed = outcome({ error: (error as Error).message });
-      log.error({ ...failed }, `supervisor upgrade failed, this supervisor serves on: ${failed.error}`);
-      notifier?.send(['READY=1', `STATUS=supervisor upgrade failed, still serving generation ${supervisor.generation}: ${failed.error}`]);
-      return failed;
-    } finally {
-      abort = undefined;
-    }
-  };
-
+export function createSupervisorHandover(deps: SupervisorHandoverDeps): SupervisorHandover {
+  const { logger: log, service } = deps;
   return {
-    upgrade(trigger) {
-      running ??= handOver(trigger).finally(() => (running = undefined));
-      return running;
-    },
-    abort() {
-      abort?.abort();
+    async run(trigger, generation, signal) {
+      const startedAt = Date.now();
+      const outcome = (fields: Partial<SupervisorHandoverOutcome>): SupervisorHandoverOutcome => ({
+        ok: false,
+        oldPid: process.pid,
+        generation,
+        durationMs: Date.now() - startedAt,
+        ...fields,
+      });
+      const refusal = refuseHandover(service);
+      const sockets = refusal === undefined ? socketsToHandOver(deps.inherited, deps.controlSocket) : { refusal };
+      if ('refusal' in sockets) {
+        log.warn({ trigger }, `not upgrading the supervisor: ${sockets.refusal}`);
+        return { outcome: outcome({ error: sockets.refusal }), started: false };
+      }
+      log.info({ trigger, generation }, 'supervisor upgrade started: starting a new supervisor with the listening sockets');
+      service.supervisorUpgradeStarted();
+      try {
+        const newPid = await startNewSupervisor({ ...deps, listeners: sockets.listeners, generation, env: service.env, signal });
+        return { outcome: outcome({ ok: true, newPid, generation: generation + 1 }), started: true };
+      } catch (error) {
+        const failed = outcome({ error: (error as Error).message });
+        log.error({ ...failed }, `supervisor upgrade failed, this supervisor serves on: ${failed.error}`);
+        return { outcome: failed, started: true };
+      }
     },
   };
 }
@@ -235,17 +203,15 @@ function parentName(): string | undefined {
 /** Container inits that exit, ending the container, when their one child exits. */
 const CONTAINER_INITS = new Set(['tini', 'docker-init', 'dumb-init', 'catatonit']);
 
-/** Why this supervisor cannot be replaced now, if it cannot. */
-function refuseHandover(supervisor: Supervisor, notifier: ServiceNotifier | undefined): string | undefined {
-  if (supervisor.state !== 'running') return `the supervisor is ${supervisor.state}`;
-  if (supervisor.upgrading) return 'a rolling upgrade of the workers is running: upgrade the supervisor once it is done';
+/** Why the process around this supervisor forbids replacing it, if it does. */
+function refuseHandover(service: SupervisorService): string | undefined {
   if (process.pid === 1)
     return "this supervisor is PID 1 (a container's init): its exit would end the container; replace the container instead";
   const parent = parentName();
   if (parent !== undefined && CONTAINER_INITS.has(parent))
     return `this supervisor's parent is ${parent}, a container's init, which ends the container when the supervisor exits; replace the container instead`;
   // Started by systemd itself: without NOTIFY_SOCKET, systemd cannot be told the new main pid.
-  if (process.env['INVOCATION_ID'] !== undefined && (process.ppid === 1 || parent === 'systemd') && notifier === undefined) {
+  if (process.env['INVOCATION_ID'] !== undefined && (process.ppid === 1 || parent === 'systemd') && !service.listening) {
     return 'under systemd the supervisor can be upgraded only in a Type=notify unit with NotifyAccess=all: in this unit systemd would stop the service when the old supervisor exits';
   }
   return undefined;

@@ -8,11 +8,11 @@
  * worker lives, and a worker that drains (core's keep-alive-first drain on SIGTERM) only
  * closes its own copy while its replacement keeps accepting.
  *
- * Lifecycle (the table is in the CLI README): starting → running ⇄ upgrading → stopping →
- * stopped. While running, a worker that exits without being told to is restarted with
- * backoff (the pending restart keeps the process alive, so it never ends up idle with no
- * worker); a crash loop ends the supervisor with a non-zero code. A stop aborts a running
- * upgrade and drains every worker at once.
+ * Lifecycle: the table is supervisor-lifecycle.ts (printed in the CLI README); every event goes
+ * through #dispatch, and #act runs the action the table names. While serving, a worker that
+ * exits without being told to is restarted with backoff (the pending restart keeps the process
+ * alive, so it never ends up idle with no worker); a crash loop ends the supervisor with a
+ * non-zero code. A stop aborts a running upgrade and drains every worker at once.
  *
  * Socket activation: sockets the supervisor inherited (systemd's `LISTEN_FDS`, or a
  * `.socket` unit's) are held here for the life of the process and given to every worker at
@@ -27,7 +27,6 @@
  * (core's connection-relay.ts), so those clients keep their TCP connections.
  */
 import cluster, { type Worker } from 'node:cluster';
-import { EventEmitter } from 'node:events';
 import { realpathSync } from 'node:fs';
 import {
   ENV,
@@ -35,6 +34,7 @@ import {
   readWorkerMessage,
   relayConnections,
   removePidFile,
+  signalExitCode,
   stopChild,
   WORKER_MESSAGE_KEY,
   writePidFile,
@@ -45,6 +45,9 @@ import {
   type UpgradeOutcome,
   type WorkerMessage,
 } from '@grace-restart/core';
+import type { HandoverResult, SupervisorHandover, SupervisorHandoverOutcome } from './supervisor-handover.js';
+import { type SupervisorAction, type SupervisorEvent, type SupervisorStateName, supervisorTransition } from './supervisor-lifecycle.js';
+import type { SupervisorService } from './supervisor-service.js';
 import { scriptPath, type WorkerCommand } from './worker-command.js';
 
 export type { UpgradeOutcome };
@@ -70,6 +73,14 @@ export interface SupervisorOptions {
   /** Worker crashes within a minute that end the supervisor (a crash loop). Default {@link CRASH_LOOP_COUNT}. */
   maxCrashes?: number;
   logger: Logger;
+  /** What the supervisor tells systemd and the supervisor it replaces. */
+  service: SupervisorService;
+  /** Starts a new supervisor with this one's sockets (`upgrade --supervisor`). */
+  handover: SupervisorHandover;
+  /** Ends the process with `code` once what it owes is flushed (after a drain). */
+  exit: (code: number) => void;
+  /** Ends the process with `code` at once (a second stop signal). */
+  exitNow: (code: number) => void;
 }
 
 /**
@@ -101,33 +112,57 @@ interface WorkerRecord {
 export interface SupervisorStatus {
   mode: 'supervisor';
   pid: number;
-  state: string;
+  state: SupervisorStateName;
   generation: number;
   uptimeMs: number;
   workers: { pid: number; slot: number; generation: number; state: WorkerState; uptimeMs: number }[];
   lastUpgrade: UpgradeOutcome | undefined;
 }
 
-/** Where the supervisor is in its life. */
-export type SupervisorState = 'starting' | 'running' | 'stopping' | 'stopped';
+/**
+ * The supervisor's state with the data that belongs to it, and nothing beside it that says
+ * what the state should say: a running upgrade is the state `upgrading`, a stop's exit code is
+ * in `stopping`. The table (supervisor-lifecycle.ts) decides every change.
+ */
+type SupervisorLife =
+  | { kind: 'starting' }
+  | { kind: 'running' }
+  | { kind: 'upgrading'; promise: Promise<UpgradeOutcome>; abort: AbortController }
+  | { kind: 'upgrading-supervisor'; promise: Promise<SupervisorHandoverOutcome>; abort: AbortController }
+  /** `done`: the drain of this supervisor's workers; the process then exits 0. */
+  | { kind: 'handed-over'; done: Promise<void> }
+  /** `failure`: why the supervisor gives up (`could not start: …`): it exits 1; undefined for a stop on request. */
+  | { kind: 'stopping'; done: Promise<void>; failure: string | undefined }
+  | { kind: 'stopped' };
+
+/** What came with an event, for the action that answers it. */
+interface EventDetail {
+  trigger?: string;
+  signal?: NodeJS.Signals;
+  /** Why the start failed, or the crash loop's line. */
+  error?: string;
+  outcome?: UpgradeOutcome;
+  handover?: HandoverResult;
+  exited?: { record: WorkerRecord; code: number | null; signal: string | null };
+}
+
+/** `value`, which the table guarantees the event carries. */
+function given<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`supervisor lifecycle: the event carries no ${what}`);
+  return value;
+}
 
 const CRASH_WINDOW_MS = 60_000;
 /** This many crashes within CRASH_WINDOW_MS is a crash loop: the supervisor gives up. */
 export const CRASH_LOOP_COUNT = 5;
 const STABLE_AFTER_MS = 10_000;
 
-/** Emitted as 'fatal' when the supervisor gives up (a crash loop); it has stopped its workers. */
-export class SupervisorFatalError extends Error {}
-
-export class Supervisor extends EventEmitter {
+export class Supervisor {
   readonly #o: SupervisorOptions;
   readonly #workers = new Set<WorkerRecord>();
   readonly #startedAt = Date.now();
-  #state: SupervisorState = 'starting';
+  #life: SupervisorLife = { kind: 'starting' };
   #generation: number;
-  /** Why upgrades are refused for now (the supervisor itself is being replaced), if they are. */
-  #upgradesHeld: string | undefined;
-  #upgrade: { promise: Promise<UpgradeOutcome>; abort: AbortController } | undefined;
   #lastUpgrade: UpgradeOutcome | undefined;
   #crashes: number[] = [];
   #consecutiveCrashes = 0;
@@ -135,44 +170,16 @@ export class Supervisor extends EventEmitter {
   /** Connections being relayed from retiring workers to their replacements. */
   readonly #relays = new Set<ConnectionRelay>();
   #watchTimer: NodeJS.Timeout | undefined;
-  #stopping: Promise<void> | undefined;
 
   constructor(options: SupervisorOptions) {
-    super();
     this.#o = options;
     this.#generation = options.generation ?? 1;
     // Must be set before the first fork: the supervisor binds, the workers accept.
     cluster.schedulingPolicy = cluster.SCHED_NONE;
   }
 
-  get state(): SupervisorState {
-    return this.#state;
-  }
-
-  /** Starts the first workers; resolves when all are ready, rejects if one fails to start. */
-  async start(): Promise<void> {
-    const log = this.#o.logger;
-    const slots = Array.from({ length: this.#o.workers }, (_, slot) => slot);
-    const results = await Promise.allSettled(slots.map((slot) => this.#spawn(this.#generation, slot)));
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed !== undefined) {
-      await this.#stopWorkers();
-      this.#state = 'stopped';
-      throw failed.reason;
-    }
-    if (this.#state !== 'starting') return; // a stop arrived meanwhile
-    this.#state = 'running';
-    if (this.#o.pidFile !== undefined) {
-      try {
-        writePidFile(this.#o.pidFile);
-      } catch (error) {
-        await this.#stopWorkers();
-        this.#state = 'stopped';
-        throw new Error(`the workers started, but the PID file ${this.#o.pidFile} could not be written: ${(error as Error).message}`);
-      }
-    }
-    this.#watch();
-    log.info({ workerPids: this.#pids(), generation: this.#generation }, 'supervisor ready');
+  get state(): SupervisorStateName {
+    return this.#life.kind;
   }
 
   /** Generation of the workers that serve now. */
@@ -180,18 +187,53 @@ export class Supervisor extends EventEmitter {
     return this.#generation;
   }
 
-  /** True while a rolling upgrade runs. */
-  get upgrading(): boolean {
-    return this.#upgrade !== undefined;
+  /** Starts the first workers, then writes the PID file; the table says what follows either way. */
+  async start(): Promise<void> {
+    const slots = Array.from({ length: this.#o.workers }, (_, slot) => slot);
+    const results = await Promise.allSettled(slots.map((slot) => this.#spawn(this.#generation, slot)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) {
+      this.#dispatch('start-failed', { error: (failed.reason as Error).message });
+      return;
+    }
+    // Written while still starting: a stop that came meanwhile removes it again.
+    if (this.#o.pidFile !== undefined && this.#life.kind === 'starting') {
+      try {
+        writePidFile(this.#o.pidFile);
+      } catch (error) {
+        const error_ = `the workers started, but the PID file ${this.#o.pidFile} could not be written: ${(error as Error).message}`;
+        this.#dispatch('start-failed', { error: error_ });
+        return;
+      }
+    }
+    this.#dispatch('start-done');
   }
 
-  /** Refuses upgrades with `reason` until {@link releaseUpgrades} (the supervisor itself is being replaced). */
-  holdUpgrades(reason: string): void {
-    this.#upgradesHeld = reason;
+  /** Rolling upgrade: for each slot, start a new worker, wait until ready, drain the old one. */
+  upgrade(trigger: string): Promise<UpgradeOutcome> {
+    this.#dispatch('upgrade', { trigger });
+    const life = this.#life;
+    // Refused: the outcome saying why is the last one.
+    return life.kind === 'upgrading' ? life.promise : Promise.resolve(this.#lastUpgrade as UpgradeOutcome);
   }
 
-  releaseUpgrades(): void {
-    this.#upgradesHeld = undefined;
+  /** Replaces this supervisor process (supervisor-handover.ts); resolves with the outcome. */
+  upgradeSupervisor(trigger: string): Promise<SupervisorHandoverOutcome> {
+    const refusal = this.#handoverRefusal();
+    this.#dispatch('supervisor-upgrade', { trigger });
+    const life = this.#life;
+    if (life.kind === 'upgrading-supervisor') return life.promise;
+    return Promise.resolve({ ok: false, oldPid: process.pid, generation: this.#generation, durationMs: 0, error: refusal });
+  }
+
+  /** A stop signal: the first drains and exits, a later one kills (`again`). */
+  stop(signal: NodeJS.Signals, again = false): void {
+    this.#dispatch(again ? 'stop-again' : 'stop', { signal });
+  }
+
+  /** SIGHUP: forwarded to the ready workers. */
+  reload(): void {
+    this.#dispatch('hup', { signal: 'SIGHUP' });
   }
 
   status(): SupervisorStatus {
@@ -199,8 +241,7 @@ export class Supervisor extends EventEmitter {
     return {
       mode: 'supervisor',
       pid: process.pid,
-      state:
-        this.#upgradesHeld !== undefined && this.#state === 'running' ? 'upgrading-supervisor' : this.#upgrade ? 'upgrading' : this.#state,
+      state: this.#life.kind,
       generation: this.#generation,
       uptimeMs: now - this.#startedAt,
       workers: [...this.#workers].map((w) => ({
@@ -214,60 +255,207 @@ export class Supervisor extends EventEmitter {
     };
   }
 
-  /** Rolling upgrade: for each slot, start a new worker, wait until ready, drain the old one. */
-  upgrade(trigger: string): Promise<UpgradeOutcome> {
-    if (this.#upgrade) {
-      this.#o.logger.info({ trigger }, 'an upgrade is already running: joining it');
-      return this.#upgrade.promise;
+  /** `serving, generation 3, 2 workers`: systemd's STATUS= while serving. */
+  #serving(): string {
+    return `serving, generation ${this.#generation}, ${[...this.#workers].filter((w) => w.state === 'ready').length} workers`;
+  }
+
+  /** True in the states whose slots are kept filled (a crash restarts its slot). */
+  #keepsSlots(): boolean {
+    const { kind } = this.#life;
+    return kind === 'running' || kind === 'upgrading' || kind === 'upgrading-supervisor';
+  }
+
+  /** Looks `event` up in the table, runs the action it names, and checks the state it says. */
+  #dispatch(event: SupervisorEvent, detail: EventDetail = {}): SupervisorAction {
+    const from = this.#life;
+    const { to, action } = supervisorTransition(from.kind, event);
+    this.#o.logger.debug({ event, from: from.kind, to, action }, `supervisor ${event}: ${action}`);
+    this.#act(action, from, detail);
+    if (this.#life.kind !== to) throw new Error(`supervisor lifecycle: ${action} left ${this.#life.kind}, the table says ${to}`);
+    return action;
+  }
+
+  /** Every action of the table, by name; the `never` check makes a new action a compile error here. */
+  #act(action: SupervisorAction, from: SupervisorLife, d: EventDetail): void {
+    const log = this.#o.logger;
+    switch (action) {
+      case 'serve':
+        this.#life = { kind: 'running' };
+        this.#watch();
+        log.info({ workerPids: this.#pids(), generation: this.#generation }, 'supervisor ready');
+        this.#o.service.ready(this.#serving());
+        return;
+      case 'fail-start':
+        this.#life = { kind: 'stopping', failure: `could not start: ${given(d.error, 'error')}`, done: this.#stopWorkers() };
+        return this.#whenDrained(this.#life.done);
+      case 'rolling-upgrade':
+        return this.#startRollingUpgrade(given(d.trigger, 'trigger'));
+      case 'join-upgrade':
+        log.info({ trigger: d.trigger }, 'an upgrade is already running: joining it');
+        return;
+      case 'refuse-upgrade':
+        return this.#refuseUpgrade(given(d.trigger, 'trigger'), from);
+      case 'finish-upgrade':
+        this.#life = { kind: 'running' };
+        this.#o.service.upgradeEnded(given(d.outcome, 'outcome'), this.#serving());
+        return;
+      case 'start-new-supervisor':
+        return this.#startHandover(given(d.trigger, 'trigger'));
+      case 'join-supervisor-upgrade':
+        return;
+      case 'refuse-supervisor-upgrade':
+        log.warn({ trigger: d.trigger }, `not upgrading the supervisor: ${this.#handoverRefusal(from)}`);
+        return;
+      case 'retire':
+        return this.#retireForNewSupervisor(given(d.handover, 'handover').outcome);
+      case 'serve-on':
+        return this.#serveOn(given(d.handover, 'handover'));
+      case 'abort-upgrade-and-stop':
+      case 'abort-handover-and-stop':
+        if (from.kind === 'upgrading' || from.kind === 'upgrading-supervisor') from.abort.abort();
+        return this.#stopOnRequest(given(d.signal, 'signal'), from);
+      case 'drain-and-stop':
+        return this.#stopOnRequest(given(d.signal, 'signal'), from);
+      case 'keep-draining':
+        log.info(
+          { signal: d.signal },
+          from.kind === 'handed-over'
+            ? `${d.signal}: this supervisor is already draining its workers after handing over`
+            : `${d.signal}: this supervisor is already stopping`,
+        );
+        return;
+      case 'kill-now':
+        return this.#killNow(given(d.signal, 'signal'));
+      case 'forward-hup':
+        return this.#forward('SIGHUP');
+      case 'restart-slot': {
+        const { record, code, signal } = given(d.exited, 'exited worker');
+        return this.#restartAfterCrash(record, code, signal);
+      }
+      case 'note-exit': {
+        const { record, code, signal } = given(d.exited, 'exited worker');
+        log.info({ workerPid: record.pid, code, signal }, 'worker exited');
+        return;
+      }
+      case 'give-up':
+        if (from.kind === 'upgrading' || from.kind === 'upgrading-supervisor') from.abort.abort();
+        this.#life = { kind: 'stopping', failure: `stopped: ${given(d.error, 'error')}`, done: this.#drain('crash-loop', from) };
+        return this.#whenDrained(this.#life.done);
+      case 'exit':
+        return this.#exit(from);
+      case 'ignore':
+        return;
+      default: {
+        const unhandled: never = action;
+        throw new Error(`supervisor lifecycle: no code for the action ${String(unhandled)}`);
+      }
     }
-    if (this.#state !== 'running' || this.#upgradesHeld !== undefined) {
-      const outcome = this.#failed(trigger, Date.now(), [], this.#upgradesHeld ?? `the supervisor is ${this.#state}`);
-      this.#o.logger.warn({ trigger }, `ignoring the upgrade: ${outcome.error}`);
-      return Promise.resolve(outcome);
-    }
+  }
+
+  #whenDrained(done: Promise<void>): void {
+    void done.then(() => this.#dispatch('drained'));
+  }
+
+  #startRollingUpgrade(trigger: string): void {
     const abort = new AbortController();
-    const promise = this.#rollingUpgrade(trigger, abort.signal).finally(() => (this.#upgrade = undefined));
-    this.#upgrade = { promise, abort };
-    return promise;
+    const promise = this.#rollingUpgrade(trigger, abort.signal).then((outcome) => {
+      this.#dispatch('upgrade-done', { outcome });
+      return outcome;
+    });
+    this.#life = { kind: 'upgrading', promise, abort };
+  }
+
+  #refuseUpgrade(trigger: string, from: SupervisorLife): void {
+    // The table refuses upgrades while starting, handing over, handed over or stopping.
+    const why = from.kind === 'upgrading-supervisor' ? 'the supervisor itself is being upgraded' : `the supervisor is ${describe(from)}`;
+    const outcome = this.#failed(trigger, Date.now(), [], why);
+    this.#o.logger.warn({ trigger }, `ignoring the upgrade: ${outcome.error}`);
+  }
+
+  /** Why a supervisor upgrade is refused in the state `life` (the table says whether it is). */
+  #handoverRefusal(life: SupervisorLife = this.#life): string {
+    if (life.kind === 'upgrading') return 'a rolling upgrade of the workers is running: upgrade the supervisor once it is done';
+    return `the supervisor is ${describe(life)}`;
+  }
+
+  #startHandover(trigger: string): void {
+    const abort = new AbortController();
+    const promise = this.#o.handover.run(trigger, this.#generation, abort.signal).then((handover) => {
+      this.#dispatch(handover.outcome.ok ? 'supervisor-upgrade-done' : 'supervisor-upgrade-failed', { handover });
+      return handover.outcome;
+    });
+    this.#life = { kind: 'upgrading-supervisor', promise, abort };
+  }
+
+  /** The new supervisor serves: it becomes systemd's main process, this one drains and exits 0. */
+  #retireForNewSupervisor(outcome: SupervisorHandoverOutcome): void {
+    this.#o.service.handedTo(given(outcome.newPid, 'new pid'), outcome.generation);
+    this.#o.logger.info({ ...outcome }, 'supervisor upgrade done: the new supervisor serves, this one drains its workers and exits');
+    // The PID file names the new supervisor now: the drain leaves it, and the sockets stay for it.
+    this.#life = { kind: 'handed-over', done: this.#drain('supervisor-upgrade', this.#life) };
+    this.#whenDrained(this.#life.done);
+  }
+
+  #serveOn({ outcome, started }: HandoverResult): void {
+    this.#life = { kind: 'running' };
+    if (!started) return; // refused before anything started: nothing changed
+    // The new supervisor may have written the PID file before it failed: it names this one again.
+    if (this.#o.pidFile !== undefined) writePidFile(this.#o.pidFile);
+    this.#o.service.supervisorUpgradeFailed(this.#generation, outcome.error ?? '');
+  }
+
+  #stopOnRequest(signal: NodeJS.Signals, from: SupervisorLife): void {
+    this.#o.service.stopping();
+    this.#life = { kind: 'stopping', failure: undefined, done: this.#drain(signal, from) };
+    this.#whenDrained(this.#life.done);
+  }
+
+  #killNow(signal: NodeJS.Signals): void {
+    this.#o.logger.warn({ signal }, 'second stop signal: killing workers');
+    for (const w of this.#workers) w.worker.process.kill('SIGKILL');
+    // No drain, but no stale PID file either (the control socket goes with the exit).
+    if (this.#o.pidFile !== undefined) removePidFile(this.#o.pidFile);
+    this.#o.exitNow(signalExitCode(signal));
+  }
+
+  #exit(from: SupervisorLife): void {
+    this.#life = { kind: 'stopped' };
+    const failure = from.kind === 'stopping' ? from.failure : undefined;
+    if (failure === undefined) return this.#o.exit(0);
+    this.#o.service.failed(failure);
+    this.#o.logger.error({}, failure);
+    this.#o.exit(1);
+  }
+
+  /**
+   * Drains every worker (after `--shutdown-delay`), then removes the PID file (only if it
+   * still names this process). `from`'s rolling upgrade, already aborted, is awaited so that its
+   * new worker is gone too.
+   */
+  async #drain(signal: string, from: SupervisorLife): Promise<void> {
+    const log = this.#o.logger;
+    clearInterval(this.#watchTimer);
+    for (const timer of this.#restartTimers) clearTimeout(timer);
+    this.#restartTimers.clear();
+    // Nothing to move to: the replacements stop too, every worker drains what it holds.
+    for (const relay of this.#relays) relay.end('the supervisor is stopping');
+    log.info({ signal, shutdownDelay: this.#o.shutdownDelay }, 'stopping: draining all workers');
+    if (this.#o.shutdownDelay > 0) await new Promise((r) => setTimeout(r, this.#o.shutdownDelay));
+    await this.#stopWorkers();
+    if (from.kind === 'upgrading') await from.promise.catch(() => undefined);
+    if (this.#o.pidFile !== undefined) removePidFile(this.#o.pidFile);
+    log.info({}, 'stopped');
   }
 
   /**
    * Sends `signal` (SIGHUP: reload) to the workers that are ready. A worker still starting
    * may not handle it yet, and an unhandled SIGHUP kills: it is not sent there.
    */
-  forward(signal: NodeJS.Signals): void {
+  #forward(signal: NodeJS.Signals): void {
     const ready = [...this.#workers].filter((w) => w.state === 'ready');
     this.#o.logger.info({ signal, workerPids: ready.map((w) => w.pid) }, `forwarding ${signal} to the workers`);
     for (const w of ready) w.worker.process.kill(signal);
-  }
-
-  /** Aborts a running upgrade, drains every worker, then resolves; the PID file is removed. */
-  stop(signal: string): Promise<void> {
-    this.#stopping ??= this.#stop(signal);
-    return this.#stopping;
-  }
-
-  async #stop(signal: string): Promise<void> {
-    const log = this.#o.logger;
-    this.#state = 'stopping';
-    clearInterval(this.#watchTimer);
-    for (const timer of this.#restartTimers) clearTimeout(timer);
-    this.#restartTimers.clear();
-    this.#upgrade?.abort.abort();
-    // Nothing to move to: the replacements stop too, every worker drains what it holds.
-    for (const relay of this.#relays) relay.end('the supervisor is stopping');
-    log.info({ signal, shutdownDelay: this.#o.shutdownDelay }, 'stopping: draining all workers');
-    if (this.#o.shutdownDelay > 0) await new Promise((r) => setTimeout(r, this.#o.shutdownDelay));
-    await this.#stopWorkers();
-    await this.#upgrade?.promise.catch(() => undefined);
-    if (this.#o.pidFile !== undefined) removePidFile(this.#o.pidFile);
-    this.#state = 'stopped';
-    log.info({}, 'stopped');
-  }
-
-  /** Kills every worker at once (a second stop signal). */
-  kill(): void {
-    for (const w of this.#workers) w.worker.process.kill('SIGKILL');
   }
 
   async #rollingUpgrade(trigger: string, signal: AbortSignal): Promise<UpgradeOutcome> {
@@ -276,7 +464,7 @@ export class Supervisor extends EventEmitter {
     const generation = this.#generation + 1;
     const replaced: UpgradeOutcome['replaced'] = [];
     log.info({ trigger, generation }, 'upgrade started');
-    this.emit('upgrade-start', { trigger, generation });
+    this.#o.service.upgradeStarted(generation);
     for (let slot = 0; slot < this.#o.workers; slot++) {
       const slotStart = Date.now();
       let fresh: WorkerRecord;
@@ -296,7 +484,6 @@ export class Supervisor extends EventEmitter {
     const outcome: UpgradeOutcome = { ok: true, trigger, generation, durationMs: Date.now() - startedAt, replaced };
     this.#lastUpgrade = outcome;
     log.info({ ...outcome }, 'upgrade done');
-    this.emit('upgrade', outcome);
     return outcome;
   }
 
@@ -310,7 +497,6 @@ export class Supervisor extends EventEmitter {
       error,
     };
     this.#lastUpgrade = outcome;
-    this.emit('upgrade', outcome);
     return outcome;
   }
 
@@ -398,12 +584,12 @@ export class Supervisor extends EventEmitter {
   #onExit(record: WorkerRecord, code: number | null, signal: string | null): void {
     this.#workers.delete(record);
     // A worker that dies while starting is #spawn's failure: an upgrade rolls back, a restart retries.
-    if (record.state === 'retiring' || record.state === 'starting' || this.#state !== 'running') {
+    if (record.state === 'retiring' || record.state === 'starting') {
       this.#o.logger.info({ workerPid: record.pid, code, signal }, 'worker exited');
       return;
     }
     // Not told to go: a crash, an exit of the app's own, or a signal from someone else.
-    this.#restartAfterCrash(record, code, signal);
+    this.#dispatch('crash', { exited: { record, code, signal } });
   }
 
   #restartAfterCrash(record: WorkerRecord, code: number | null, signal: string | null): void {
@@ -414,7 +600,7 @@ export class Supervisor extends EventEmitter {
     if (this.#crashes.length >= (this.#o.maxCrashes ?? CRASH_LOOP_COUNT)) {
       const message = `crash loop: workers crashed ${this.#crashes.length} times within ${CRASH_WINDOW_MS / 1000} s (last: worker ${record.pid}, ${signal ?? `exit code ${code}`}); giving up`;
       log.error({ workerPid: record.pid, code, signal, slot: record.slot }, message);
-      void this.stop('crash-loop').then(() => this.emit('fatal', new SupervisorFatalError(message)));
+      this.#dispatch('crash-loop', { error: message });
       return;
     }
     const delay = Math.min(100 * 2 ** (this.#consecutiveCrashes - 1), 30_000);
@@ -425,13 +611,13 @@ export class Supervisor extends EventEmitter {
     // Not unref'd: a supervisor whose only worker crashed must stay alive to restart it.
     const timer = setTimeout(() => {
       this.#restartTimers.delete(timer);
-      if (this.#state !== 'running') return;
+      if (!this.#keepsSlots()) return;
       // An upgrade may have filled the slot meanwhile.
       if (this.#slotWorkers(record.slot).length > 0) return;
-      this.#spawn(this.#generation, record.slot, this.#upgrade?.abort.signal).then(
+      this.#spawn(this.#generation, record.slot, this.#life.kind === 'upgrading' ? this.#life.abort.signal : undefined).then(
         (fresh) => this.#keepOnePerSlot(fresh),
         (error: unknown) => {
-          if (this.#state !== 'running') return;
+          if (!this.#keepsSlots()) return;
           log.error({ slot: record.slot }, `restart failed: ${(error as Error).message}`);
           // A replacement that never got ready counts as one more crash of this slot.
           this.#restartAfterCrash({ ...record, startedAt: Date.now() }, null, null);
@@ -518,4 +704,9 @@ function safeRealpath(path: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The state's name in refusals, as operators have read it: a supervisor that handed over is stopping. */
+function describe(life: { kind: SupervisorStateName }): string {
+  return life.kind === 'handed-over' ? 'stopping' : life.kind;
 }

@@ -18,6 +18,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
+  awaitReady,
   ownListeningSockets,
   PROBATION_MS,
   spawnSuccessor,
@@ -108,26 +109,28 @@ export async function startNewSupervisor(options: HandOverOptions): Promise<numb
     env: options.env,
   });
   const { child, pid } = successor;
-  await new Promise<void>((resolve, reject) => {
-    const onExit = (code: number | null, sig: NodeJS.Signals | null): void => {
-      clearTimeout(timer);
-      options.signal.removeEventListener('abort', onAbort);
-      reject(new Error(`the new supervisor ${pid} exited (${sig ?? `exit code ${code}`}) within ${PROBATION_MS} ms of its ready report`));
-    };
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      child.removeListener('exit', onExit);
+  // The probation: surviving PROBATION_MS is passing it; there is no ready report to wait for.
+  const race = await awaitReady(child, { timeout: PROBATION_MS, signal: options.signal });
+  switch (race.kind) {
+    case 'timeout':
+      break;
+    case 'exited':
+      throw new Error(
+        `the new supervisor ${pid} exited (${race.signal ?? `exit code ${race.code}`}) within ${PROBATION_MS} ms of its ready report`,
+      );
+    case 'error':
       child.kill('SIGTERM');
-      reject(new Error('the supervisor upgrade was aborted: this supervisor is stopping'));
-    };
-    const timer = setTimeout(() => {
-      child.removeListener('exit', onExit);
-      options.signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, PROBATION_MS);
-    child.once('exit', onExit);
-    options.signal.addEventListener('abort', onAbort, { once: true });
-  });
+      throw new Error(`the new supervisor ${pid} failed within ${PROBATION_MS} ms of its ready report: ${race.error.message}`);
+    case 'aborted':
+      child.kill('SIGTERM');
+      throw new Error('the supervisor upgrade was aborted: this supervisor is stopping');
+    case 'ready':
+      throw new Error('a probation has no ready report');
+    default: {
+      const unknown: never = race;
+      throw new Error(`no answer for ${String(unknown)}`);
+    }
+  }
   return pid;
 }
 

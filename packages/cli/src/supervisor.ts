@@ -29,6 +29,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { realpathSync } from 'node:fs';
 import {
+  awaitReady,
   ENV,
   listenFdsEnv,
   readWorkerMessage,
@@ -41,6 +42,7 @@ import {
   type ConnectionRelay,
   type InheritedFd,
   type Logger,
+  type ReadyRace,
   type SupervisorMessage,
   type UpgradeOutcome,
   type WorkerMessage,
@@ -107,6 +109,9 @@ interface WorkerRecord {
    */
   adopts: string[] | undefined;
 }
+
+/** A worker's ready report. */
+type ReadyReport = Extract<WorkerMessage, { type: 'ready' }>;
 
 /** What `grace-restart status` prints. */
 export interface SupervisorStatus {
@@ -537,39 +542,27 @@ export class Supervisor {
     // A spawn that fails (EAGAIN, ENOMEM) or a kill that is refused (EPERM) is reported here.
     worker.on('error', (error: Error) => this.#o.logger.error({ workerPid: record.pid, slot, err: error.message }, 'worker error'));
 
-    return new Promise((resolve, reject) => {
-      const settle = (): void => {
-        clearTimeout(timer);
-        worker.removeListener('message', onReady);
-        worker.removeListener('exit', onExit);
-        worker.removeListener('error', onError);
-        signal?.removeEventListener('abort', onAbort);
-      };
-      const fail = (reason: string): void => {
-        settle();
-        void this.#terminate(record);
-        reject(new Error(`worker ${record.pid} (slot ${slot}) ${reason}`));
-      };
-      const onReady = (message: unknown): void => {
-        const body = readWorkerMessage<WorkerMessage>(message);
-        if (body?.type !== 'ready') return;
-        settle();
+    return awaitReady(worker, {
+      timeout: this.#o.readyTimeout,
+      signal,
+      onReady: (ready: (report: ReadyReport) => void) => {
+        const onMessage = (message: unknown): void => {
+          const body = readWorkerMessage<WorkerMessage>(message);
+          if (body?.type === 'ready') ready(body);
+        };
+        worker.on('message', onMessage);
+        return () => worker.removeListener('message', onMessage);
+      },
+    }).then((race) => {
+      if (race.kind === 'ready') {
         // Checked, not trusted: the type is what a worker should send.
-        const adopts: unknown = body.adopts;
+        const adopts: unknown = race.report.adopts;
         if (Array.isArray(adopts)) record.adopts = adopts.filter((name): name is string => typeof name === 'string');
         record.state = 'ready';
-        resolve(record);
-      };
-      const onExit = (code: number | null, sig: string | null): void =>
-        fail(`exited (${sig === null ? `exit code ${code}` : `signal ${sig}`}) before it was ready`);
-      const onError = (error: Error): void => fail(`could not be started: ${error.message}`);
-      const onAbort = (): void => fail('was stopped before it was ready: the supervisor is stopping');
-      const timer = setTimeout(() => fail(`was not ready within ${this.#o.readyTimeout} ms`), this.#o.readyTimeout);
-      worker.on('message', onReady);
-      worker.once('exit', onExit);
-      worker.once('error', onError);
-      if (signal?.aborted) onAbort();
-      else signal?.addEventListener('abort', onAbort, { once: true });
+        return record;
+      }
+      void this.#terminate(record);
+      throw new Error(`worker ${record.pid} (slot ${slot}) ${notReadyReason(race, this.#o.readyTimeout)}`);
     });
   }
 
@@ -709,4 +702,22 @@ function safeRealpath(path: string): string | undefined {
 /** The state's name in refusals, as operators have read it: a supervisor that handed over is stopping. */
 function describe(life: { kind: SupervisorStateName }): string {
   return life.kind === 'handed-over' ? 'stopping' : life.kind;
+}
+
+/** Why a worker did not get ready, as the upgrade's outcome says it. */
+function notReadyReason(race: Exclude<ReadyRace<ReadyReport>, { kind: 'ready' }>, readyTimeout: number): string {
+  switch (race.kind) {
+    case 'exited':
+      return `exited (${race.signal === null ? `exit code ${race.code}` : `signal ${race.signal}`}) before it was ready`;
+    case 'error':
+      return `could not be started: ${race.error.message}`;
+    case 'timeout':
+      return `was not ready within ${readyTimeout} ms`;
+    case 'aborted':
+      return 'was stopped before it was ready: the supervisor is stopping';
+    default: {
+      const unknown: never = race;
+      throw new Error(`no reason for ${String(unknown)}`);
+    }
+  }
 }

@@ -22,6 +22,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, fstatSync, realpathSync, writeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { relative, resolve, sep } from 'node:path';
+import { awaitReady, type ReadyRace } from './await-ready.js';
 import { UpgradeError } from './errors.js';
 import { LISTEN_FDS_START, listenFdsEnv } from './listen-fds.js';
 import { ENV, parsePositiveInteger } from './protocol.js';
@@ -195,78 +196,79 @@ export function spawnSuccessor(options: SpawnSuccessorOptions): Promise<ReadySuc
   const stdio: ('inherit' | 'pipe' | 'ipc' | number)[] = ['inherit', 'inherit', 'inherit', ...listeners.map((l) => l.fd), 'pipe'];
   if (options.ipc === true) stdio.push('ipc');
 
-  return new Promise<ReadySuccessor>((resolvePromise, rejectPromise) => {
-    let child: ChildProcess;
-    const elapsed = (): number => Date.now() - startedAt;
-    try {
-      child = spawn(command.file, command.args, { cwd: command.cwd, env, stdio });
-    } catch (cause) {
-      rejectPromise(new UpgradeError('spawn', `could not start the successor: ${String(cause)}`, { durationMs: elapsed(), cause }));
-      return;
-    }
-    // 'pipe' entries beyond stdio 0–2 are duplex unix sockets.
-    const channel = child.stdio[readyIndex] as Socket | null | undefined;
-    let settled = false;
-    let buffered = '';
-
-    const cleanup = (): void => {
-      settled = true;
-      clearTimeout(timer);
-      options.signal?.removeEventListener('abort', onAbort);
-      channel?.destroy();
-    };
-    const fail = (error: UpgradeError): void => {
-      if (settled) return;
-      cleanup();
-      stopChild(child, options.killTimeout).then(() => rejectPromise(error));
-    };
-    const onAbort = (): void =>
-      fail(new UpgradeError('aborted', 'upgrade aborted: the process is shutting down', { pid: child.pid, durationMs: elapsed() }));
-    const timer = setTimeout(() => {
-      fail(
-        new UpgradeError('timeout', `successor ${child.pid} was not ready within ${options.readyTimeout} ms`, {
-          pid: child.pid,
-          durationMs: elapsed(),
-        }),
-      );
-    }, options.readyTimeout);
-
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    child.once('error', (cause) => {
-      fail(new UpgradeError('spawn', `could not start the successor: ${cause.message}`, { pid: child.pid, durationMs: elapsed(), cause }));
-    });
-    child.once('exit', (exitCode, signal) => {
-      const how = signal === null ? `exit code ${exitCode}` : `signal ${signal}`;
-      fail(
-        new UpgradeError('exited', `successor ${child.pid} exited (${how}) before it was ready`, {
-          pid: child.pid,
-          exitCode,
-          signal,
-          durationMs: elapsed(),
-        }),
-      );
-    });
-    channel?.setEncoding('utf8');
-    channel?.on('error', () => {
-      // The successor closing its end early shows up as its exit; nothing to add here.
-    });
-    channel?.on('data', (chunk: string) => {
-      buffered += chunk;
-      if (!buffered.includes('\n') || settled) return;
-      const message = parseReadyLine(buffered.slice(0, buffered.indexOf('\n')));
-      if (message === undefined || message.pid !== child.pid) {
-        fail(new UpgradeError('exited', `successor ${child.pid} sent an invalid ready message`, { pid: child.pid, durationMs: elapsed() }));
-        return;
-      }
-      cleanup();
-      child.removeAllListeners('exit');
+  const elapsed = (): number => Date.now() - startedAt;
+  let child: ChildProcess;
+  try {
+    child = spawn(command.file, command.args, { cwd: command.cwd, env, stdio });
+  } catch (cause) {
+    return Promise.reject(new UpgradeError('spawn', `could not start the successor: ${String(cause)}`, { durationMs: elapsed(), cause }));
+  }
+  // 'pipe' entries beyond stdio 0–2 are duplex unix sockets.
+  const channel = child.stdio[readyIndex] as Socket | null | undefined;
+  channel?.setEncoding('utf8');
+  channel?.on('error', () => {
+    // The successor closing its end early shows up as its exit; nothing to add here.
+  });
+  return awaitReady(child, {
+    timeout: options.readyTimeout,
+    signal: options.signal,
+    onReady: (ready: (message: ReadyLine | undefined) => void) => {
+      let buffered = '';
+      const onData = (chunk: string): void => {
+        buffered += chunk;
+        if (buffered.includes('\n')) ready(parseReadyLine(buffered.slice(0, buffered.indexOf('\n'))));
+      };
+      channel?.on('data', onData);
+      return () => channel?.removeListener('data', onData);
+    },
+  }).then((race) => {
+    channel?.destroy();
+    if (race.kind === 'ready' && race.report !== undefined && race.report.pid === child.pid) {
+      // As before the race was shared: an error of the successor from now on (a kill refused) is
+      // not this process's crash.
+      child.on('error', ignoreError);
       child.unref();
       // Adoption needs the channel on both ends: the successor could claim it without one.
-      const adopts = child.connected ? message.adopts : [];
+      const adopts = child.connected ? race.report.adopts : [];
       if (!child.connected || adopts.length === 0) closeChannel(child);
-      resolvePromise({ pid: message.pid, child, adopts });
-    });
+      return { pid: race.report.pid, child, adopts };
+    }
+    const error = notReadyError(race, child.pid, options.readyTimeout, elapsed());
+    return stopChild(child, options.killTimeout).then(() => Promise.reject(error));
   });
+}
+
+/** The UpgradeError for a successor that did not report ready (or reported nonsense). */
+function notReadyError(
+  race: ReadyRace<ReadyLine | undefined>,
+  pid: number | undefined,
+  readyTimeout: number,
+  durationMs: number,
+): UpgradeError {
+  switch (race.kind) {
+    case 'ready':
+      return new UpgradeError('exited', `successor ${pid} sent an invalid ready message`, { pid, durationMs });
+    case 'exited': {
+      const how = race.signal === null ? `exit code ${race.code}` : `signal ${race.signal}`;
+      return new UpgradeError('exited', `successor ${pid} exited (${how}) before it was ready`, {
+        pid,
+        exitCode: race.code,
+        // A ChildProcess names its signal with a NodeJS.Signals.
+        signal: race.signal as NodeJS.Signals | null,
+        durationMs,
+      });
+    }
+    case 'error':
+      return new UpgradeError('spawn', `could not start the successor: ${race.error.message}`, { pid, durationMs, cause: race.error });
+    case 'timeout':
+      return new UpgradeError('timeout', `successor ${pid} was not ready within ${readyTimeout} ms`, { pid, durationMs });
+    case 'aborted':
+      return new UpgradeError('aborted', 'upgrade aborted: the process is shutting down', { pid, durationMs });
+    default: {
+      const unknown: never = race;
+      throw new Error(`no error for ${String(unknown)}`);
+    }
+  }
 }
 
 /** Ends the IPC channel to `child`, so that it keeps neither process alive. */
@@ -277,11 +279,21 @@ export function closeChannel(child: ChildProcess): void {
   if (child.connected) child.disconnect();
 }
 
+function ignoreError(): void {
+  // Nothing to do: the successor serves on its own.
+}
+
 function ignoreMessage(): void {
   // Nothing more is expected once the channel is closing.
 }
 
-function parseReadyLine(line: string): { pid: number; adopts: string[] } | undefined {
+/** A successor's ready line, read. */
+interface ReadyLine {
+  pid: number;
+  adopts: string[];
+}
+
+function parseReadyLine(line: string): ReadyLine | undefined {
   try {
     const value: unknown = JSON.parse(line);
     if (typeof value === 'object' && value !== null && (value as { type?: unknown }).type === 'ready') {

@@ -11,6 +11,8 @@ export { readPidFile, removePidFile, writePidFile } from './pid-file.js';
 export { addressName } from './address.js';
 export { listenFdsEnv, takeInheritedListeners } from './listen-fds.js';
 export type { InheritedFd, InheritedListeners } from './listen-fds.js';
+export { awaitReady } from './await-ready.js';
+export type { AwaitReadyOptions, ReadyChild, ReadyRace } from './await-ready.js';
 export { reportReady, spawnSuccessor, startDirectory, stopChild, successorCommand, takeHandoffEnv } from './handoff.js';
 export type { HandoffEnv, HandoffListener, ReadySuccessor } from './handoff.js';
 export { ownListeningSockets } from './socket-address.js';

@@ -7,19 +7,18 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { createJsonLogger, type Logger } from '@grace-restart/core';
 import {
   type ControlServer,
   controlSocketPath,
-  createJsonLogger,
   createServiceNotifier,
   flushLogger,
-  type Logger,
   serveControl,
   startDirectory,
   takeHandoffEnv,
   takeInheritedListeners,
   takeNotifyEnv,
-} from '@grace-restart/core';
+} from '@grace-restart/core/internal';
 import { reportFailure, usageError } from './cli-errors.js';
 import { status } from './commands/status.js';
 import { upgrade } from './commands/upgrade.js';

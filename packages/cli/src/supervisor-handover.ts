@@ -17,6 +17,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import type { Logger } from '@grace-restart/core';
 import {
   awaitReady,
   ownListeningSockets,
@@ -26,8 +27,7 @@ import {
   type BoundAddress,
   type HandoffListener,
   type InheritedFd,
-  type Logger,
-} from '@grace-restart/core';
+} from '@grace-restart/core/internal';
 import type { SupervisorService } from './supervisor-service.js';
 
 /** The outcome `grace-restart upgrade --supervisor` prints. */

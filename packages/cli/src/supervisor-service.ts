@@ -5,7 +5,8 @@
  * built here, one method per moment, so the lifecycle (supervisor.ts) names moments, not fields.
  * Without NOTIFY_SOCKET the systemd part says nothing.
  */
-import { type Logger, reloadingFields, reportReady, type ServiceNotifier, type UpgradeOutcome } from '@grace-restart/core';
+import type { Logger } from '@grace-restart/core';
+import { reloadingFields, reportReady, type ServiceNotifier, type UpgradeOutcome } from '@grace-restart/core/internal';
 
 /** The supervisor that started this one (`upgrade --supervisor`), from core's handoff env. */
 export interface Predecessor {

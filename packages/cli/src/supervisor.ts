@@ -28,25 +28,23 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { realpathSync } from 'node:fs';
+import { removePidFile, writePidFile, type Logger } from '@grace-restart/core';
 import {
   awaitReady,
   ENV,
   listenFdsEnv,
   readWorkerMessage,
   relayConnections,
-  removePidFile,
   signalExitCode,
   stopChild,
   WORKER_MESSAGE_KEY,
-  writePidFile,
   type ConnectionRelay,
   type InheritedFd,
-  type Logger,
   type ReadyRace,
   type SupervisorMessage,
   type UpgradeOutcome,
   type WorkerMessage,
-} from '@grace-restart/core';
+} from '@grace-restart/core/internal';
 import type { HandoverResult, SupervisorHandover, SupervisorHandoverOutcome } from './supervisor-handover.js';
 import { type SupervisorAction, type SupervisorEvent, type SupervisorStateName, supervisorTransition } from './supervisor-lifecycle.js';
 import type { SupervisorService } from './supervisor-service.js';

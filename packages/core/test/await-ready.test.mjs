@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
-import { awaitReady } from '@grace-restart/core';
+import { awaitReady } from '@grace-restart/core/internal';
 
 const listeners = (child) => child.listenerCount('exit') + child.listenerCount('error');
 

@@ -2,7 +2,7 @@
 // tested in test/lifecycle.test.mjs and by the randomized driver).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { LIFECYCLE, transition } from '@grace-restart/core';
+import { LIFECYCLE, transition } from '@grace-restart/core/internal';
 
 const states = Object.keys(LIFECYCLE);
 const events = [

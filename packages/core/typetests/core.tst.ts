@@ -1,15 +1,7 @@
 import http from 'node:http';
 import { expect, test } from 'tstyche';
-import {
-  createGrace,
-  createServiceNotifier,
-  takeInheritedListeners,
-  takeNotifyEnv,
-  type Grace,
-  type GraceOptions,
-  type UpgradeError,
-  type UpgradeResult,
-} from '@grace-restart/core';
+import { createGrace, type Grace, type GraceOptions, type UpgradeError, type UpgradeResult } from '@grace-restart/core';
+import { createServiceNotifier, takeInheritedListeners, takeNotifyEnv } from '@grace-restart/core/internal';
 
 test('createGrace accepts typed options and returns a Grace', () => {
   expect(createGrace({ readyTimeout: 1000, pidFile: 'app.pid', upgradeSignal: false })).type.toBe<Grace>();

@@ -1,5 +1,5 @@
 /** `grace-restart status`: generation, workers and uptime of a supervisor or a self-upgrading app. */
-import { controlSocketPath, type SelfStatus } from '@grace-restart/core';
+import { controlSocketPath, type SelfStatus } from '@grace-restart/core/internal';
 import { parseFlags } from '../flags.js';
 import type { SupervisorStatus } from '../supervisor.js';
 import { askControl, targetPid } from './target.js';

@@ -4,7 +4,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
-import { type ControlRequest, controlSocketPath, defaultControlDirectory, readPidFile, sendControl } from '@grace-restart/core';
+import { readPidFile } from '@grace-restart/core';
+import { type ControlRequest, controlSocketPath, defaultControlDirectory, sendControl } from '@grace-restart/core/internal';
 import { CliError, usageError } from '../cli-errors.js';
 import { findRunning, pickRunning } from '../discover.js';
 import { integer } from '../flags.js';

@@ -3,7 +3,8 @@
  * `--supervisor` the supervisor process itself) or of a self-upgrading app, and prints the
  * outcome; exit 0 only if the new version serves.
  */
-import { controlSocketPath, readPidFile, signalExitCode, type UpgradeOutcome } from '@grace-restart/core';
+import { readPidFile } from '@grace-restart/core';
+import { controlSocketPath, signalExitCode, type UpgradeOutcome } from '@grace-restart/core/internal';
 import { CliError } from '../cli-errors.js';
 import { integer, parseFlags } from '../flags.js';
 import type { SupervisorHandoverOutcome } from '../supervisor-handover.js';

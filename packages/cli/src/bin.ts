@@ -22,7 +22,7 @@ import {
 import { reportFailure, usageError } from './cli-errors.js';
 import { status } from './commands/status.js';
 import { upgrade } from './commands/upgrade.js';
-import { integer, parseFlags } from './flags.js';
+import { FLAG_DEFAULTS, integer, parseFlags } from './flags.js';
 import { Supervisor, type SupervisorOptions } from './supervisor.js';
 import { createSupervisorHandover } from './supervisor-handover.js';
 import { SupervisorService } from './supervisor-service.js';
@@ -32,17 +32,17 @@ const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.
 
 const USAGE = `Usage:
   grace-restart run [options] -- node [node options] <script> [args]
-      --workers N|auto      workers sharing the listeners (default 1; auto = CPU count)
+      --workers N|auto      workers sharing the listeners (default ${FLAG_DEFAULTS.workers}; auto = CPU count)
       --pid-file PATH       write the supervisor's pid here once serving
-      --ready-timeout MS    a new worker must be ready within this (default 30000)
-      --drain-timeout MS    a retired worker is killed after this (default 30000)
+      --ready-timeout MS    a new worker must be ready within this (default ${FLAG_DEFAULTS.readyTimeout})
+      --drain-timeout MS    a retired worker is killed after this (default ${FLAG_DEFAULTS.drainTimeout})
       --kill-timeout MS     a worker that does not stop is SIGKILLed this long after its
-                            drain deadline, or after SIGTERM when it never got ready (default 5000)
-      --shutdown-delay MS   keep serving this long after SIGTERM (default 0)
+                            drain deadline, or after SIGTERM when it never got ready (default ${FLAG_DEFAULTS.killTimeout})
+      --shutdown-delay MS   keep serving this long after SIGTERM (default ${FLAG_DEFAULTS.shutdownDelay})
       --watch PATH          upgrade when PATH (e.g. a "current" symlink) changes target
-      --watch-interval MS   how often --watch looks (default 1000)
+      --watch-interval MS   how often --watch looks (default ${FLAG_DEFAULTS.watchInterval})
       --max-crashes N       worker crashes within a minute that stop the supervisor
-                            with exit code 1: a crash loop (default 5)
+                            with exit code 1: a crash loop (default ${FLAG_DEFAULTS.maxCrashes})
       --control-dir DIR     private directory of the control socket
       --log-level LEVEL     debug, info (default), warn, error, silent
   grace-restart upgrade [--pid-file PATH | --pid N] [--timeout MS] [--json] [--control-dir DIR] [--supervisor]
@@ -108,7 +108,7 @@ function readRunFlags(argv: string[]): RunFlags {
     },
     true,
   );
-  const workers = values.workers === 'auto' ? availableParallelism() : integer(values.workers, '--workers', 1, 256);
+  const workers = values.workers === 'auto' ? availableParallelism() : integer(values.workers, '--workers', FLAG_DEFAULTS.workers, 256);
   if (workers < 1) throw usageError('--workers must be at least 1');
   const level = values['log-level'] ?? 'info';
   if (!['debug', 'info', 'warn', 'error', 'silent'].includes(level))
@@ -120,18 +120,18 @@ function readRunFlags(argv: string[]): RunFlags {
   } catch (error) {
     throw usageError((error as Error).message);
   }
-  const maxCrashes = integer(values['max-crashes'], '--max-crashes', 5, 1_000_000);
+  const maxCrashes = integer(values['max-crashes'], '--max-crashes', FLAG_DEFAULTS.maxCrashes, 1_000_000);
   if (maxCrashes < 1) throw usageError('--max-crashes must be at least 1');
   const startDir = startDirectory();
   if (!existsSync(scriptPath(command, startDir))) throw usageError(`cannot find the app to run: ${scriptPath(command, startDir)}`);
   const settings = {
     workers,
-    readyTimeout: integer(values['ready-timeout'], '--ready-timeout', 30_000),
-    drainTimeout: integer(values['drain-timeout'], '--drain-timeout', 30_000),
-    killTimeout: integer(values['kill-timeout'], '--kill-timeout', 5_000),
-    shutdownDelay: integer(values['shutdown-delay'], '--shutdown-delay', 0),
+    readyTimeout: integer(values['ready-timeout'], '--ready-timeout', FLAG_DEFAULTS.readyTimeout),
+    drainTimeout: integer(values['drain-timeout'], '--drain-timeout', FLAG_DEFAULTS.drainTimeout),
+    killTimeout: integer(values['kill-timeout'], '--kill-timeout', FLAG_DEFAULTS.killTimeout),
+    shutdownDelay: integer(values['shutdown-delay'], '--shutdown-delay', FLAG_DEFAULTS.shutdownDelay),
     watch: values.watch,
-    watchInterval: integer(values['watch-interval'], '--watch-interval', 1_000),
+    watchInterval: integer(values['watch-interval'], '--watch-interval', FLAG_DEFAULTS.watchInterval),
     maxCrashes,
   };
   return { logger, command, startDir, pidFile: values['pid-file'], controlDir: values['control-dir'], settings };

@@ -1,6 +1,24 @@
 /** Reading the command line: flags through util.parseArgs, with messages for people. */
 import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { OPTION_DEFAULTS } from '@grace-restart/core/internal';
 import { usageError } from './cli-errors.js';
+import { CRASH_LOOP_COUNT } from './supervisor.js';
+
+/**
+ * Every flag default of the command line, read by the flags and by --help alike. Flags with a
+ * core option of the same meaning take core's default (one table, core's OPTION_DEFAULTS).
+ */
+export const FLAG_DEFAULTS = {
+  workers: 1,
+  readyTimeout: OPTION_DEFAULTS.readyTimeout,
+  drainTimeout: OPTION_DEFAULTS.drainTimeout,
+  killTimeout: OPTION_DEFAULTS.killTimeout,
+  shutdownDelay: OPTION_DEFAULTS.shutdownDelay,
+  watchInterval: 1_000,
+  maxCrashes: CRASH_LOOP_COUNT,
+  /** How long `grace-restart upgrade` waits for the outcome. */
+  upgradeTimeout: 60_000,
+} as const;
 
 /** setTimeout's limit: a larger duration would fire at once. */
 export const MAX_DURATION = 2 ** 31 - 1;

@@ -315,3 +315,17 @@ test('with --json, a failure of the command line also prints its code on stdout'
     assert.equal(`grace-restart: ${line.error}`, result.stderr.split('\n')[0], 'the same message on stderr');
   }
 });
+
+test("--help states the defaults the flags use, core's for the options they share with createGrace", async () => {
+  const { OPTION_DEFAULTS } = await import('@grace-restart/core/internal');
+  const { stdout, code } = await cli(['--help']);
+  assert.equal(code, 0);
+  for (const [flag, option] of [
+    ['--ready-timeout', 'readyTimeout'],
+    ['--drain-timeout', 'drainTimeout'],
+    ['--shutdown-delay', 'shutdownDelay'],
+  ]) {
+    assert.match(stdout, new RegExp(`${flag} MS .*\\(default ${OPTION_DEFAULTS[option]}\\)`), flag);
+  }
+  assert.match(stdout, new RegExp(`never got ready \\(default ${OPTION_DEFAULTS.killTimeout}\\)`), '--kill-timeout');
+});

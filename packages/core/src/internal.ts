@@ -28,3 +28,4 @@ export type { SupervisorMessage, WorkerMessage } from './supervised.js';
 export { relayConnections } from './connection-relay.js';
 export type { ConnectionRelay } from './connection-relay.js';
 export type { SelfStatus } from './self-control.js';
+export { OPTION_DEFAULTS } from './options.js';

@@ -69,48 +69,55 @@ export interface GraceOptions {
   onReload?: () => void | Promise<void>;
 }
 
-/** Options with every default applied. */
-export interface ResolvedOptions {
-  logger: Logger;
-  upgradeSignal: NodeJS.Signals | false;
-  stopSignals: readonly NodeJS.Signals[];
-  reloadSignal: NodeJS.Signals | false;
-  readyTimeout: number;
-  drainTimeout: number;
-  idleGrace: number;
-  killTimeout: number;
-  hookTimeout: number;
-  controlDir: string | false;
-  shutdownDelay: number;
-  autoReady: boolean;
-  pidFile: string | undefined;
-  exit: boolean;
-  moveConnections: boolean;
-  onDrain: ((info: DrainInfo) => void | Promise<void>) | undefined;
-  onShutdown: ((info: DrainInfo) => void | Promise<void>) | undefined;
-  onReload: (() => void | Promise<void>) | undefined;
-}
+/**
+ * Every default that is a value, in one place: {@link resolveOptions} applies them, and
+ * `grace-restart run` shows them in its --help and uses them for its flags of the same meaning
+ * (through `@grace-restart/core/internal`). Durations are in ms.
+ */
+export const OPTION_DEFAULTS = {
+  upgradeSignal: 'SIGUSR2',
+  stopSignals: ['SIGTERM', 'SIGINT'],
+  reloadSignal: 'SIGHUP',
+  readyTimeout: 30_000,
+  drainTimeout: 30_000,
+  idleGrace: 3_000,
+  killTimeout: 5_000,
+  hookTimeout: 10_000,
+  shutdownDelay: 0,
+  autoReady: true,
+  exit: true,
+} as const satisfies Partial<Record<keyof GraceOptions, unknown>>;
 
-const KNOWN = new Set([
-  'logger',
-  'upgradeSignal',
-  'stopSignals',
-  'reloadSignal',
-  'readyTimeout',
-  'drainTimeout',
-  'idleGrace',
-  'killTimeout',
-  'hookTimeout',
-  'controlDir',
-  'shutdownDelay',
-  'autoReady',
-  'pidFile',
-  'exit',
-  'moveConnections',
-  'onDrain',
-  'onShutdown',
-  'onReload',
-]);
+/** Options with every default applied: {@link GraceOptions}' names, none of them optional. */
+export type ResolvedOptions = Required<Omit<GraceOptions, 'stopSignals' | 'pidFile' | 'onDrain' | 'onShutdown' | 'onReload'>> & {
+  stopSignals: readonly NodeJS.Signals[];
+  pidFile: string | undefined;
+  onDrain: GraceOptions['onDrain'] | undefined;
+  onShutdown: GraceOptions['onShutdown'] | undefined;
+  onReload: GraceOptions['onReload'] | undefined;
+};
+
+/** The names createGrace accepts: the compiler holds this to exactly {@link GraceOptions}' keys. */
+const KNOWN: Readonly<Record<keyof GraceOptions, true>> = {
+  logger: true,
+  upgradeSignal: true,
+  stopSignals: true,
+  reloadSignal: true,
+  readyTimeout: true,
+  drainTimeout: true,
+  idleGrace: true,
+  killTimeout: true,
+  hookTimeout: true,
+  controlDir: true,
+  shutdownDelay: true,
+  autoReady: true,
+  pidFile: true,
+  exit: true,
+  moveConnections: true,
+  onDrain: true,
+  onShutdown: true,
+  onReload: true,
+};
 
 const fail = (message: string): never => {
   throw new GraceError('GRACE_ERR_OPTIONS', `grace-restart: ${message}`);
@@ -165,11 +172,11 @@ export function resolveOptions(input: unknown = {}, env: NodeJS.ProcessEnv = pro
   if (typeof input !== 'object' || input === null || Array.isArray(input)) fail('options must be an object');
   const o = input as Record<string, unknown>;
   for (const key of Object.keys(o)) {
-    if (!KNOWN.has(key)) fail(`unknown option "${key}"`);
+    if (!Object.hasOwn(KNOWN, key)) fail(`unknown option "${key}"`);
   }
   if (o['logger'] !== undefined && !isLogger(o['logger']))
     fail('option "logger" must have error, warn, info and debug methods (a pino logger fits)');
-  let stopSignals: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'];
+  let stopSignals: readonly NodeJS.Signals[] = OPTION_DEFAULTS.stopSignals;
   if (o['stopSignals'] === false) stopSignals = [];
   else if (o['stopSignals'] !== undefined) {
     if (!Array.isArray(o['stopSignals'])) fail('option "stopSignals" must be an array of signal names, or false');
@@ -190,19 +197,19 @@ export function resolveOptions(input: unknown = {}, env: NodeJS.ProcessEnv = pro
   }
   return {
     logger: (o['logger'] as Logger | undefined) ?? defaultLogger(),
-    upgradeSignal: signal(o['upgradeSignal'], 'upgradeSignal', 'SIGUSR2'),
+    upgradeSignal: signal(o['upgradeSignal'], 'upgradeSignal', OPTION_DEFAULTS.upgradeSignal),
     stopSignals,
-    reloadSignal: signal(o['reloadSignal'], 'reloadSignal', 'SIGHUP'),
-    readyTimeout: duration(o['readyTimeout'], 'readyTimeout', 30_000),
-    drainTimeout: duration(o['drainTimeout'], 'drainTimeout', 30_000),
-    idleGrace: duration(o['idleGrace'], 'idleGrace', 3_000),
-    killTimeout: duration(o['killTimeout'], 'killTimeout', 5_000),
-    hookTimeout: duration(o['hookTimeout'], 'hookTimeout', 10_000),
+    reloadSignal: signal(o['reloadSignal'], 'reloadSignal', OPTION_DEFAULTS.reloadSignal),
+    readyTimeout: duration(o['readyTimeout'], 'readyTimeout', OPTION_DEFAULTS.readyTimeout),
+    drainTimeout: duration(o['drainTimeout'], 'drainTimeout', OPTION_DEFAULTS.drainTimeout),
+    idleGrace: duration(o['idleGrace'], 'idleGrace', OPTION_DEFAULTS.idleGrace),
+    killTimeout: duration(o['killTimeout'], 'killTimeout', OPTION_DEFAULTS.killTimeout),
+    hookTimeout: duration(o['hookTimeout'], 'hookTimeout', OPTION_DEFAULTS.hookTimeout),
     controlDir: (controlDir as string | false | undefined) ?? defaultControlDirectory(),
-    shutdownDelay: duration(o['shutdownDelay'], 'shutdownDelay', 0),
-    autoReady: (o['autoReady'] as boolean | undefined) ?? true,
+    shutdownDelay: duration(o['shutdownDelay'], 'shutdownDelay', OPTION_DEFAULTS.shutdownDelay),
+    autoReady: (o['autoReady'] as boolean | undefined) ?? OPTION_DEFAULTS.autoReady,
     pidFile: o['pidFile'] as string | undefined,
-    exit: (o['exit'] as boolean | undefined) ?? true,
+    exit: (o['exit'] as boolean | undefined) ?? OPTION_DEFAULTS.exit,
     moveConnections: (o['moveConnections'] as boolean | undefined) ?? moveConnectionsDefault(env),
     onDrain: hook(o['onDrain'], 'onDrain'),
     onShutdown: hook(o['onShutdown'], 'onShutdown'),

@@ -6,7 +6,7 @@
 import { readPidFile } from '@grace-restart/core';
 import { controlSocketPath, signalExitCode, type UpgradeOutcome } from '@grace-restart/core/internal';
 import { CliError } from '../cli-errors.js';
-import { integer, parseFlags } from '../flags.js';
+import { FLAG_DEFAULTS, integer, parseFlags } from '../flags.js';
 import type { SupervisorHandoverOutcome } from '../supervisor-handover.js';
 import { askControl, assertCatchesSigusr2, targetPid } from './target.js';
 
@@ -28,7 +28,7 @@ export async function upgrade(argv: string[]): Promise<number> {
     supervisor: { type: 'boolean' },
   });
   const pid = await targetPid(values);
-  const timeout = integer(values.timeout, '--timeout', 60_000);
+  const timeout = integer(values.timeout, '--timeout', FLAG_DEFAULTS.upgradeTimeout);
   const socket = controlSocketPath(pid, values['control-dir']);
   stopWaitingOnSignals(pid);
   if (values.supervisor === true) return upgradeSupervisor(pid, socket, timeout, values.json === true);

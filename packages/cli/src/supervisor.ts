@@ -13,6 +13,7 @@
  * exits without being told to is restarted with backoff (the pending restart keeps the process
  * alive, so it never ends up idle with no worker); a crash loop ends the supervisor with a
  * non-zero code. A stop aborts a running upgrade and drains every worker at once.
+ * Forking, retiring and stopping the workers themselves is workers.ts's job.
  *
  * Socket activation: sockets the supervisor inherited (systemd's `LISTEN_FDS`, or a
  * `.socket` unit's) are held here for the life of the process and given to every worker at
@@ -26,29 +27,16 @@
  * it moves its idle keep-alive connections here and they are relayed to the replacement
  * (core's connection-relay.ts), so those clients keep their TCP connections.
  */
-import cluster, { type Worker } from 'node:cluster';
 import { realpathSync } from 'node:fs';
-import { removePidFile, writePidFile, type Logger } from '@grace-restart/core';
-import {
-  awaitReady,
-  ENV,
-  listenFdsEnv,
-  readWorkerMessage,
-  relayConnections,
-  signalExitCode,
-  stopChild,
-  WORKER_MESSAGE_KEY,
-  type ConnectionRelay,
-  type InheritedFd,
-  type ReadyRace,
-  type SupervisorMessage,
-  type UpgradeOutcome,
-  type WorkerMessage,
-} from '@grace-restart/core/internal';
+import { type Logger, removePidFile, writePidFile } from '@grace-restart/core';
+import { type InheritedFd, signalExitCode, type UpgradeOutcome } from '@grace-restart/core/internal';
 import type { HandoverResult, SupervisorHandover, SupervisorHandoverOutcome } from './supervisor-handover.js';
 import { type SupervisorAction, type SupervisorEvent, type SupervisorStateName, supervisorTransition } from './supervisor-lifecycle.js';
 import type { SupervisorService } from './supervisor-service.js';
-import { scriptPath, type WorkerCommand } from './worker-command.js';
+import type { WorkerCommand } from './worker-command.js';
+import { type WorkerRecord, type WorkerState, WorkerPool } from './workers.js';
+
+export type { WorkerState };
 
 export type { UpgradeOutcome };
 
@@ -82,34 +70,6 @@ export interface SupervisorOptions {
   /** Ends the process with `code` at once (a second stop signal). */
   exitNow: (code: number) => void;
 }
-
-/**
- * Where one worker is in its life, the one field that says it:
- * - `starting`: forked, no ready report yet (an exit is the start's failure, never a crash);
- * - `ready`: serving (an exit is a crash: its slot is restarted);
- * - `draining`: it started draining without being told to by this supervisor (someone else's
- *   SIGTERM): it still counts as serving, and its exit is a crash;
- * - `retiring`: this supervisor told it to go (SIGTERM, or `retire` after an upgrade): its exit
- *   is expected.
- */
-export type WorkerState = 'starting' | 'ready' | 'draining' | 'retiring';
-
-interface WorkerRecord {
-  worker: Worker;
-  pid: number;
-  slot: number;
-  generation: number;
-  state: WorkerState;
-  startedAt: number;
-  /**
-   * From the ready report: the listener names this worker adopts moved connections on, when
-   * it runs with `moveConnections` (it then also understands `retire`); else undefined.
-   */
-  adopts: string[] | undefined;
-}
-
-/** A worker's ready report. */
-type ReadyReport = Extract<WorkerMessage, { type: 'ready' }>;
 
 /** What `grace-restart status` prints. */
 export interface SupervisorStatus {
@@ -162,7 +122,7 @@ const STABLE_AFTER_MS = 10_000;
 
 export class Supervisor {
   readonly #o: SupervisorOptions;
-  readonly #workers = new Set<WorkerRecord>();
+  readonly #workers: WorkerPool;
   readonly #startedAt = Date.now();
   #life: SupervisorLife = { kind: 'starting' };
   #generation: number;
@@ -170,15 +130,17 @@ export class Supervisor {
   #crashes: number[] = [];
   #consecutiveCrashes = 0;
   readonly #restartTimers = new Set<NodeJS.Timeout>();
-  /** Connections being relayed from retiring workers to their replacements. */
-  readonly #relays = new Set<ConnectionRelay>();
   #watchTimer: NodeJS.Timeout | undefined;
 
   constructor(options: SupervisorOptions) {
     this.#o = options;
     this.#generation = options.generation ?? 1;
-    // Must be set before the first fork: the supervisor binds, the workers accept.
-    cluster.schedulingPolicy = cluster.SCHED_NONE;
+    this.#workers = new WorkerPool({
+      ...options,
+      listeners: options.listeners ?? [],
+      // Not told to go: a crash, an exit of the app's own, or a signal from someone else.
+      onUnbiddenExit: (record, code, signal) => this.#dispatch('crash', { exited: { record, code, signal } }),
+    });
   }
 
   get state(): SupervisorStateName {
@@ -193,7 +155,7 @@ export class Supervisor {
   /** Starts the first workers, then writes the PID file; the table says what follows either way. */
   async start(): Promise<void> {
     const slots = Array.from({ length: this.#o.workers }, (_, slot) => slot);
-    const results = await Promise.allSettled(slots.map((slot) => this.#spawn(this.#generation, slot)));
+    const results = await Promise.allSettled(slots.map((slot) => this.#workers.spawn(this.#generation, slot)));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed !== undefined) {
       this.#dispatch('start-failed', { error: (failed.reason as Error).message });
@@ -247,7 +209,7 @@ export class Supervisor {
       state: this.#life.kind,
       generation: this.#generation,
       uptimeMs: now - this.#startedAt,
-      workers: [...this.#workers].map((w) => ({
+      workers: this.#workers.all().map((w) => ({
         pid: w.pid,
         slot: w.slot,
         generation: w.generation,
@@ -260,7 +222,7 @@ export class Supervisor {
 
   /** `serving, generation 3, 2 workers`: systemd's STATUS= while serving. */
   #serving(): string {
-    return `serving, generation ${this.#generation}, ${[...this.#workers].filter((w) => w.state === 'ready').length} workers`;
+    return `serving, generation ${this.#generation}, ${this.#workers.ready().length} workers`;
   }
 
   /** True in the states whose slots are kept filled (a crash restarts its slot). */
@@ -286,11 +248,11 @@ export class Supervisor {
       case 'serve':
         this.#life = { kind: 'running' };
         this.#watch();
-        log.info({ workerPids: this.#pids(), generation: this.#generation }, 'supervisor ready');
+        log.info({ workerPids: this.#workers.pids(), generation: this.#generation }, 'supervisor ready');
         this.#o.service.ready(this.#serving());
         return;
       case 'fail-start':
-        this.#life = { kind: 'stopping', failure: `could not start: ${given(d.error, 'error')}`, done: this.#stopWorkers() };
+        this.#life = { kind: 'stopping', failure: `could not start: ${given(d.error, 'error')}`, done: this.#workers.stopAll() };
         return this.#whenDrained(this.#life.done);
       case 'rolling-upgrade':
         return this.#startRollingUpgrade(given(d.trigger, 'trigger'));
@@ -416,7 +378,7 @@ export class Supervisor {
 
   #killNow(signal: NodeJS.Signals): void {
     this.#o.logger.warn({ signal }, 'second stop signal: killing workers');
-    for (const w of this.#workers) w.worker.process.kill('SIGKILL');
+    this.#workers.killAll();
     // No drain, but no stale PID file either (the control socket goes with the exit).
     if (this.#o.pidFile !== undefined) removePidFile(this.#o.pidFile);
     this.#o.exitNow(signalExitCode(signal));
@@ -442,10 +404,10 @@ export class Supervisor {
     for (const timer of this.#restartTimers) clearTimeout(timer);
     this.#restartTimers.clear();
     // Nothing to move to: the replacements stop too, every worker drains what it holds.
-    for (const relay of this.#relays) relay.end('the supervisor is stopping');
+    this.#workers.endRelays('the supervisor is stopping');
     log.info({ signal, shutdownDelay: this.#o.shutdownDelay }, 'stopping: draining all workers');
     if (this.#o.shutdownDelay > 0) await new Promise((r) => setTimeout(r, this.#o.shutdownDelay));
-    await this.#stopWorkers();
+    await this.#workers.stopAll();
     if (from.kind === 'upgrading') await from.promise.catch(() => undefined);
     if (this.#o.pidFile !== undefined) removePidFile(this.#o.pidFile);
     log.info({}, 'stopped');
@@ -456,7 +418,7 @@ export class Supervisor {
    * may not handle it yet, and an unhandled SIGHUP kills: it is not sent there.
    */
   #forward(signal: NodeJS.Signals): void {
-    const ready = [...this.#workers].filter((w) => w.state === 'ready');
+    const ready = this.#workers.ready();
     this.#o.logger.info({ signal, workerPids: ready.map((w) => w.pid) }, `forwarding ${signal} to the workers`);
     for (const w of ready) w.worker.process.kill(signal);
   }
@@ -472,16 +434,16 @@ export class Supervisor {
       const slotStart = Date.now();
       let fresh: WorkerRecord;
       try {
-        fresh = await this.#spawn(generation, slot, signal);
+        fresh = await this.#workers.spawn(generation, slot, signal);
       } catch (error) {
         const outcome = this.#failed(trigger, startedAt, replaced, (error as Error).message);
         log.error({ ...outcome }, `upgrade failed, old workers keep serving: ${outcome.error}`);
         return outcome;
       }
       // Every other worker of the slot goes, including one a crash restart brought meanwhile.
-      const old = this.#slotWorkers(slot).filter((w) => w !== fresh);
+      const old = this.#workers.inSlot(slot).filter((w) => w !== fresh);
       replaced.push({ slot, oldPid: old[0]?.pid, newPid: fresh.pid, readyMs: Date.now() - slotStart });
-      for (const w of old) this.#retire(w, fresh);
+      for (const w of old) this.#workers.retire(w, fresh);
     }
     this.#generation = generation;
     const outcome: UpgradeOutcome = { ok: true, trigger, generation, durationMs: Date.now() - startedAt, replaced };
@@ -501,86 +463,6 @@ export class Supervisor {
     };
     this.#lastUpgrade = outcome;
     return outcome;
-  }
-
-  /** Workers of `slot` that serve or are about to (not those draining). */
-  #slotWorkers(slot: number): WorkerRecord[] {
-    return [...this.#workers].filter((w) => w.slot === slot && (w.state === 'starting' || w.state === 'ready'));
-  }
-
-  /**
-   * Forks a worker and resolves once it reports ready; rejects (after stopping it) if it
-   * exits, errors, is not ready in time, or `signal` aborts (a stop).
-   */
-  #spawn(generation: number, slot: number, signal?: AbortSignal): Promise<WorkerRecord> {
-    const { command, startDir } = this.#o;
-    const inherited = this.#o.listeners ?? [];
-    // The inherited sockets at the worker's fds 3, 4, … (in this order), the IPC channel after them.
-    const stdio = inherited.length === 0 ? undefined : ['inherit', 'inherit', 'inherit', ...inherited.map((l) => l.fd), 'ipc'];
-    cluster.setupPrimary({ exec: scriptPath(command, startDir), args: command.args, execArgv: command.execArgv, cwd: startDir, stdio });
-    const activation = inherited.length === 0 ? {} : listenFdsEnv(inherited.map((l) => l.name));
-    const worker = cluster.fork({
-      ...activation,
-      [ENV.supervisor]: String(process.pid),
-      [ENV.generation]: String(generation),
-      PWD: startDir,
-    });
-    const record: WorkerRecord = {
-      worker,
-      pid: worker.process.pid ?? 0,
-      slot,
-      generation,
-      state: 'starting',
-      startedAt: Date.now(),
-      adopts: undefined,
-    };
-    this.#workers.add(record);
-    worker.on('message', (message: unknown) => this.#onMessage(record, message));
-    worker.once('exit', (code, sig) => this.#onExit(record, code, sig));
-    // A spawn that fails (EAGAIN, ENOMEM) or a kill that is refused (EPERM) is reported here.
-    worker.on('error', (error: Error) => this.#o.logger.error({ workerPid: record.pid, slot, err: error.message }, 'worker error'));
-
-    return awaitReady(worker, {
-      timeout: this.#o.readyTimeout,
-      signal,
-      onReady: (ready: (report: ReadyReport) => void) => {
-        const onMessage = (message: unknown): void => {
-          const body = readWorkerMessage<WorkerMessage>(message);
-          if (body?.type === 'ready') ready(body);
-        };
-        worker.on('message', onMessage);
-        return () => worker.removeListener('message', onMessage);
-      },
-    }).then((race) => {
-      if (race.kind === 'ready') {
-        // Checked, not trusted: the type is what a worker should send.
-        const adopts: unknown = race.report.adopts;
-        if (Array.isArray(adopts)) record.adopts = adopts.filter((name): name is string => typeof name === 'string');
-        record.state = 'ready';
-        return record;
-      }
-      void this.#terminate(record);
-      throw new Error(`worker ${record.pid} (slot ${slot}) ${notReadyReason(race, this.#o.readyTimeout)}`);
-    });
-  }
-
-  #onMessage(record: WorkerRecord, message: unknown): void {
-    const body = readWorkerMessage<WorkerMessage>(message);
-    if (body === undefined) return;
-    this.#o.logger.debug({ workerPid: record.pid, ...body }, `worker ${body.type}`);
-    // A drain this supervisor asked for is a retirement already; one it did not is someone else's signal.
-    if (body.type === 'drain-start' && record.state !== 'retiring') record.state = 'draining';
-  }
-
-  #onExit(record: WorkerRecord, code: number | null, signal: string | null): void {
-    this.#workers.delete(record);
-    // A worker that dies while starting is #spawn's failure: an upgrade rolls back, a restart retries.
-    if (record.state === 'retiring' || record.state === 'starting') {
-      this.#o.logger.info({ workerPid: record.pid, code, signal }, 'worker exited');
-      return;
-    }
-    // Not told to go: a crash, an exit of the app's own, or a signal from someone else.
-    this.#dispatch('crash', { exited: { record, code, signal } });
   }
 
   #restartAfterCrash(record: WorkerRecord, code: number | null, signal: string | null): void {
@@ -604,8 +486,8 @@ export class Supervisor {
       this.#restartTimers.delete(timer);
       if (!this.#keepsSlots()) return;
       // An upgrade may have filled the slot meanwhile.
-      if (this.#slotWorkers(record.slot).length > 0) return;
-      this.#spawn(this.#generation, record.slot, this.#life.kind === 'upgrading' ? this.#life.abort.signal : undefined).then(
+      if (this.#workers.inSlot(record.slot).length > 0) return;
+      this.#workers.spawn(this.#generation, record.slot, this.#life.kind === 'upgrading' ? this.#life.abort.signal : undefined).then(
         (fresh) => this.#keepOnePerSlot(fresh),
         (error: unknown) => {
           if (!this.#keepsSlots()) return;
@@ -620,54 +502,8 @@ export class Supervisor {
 
   /** A crash restart that got ready beside a worker an upgrade brought to the same slot retires. */
   #keepOnePerSlot(fresh: WorkerRecord): void {
-    const newer = this.#slotWorkers(fresh.slot).some((w) => w !== fresh && w.generation > fresh.generation);
-    if (newer) this.#retire(fresh);
-  }
-
-  /**
-   * Drains a worker that has been replaced: SIGTERM, SIGKILL past the drain deadline. When
-   * both it and its replacement handle moved connections, it is sent `retire` instead and its
-   * connections are relayed to the replacement; the same SIGKILL deadline holds.
-   */
-  #retire(record: WorkerRecord, replacement?: WorkerRecord): void {
-    record.state = 'retiring';
-    const killAfterMs = this.#o.drainTimeout + this.#o.killTimeout;
-    const adopts = replacement?.adopts ?? [];
-    if (
-      replacement === undefined ||
-      record.adopts === undefined ||
-      adopts.length === 0 ||
-      !record.worker.isConnected() ||
-      !replacement.worker.isConnected()
-    ) {
-      void this.#terminate(record, killAfterMs);
-      return;
-    }
-    const relay = relayConnections(record.worker, replacement.worker, this.#o.logger);
-    this.#relays.add(relay);
-    const kill = setTimeout(() => record.worker.process.kill('SIGKILL'), killAfterMs);
-    record.worker.once('exit', () => {
-      clearTimeout(kill);
-      this.#relays.delete(relay);
-    });
-    const retire: SupervisorMessage = { type: 'retire', adopts };
-    record.worker.send({ [WORKER_MESSAGE_KEY]: retire }, undefined, (error) => {
-      // Not delivered (the worker is exiting): its exit ends the relay; SIGTERM covers a worker that lingers.
-      if (error !== null) void this.#terminate(record, killAfterMs);
-    });
-    this.#o.logger.info(
-      { workerPid: record.pid, replacementPid: replacement.pid, adopts },
-      'retiring the worker: its keep-alive connections move to the replacement',
-    );
-  }
-
-  #terminate(record: WorkerRecord, killAfterMs = this.#o.killTimeout): Promise<void> {
-    record.state = 'retiring';
-    return stopChild(record.worker.process, killAfterMs);
-  }
-
-  async #stopWorkers(): Promise<void> {
-    await Promise.all([...this.#workers].map((w) => this.#terminate(w, this.#o.drainTimeout + this.#o.killTimeout)));
+    const newer = this.#workers.inSlot(fresh.slot).some((w) => w !== fresh && w.generation > fresh.generation);
+    if (newer) this.#workers.retire(fresh);
   }
 
   #watch(): void {
@@ -683,10 +519,6 @@ export class Supervisor {
     }, this.#o.watchInterval);
     this.#watchTimer.unref();
   }
-
-  #pids(): number[] {
-    return [...this.#workers].map((w) => w.pid);
-  }
 }
 
 function safeRealpath(path: string): string | undefined {
@@ -700,22 +532,4 @@ function safeRealpath(path: string): string | undefined {
 /** The state's name in refusals, as operators have read it: a supervisor that handed over is stopping. */
 function describe(life: { kind: SupervisorStateName }): string {
   return life.kind === 'handed-over' ? 'stopping' : life.kind;
-}
-
-/** Why a worker did not get ready, as the upgrade's outcome says it. */
-function notReadyReason(race: Exclude<ReadyRace<ReadyReport>, { kind: 'ready' }>, readyTimeout: number): string {
-  switch (race.kind) {
-    case 'exited':
-      return `exited (${race.signal === null ? `exit code ${race.code}` : `signal ${race.signal}`}) before it was ready`;
-    case 'error':
-      return `could not be started: ${race.error.message}`;
-    case 'timeout':
-      return `was not ready within ${readyTimeout} ms`;
-    case 'aborted':
-      return 'was stopped before it was ready: the supervisor is stopping';
-    default: {
-      const unknown: never = race;
-      throw new Error(`no reason for ${String(unknown)}`);
-    }
-  }
 }

@@ -20,22 +20,14 @@ import { fileURLToPath } from 'node:url';
 import { APP, BIN, cli, fdInfo, isAlive, isZombie, liveTagged, ROOT, Scope, startLoad, taggedPids, waitFor } from './lib.mjs';
 import { request } from '../helpers/load.mjs';
 import { freePort } from '../helpers/process.mjs';
+import { randomSource } from '../helpers/seeded-random.mjs';
 
 const CONTROL_DIR = join(tmpdir(), `grace-restart-${process.getuid()}`);
 const READY_TIMEOUT = 2_000;
 const IDLE_GRACE = 300;
 
-/** mulberry32: a tiny seeded PRNG, so a failing sequence replays from its seed. */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded PRNG, so a failing sequence replays from its seed. */
+const prng = (seed) => randomSource(seed).next;
 
 /** Operations and their weights, per mode. `excused`: may fail requests held by a killed or crashed process. */
 const OPERATIONS = {

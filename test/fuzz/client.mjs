@@ -5,20 +5,6 @@
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 
-/** mulberry32: a small seeded PRNG, enough to replay a run from its seed. */
-export function randomSource(seed) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (min, max) => min + Math.floor(next() * (max - min + 1));
-  return { next, int, pick: (list) => list[int(0, list.length - 1)], chance: (p) => next() < p };
-}
-
 const EMPTY_SHA = createHash('sha256').digest('hex');
 /** How long a request may wait for its answer before it counts as failed (ms): longer than any drain here. */
 const ANSWER_TIMEOUT_MS = 30_000;

@@ -17,7 +17,8 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { proxyUnavailable, startProxy } from '../../bench/lib/proxy.mjs';
 import { followJsonEvents, freePort, isAlive, runCli, waitFor } from '../helpers/process.mjs';
-import { newStats, randomSource, startConnection } from './client.mjs';
+import { randomSource } from '../helpers/seeded-random.mjs';
+import { newStats, startConnection } from './client.mjs';
 
 export const FRAMEWORKS = ['node-http', 'express', 'fastify', 'koa'];
 export const TOPOLOGIES = ['direct', 'nginx', 'haproxy'];

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { randomSource } from '../../../test/helpers/seeded-random.mjs';
 import {
   SUPERVISOR_EVENTS,
   SUPERVISOR_LIFECYCLE,
@@ -118,17 +119,8 @@ test("the CLI README prints the code's table", () => {
   assert.ok(readme.includes(`${table}\n`), `packages/cli/README.md must hold the table as the code has it:\n\n${table}\n`);
 });
 
-/** mulberry32: a small seeded generator, so that a failing walk can be replayed. */
-function random(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded generator, so that a failing walk can be replayed. */
+const random = (seed) => randomSource(seed).next;
 
 test('random walks through the table keep the rules (SEED=n replays one)', () => {
   const seed = Number(process.env.SEED ?? Date.now() % 2 ** 31);

@@ -11,6 +11,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { Grace, UpgradeError } from '@grace-restart/core';
 import { waitFor } from '../../../test/helpers/process.mjs';
 import { request } from '../../../test/helpers/load.mjs';
+import { inheritedNothing } from './fake-environment.mjs';
 
 /** A stand-in for the successor process: `exit(code, signal)` ends it. */
 function fakeSuccessor(pid) {
@@ -25,13 +26,7 @@ function fakeEnvironment() {
   const attempts = [];
   const exits = [];
   const environment = {
-    inherited: () => ({
-      listeners: { fds: [], problems: [] },
-      handoff: { generation: 1, parentPid: undefined, readyFd: undefined, problems: [] },
-      startDir: process.cwd(),
-      supervision: { supervision: undefined, problems: [] },
-      notify: { socket: undefined, watchdogIntervalMs: undefined, problems: [] },
-    }),
+    inherited: inheritedNothing,
     signals: new EventEmitter(),
     // The attempt stays pending until the test says how it ends.
     spawnSuccessor: (options) =>

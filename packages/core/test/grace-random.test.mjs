@@ -16,32 +16,19 @@ import { setImmediate as tick } from 'node:timers/promises';
 import { Grace, UpgradeError } from '@grace-restart/core';
 import { request } from '../../../test/helpers/load.mjs';
 import { waitFor } from '../../../test/helpers/process.mjs';
+import { randomSource } from '../../../test/helpers/seeded-random.mjs';
+import { inheritedNothing } from './fake-environment.mjs';
 
 const SEEDS = (process.env.GRACE_RANDOM_SEEDS ?? '1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24').split(',').map(Number);
 const STEPS = 14;
 
-/** mulberry32: a small seeded generator, so that a failing walk can be replayed. */
-function random(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+/** A seeded generator, so that a failing walk can be replayed. */
+const random = (seed) => randomSource(seed).next;
 
 function fakeWorld() {
   const world = { attempts: [], successors: [], exits: [], signals: new EventEmitter() };
   world.environment = {
-    inherited: () => ({
-      listeners: { fds: [], problems: [] },
-      handoff: { generation: 1, parentPid: undefined, readyFd: undefined, problems: [] },
-      startDir: process.cwd(),
-      supervision: { supervision: undefined, problems: [] },
-      notify: { socket: undefined, watchdogIntervalMs: undefined, problems: [] },
-    }),
+    inherited: inheritedNothing,
     signals: world.signals,
     spawnSuccessor: (options) =>
       new Promise((resolve, reject) => {

@@ -24,6 +24,7 @@ import { signalExitCode } from './signals.js';
 import type { Supervision } from './supervised.js';
 import type { SystemdLink } from './systemd-link.js';
 import { Shutdown } from './shutdown.js';
+import { deferred } from './timing.js';
 
 /** What the lifecycle works with: the parts grace.ts builds from the options and the process. */
 export interface LifecycleContext {
@@ -51,7 +52,7 @@ export class Lifecycle {
   readonly #c: LifecycleContext;
   readonly #shutdown: Shutdown;
   /** Settles when this process's life ends: `close()` returns it. */
-  readonly #closed = settleable();
+  readonly #closed = closedPromise();
   #life: Life;
   /** Events dispatched so far: tells a nested dispatch from the action's own change of state. */
   #dispatched = 0;
@@ -467,15 +468,9 @@ function assertNever(action: never): never {
   throw new Error(`grace-restart: unhandled lifecycle action ${String(action)}`);
 }
 
-/** A promise settled from outside, that nobody has to await. */
-function settleable(): { promise: Promise<void>; resolve: () => void; reject: (error: unknown) => void } {
-  let resolve!: () => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<void>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  // Rejected with nobody awaiting (a stop by signal): #failed has logged it.
-  promise.catch(() => undefined);
-  return { promise, resolve, reject };
+/** Settles when the lifecycle ends; rejected with nobody awaiting (a stop by signal), #failed has logged it. */
+function closedPromise(): ReturnType<typeof deferred> {
+  const closed = deferred();
+  closed.promise.catch(() => undefined);
+  return closed;
 }

@@ -30,11 +30,13 @@ export async function withDeadline(work: Promise<unknown>, ms: number): Promise<
   }
 }
 
-/** A promise with its resolve function, for a moment that another part of the code decides. */
-export function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve: () => void = () => undefined;
-  const promise = new Promise<void>((r) => {
-    resolve = r;
+/** A promise with its settle functions, for a moment that another part of the code decides. */
+export function deferred(): { promise: Promise<void>; resolve: () => void; reject: (error: unknown) => void } {
+  let resolve!: () => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
   });
-  return { promise, resolve };
+  return { promise, resolve, reject };
 }

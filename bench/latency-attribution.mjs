@@ -14,6 +14,7 @@
 // APP_NICE=n starts the servers at nice n (the clients first); APP_NODE_ARGS adds node flags to them.
 // Each kind runs `--rounds` times, in turn. Not part of `npm run bench`; run it after a build:
 //   node bench/latency-attribution.mjs [--framework fastify|express|koa] [--rounds 2]
+import '../test/helpers/short-probation.mjs';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -5,6 +5,7 @@
 // compare like with like. Writes bench/results/<date>[-quick].{json,md} (+ SVG charts) and
 // copies the markdown to bench/results/latest.md. `node bench/report.mjs <json>` redraws the
 // report of a past run.
+import '../test/helpers/short-probation.mjs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -9,6 +9,7 @@
 // Exits 1 when any row has a failed or wrong answer (or could not run), 0 otherwise; prints
 // one line per row and, with --out, writes the table as Markdown. The short form runs in
 // `npm test` (test/move-fuzzer.test.mjs); the long form and its table: test/fuzz/README.md.
+import '../helpers/short-probation.mjs';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

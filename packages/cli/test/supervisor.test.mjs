@@ -188,7 +188,10 @@ test('upgrade against a self-upgrading process reports the new pid', async (t) =
   assert.equal(result.code, 0, result.stdout + result.stderr);
   const successor = await app.waitForEvent((e) => e.event === 'ready' && e.pid !== app.pid);
   // Answered on the process's own control socket, like a supervisor's.
-  assert.match(result.stdout, new RegExp(`upgraded to generation 2 in \\d+ ms\n  slot 0: ${app.pid} -> ${successor.pid}`));
+  assert.match(
+    result.stdout,
+    new RegExp(`upgraded to generation 2 in \\d+ ms, and served through its \\d+ ms probation\n  slot 0: ${app.pid} -> ${successor.pid}`),
+  );
 });
 
 test('upgrade against a process without a control socket falls back to SIGUSR2 and the PID file', async (t) => {

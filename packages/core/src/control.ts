@@ -60,6 +60,8 @@ export interface UpgradeOutcome {
   replaced: { slot: number; oldPid: number | undefined; newPid: number; readyMs: number }[];
   /** Why the upgrade failed, when it did. */
   error?: string;
+  /** A self-upgrading process: how long it watched its successor after the ready report (ms) before answering. */
+  probationMs?: number;
 }
 
 /**

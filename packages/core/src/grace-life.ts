@@ -10,9 +10,16 @@ import type { LifecycleEvent } from './lifecycle.js';
 import type { DrainInfo } from './options.js';
 import type { Retirement } from './supervised.js';
 
+/** A successor that reported ready, and the verdict of its probation (handover.ts). */
+export interface Upgraded {
+  readonly result: UpgradeResult;
+  /** Undefined once the successor served through its probation; else why it failed. */
+  readonly verdict: Promise<UpgradeError | undefined>;
+}
+
 /** A successor on its way: the upgrade that `upgrade()` calls join, and what a stop aborts. */
 export interface UpgradeAttempt {
-  readonly promise: Promise<UpgradeResult>;
+  readonly promise: Promise<Upgraded>;
   readonly abort: AbortController;
 }
 

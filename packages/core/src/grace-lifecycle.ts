@@ -10,7 +10,7 @@ import { GraceError, UpgradeError } from './errors.js';
 import { foregroundWrapper, foregroundWrapperMessage } from './foreground-wrapper.js';
 import type { GraceEnvironment } from './grace-environment.js';
 import type { GraceEvents, UpgradeResult } from './grace-events.js';
-import type { Life, LifeEvent } from './grace-life.js';
+import type { Life, LifeEvent, Upgraded } from './grace-life.js';
 import { closeChannel, reportReady, successorCommand } from './handoff.js';
 import { Handover, type HandoverContext } from './handover.js';
 import type { Hooks } from './hooks.js';
@@ -77,7 +77,7 @@ export class Lifecycle {
    * action moves `#life` to the state the table names (checked); only the upgrade actions
    * return something: the upgrade to join, or why there is none.
    */
-  dispatch(event: LifeEvent): Promise<UpgradeResult> | undefined {
+  dispatch(event: LifeEvent): Promise<Upgraded> | undefined {
     const from = this.#life;
     const { to, action } = transition(from.name, event.type);
     if (action !== 'ignore' || from.name !== to)
@@ -91,7 +91,7 @@ export class Lifecycle {
     return answer;
   }
 
-  #run(action: LifecycleAction, from: Life, event: LifeEvent): Promise<UpgradeResult> | undefined {
+  #run(action: LifecycleAction, from: Life, event: LifeEvent): Promise<Upgraded> | undefined {
     switch (action) {
       case 'report-ready':
         return this.#reportReady(from);
@@ -157,8 +157,17 @@ export class Lifecycle {
     return undefined;
   }
 
-  /** An upgrade from `trigger`: refused where the platform or supervision does not allow one. */
+  /** An upgrade from `trigger`: resolves once the successor is ready. */
   upgrade(trigger: string): Promise<UpgradeResult> {
+    return this.upgradeWithVerdict(trigger).then((upgraded) => upgraded.result);
+  }
+
+  /**
+   * An upgrade from `trigger`, with the verdict of the successor's probation to await
+   * (`grace-restart upgrade` waits for it). Refused where the platform or supervision does
+   * not allow one.
+   */
+  upgradeWithVerdict(trigger: string): Promise<Upgraded> {
     if (this.#c.supervision) {
       const { supervisorPid } = this.#c.supervision;
       const message = `grace-restart: this worker is supervised; upgrade through its supervisor (kill -USR2 ${supervisorPid}, or grace-restart upgrade --pid ${supervisorPid})`;
@@ -175,7 +184,7 @@ export class Lifecycle {
     return this.dispatch({ type: 'upgrade', trigger }) ?? Promise.reject(new Error('grace-restart: the upgrade action answered nothing'));
   }
 
-  #spawnSuccessor(event: LifeEvent): Promise<UpgradeResult> {
+  #spawnSuccessor(event: LifeEvent): Promise<Upgraded> {
     const trigger = event.type === 'upgrade' ? event.trigger : event.type;
     const abort = new AbortController();
     // Started in a microtask, so that the attempt is the state before its first event is emitted.
@@ -184,13 +193,13 @@ export class Lifecycle {
     return promise;
   }
 
-  #joinUpgrade(from: Life): Promise<UpgradeResult> {
+  #joinUpgrade(from: Life): Promise<Upgraded> {
     if (from.name !== 'upgrading') return Promise.reject(upgradeRefusal(from.name));
     this.#c.options.logger.info({}, 'an upgrade is already running: joining it');
     return from.attempt.promise;
   }
 
-  async #runUpgrade(trigger: string, signal: AbortSignal): Promise<UpgradeResult> {
+  async #runUpgrade(trigger: string, signal: AbortSignal): Promise<Upgraded> {
     const log = this.#c.options.logger;
     const startedAt = Date.now();
     this.#c.events.emit('upgrade-start', { generation: this.#c.generation, trigger });
@@ -223,8 +232,11 @@ export class Lifecycle {
     const result = { pid, generation: this.#c.generation + 1, durationMs: Date.now() - startedAt };
     const successor = { channel: child, adopts, pid, release: () => closeChannel(child) };
     this.dispatch({ type: 'successor-ready', successor, result });
+    // The handover starts in that dispatch; a stop that came first has none: nothing to judge.
+    const life = this.#life;
+    const verdict = life.name === 'handed-off' ? life.handover.verdict : Promise.resolve(undefined);
     this.#c.events.emit('upgrade-ready', result);
-    return result;
+    return { result, verdict };
   }
 
   /** The successor exited after its ready report: a clean exit is a stop it was told, anything else a crash. */
@@ -302,16 +314,13 @@ export class Lifecycle {
     const log = this.#c.options.logger;
     let handover: Handover;
     if (event.type === 'successor-ready') {
-      handover = new Handover(event.successor, true);
+      handover = new Handover(event.successor, this.#c.options.probation);
       const { pid, generation, durationMs } = event.result;
       log.info({ successorPid: pid, generation, durationMs }, 'upgrade ready: draining this process');
     } else if (event.type === 'replaced' && this.#c.supervision !== undefined) {
       const { adopts, relayEnded } = event.retirement;
       // The channel is the worker's own link to the supervisor: it stays open after the move.
-      handover = new Handover(
-        { channel: this.#c.supervision.channel, adopts, pid: undefined, relayEnded, release: () => undefined },
-        false,
-      );
+      handover = new Handover({ channel: this.#c.supervision.channel, adopts, pid: undefined, relayEnded, release: () => undefined }, 0);
       log.info({ adopts }, 'replaced by a new worker: moving connections to it through the supervisor');
     } else {
       throw unreachable(this.#life.name, event.type);
@@ -349,7 +358,7 @@ export class Lifecycle {
     if (from.name !== 'handed-off' || event.type !== 'successor-lost') throw unreachable(from.name, event.type);
     const { error } = event;
     const log = this.#c.options.logger;
-    from.handover.cancel();
+    from.handover.cancel(error);
     for (const tracker of this.#c.listeners.trackers) tracker.stopDraining();
     const relisten = this.#c.listeners.relisten().then(
       () => {
@@ -469,7 +478,7 @@ function assertNever(action: never): never {
 }
 
 /** Settles when the lifecycle ends; rejected with nobody awaiting (a stop by signal), #failed has logged it. */
-function closedPromise(): ReturnType<typeof deferred> {
+function closedPromise(): ReturnType<typeof deferred<void>> {
   const closed = deferred();
   closed.promise.catch(() => undefined);
   return closed;

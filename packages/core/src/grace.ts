@@ -14,7 +14,7 @@ import { adoptMovedConnections } from './connection-handoff.js';
 import { GraceError, UpgradeError } from './errors.js';
 import { processEnvironment, type GraceEnvironment } from './grace-environment.js';
 import type { GraceEvents, GraceState, UpgradeResult } from './grace-events.js';
-import { AutoReady, type ReadyWhen } from './grace-life.js';
+import { AutoReady, type ReadyWhen, type Upgraded } from './grace-life.js';
 import { Hooks, type Hook } from './hooks.js';
 import { Lifecycle } from './grace-lifecycle.js';
 import { parseListenArgs } from './listen-args.js';
@@ -85,7 +85,7 @@ export class Grace extends EventEmitter<GraceEvents> {
     const controlDirOwned = controlDir !== false && !this.#supervision ? controlDir : undefined;
     this.#miswiring = new Miswiring(this.#listeners, controlDirOwned, log);
     const status = (): SelfStatus => this.#status();
-    const upgrade = (): Promise<UpgradeResult> => this.#lifecycle.upgrade('control');
+    const upgrade = (): Promise<Upgraded> => this.#lifecycle.upgradeWithVerdict('control');
     this.#lifecycle = new Lifecycle(
       {
         options: this.#options,
@@ -95,7 +95,10 @@ export class Grace extends EventEmitter<GraceEvents> {
         supervision: this.#supervision,
         hooks: this.#hooks,
         miswiring: this.#miswiring,
-        control: controlDirOwned === undefined ? Promise.resolve(undefined) : openSelfControl(controlDirOwned, { status, upgrade }, log),
+        control:
+          controlDirOwned === undefined
+            ? Promise.resolve(undefined)
+            : openSelfControl(controlDirOwned, { status, upgrade, probationMs: this.#options.probation }, log),
         generation: this.generation,
         parentPid: this.parentPid,
         readyFd: this.#readyFd,

@@ -2,9 +2,12 @@
  * One handover: this process gives its service to one successor (or, in a supervised worker,
  * to the replacement the supervisor relays to). Phases, in order:
  *
- *   probation   the successor serves; this process still accepts beside it, and already moves
- *               idle keep-alive connections, until the successor has served PROBATION_MS (a
- *               supervised worker has none: the supervisor deals with its replacement's failures)
+ *   probation   the successor serves; this process keeps its listening sockets and moves its
+ *               idle keep-alive connections, and every connection it accepts, to the successor,
+ *               until the successor has served the `probation` option's time (a supervised
+ *               worker has none: the supervisor deals with its replacement's failures). Were the
+ *               successor to die now, the sockets' accept queue survives here: no connect is
+ *               refused, and this process serves again.
  *   letting-go  this process stops accepting (`letGo`: systemd follows the successor); the
  *               connections accepted until then move too, until the move ends
  *   draining    what did not move drains here (shutdown.ts drains, ended by `drainSignal`)
@@ -12,12 +15,12 @@
  * Two ways out early, one method each: `hurry()` (told to stop: the probation and the move
  * end, the drain goes on, nothing is taken back) and `cancel()` (the successor died: every
  * phase ends, this process serves again). The successor's connections and channel live here
- * and nowhere else.
+ * and nowhere else. `verdict` says how the probation ended.
  */
 import type { Logger } from './logger.js';
 import { moveConnections, type MoveChannel } from './connection-mover.js';
 import type { ListenerSet } from './listeners.js';
-import { PROBATION_MS } from './protocol.js';
+import type { UpgradeError } from './errors.js';
 import { abortableDelay, deferred } from './timing.js';
 
 /**
@@ -59,21 +62,31 @@ export interface HandoverContext {
 
 export class Handover {
   readonly successor: Successor;
-  /** When the probation ends: PROBATION_MS after the successor's ready report, or at once. */
+  /** When the probation ends: `probationMs` after the successor's ready report. */
   readonly #probationEnds: number;
+  /** Settles when the probation ends: with why the successor failed, or undefined when it served through. */
+  readonly #verdict = deferred<UpgradeError | undefined>();
   /** Ends the probation and the move: a stop or the successor's death. */
   readonly #hurry = new AbortController();
   /** Ends every phase: the successor died. */
   readonly #cancel = new AbortController();
 
   /**
-   * @param probation Whether this process serves beside the successor through its probation:
-   * yes for a successor of its own; no for a supervised worker's replacement, whose failures
-   * the supervisor deals with (it restarts the slot).
+   * @param probationMs How long this process keeps its sockets and watches the successor: the
+   * `probation` option for a successor of its own; 0 for a supervised worker's replacement,
+   * whose failures the supervisor deals with (it restarts the slot).
    */
-  constructor(successor: Successor, probation: boolean) {
+  constructor(successor: Successor, probationMs: number) {
     this.successor = successor;
-    this.#probationEnds = Date.now() + (probation ? PROBATION_MS : 0);
+    this.#probationEnds = Date.now() + probationMs;
+  }
+
+  /**
+   * Settles once the probation is over: undefined when the successor served through it (or
+   * this process was told to stop meanwhile), else the failure that ended it.
+   */
+  get verdict(): Promise<UpgradeError | undefined> {
+    return this.#verdict.promise;
   }
 
   /** Aborts when the successor died: the drain that follows the move must end too. */
@@ -90,8 +103,9 @@ export class Handover {
     this.#hurry.abort();
   }
 
-  /** The successor died: every phase ends, this process serves again. */
-  cancel(): void {
+  /** The successor died (`failure` says how): every phase ends, this process serves again. */
+  cancel(failure: UpgradeError): void {
+    this.#verdict.resolve(failure);
     this.#cancel.abort();
     this.#hurry.abort();
   }
@@ -109,6 +123,7 @@ export class Handover {
       intake.resolve();
       return undefined;
     }
+    this.#verdict.resolve(undefined);
     context.letGo(this.successor.pid, this.#hurry.signal.aborted);
     context.listeners.stopAccepting(true);
     intake.resolve();

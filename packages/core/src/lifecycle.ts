@@ -18,7 +18,10 @@ export type LifecycleState =
   | 'ready'
   /** Serving, a successor is starting. */
   | 'upgrading'
-  /** The successor serves; this process serves beside it through its probation, then drains. */
+  /**
+   * The successor serves; this process keeps its sockets and watches it through its probation
+   * (the `probation` option), moving to it what it accepts, then stops accepting and drains.
+   */
   | 'handed-off'
   /** Told to stop: draining, then exit. Never serves again. */
   | 'stopping'

@@ -34,6 +34,15 @@ export interface GraceOptions {
   /** A failed successor gets SIGTERM, then SIGKILL after this long (ms). Default 5000. */
   killTimeout?: number;
   /**
+   * After a successor's ready report, how long this process keeps its listening sockets and
+   * watches it (ms). New connections go straight to the successor meanwhile (moved at accept);
+   * if the successor exits within this time, this process serves again with no connection
+   * refused: a release that crashes in its first seconds of real traffic is rolled back.
+   * Default 10000, or what `GRACE_RESTART_PROBATION` says when it is set; an explicit option
+   * wins. It delays this process's exit (and systemd's `MAINPID` handover) by as much.
+   */
+  probation?: number;
+  /**
    * Deadline of each `onDrain`/`onShutdown` hook (ms). Default 10000. A hook still running then
    * is logged and left behind, so a hung `pool.end()` cannot keep an old process alive forever.
    */
@@ -82,6 +91,7 @@ export const OPTION_DEFAULTS = {
   drainTimeout: 30_000,
   idleGrace: 3_000,
   killTimeout: 5_000,
+  probation: 10_000,
   hookTimeout: 10_000,
   shutdownDelay: 0,
   autoReady: true,
@@ -107,6 +117,7 @@ const KNOWN: Readonly<Record<keyof GraceOptions, true>> = {
   drainTimeout: true,
   idleGrace: true,
   killTimeout: true,
+  probation: true,
   hookTimeout: true,
   controlDir: true,
   shutdownDelay: true,
@@ -164,6 +175,22 @@ function moveConnectionsDefault(env: NodeJS.ProcessEnv): boolean {
   return fail(`environment variable ${MOVE_CONNECTIONS_ENV} must be 1 or 0 (true or false), got ${JSON.stringify(value)}`);
 }
 
+/** Environment variable that sets the default of `probation`, in ms (an operator's knob). */
+export const PROBATION_ENV = 'GRACE_RESTART_PROBATION';
+
+/** The default of `probation`: the environment's value when it gives one, else OPTION_DEFAULTS'. */
+function probationDefault(env: NodeJS.ProcessEnv): number {
+  const value = env[PROBATION_ENV];
+  if (value === undefined || value === '') return OPTION_DEFAULTS.probation;
+  const ms = /^(0|[1-9][0-9]{0,9})$/.test(value) ? Number(value) : Number.NaN;
+  if (!(ms <= 2 ** 31 - 1)) {
+    return fail(
+      `environment variable ${PROBATION_ENV} must be a whole number of milliseconds (0 to 2147483647), got ${JSON.stringify(value)}`,
+    );
+  }
+  return ms;
+}
+
 /**
  * Validates user options and applies defaults (one of which `env` may set); throws a
  * GraceError naming the bad option or variable.
@@ -204,6 +231,7 @@ export function resolveOptions(input: unknown = {}, env: NodeJS.ProcessEnv = pro
     drainTimeout: duration(o['drainTimeout'], 'drainTimeout', OPTION_DEFAULTS.drainTimeout),
     idleGrace: duration(o['idleGrace'], 'idleGrace', OPTION_DEFAULTS.idleGrace),
     killTimeout: duration(o['killTimeout'], 'killTimeout', OPTION_DEFAULTS.killTimeout),
+    probation: o['probation'] === undefined ? probationDefault(env) : duration(o['probation'], 'probation', OPTION_DEFAULTS.probation),
     hookTimeout: duration(o['hookTimeout'], 'hookTimeout', OPTION_DEFAULTS.hookTimeout),
     controlDir: (controlDir as string | false | undefined) ?? defaultControlDirectory(),
     shutdownDelay: duration(o['shutdownDelay'], 'shutdownDelay', OPTION_DEFAULTS.shutdownDelay),

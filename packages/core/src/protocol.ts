@@ -17,10 +17,10 @@ export const ENV = {
 } as const;
 
 /**
- * How long a new process (a successor, a new supervisor) must have served after its ready
- * report before the one it replaces lets go: a release that crashes right after its ready
- * report (an error thrown on the next tick, say) then finds the old one still serving, with
- * no connect refused and nothing to bind again. One value for core and the CLI.
+ * How long a new supervisor must have served after its ready report before the one it
+ * replaces lets go (`grace-restart upgrade --supervisor`): a supervisor that crashes right
+ * after its ready report then finds the old one still serving. A self-upgrading app's
+ * successor is watched for the `probation` option instead (10 s by default).
  */
 export const PROBATION_MS = 1_000;
 

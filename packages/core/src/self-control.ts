@@ -5,6 +5,7 @@
  */
 import { controlSocketPath, serveControl, type ControlServer, type UpgradeOutcome } from './control.js';
 import { UpgradeError } from './errors.js';
+import type { Upgraded } from './grace-life.js';
 import type { Logger } from './logger.js';
 
 /** What a self-upgrading process answers to `status`. */
@@ -20,8 +21,10 @@ export interface SelfStatus {
 /** What the socket asks of the process. */
 export interface SelfControlHandlers {
   status(): SelfStatus;
-  /** Starts (or joins) an upgrade; resolves once the successor is ready. */
-  upgrade(): Promise<{ pid: number; generation: number; durationMs: number }>;
+  /** Starts (or joins) an upgrade; resolves once the successor is ready, with its probation's verdict to await. */
+  upgrade(): Promise<Upgraded>;
+  /** The `probation` option: how long the verdict takes after the ready report. */
+  probationMs: number;
 }
 
 /** Opens `<dir>/<pid>.sock`; without it (an unusable directory) signals still work, so it is only logged. */
@@ -40,13 +43,20 @@ export async function openSelfControl(dir: string, handlers: SelfControlHandlers
   }
 }
 
+/**
+ * The upgrade's outcome once the successor's probation is over: a successor that dies within
+ * it is a failed upgrade (this process serves again), reported as such.
+ */
 async function upgradeOutcome(handlers: SelfControlHandlers): Promise<UpgradeOutcome> {
   const startedAt = Date.now();
   const oldPid = process.pid;
   try {
-    const result = await handlers.upgrade();
+    const { result, verdict } = await handlers.upgrade();
+    const failure = await verdict;
+    if (failure !== undefined) throw failure;
     const replaced = [{ slot: 0, oldPid, newPid: result.pid, readyMs: result.durationMs }];
-    return { ok: true, trigger: 'control', generation: result.generation, durationMs: result.durationMs, replaced };
+    const { generation, durationMs } = result;
+    return { ok: true, trigger: 'control', generation, durationMs, replaced, probationMs: handlers.probationMs };
   } catch (error) {
     const reason = error instanceof UpgradeError ? ` (${error.reason})` : '';
     return {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { addressName, createGrace, GraceError, readPidFile, removePidFile, writePidFile } from '@grace-restart/core';
 import { parseListenArgs } from '../dist/listen-args.js';
+import { resolveOptions } from '../dist/options.js';
 import { bindUnixSocket, closeKeepingSocketFile, listeningFd, pendingResponse } from '../dist/server-internals.js';
 
 const tempDir = () => mkdtempSync(join(tmpdir(), 'grace-api-'));
@@ -26,6 +27,7 @@ test('bad options are rejected with the option named', () => {
     [{ logger: console.log }, /"logger" must have error, warn, info and debug/],
     [{ onDrain: 'close' }, /"onDrain" must be a function/],
     [{ drainTimeOut: 5 }, /unknown option "drainTimeOut"/],
+    [{ probation: 1.5 }, /"probation" must be a whole number of milliseconds/],
   ];
   for (const [options, message] of cases) {
     assert.throws(
@@ -34,6 +36,26 @@ test('bad options are rejected with the option named', () => {
     );
   }
   assert.throws(() => createGrace('fast'), /options must be an object/);
+});
+
+test('GRACE_RESTART_PROBATION sets the default probation; a malformed value names the variable; the option wins', () => {
+  assert.equal(resolveOptions({}, {}).probation, 10_000);
+  assert.equal(resolveOptions({}, { GRACE_RESTART_PROBATION: '' }).probation, 10_000);
+  assert.equal(resolveOptions({}, { GRACE_RESTART_PROBATION: '2500' }).probation, 2_500);
+  assert.equal(resolveOptions({}, { GRACE_RESTART_PROBATION: '0' }).probation, 0);
+  assert.equal(resolveOptions({ probation: 3_000 }, { GRACE_RESTART_PROBATION: 'nonsense' }).probation, 3_000);
+  for (const bad of ['10s', '-1', '1e4', ' 100', '007', '2147483648']) {
+    assert.throws(
+      () => resolveOptions({}, { GRACE_RESTART_PROBATION: bad }),
+      (error) =>
+        error instanceof GraceError &&
+        error.code === 'GRACE_ERR_OPTIONS' &&
+        error.message.includes(
+          `GRACE_RESTART_PROBATION must be a whole number of milliseconds (0 to 2147483647), got ${JSON.stringify(bad)}`,
+        ),
+      bad,
+    );
+  }
 });
 
 test('server.listen signatures are understood', () => {

@@ -43,7 +43,8 @@ const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 
 async function serving(t, options = {}) {
   const fake = fakeEnvironment();
-  const grace = new Grace({ controlDir: false, logger: quiet, drainTimeout: 2_000, ...options }, fake.environment);
+  // A 1 s probation, whatever the environment says: the tests below time their negatives by it.
+  const grace = new Grace({ controlDir: false, logger: quiet, drainTimeout: 2_000, probation: 1_000, ...options }, fake.environment);
   const server = http.createServer((_req, res) => res.end(String(grace.state)));
   await grace.listen(server, { port: 0, host: '127.0.0.1' });
   await waitFor(() => grace.state === 'ready', { what: 'autoReady' });

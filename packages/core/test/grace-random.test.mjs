@@ -85,7 +85,8 @@ const EXIT_CODE = { SIGTERM: 143, SIGINT: 130 };
 async function walk(seed) {
   const rand = random(seed);
   const world = fakeWorld();
-  const grace = new Grace({ controlDir: false, logger: quiet, drainTimeout: 1_000, idleGrace: 50 }, world.environment);
+  // The probation is pinned: 'wait out the probation' waits 1.2 of it.
+  const grace = new Grace({ controlDir: false, logger: quiet, drainTimeout: 1_000, idleGrace: 50, probation: 1_000 }, world.environment);
   const server = http.createServer((_req, res) => res.end('ok'));
   await grace.listen(server, { port: 0, host: '127.0.0.1' });
   await waitFor(() => grace.state === 'ready', { what: 'autoReady' });

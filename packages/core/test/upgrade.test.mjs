@@ -240,7 +240,8 @@ test('a successor that crashes during the old process drain: the old process bin
   const behaviour = join(tempDir(), 'behaviour');
   writeFileSync(behaviour, 'ok');
   const pidFile = join(tempDir(), 'app.pid');
-  const { fixture, port } = await startServer(t, { BEHAVIOUR_FILE: behaviour, PID_FILE: pidFile });
+  // A 1 s probation, whatever the runner sets: the crash below must come after it.
+  const { fixture, port } = await startServer(t, { BEHAVIOUR_FILE: behaviour, PID_FILE: pidFile, GRACE_RESTART_PROBATION: '1000' });
   // A slow request keeps the old process draining while its successor dies, after the
   // successor's 1 s probation (during which the old process does not drain yet).
   const slow = request({ port, path: '/slow?ms=4000' });

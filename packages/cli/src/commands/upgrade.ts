@@ -54,27 +54,35 @@ function alive(pid: number): boolean {
 
 /**
  * A process without a control socket (created with `controlDir: false`, or by an older
- * version): SIGUSR2, then watch the PID file and the old pid.
+ * version): SIGUSR2, then watch the PID file and both pids. The upgrade holds once the old
+ * process has exited after its successor's probation (a successor that dies within it is
+ * rolled back: the old process names itself in the PID file again).
  */
 async function upgradeSelf(pid: number, pidFile: string | undefined, timeout: number, json: boolean): Promise<number> {
   const started = Date.now();
   assertCatchesSigusr2(pid);
   process.kill(pid, 'SIGUSR2');
+  let newPid: number | undefined;
   while (Date.now() - started < timeout) {
     const current = pidFile === undefined ? undefined : readPidFile(pidFile);
-    if (current !== undefined && current !== pid && alive(current)) {
-      const result = { ok: true, oldPid: pid, newPid: current, readyMs: Date.now() - started };
-      process.stdout.write(json ? jsonLine(result) : `upgraded: ${pid} -> ${current}, ready in ~${result.readyMs} ms\n`);
+    if (current !== undefined && current !== pid && alive(current)) newPid = current;
+    if (!alive(pid) && (pidFile === undefined || newPid !== undefined)) {
+      const result = { ok: true, oldPid: pid, newPid, doneMs: Date.now() - started };
+      const text =
+        newPid === undefined
+          ? `upgraded: ${pid} handed over and exited`
+          : `upgraded: ${pid} -> ${newPid}; ${pid} let go after its successor's probation and exited (~${result.doneMs} ms)`;
+      process.stdout.write(json ? jsonLine(result) : `${text}\n`);
       return 0;
     }
-    if (pidFile === undefined && !alive(pid)) {
-      process.stdout.write(json ? jsonLine({ ok: true, oldPid: pid }) : `upgraded: ${pid} handed over and exited\n`);
-      return 0;
-    }
+    if (newPid !== undefined && !alive(newPid)) break;
     await new Promise((r) => setTimeout(r, 50));
   }
-  const message = `upgrade failed: ${pid} still serves after ${timeout} ms (the successor failed and was rolled back, or is still starting); see the process logs`;
-  process.stdout.write(json ? jsonLine({ ok: false, oldPid: pid, error: message }) : `${message}\n`);
+  const message =
+    newPid !== undefined && !alive(newPid)
+      ? `upgrade failed: the successor ${newPid} died during its probation; ${pid} serves again (see the process logs)`
+      : `upgrade failed: ${pid} still serves after ${timeout} ms (the successor failed and was rolled back, is still starting, or ${pid} still drains); see the process logs`;
+  process.stdout.write(json ? jsonLine({ ok: false, oldPid: pid, newPid, error: message }) : `${message}\n`);
   return 1;
 }
 
@@ -117,8 +125,9 @@ async function upgradeSupervisor(pid: number, socket: string, timeout: number, j
 
 function describeOutcome(outcome: UpgradeOutcome): string {
   const lines = outcome.replaced.map((r) => `  slot ${r.slot}: ${r.oldPid ?? '-'} -> ${r.newPid} (ready in ${r.readyMs} ms)`);
+  const probation = outcome.probationMs === undefined ? '' : `, and served through its ${outcome.probationMs} ms probation`;
   const head = outcome.ok
-    ? `upgraded to generation ${outcome.generation} in ${outcome.durationMs} ms`
+    ? `upgraded to generation ${outcome.generation} in ${outcome.durationMs} ms${probation}`
     : `upgrade failed after ${outcome.durationMs} ms, still serving generation ${outcome.generation}: ${outcome.error}`;
   return [head, ...lines].join('\n');
 }

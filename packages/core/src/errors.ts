@@ -20,8 +20,8 @@ export class GraceError extends Error {
   }
 }
 
-/** Why an upgrade attempt did not produce a serving successor. */
-export type UpgradeFailureReason = 'spawn' | 'exited' | 'timeout' | 'aborted';
+/** Why an upgrade attempt did not produce a serving successor (`unhealthy`: it failed its `healthCheck`). */
+export type UpgradeFailureReason = 'spawn' | 'exited' | 'timeout' | 'aborted' | 'unhealthy';
 
 /**
  * An upgrade that was rolled back: the old process keeps serving, the successor

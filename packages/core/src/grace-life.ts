@@ -26,6 +26,8 @@ export interface UpgradeAttempt {
 export type Life =
   /** Listening, not yet ready; autoReady reports ready once the app's listen() calls are done. */
   | { readonly name: 'starting'; readonly autoReady: AutoReady }
+  /** The `healthCheck` runs; a stop aborts it (its verdict then finds the process stopping). */
+  | { readonly name: 'checking'; readonly check: AbortController }
   /** Serving; after a successor died, `relisten` binds the addresses again. */
   | { readonly name: 'ready'; readonly relisten: Promise<void> | undefined }
   | { readonly name: 'upgrading'; readonly attempt: UpgradeAttempt }
@@ -42,7 +44,8 @@ export type Life =
 
 /** A lifecycle event with what it carries. */
 export type LifeEvent =
-  | { readonly type: 'ready' }
+  | { readonly type: 'ready' | 'healthy' }
+  | { readonly type: 'unhealthy'; readonly reason: string }
   | { readonly type: 'upgrade'; readonly trigger: string }
   | { readonly type: 'stop'; readonly trigger: string; readonly exit: boolean }
   | { readonly type: 'stop-again' | 'reload'; readonly signal: NodeJS.Signals }

@@ -11,7 +11,8 @@ import { foregroundWrapper, foregroundWrapperMessage } from './foreground-wrappe
 import type { GraceEnvironment } from './grace-environment.js';
 import type { GraceEvents, UpgradeResult } from './grace-events.js';
 import type { Life, LifeEvent, Upgraded } from './grace-life.js';
-import { closeChannel, reportReady, successorCommand } from './handoff.js';
+import { closeChannel, reportReady, reportUnhealthy, successorCommand } from './handoff.js';
+import { runHealthCheck } from './health-check.js';
 import { Handover, type HandoverContext } from './handover.js';
 import type { Hooks } from './hooks.js';
 import { transition, type LifecycleAction } from './lifecycle.js';
@@ -93,8 +94,12 @@ export class Lifecycle {
 
   #run(action: LifecycleAction, from: Life, event: LifeEvent): Promise<Upgraded> | undefined {
     switch (action) {
+      case 'check-health':
+        return this.#checkHealth(from);
       case 'report-ready':
-        return this.#reportReady(from);
+        return this.#reportReady();
+      case 'stop-unhealthy':
+        return this.#stopUnhealthy(event);
       case 'spawn-successor':
         return this.#spawnSuccessor(event);
       case 'join-upgrade':
@@ -131,8 +136,38 @@ export class Lifecycle {
     }
   }
 
-  #reportReady(from: Life): undefined {
+  /** Ready as the app sees it: the health check, when there is one, decides whether it serves. */
+  #checkHealth(from: Life): undefined {
     if (from.name === 'starting') from.autoReady.dispose();
+    const { healthCheck, healthCheckTimeout, logger } = this.#c.options;
+    const check = new AbortController();
+    this.#life = { name: 'checking', check };
+    if (healthCheck === undefined) {
+      this.dispatch({ type: 'healthy' });
+      return undefined;
+    }
+    const started = Date.now();
+    void runHealthCheck(healthCheck, this.#c.listeners.servers, healthCheckTimeout).then((failure) => {
+      if (check.signal.aborted) return;
+      const durationMs = Date.now() - started;
+      if (failure === undefined) logger.info({ durationMs }, 'health check passed');
+      this.dispatch(failure === undefined ? { type: 'healthy' } : { type: 'unhealthy', reason: failure });
+    });
+    return undefined;
+  }
+
+  /** The health check failed: tell the predecessor why, serve nothing, drain what came in, exit 1. */
+  #stopUnhealthy(event: LifeEvent): undefined {
+    const reason = event.type === 'unhealthy' ? event.reason : 'unknown';
+    this.#c.options.logger.error({ reason }, `health check failed, stopping with exit code 1: ${reason}`);
+    if (this.#c.readyFd !== undefined) reportUnhealthy(this.#c.readyFd, reason);
+    this.#c.link.stoppingBecause(`health check failed: ${reason}`);
+    this.#life = { name: 'stopping', exit: this.#c.options.exit, exitCode: 1, ownsAddresses: false };
+    this.#track(this.#stopAndDrain(undefined));
+    return undefined;
+  }
+
+  #reportReady(): undefined {
     this.#life = { name: 'ready', relisten: undefined };
     this.#c.miswiring.dispose();
     this.#c.listeners.closeUnclaimed();
@@ -250,6 +285,7 @@ export class Lifecycle {
     const exit = this.#c.options.exit && (event.type !== 'stop' || event.exit);
     const ownsAddresses = from.name === 'ready' || from.name === 'upgrading';
     if (from.name === 'starting') from.autoReady.dispose();
+    if (from.name === 'checking') from.check.abort();
     if (from.name === 'upgrading') from.attempt.abort.abort();
     this.#life = { name: 'stopping', exit, exitCode: 0, ownsAddresses };
     if (event.type === 'stop') this.#c.link.stopping();
@@ -460,7 +496,8 @@ export class Lifecycle {
 
 /** Why an upgrade is refused in `state`. */
 function upgradeRefusal(state: Life['name']): GraceError {
-  if (state === 'starting') return new GraceError('GRACE_ERR_NOT_READY', 'grace-restart: cannot upgrade before this process is ready');
+  if (state === 'starting' || state === 'checking')
+    return new GraceError('GRACE_ERR_NOT_READY', 'grace-restart: cannot upgrade before this process is ready');
   const doing = state === 'handed-off' ? 'handing over to its successor' : 'shutting down';
   return new GraceError('GRACE_ERR_CLOSING', `grace-restart: cannot upgrade, this process is ${doing}`);
 }

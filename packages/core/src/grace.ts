@@ -122,6 +122,7 @@ export class Grace extends EventEmitter<GraceEvents> {
   /** Current lifecycle state. */
   get state(): GraceState {
     const { name } = this.#lifecycle.life;
+    if (name === 'checking') return 'starting'; // not ready until the health check passed
     return name === 'handed-off' || name === 'stopping' ? 'draining' : name;
   }
 

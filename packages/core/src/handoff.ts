@@ -8,8 +8,9 @@
  *    network port), whose number is in GRACE_RESTART_READY_FD. With `moveConnections`, a
  *    Node IPC channel follows at the next fd (NODE_CHANNEL_FD, which Node reads and removes
  *    at startup): after the listeners and the readiness fd, so neither numbering moves.
- * 2. The successor listens on the inherited sockets and, once it can serve, writes one
- *    JSON line `{"type":"ready","pid":…}` on the channel and closes it. A successor that has
+ * 2. The successor listens on the inherited sockets and, once it can serve (its `healthCheck`
+ *    passed), writes one JSON line `{"type":"ready","pid":…}` on the channel and closes it; one
+ *    that failed its health check writes `{"type":"unhealthy","pid":…,"reason":…}` instead. A successor that has
  *    the IPC channel (and a valid readiness fd, so the channel is its predecessor's) adds
  *    `"adopts":[<listener names>]`: it takes moved connections for those listeners.
  * 3. The parent serves beside it through its probation, then stops accepting, moves its
@@ -104,6 +105,21 @@ export function reportReady(readyFd: number, adopts?: readonly string[]): boolea
       closeSync(readyFd);
     } catch {
       // already closed: nothing to release
+    }
+  }
+}
+
+/** Tells the parent this successor failed its health check (`reason`), so the upgrade fails with it. */
+export function reportUnhealthy(readyFd: number, reason: string): void {
+  try {
+    writeSync(readyFd, `${JSON.stringify({ type: 'unhealthy', pid: process.pid, reason })}\n`);
+  } catch {
+    // The parent is gone: nobody to tell.
+  } finally {
+    try {
+      closeSync(readyFd);
+    } catch {
+      // already closed
     }
   }
 }
@@ -223,15 +239,16 @@ export function spawnSuccessor(options: SpawnSuccessorOptions): Promise<ReadySuc
     },
   }).then((race) => {
     channel?.destroy();
-    if (race.kind === 'ready' && race.report !== undefined && race.report.pid === child.pid) {
+    const report = race.kind === 'ready' ? race.report : undefined;
+    if (report !== undefined && report.pid === child.pid && report.unhealthy === undefined) {
       // As before the race was shared: an error of the successor from now on (a kill refused) is
       // not this process's crash.
       child.on('error', ignoreError);
       child.unref();
       // Adoption needs the channel on both ends: the successor could claim it without one.
-      const adopts = child.connected ? race.report.adopts : [];
+      const adopts = child.connected ? report.adopts : [];
       if (!child.connected || adopts.length === 0) closeChannel(child);
-      return { pid: race.report.pid, child, adopts };
+      return { pid: report.pid, child, adopts };
     }
     const error = notReadyError(race, child.pid, options.readyTimeout, elapsed());
     return stopChild(child, options.killTimeout).then(() => Promise.reject(error));
@@ -247,6 +264,9 @@ function notReadyError(
 ): UpgradeError {
   switch (race.kind) {
     case 'ready':
+      if (race.report?.unhealthy !== undefined && race.report.pid === pid) {
+        return new UpgradeError('unhealthy', `successor ${pid} failed its health check: ${race.report.unhealthy}`, { pid, durationMs });
+      }
       return new UpgradeError('exited', `successor ${pid} sent an invalid ready message`, { pid, durationMs });
     case 'exited': {
       const how = race.signal === null ? `exit code ${race.code}` : `signal ${race.signal}`;
@@ -287,20 +307,24 @@ function ignoreMessage(): void {
   // Nothing more is expected once the channel is closing.
 }
 
-/** A successor's ready line, read. */
+/** A successor's ready line, read: ready, or (`unhealthy` set) failed its health check. */
 interface ReadyLine {
   pid: number;
   adopts: string[];
+  unhealthy?: string;
 }
 
 function parseReadyLine(line: string): ReadyLine | undefined {
   try {
     const value: unknown = JSON.parse(line);
-    if (typeof value === 'object' && value !== null && (value as { type?: unknown }).type === 'ready') {
-      const { pid, adopts } = value as { pid?: unknown; adopts?: unknown };
+    if (typeof value !== 'object' || value === null) return undefined;
+    const { type, pid, adopts, reason } = value as { type?: unknown; pid?: unknown; adopts?: unknown; reason?: unknown };
+    if (typeof pid !== 'number') return undefined;
+    if (type === 'ready') {
       const names = Array.isArray(adopts) ? adopts.filter((name): name is string => typeof name === 'string') : [];
-      if (typeof pid === 'number') return { pid, adopts: names };
+      return { pid, adopts: names };
     }
+    if (type === 'unhealthy') return { pid, adopts: [], unhealthy: String(reason).slice(0, 1_000) };
   } catch {
     // fall through: not a ready message
   }

@@ -14,6 +14,8 @@
 export type LifecycleState =
   /** Listening, not yet reported ready. */
   | 'starting'
+  /** Ready as the app sees it; its `healthCheck` runs before the ready report (none: at once). */
+  | 'checking'
   /** Serving. */
   | 'ready'
   /** Serving, a successor is starting. */
@@ -32,6 +34,10 @@ export type LifecycleState =
 export type LifecycleEvent =
   /** The app (or autoReady) reports ready. */
   | 'ready'
+  /** The health check passed (or there is none). */
+  | 'healthy'
+  /** The health check failed or timed out: this process must not serve. */
+  | 'unhealthy'
   /** SIGUSR2, `grace.upgrade()`, or `grace-restart upgrade`. */
   | 'upgrade'
   /** SIGTERM/SIGINT, or `grace.close()`. */
@@ -64,7 +70,9 @@ export type LifecycleEvent =
 
 /** What the process does in answer. */
 export type LifecycleAction =
+  | 'check-health'
   | 'report-ready'
+  | 'stop-unhealthy'
   | 'spawn-successor'
   | 'join-upgrade'
   | 'refuse-upgrade'
@@ -97,13 +105,23 @@ const stay = (state: LifecycleState, action: LifecycleAction): Transition => ({ 
  */
 export const LIFECYCLE: Readonly<Record<LifecycleState, Row>> = {
   starting: {
-    ready: { to: 'ready', action: 'report-ready' },
+    ready: { to: 'checking', action: 'check-health' },
     // The supervisor retires only ready workers; a stop is the safe answer all the same.
     replaced: { to: 'stopping', action: 'drain-for-stop' },
     upgrade: stay('starting', 'refuse-upgrade'),
     stop: { to: 'stopping', action: 'drain-for-stop' },
     'stop-again': stay('starting', 'exit-now'),
     reload: stay('starting', 'call-onReload'),
+  },
+  checking: {
+    healthy: { to: 'ready', action: 'report-ready' },
+    unhealthy: { to: 'stopping', action: 'stop-unhealthy' },
+    ready: stay('checking', 'ignore'),
+    replaced: { to: 'stopping', action: 'drain-for-stop' },
+    upgrade: stay('checking', 'refuse-upgrade'),
+    stop: { to: 'stopping', action: 'drain-for-stop' },
+    'stop-again': stay('checking', 'exit-now'),
+    reload: stay('checking', 'call-onReload'),
   },
   ready: {
     upgrade: { to: 'upgrading', action: 'spawn-successor' },

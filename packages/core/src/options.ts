@@ -2,6 +2,7 @@
 import { constants } from 'node:os';
 import { GraceError } from './errors.js';
 import { defaultControlDirectory } from './control.js';
+import type { HealthCheck } from './health-check.js';
 import { defaultLogger, type Logger } from './logger.js';
 
 /** Information given to `onDrain` hooks. */
@@ -42,6 +43,15 @@ export interface GraceOptions {
    * wins. It delays this process's exit (and systemd's `MAINPID` handover) by as much.
    */
   probation?: number;
+  /**
+   * Must pass before the process reports ready: a path (`'/healthz'`, requested in process from
+   * the app's own HTTP server, any 2xx passes) or a function that throws or rejects when the
+   * process cannot serve. A successor that fails it is stopped and the upgrade rolled back with
+   * the reason (`UpgradeError` reason `unhealthy`); a first start that fails it stops, exit code 1.
+   */
+  healthCheck?: HealthCheck;
+  /** How long `healthCheck` may take before it counts as failed (ms). Default 5000. */
+  healthCheckTimeout?: number;
   /**
    * Deadline of each `onDrain`/`onShutdown` hook (ms). Default 10000. A hook still running then
    * is logged and left behind, so a hung `pool.end()` cannot keep an old process alive forever.
@@ -92,6 +102,7 @@ export const OPTION_DEFAULTS = {
   idleGrace: 3_000,
   killTimeout: 5_000,
   probation: 10_000,
+  healthCheckTimeout: 5_000,
   hookTimeout: 10_000,
   shutdownDelay: 0,
   autoReady: true,
@@ -99,7 +110,10 @@ export const OPTION_DEFAULTS = {
 } as const satisfies Partial<Record<keyof GraceOptions, unknown>>;
 
 /** Options with every default applied: {@link GraceOptions}' names, none of them optional. */
-export type ResolvedOptions = Required<Omit<GraceOptions, 'stopSignals' | 'pidFile' | 'onDrain' | 'onShutdown' | 'onReload'>> & {
+export type ResolvedOptions = Required<
+  Omit<GraceOptions, 'stopSignals' | 'pidFile' | 'onDrain' | 'onShutdown' | 'onReload' | 'healthCheck'>
+> & {
+  healthCheck: HealthCheck | undefined;
   stopSignals: readonly NodeJS.Signals[];
   pidFile: string | undefined;
   onDrain: GraceOptions['onDrain'] | undefined;
@@ -118,6 +132,8 @@ const KNOWN: Readonly<Record<keyof GraceOptions, true>> = {
   idleGrace: true,
   killTimeout: true,
   probation: true,
+  healthCheck: true,
+  healthCheckTimeout: true,
   hookTimeout: true,
   controlDir: true,
   shutdownDelay: true,
@@ -155,6 +171,14 @@ function hook<T>(value: unknown, name: string): T | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'function') fail(`option "${name}" must be a function, got ${typeof value}`);
   return value as T;
+}
+
+function healthCheck(value: unknown): HealthCheck | undefined {
+  if (value === undefined || typeof value === 'function') return value as HealthCheck | undefined;
+  if (typeof value !== 'string' || !value.startsWith('/') || /[\s]/.test(value)) {
+    fail(`option "healthCheck" must be a path such as "/healthz" or a function, got ${JSON.stringify(value)}`);
+  }
+  return value as string;
 }
 
 function isLogger(value: unknown): value is Logger {
@@ -231,6 +255,8 @@ export function resolveOptions(input: unknown = {}, env: NodeJS.ProcessEnv = pro
     drainTimeout: duration(o['drainTimeout'], 'drainTimeout', OPTION_DEFAULTS.drainTimeout),
     idleGrace: duration(o['idleGrace'], 'idleGrace', OPTION_DEFAULTS.idleGrace),
     killTimeout: duration(o['killTimeout'], 'killTimeout', OPTION_DEFAULTS.killTimeout),
+    healthCheck: healthCheck(o['healthCheck']),
+    healthCheckTimeout: duration(o['healthCheckTimeout'], 'healthCheckTimeout', OPTION_DEFAULTS.healthCheckTimeout),
     probation: o['probation'] === undefined ? probationDefault(env) : duration(o['probation'], 'probation', OPTION_DEFAULTS.probation),
     hookTimeout: duration(o['hookTimeout'], 'hookTimeout', OPTION_DEFAULTS.hookTimeout),
     controlDir: (controlDir as string | false | undefined) ?? defaultControlDirectory(),

@@ -168,6 +168,50 @@ test('an upgrade before the ready report is refused with GRACE_ERR_NOT_READY', a
   await grace.close();
 });
 
+/** A Grace whose server answers `status` on /healthz, with `healthCheck` among the options. */
+async function checked(t, status, options) {
+  const fake = fakeEnvironment();
+  const grace = new Grace({ controlDir: false, logger: quiet, ...options }, fake.environment);
+  const seen = [];
+  const server = http.createServer((req, res) => {
+    seen.push(`${req.method} ${req.url} ${req.headers['user-agent']}`);
+    res.statusCode = req.url === '/healthz' ? status : 200;
+    res.end('body');
+  });
+  t.after(() => server.close());
+  await grace.listen(server, { port: 0, host: '127.0.0.1' });
+  return { grace, fake, seen };
+}
+
+test('healthCheck as a path: requested in process before the ready report; a 2xx makes the process ready', async (t) => {
+  const { grace, seen } = await checked(t, 204, { healthCheck: '/healthz' });
+  await waitFor(() => grace.state === 'ready', { what: 'ready after the check' });
+  assert.deepEqual(seen, ['GET /healthz grace-restart-health-check']);
+  await grace.close();
+});
+
+test('healthCheck failing (500, a throwing function, a timeout): never ready, stop with exit code 1 and the reason', async (t) => {
+  const cases = [
+    [{ healthCheck: '/healthz' }, 500],
+    [{ healthCheck: () => Promise.reject(new Error('database unreachable')) }, 200],
+    [{ healthCheck: () => new Promise(() => undefined), healthCheckTimeout: 50 }, 200],
+  ];
+  for (const [options, status] of cases) {
+    const errors = [];
+    const logger = { ...quiet, error: (fields, message) => errors.push(message) };
+    const { grace, fake } = await checked(t, status, { ...options, logger });
+    let readyEvents = 0;
+    grace.on('ready', () => readyEvents++);
+    await waitFor(() => fake.exits.length > 0, { what: 'the exit' });
+    assert.deepEqual(fake.exits, [1]);
+    assert.equal(readyEvents, 0);
+    assert.match(
+      errors.join('\n'),
+      /health check failed, stopping with exit code 1: (GET \/healthz answered 500|the healthCheck function failed: database unreachable|no answer within 50 ms)/,
+    );
+  }
+});
+
 // Last: the instance it leaves is never closed (the fake exit does not end this process).
 test('a second stop signal exits at once with 128 + its number, in the middle of a drain', async (t) => {
   const { grace, fake, port } = await serving(t, { drainTimeout: 60_000 });

@@ -7,6 +7,8 @@ import { LIFECYCLE, transition } from '@grace-restart/core/internal';
 const states = Object.keys(LIFECYCLE);
 const events = [
   'ready',
+  'healthy',
+  'unhealthy',
   'upgrade',
   'stop',
   'stop-again',
@@ -31,7 +33,7 @@ test('once told to stop, no event leads back to serving', () => {
 });
 
 test('a stop is never ignored while the process serves or hands over', () => {
-  for (const from of ['starting', 'ready', 'upgrading', 'handed-off']) {
+  for (const from of ['starting', 'checking', 'ready', 'upgrading', 'handed-off']) {
     assert.equal(transition(from, 'stop').to, 'stopping', from);
   }
 });

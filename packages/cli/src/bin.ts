@@ -43,6 +43,9 @@ const USAGE = `Usage:
       --watch-interval MS   how often --watch looks (default ${FLAG_DEFAULTS.watchInterval})
       --max-crashes N       worker crashes within a minute that stop the supervisor
                             with exit code 1: a crash loop (default ${FLAG_DEFAULTS.maxCrashes})
+      --rollback-window MS  workers of a new release that crash twice within this of its
+                            promotion are replaced by the previous release's (0: never;
+                            default ${FLAG_DEFAULTS.rollbackWindow})
       --control-dir DIR     private directory of the control socket
       --log-level LEVEL     debug, info (default), warn, error, silent
   grace-restart upgrade [--pid-file PATH | --pid N] [--timeout MS] [--json] [--control-dir DIR] [--supervisor]
@@ -85,7 +88,15 @@ interface RunFlags {
   controlDir: string | undefined;
   settings: Pick<
     SupervisorOptions,
-    'workers' | 'readyTimeout' | 'drainTimeout' | 'killTimeout' | 'shutdownDelay' | 'watch' | 'watchInterval' | 'maxCrashes'
+    | 'workers'
+    | 'readyTimeout'
+    | 'drainTimeout'
+    | 'killTimeout'
+    | 'shutdownDelay'
+    | 'watch'
+    | 'watchInterval'
+    | 'maxCrashes'
+    | 'rollbackWindow'
   >;
 }
 
@@ -103,6 +114,7 @@ function readRunFlags(argv: string[]): RunFlags {
       watch: { type: 'string' },
       'watch-interval': { type: 'string' },
       'max-crashes': { type: 'string' },
+      'rollback-window': { type: 'string' },
       'control-dir': { type: 'string' },
       'log-level': { type: 'string' },
     },
@@ -133,6 +145,7 @@ function readRunFlags(argv: string[]): RunFlags {
     watch: values.watch,
     watchInterval: integer(values['watch-interval'], '--watch-interval', FLAG_DEFAULTS.watchInterval),
     maxCrashes,
+    rollbackWindow: integer(values['rollback-window'], '--rollback-window', FLAG_DEFAULTS.rollbackWindow),
   };
   return { logger, command, startDir, pidFile: values['pid-file'], controlDir: values['control-dir'], settings };
 }

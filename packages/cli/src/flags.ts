@@ -2,7 +2,7 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { OPTION_DEFAULTS } from '@grace-restart/core/internal';
 import { usageError } from './cli-errors.js';
-import { CRASH_LOOP_COUNT } from './supervisor.js';
+import { CRASH_LOOP_COUNT, ROLLBACK_WINDOW_MS } from './supervisor.js';
 
 /**
  * Every flag default of the command line, read by the flags and by --help alike. Flags with a
@@ -16,6 +16,7 @@ export const FLAG_DEFAULTS = {
   shutdownDelay: OPTION_DEFAULTS.shutdownDelay,
   watchInterval: 1_000,
   maxCrashes: CRASH_LOOP_COUNT,
+  rollbackWindow: ROLLBACK_WINDOW_MS,
   /** How long `grace-restart upgrade` waits for the outcome. */
   upgradeTimeout: 60_000,
 } as const;

@@ -53,6 +53,11 @@ export type SupervisorEvent =
   | 'crash'
   /** `--max-crashes` crashes within a minute. */
   | 'crash-loop'
+  /**
+   * The workers of a newly promoted generation crashed like a bad release (twice within
+   * `--rollback-window` of its promotion) and the release before it is still on disk.
+   */
+  | 'bad-release'
   /** Every worker is gone after a stop or a handover. */
   | 'drained';
 
@@ -98,6 +103,8 @@ export type SupervisorAction =
   | 'note-exit'
   /** A crash loop: drain the rest, exit 1. */
   | 'give-up'
+  /** Say so loudly, then a rolling upgrade to the previous release. */
+  | 'roll-back-release'
   /** Exit with the code the stop decided (0, or 1 after a failure). */
   | 'exit'
   | 'ignore';
@@ -127,6 +134,7 @@ function notServing(state: SupervisorStateName, stop: SupervisorTransition): Row
     hup: go(state, 'forward-hup'),
     crash: go(state, 'note-exit'),
     'crash-loop': go(state, 'ignore'),
+    'bad-release': go(state, 'ignore'),
     drained: go('stopped', 'exit'),
   };
 }
@@ -151,6 +159,7 @@ export const SUPERVISOR_LIFECYCLE: Readonly<Record<SupervisorStateName, Row>> = 
     // A first worker that dies is the start's failure (start-failed), not a crash to restart.
     crash: go('starting', 'note-exit'),
     'crash-loop': go('starting', 'ignore'),
+    'bad-release': go('starting', 'ignore'),
     drained: go('starting', 'ignore'),
   },
   running: {
@@ -166,6 +175,7 @@ export const SUPERVISOR_LIFECYCLE: Readonly<Record<SupervisorStateName, Row>> = 
     hup: go('running', 'forward-hup'),
     crash: go('running', 'restart-slot'),
     'crash-loop': go('stopping', 'give-up'),
+    'bad-release': go('upgrading', 'roll-back-release'),
     drained: go('running', 'ignore'),
   },
   upgrading: {
@@ -182,6 +192,8 @@ export const SUPERVISOR_LIFECYCLE: Readonly<Record<SupervisorStateName, Row>> = 
     hup: go('upgrading', 'forward-hup'),
     crash: go('upgrading', 'restart-slot'),
     'crash-loop': go('stopping', 'give-up'),
+    // An upgrade (or a rollback) is replacing the workers already: its own failure says enough.
+    'bad-release': go('upgrading', 'ignore'),
     drained: go('upgrading', 'ignore'),
   },
   'upgrading-supervisor': {
@@ -198,6 +210,7 @@ export const SUPERVISOR_LIFECYCLE: Readonly<Record<SupervisorStateName, Row>> = 
     hup: go('upgrading-supervisor', 'forward-hup'),
     crash: go('upgrading-supervisor', 'restart-slot'),
     'crash-loop': go('stopping', 'give-up'),
+    'bad-release': go('upgrading-supervisor', 'ignore'),
     drained: go('upgrading-supervisor', 'ignore'),
   },
   // The new supervisor serves; a stop signal (systemd and Ctrl-C signal the whole group) is its.

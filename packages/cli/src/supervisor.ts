@@ -33,6 +33,7 @@ import { type InheritedFd, signalExitCode, type UpgradeOutcome } from '@grace-re
 import type { HandoverResult, SupervisorHandover, SupervisorHandoverOutcome } from './supervisor-handover.js';
 import { type SupervisorAction, type SupervisorEvent, type SupervisorStateName, supervisorTransition } from './supervisor-lifecycle.js';
 import type { SupervisorService } from './supervisor-service.js';
+import { BAD_RELEASE_CRASHES, Releases } from './releases.js';
 import type { WorkerCommand } from './worker-command.js';
 import { type WorkerRecord, type WorkerState, WorkerPool } from './workers.js';
 
@@ -60,6 +61,11 @@ export interface SupervisorOptions {
   listeners?: readonly InheritedFd[];
   /** Worker crashes within a minute that end the supervisor (a crash loop). Default {@link CRASH_LOOP_COUNT}. */
   maxCrashes?: number;
+  /**
+   * How long after a promotion a generation whose workers crash twice is rolled back to the
+   * previous release (ms; 0: never). Default {@link ROLLBACK_WINDOW_MS}.
+   */
+  rollbackWindow?: number;
   logger: Logger;
   /** What the supervisor tells systemd and the supervisor it replaces. */
   service: SupervisorService;
@@ -80,6 +86,8 @@ export interface SupervisorStatus {
   uptimeMs: number;
   workers: { pid: number; slot: number; generation: number; state: WorkerState; uptimeMs: number }[];
   lastUpgrade: UpgradeOutcome | undefined;
+  /** The directory the workers' release runs from (a `current` symlink resolved). */
+  release: string;
 }
 
 /**
@@ -106,6 +114,8 @@ interface EventDetail {
   error?: string;
   outcome?: UpgradeOutcome;
   handover?: HandoverResult;
+  /** The release directory a rollback goes back to. */
+  release?: string;
   exited?: { record: WorkerRecord; code: number | null; signal: string | null };
 }
 
@@ -116,6 +126,8 @@ function given<T>(value: T | undefined, what: string): T {
 }
 
 const CRASH_WINDOW_MS = 60_000;
+/** Default of `rollbackWindow`: a release that crash-loops within a minute of its promotion is rolled back. */
+export const ROLLBACK_WINDOW_MS = 60_000;
 /** This many crashes within CRASH_WINDOW_MS is a crash loop: the supervisor gives up. */
 export const CRASH_LOOP_COUNT = 5;
 const STABLE_AFTER_MS = 10_000;
@@ -130,11 +142,13 @@ export class Supervisor {
   #crashes: number[] = [];
   #consecutiveCrashes = 0;
   readonly #restartTimers = new Set<NodeJS.Timeout>();
+  readonly #releases: Releases;
   #watchTimer: NodeJS.Timeout | undefined;
 
   constructor(options: SupervisorOptions) {
     this.#o = options;
     this.#generation = options.generation ?? 1;
+    this.#releases = new Releases(options.startDir, this.#generation, options.rollbackWindow ?? ROLLBACK_WINDOW_MS, options.logger);
     this.#workers = new WorkerPool({
       ...options,
       listeners: options.listeners ?? [],
@@ -217,6 +231,7 @@ export class Supervisor {
         uptimeMs: now - w.startedAt,
       })),
       lastUpgrade: this.#lastUpgrade,
+      release: this.#releases.current,
     };
   }
 
@@ -303,6 +318,8 @@ export class Supervisor {
         log.info({ workerPid: record.pid, code, signal }, 'worker exited');
         return;
       }
+      case 'roll-back-release':
+        return this.#rollBackRelease(given(d.release, 'release'));
       case 'give-up':
         if (from.kind === 'upgrading' || from.kind === 'upgrading-supervisor') from.abort.abort();
         this.#life = { kind: 'stopping', failure: `stopped: ${given(d.error, 'error')}`, done: this.#drain('crash-loop', from) };
@@ -322,9 +339,20 @@ export class Supervisor {
     void done.then(() => this.#dispatch('drained'));
   }
 
-  #startRollingUpgrade(trigger: string): void {
+  /** A bad release: the previous one's workers replace its workers, slot by slot, as an upgrade does. */
+  #rollBackRelease(release: string): void {
+    const now = Date.now();
+    this.#o.logger.error(
+      { generation: this.#generation, badRelease: this.#releases.current, release },
+      `bad release: the workers of generation ${this.#generation} crashed ${BAD_RELEASE_CRASHES} times within ${Math.round(this.#releases.sincePromotion(now) / 1000)} s of its promotion; rolling back to the previous release ${release}`,
+    );
+    this.#startRollingUpgrade('rollback', release);
+  }
+
+  /** A rolling upgrade to what the start directory points to now, or (a rollback) to `release`. */
+  #startRollingUpgrade(trigger: string, release?: string): void {
     const abort = new AbortController();
-    const promise = this.#rollingUpgrade(trigger, abort.signal).then((outcome) => {
+    const promise = this.#rollingUpgrade(trigger, abort.signal, release).then((outcome) => {
       this.#dispatch('upgrade-done', { outcome });
       return outcome;
     });
@@ -423,10 +451,12 @@ export class Supervisor {
     for (const w of ready) w.worker.process.kill(signal);
   }
 
-  async #rollingUpgrade(trigger: string, signal: AbortSignal): Promise<UpgradeOutcome> {
+  async #rollingUpgrade(trigger: string, signal: AbortSignal, release?: string): Promise<UpgradeOutcome> {
     const log = this.#o.logger;
     const startedAt = Date.now();
     const generation = this.#generation + 1;
+    const target = release ?? this.#releases.resolveTarget();
+    if (release === undefined) this.#releases.checkUpgrade(target);
     const replaced: UpgradeOutcome['replaced'] = [];
     log.info({ trigger, generation }, 'upgrade started');
     this.#o.service.upgradeStarted(generation);
@@ -434,7 +464,7 @@ export class Supervisor {
       const slotStart = Date.now();
       let fresh: WorkerRecord;
       try {
-        fresh = await this.#workers.spawn(generation, slot, signal);
+        fresh = await this.#workers.spawn(generation, slot, signal, release);
       } catch (error) {
         const outcome = this.#failed(trigger, startedAt, replaced, (error as Error).message);
         log.error({ ...outcome }, `upgrade failed, old workers keep serving: ${outcome.error}`);
@@ -446,6 +476,7 @@ export class Supervisor {
       for (const w of old) this.#workers.retire(w, fresh);
     }
     this.#generation = generation;
+    this.#releases.promote(target, generation, release !== undefined);
     const outcome: UpgradeOutcome = { ok: true, trigger, generation, durationMs: Date.now() - startedAt, replaced };
     this.#lastUpgrade = outcome;
     log.info({ ...outcome }, 'upgrade done');
@@ -470,6 +501,12 @@ export class Supervisor {
     const now = Date.now();
     this.#crashes = [...this.#crashes.filter((t) => now - t < CRASH_WINDOW_MS), now];
     this.#consecutiveCrashes = now - record.startedAt >= STABLE_AFTER_MS ? 1 : this.#consecutiveCrashes + 1;
+    // A new release crashing soon after its promotion: the previous release's workers take over (if the state allows).
+    const previous = this.#releases.rollbackTarget(record.generation, this.#crashes, now);
+    if (previous !== undefined) {
+      log.error({ workerPid: record.pid, code, signal, slot: record.slot }, 'worker crashed');
+      if (this.#dispatch('bad-release', { release: previous }) !== 'ignore') return;
+    }
     if (this.#crashes.length >= (this.#o.maxCrashes ?? CRASH_LOOP_COUNT)) {
       const message = `crash loop: workers crashed ${this.#crashes.length} times within ${CRASH_WINDOW_MS / 1000} s (last: worker ${record.pid}, ${signal ?? `exit code ${code}`}); giving up`;
       log.error({ workerPid: record.pid, code, signal, slot: record.slot }, message);

@@ -3,7 +3,7 @@
  * cluster.fork needs, re-resolved at every fork so that a switched `current` symlink
  * brings the new release.
  */
-import { basename, resolve } from 'node:path';
+import { basename, isAbsolute, relative, resolve } from 'node:path';
 
 export interface WorkerCommand {
   execArgv: string[];
@@ -51,4 +51,16 @@ export function parseWorkerCommand(argv: readonly string[]): WorkerCommand {
 /** The script's absolute path, under the directory the supervisor was started from. */
 export function scriptPath(command: WorkerCommand, startDir: string): string {
   return resolve(startDir, command.script);
+}
+
+/**
+ * The script to run from `releaseDir` (a rollback's release) for a command given under
+ * `startDir`: a script inside the start directory is the same file of that release; one
+ * outside it (an absolute path elsewhere) stays as given.
+ */
+export function releaseScript(command: WorkerCommand, startDir: string, releaseDir: string): string {
+  const script = scriptPath(command, startDir);
+  if (releaseDir === startDir) return script;
+  const inside = relative(startDir, script);
+  return inside.startsWith('..') || isAbsolute(inside) ? script : resolve(releaseDir, inside);
 }

@@ -21,7 +21,7 @@ import {
   WORKER_MESSAGE_KEY,
   type WorkerMessage,
 } from '@grace-restart/core/internal';
-import { scriptPath, type WorkerCommand } from './worker-command.js';
+import { releaseScript, type WorkerCommand } from './worker-command.js';
 
 /**
  * Where one worker is in its life, the one field that says it:
@@ -97,12 +97,23 @@ export class WorkerPool {
    * Forks a worker and resolves once it reports ready; rejects (after stopping it) if it
    * exits, errors, is not ready in time, or `signal` aborts (a stop).
    */
-  spawn(generation: number, slot: number, signal?: AbortSignal): Promise<WorkerRecord> {
-    const { command, startDir } = this.#o;
+  /**
+   * Forks a worker of `generation` for `slot`, from the start directory (whatever release it
+   * points to now) or, for a rollback, from the release directory `release`.
+   */
+  spawn(generation: number, slot: number, signal?: AbortSignal, release?: string): Promise<WorkerRecord> {
+    const { command } = this.#o;
+    const startDir = release ?? this.#o.startDir;
     const inherited = this.#o.listeners;
     // The inherited sockets at the worker's fds 3, 4, … (in this order), the IPC channel after them.
     const stdio = inherited.length === 0 ? undefined : ['inherit', 'inherit', 'inherit', ...inherited.map((l) => l.fd), 'ipc'];
-    cluster.setupPrimary({ exec: scriptPath(command, startDir), args: command.args, execArgv: command.execArgv, cwd: startDir, stdio });
+    cluster.setupPrimary({
+      exec: releaseScript(command, this.#o.startDir, startDir),
+      args: command.args,
+      execArgv: command.execArgv,
+      cwd: startDir,
+      stdio,
+    });
     const activation = inherited.length === 0 ? {} : listenFdsEnv(inherited.map((l) => l.name));
     const worker = cluster.fork({
       ...activation,

@@ -27,6 +27,7 @@ const EVENTS = [
   'hup',
   'crash',
   'crash-loop',
+  'bad-release',
   'drained',
 ];
 /** States in which workers serve for this supervisor and upgrades may run. */
@@ -34,7 +35,7 @@ const SERVING = new Set(['running', 'upgrading', 'upgrading-supervisor']);
 /** Once here, told to stop or replaced: never serving again. */
 const ENDING = new Set(['handed-over', 'stopping', 'stopped']);
 /** Actions that start something new. */
-const STARTS = new Set(['rolling-upgrade', 'start-new-supervisor', 'restart-slot', 'serve', 'serve-on']);
+const STARTS = new Set(['rolling-upgrade', 'roll-back-release', 'start-new-supervisor', 'restart-slot', 'serve', 'serve-on']);
 
 test('the table names the states and events the README does, and every state answers every event', () => {
   assert.deepEqual(SUPERVISOR_STATES, STATES);
@@ -46,6 +47,14 @@ test('the table names the states and events the README does, and every state ans
       assert.ok(STATES.includes(to), `${state} + ${event} -> ${to}`);
       assert.equal(typeof action, 'string', `${state} + ${event}`);
     }
+  }
+});
+
+test('a bad release is rolled back only from running, into an upgrade: never while another upgrade runs', () => {
+  for (const from of STATES) {
+    const { to, action } = supervisorTransition(from, 'bad-release');
+    if (from === 'running') assert.deepEqual({ to, action }, { to: 'upgrading', action: 'roll-back-release' });
+    else assert.deepEqual({ to, action }, { to: from, action: 'ignore' }, from);
   }
 });
 
@@ -93,7 +102,8 @@ test('at most one upgrade of either kind runs: each starts only from running, an
   for (const from of STATES) {
     for (const event of EVENTS) {
       const { action } = supervisorTransition(from, event);
-      if (action === 'rolling-upgrade' || action === 'start-new-supervisor') assert.equal(from, 'running', `${from} + ${event}`);
+      if (['rolling-upgrade', 'roll-back-release', 'start-new-supervisor'].includes(action))
+        assert.equal(from, 'running', `${from} + ${event}`);
     }
   }
   assert.equal(supervisorTransition('upgrading', 'upgrade').action, 'join-upgrade');
@@ -145,7 +155,7 @@ test('random walks through the table keep the rules (SEED=n replays one)', () =>
       if (stopSignals > 0) assert.ok(!SERVING.has(to), `told to stop, serving again: ${where}`);
       if (state === 'stopped') assert.equal(to, 'stopped', where);
       if (SERVING.has(to) && !SERVING.has(state)) assert.ok(['serve'].includes(action), where);
-      if (to === 'upgrading' && state !== 'upgrading') assert.equal(action, 'rolling-upgrade', where);
+      if (to === 'upgrading' && state !== 'upgrading') assert.ok(['rolling-upgrade', 'roll-back-release'].includes(action), where);
       if (to === 'upgrading-supervisor' && state !== 'upgrading-supervisor') assert.equal(action, 'start-new-supervisor', where);
       state = to;
     }

@@ -37,8 +37,13 @@ function describeStatus(s: SupervisorStatus | SelfStatus): string {
     (w) =>
       `  ${String(w.pid).padEnd(8)} ${String(w.slot).padEnd(5)} ${String(w.generation).padEnd(11)} ${w.state.padEnd(9)} ${Math.round(w.uptimeMs / 1000)}s`,
   );
+  const rollback =
+    s.lastUpgrade?.trigger === 'rollback' && s.lastUpgrade.ok
+      ? [`  rolled back from a bad release: generation ${s.lastUpgrade.generation} runs the previous release`]
+      : [];
   return [
-    `supervisor ${s.pid}: ${s.state}, generation ${s.generation}, up ${Math.round(s.uptimeMs / 1000)}s`,
+    `supervisor ${s.pid}: ${s.state}, generation ${s.generation}, up ${Math.round(s.uptimeMs / 1000)}s, release ${s.release}`,
+    ...rollback,
     `  ${'PID'.padEnd(8)} ${'SLOT'.padEnd(5)} ${'GENERATION'.padEnd(11)} ${'STATE'.padEnd(9)} UPTIME`,
     ...rows,
   ].join('\n');

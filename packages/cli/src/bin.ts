@@ -5,6 +5,7 @@
  *   grace-restart upgrade [--pid-file F | --pid N]       trigger an upgrade, print the outcome
  *   grace-restart status  [--pid-file F | --pid N]       generation, workers, uptime
  */
+import { canReadRss, parseSize } from './memory-limit.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { createJsonLogger, type Logger } from '@grace-restart/core';
@@ -46,6 +47,7 @@ const USAGE = `Usage:
       --rollback-window MS  workers of a new release that crash twice within this of its
                             promotion are replaced by the previous release's (0: never;
                             default ${FLAG_DEFAULTS.rollbackWindow})
+      --max-memory SIZE     replace a worker whose RSS stays above SIZE (512M, 1G)
       --control-dir DIR     private directory of the control socket
       --log-level LEVEL     debug, info (default), warn, error, silent
   grace-restart upgrade [--pid-file PATH | --pid N] [--timeout MS] [--json] [--control-dir DIR] [--supervisor]
@@ -97,7 +99,18 @@ interface RunFlags {
     | 'watchInterval'
     | 'maxCrashes'
     | 'rollbackWindow'
+    | 'maxMemory'
   >;
+}
+
+/** `--max-memory SIZE` in bytes; refused where the workers' RSS cannot be read. */
+function maxMemoryFlag(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const bytes = parseSize(value);
+  if (bytes === undefined) throw usageError(`--max-memory must be a size such as 512M or 1G, got "${value}"`);
+  if (bytes < 16 * 1024 ** 2) throw usageError(`--max-memory ${value} is below 16M: no Node worker fits in it`);
+  if (!canReadRss()) throw usageError('--max-memory needs /proc/<pid>/status to read worker memory (Linux)');
+  return bytes;
 }
 
 function readRunFlags(argv: string[]): RunFlags {
@@ -115,6 +128,7 @@ function readRunFlags(argv: string[]): RunFlags {
       'watch-interval': { type: 'string' },
       'max-crashes': { type: 'string' },
       'rollback-window': { type: 'string' },
+      'max-memory': { type: 'string' },
       'control-dir': { type: 'string' },
       'log-level': { type: 'string' },
     },
@@ -146,6 +160,7 @@ function readRunFlags(argv: string[]): RunFlags {
     watchInterval: integer(values['watch-interval'], '--watch-interval', FLAG_DEFAULTS.watchInterval),
     maxCrashes,
     rollbackWindow: integer(values['rollback-window'], '--rollback-window', FLAG_DEFAULTS.rollbackWindow),
+    maxMemory: maxMemoryFlag(values['max-memory']),
   };
   return { logger, command, startDir, pidFile: values['pid-file'], controlDir: values['control-dir'], settings };
 }

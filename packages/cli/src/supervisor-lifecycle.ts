@@ -58,6 +58,8 @@ export type SupervisorEvent =
    * `--rollback-window` of its promotion) and the release before it is still on disk.
    */
   | 'bad-release'
+  /** A ready worker's RSS stayed above `--max-memory`. */
+  | 'over-memory'
   /** Every worker is gone after a stop or a handover. */
   | 'drained';
 
@@ -105,6 +107,8 @@ export type SupervisorAction =
   | 'give-up'
   /** Say so loudly, then a rolling upgrade to the previous release. */
   | 'roll-back-release'
+  /** Start a new worker for the slot, then retire the one over the limit (its connections move). */
+  | 'replace-worker'
   /** Exit with the code the stop decided (0, or 1 after a failure). */
   | 'exit'
   | 'ignore';
@@ -135,6 +139,7 @@ function notServing(state: SupervisorStateName, stop: SupervisorTransition): Row
     crash: go(state, 'note-exit'),
     'crash-loop': go(state, 'ignore'),
     'bad-release': go(state, 'ignore'),
+    'over-memory': go(state, 'ignore'),
     drained: go('stopped', 'exit'),
   };
 }
@@ -160,6 +165,7 @@ export const SUPERVISOR_LIFECYCLE: Readonly<Record<SupervisorStateName, Row>> = 
     crash: go('starting', 'note-exit'),
     'crash-loop': go('starting', 'ignore'),
     'bad-release': go('starting', 'ignore'),
+    'over-memory': go('starting', 'ignore'),
     drained: go('starting', 'ignore'),
   },
   running: {
@@ -176,6 +182,7 @@ export const SUPERVISOR_LIFECYCLE: Readonly<Record<SupervisorStateName, Row>> = 
     crash: go('running', 'restart-slot'),
     'crash-loop': go('stopping', 'give-up'),
     'bad-release': go('upgrading', 'roll-back-release'),
+    'over-memory': go('running', 'replace-worker'),
     drained: go('running', 'ignore'),
   },
   upgrading: {
@@ -194,6 +201,8 @@ export const SUPERVISOR_LIFECYCLE: Readonly<Record<SupervisorStateName, Row>> = 
     'crash-loop': go('stopping', 'give-up'),
     // An upgrade (or a rollback) is replacing the workers already: its own failure says enough.
     'bad-release': go('upgrading', 'ignore'),
+    // The upgrade replaces every worker anyway.
+    'over-memory': go('upgrading', 'ignore'),
     drained: go('upgrading', 'ignore'),
   },
   'upgrading-supervisor': {
@@ -211,6 +220,7 @@ export const SUPERVISOR_LIFECYCLE: Readonly<Record<SupervisorStateName, Row>> = 
     crash: go('upgrading-supervisor', 'restart-slot'),
     'crash-loop': go('stopping', 'give-up'),
     'bad-release': go('upgrading-supervisor', 'ignore'),
+    'over-memory': go('upgrading-supervisor', 'ignore'),
     drained: go('upgrading-supervisor', 'ignore'),
   },
   // The new supervisor serves; a stop signal (systemd and Ctrl-C signal the whole group) is its.

@@ -33,6 +33,7 @@ import { type InheritedFd, signalExitCode, type UpgradeOutcome } from '@grace-re
 import type { HandoverResult, SupervisorHandover, SupervisorHandoverOutcome } from './supervisor-handover.js';
 import { type SupervisorAction, type SupervisorEvent, type SupervisorStateName, supervisorTransition } from './supervisor-lifecycle.js';
 import type { SupervisorService } from './supervisor-service.js';
+import { MemoryWatch } from './memory-limit.js';
 import { BAD_RELEASE_CRASHES, Releases } from './releases.js';
 import type { WorkerCommand } from './worker-command.js';
 import { type WorkerRecord, type WorkerState, WorkerPool } from './workers.js';
@@ -66,6 +67,8 @@ export interface SupervisorOptions {
    * previous release (ms; 0: never). Default {@link ROLLBACK_WINDOW_MS}.
    */
   rollbackWindow?: number;
+  /** A ready worker whose RSS stays above this many bytes is replaced (`--max-memory`); undefined: no limit. */
+  maxMemory?: number | undefined;
   logger: Logger;
   /** What the supervisor tells systemd and the supervisor it replaces. */
   service: SupervisorService;
@@ -116,6 +119,8 @@ interface EventDetail {
   handover?: HandoverResult;
   /** The release directory a rollback goes back to. */
   release?: string;
+  /** A worker over `--max-memory`, and its RSS in bytes. */
+  overMemory?: { record: WorkerRecord; rss: number };
   exited?: { record: WorkerRecord; code: number | null; signal: string | null };
 }
 
@@ -144,6 +149,7 @@ export class Supervisor {
   readonly #restartTimers = new Set<NodeJS.Timeout>();
   readonly #releases: Releases;
   #watchTimer: NodeJS.Timeout | undefined;
+  #memoryWatch: MemoryWatch<WorkerRecord> | undefined;
 
   constructor(options: SupervisorOptions) {
     this.#o = options;
@@ -263,6 +269,7 @@ export class Supervisor {
       case 'serve':
         this.#life = { kind: 'running' };
         this.#watch();
+        this.#watchMemory();
         log.info({ workerPids: this.#workers.pids(), generation: this.#generation }, 'supervisor ready');
         this.#o.service.ready(this.#serving());
         return;
@@ -317,6 +324,10 @@ export class Supervisor {
         const { record, code, signal } = given(d.exited, 'exited worker');
         log.info({ workerPid: record.pid, code, signal }, 'worker exited');
         return;
+      }
+      case 'replace-worker': {
+        const { record, rss } = given(d.overMemory, 'worker over the memory limit');
+        return this.#replaceWorker(record, rss);
       }
       case 'roll-back-release':
         return this.#rollBackRelease(given(d.release, 'release'));
@@ -429,6 +440,7 @@ export class Supervisor {
   async #drain(signal: string, from: SupervisorLife): Promise<void> {
     const log = this.#o.logger;
     clearInterval(this.#watchTimer);
+    this.#memoryWatch?.stop();
     for (const timer of this.#restartTimers) clearTimeout(timer);
     this.#restartTimers.clear();
     // Nothing to move to: the replacements stop too, every worker drains what it holds.
@@ -541,6 +553,37 @@ export class Supervisor {
   #keepOnePerSlot(fresh: WorkerRecord): void {
     const newer = this.#workers.inSlot(fresh.slot).some((w) => w !== fresh && w.generation > fresh.generation);
     if (newer) this.#workers.retire(fresh);
+  }
+
+  /** `--max-memory`: samples the ready workers' RSS while running (an upgrade replaces them anyway). */
+  #watchMemory(): void {
+    const limit = this.#o.maxMemory;
+    if (limit === undefined) return;
+    this.#memoryWatch = new MemoryWatch(
+      limit,
+      () => (this.#life.kind === 'running' ? this.#workers.ready() : []),
+      (record, rss) => this.#dispatch('over-memory', { overMemory: { record, rss } }),
+    );
+  }
+
+  /** A worker over `--max-memory`: a new one for its slot first, then the old one retires (its connections move). */
+  #replaceWorker(record: WorkerRecord, rss: number): void {
+    const log = this.#o.logger;
+    const mib = (bytes: number): number => Math.round(bytes / 1024 ** 2);
+    log.warn(
+      { workerPid: record.pid, slot: record.slot, rssMiB: mib(rss), maxMemoryMiB: mib(this.#o.maxMemory ?? 0) },
+      `worker ${record.pid} uses ${mib(rss)} MiB, above --max-memory: replacing it`,
+    );
+    this.#workers.spawn(this.#generation, record.slot).then(
+      (fresh) => {
+        // Stopping meanwhile: the new worker goes too. An upgrade meanwhile replaces the slot's workers itself.
+        if (!this.#keepsSlots()) return this.#workers.retire(fresh);
+        log.info({ workerPid: fresh.pid, replaced: record.pid, slot: record.slot }, 'worker replaced after --max-memory');
+        if (this.#workers.inSlot(record.slot).includes(record)) this.#workers.retire(record, fresh);
+      },
+      (error: unknown) =>
+        log.error({ slot: record.slot, workerPid: record.pid }, `could not replace the worker: ${(error as Error).message}`),
+    );
   }
 
   #watch(): void {

@@ -28,6 +28,7 @@ const EVENTS = [
   'crash',
   'crash-loop',
   'bad-release',
+  'over-memory',
   'drained',
 ];
 /** States in which workers serve for this supervisor and upgrades may run. */
@@ -35,7 +36,15 @@ const SERVING = new Set(['running', 'upgrading', 'upgrading-supervisor']);
 /** Once here, told to stop or replaced: never serving again. */
 const ENDING = new Set(['handed-over', 'stopping', 'stopped']);
 /** Actions that start something new. */
-const STARTS = new Set(['rolling-upgrade', 'roll-back-release', 'start-new-supervisor', 'restart-slot', 'serve', 'serve-on']);
+const STARTS = new Set([
+  'rolling-upgrade',
+  'roll-back-release',
+  'replace-worker',
+  'start-new-supervisor',
+  'restart-slot',
+  'serve',
+  'serve-on',
+]);
 
 test('the table names the states and events the README does, and every state answers every event', () => {
   assert.deepEqual(SUPERVISOR_STATES, STATES);
@@ -54,6 +63,14 @@ test('a bad release is rolled back only from running, into an upgrade: never whi
   for (const from of STATES) {
     const { to, action } = supervisorTransition(from, 'bad-release');
     if (from === 'running') assert.deepEqual({ to, action }, { to: 'upgrading', action: 'roll-back-release' });
+    else assert.deepEqual({ to, action }, { to: from, action: 'ignore' }, from);
+  }
+});
+
+test('a worker over --max-memory is replaced only while running: an upgrade replaces it anyway', () => {
+  for (const from of STATES) {
+    const { to, action } = supervisorTransition(from, 'over-memory');
+    if (from === 'running') assert.deepEqual({ to, action }, { to: 'running', action: 'replace-worker' });
     else assert.deepEqual({ to, action }, { to: from, action: 'ignore' }, from);
   }
 });

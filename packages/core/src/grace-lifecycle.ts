@@ -106,6 +106,8 @@ export class Lifecycle {
         return this.#joinUpgrade(from);
       case 'refuse-upgrade':
         return Promise.reject(upgradeRefusal(from.name));
+      case 'pass-upgrade-on':
+        return this.#passUpgradeOn(from, event);
       case 'drain-for-stop':
       case 'abort-upgrade-and-drain':
         return this.#drainForStop(from, event);
@@ -226,6 +228,26 @@ export class Lifecycle {
     const promise = Promise.resolve().then(() => this.#runUpgrade(trigger, abort.signal));
     this.#life = { name: 'upgrading', attempt: { promise, abort } };
     return promise;
+  }
+
+  /**
+   * An upgrade signal while handing over: the successor serves, so the signal is its. Sent on
+   * (the returned rejection, marked PASSED_ON, is not logged again); other triggers are refused.
+   */
+  #passUpgradeOn(from: Life, event: LifeEvent): Promise<Upgraded> {
+    const pid = from.name === 'handed-off' ? from.handover.successor.pid : undefined;
+    const signal = event.type === 'upgrade' ? event.trigger : '';
+    if (pid === undefined || signal !== this.#c.options.upgradeSignal) return Promise.reject(upgradeRefusal(from.name));
+    try {
+      this.#c.environment.kill(pid, signal);
+    } catch (error) {
+      return Promise.reject(
+        new GraceError('GRACE_ERR_CLOSING', `grace-restart: cannot pass ${signal} on to the successor ${pid}: ${String(error)}`),
+      );
+    }
+    const message = `${signal} while handing over: passed on to the successor ${pid}, which serves`;
+    this.#c.options.logger.info({ successorPid: pid, signal }, message);
+    return Promise.reject(new GraceError('GRACE_ERR_CLOSING', `grace-restart: ${message}`, { cause: PASSED_ON }));
   }
 
   #joinUpgrade(from: Life): Promise<Upgraded> {
@@ -493,6 +515,9 @@ export class Lifecycle {
     if (this.#c.options.exit && !(life.name === 'stopping' && !life.exit)) void this.#shutdown.exit(1);
   }
 }
+
+/** Marks the rejection of an upgrade signal passed on to the successor: logged where it was passed on. */
+export const PASSED_ON = Symbol('passed on to the successor');
 
 /** Why an upgrade is refused in `state`. */
 function upgradeRefusal(state: Life['name']): GraceError {

@@ -16,7 +16,7 @@ import { processEnvironment, type GraceEnvironment } from './grace-environment.j
 import type { GraceEvents, GraceState, UpgradeResult } from './grace-events.js';
 import { AutoReady, type ReadyWhen, type Upgraded } from './grace-life.js';
 import { Hooks, type Hook } from './hooks.js';
-import { Lifecycle } from './grace-lifecycle.js';
+import { Lifecycle, PASSED_ON } from './grace-lifecycle.js';
 import { parseListenArgs } from './listen-args.js';
 import { appHeardListenError, ListenerSet } from './listeners.js';
 import { Miswiring } from './miswiring.js';
@@ -274,6 +274,7 @@ export class Grace extends EventEmitter<GraceEvents> {
   #upgradeFromTrigger(trigger: string): void {
     // Outcomes are logged and emitted by #runUpgrade; a signal has nobody to reject to.
     this.#lifecycle.upgrade(trigger).catch((error: unknown) => {
+      if (error instanceof GraceError && error.cause === PASSED_ON) return;
       if (!(error instanceof UpgradeError))
         this.#miswiring.refused(trigger, (error as Error).message, this.#lifecycle.life.name === 'starting');
     });

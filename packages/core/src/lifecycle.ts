@@ -76,6 +76,7 @@ export type LifecycleAction =
   | 'spawn-successor'
   | 'join-upgrade'
   | 'refuse-upgrade'
+  | 'pass-upgrade-on'
   | 'drain-for-stop'
   | 'abort-upgrade-and-drain'
   | 'forget-handoff-and-stop'
@@ -144,7 +145,9 @@ export const LIFECYCLE: Readonly<Record<LifecycleState, Row>> = {
     'successor-stopped': { to: 'ready', action: 'roll-back' },
   },
   'handed-off': {
-    upgrade: stay('handed-off', 'refuse-upgrade'),
+    // The successor serves: an upgrade signal (systemd's `kill -USR2 $MAINPID` while this
+    // process is still the main one, through the probation) goes on to it; an API call is refused.
+    upgrade: stay('handed-off', 'pass-upgrade-on'),
     stop: { to: 'stopping', action: 'forget-handoff-and-stop' },
     'stop-again': stay('handed-off', 'exit-now'),
     reload: stay('handed-off', 'ignore'),

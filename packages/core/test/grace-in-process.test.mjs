@@ -25,6 +25,7 @@ function fakeSuccessor(pid) {
 function fakeEnvironment() {
   const attempts = [];
   const exits = [];
+  const kills = [];
   const environment = {
     inherited: inheritedNothing,
     signals: new EventEmitter(),
@@ -33,10 +34,10 @@ function fakeEnvironment() {
       new Promise((resolve, reject) => {
         attempts.push({ options, resolve, reject });
       }),
-    kill: () => undefined,
+    kill: (pid, signal) => kills.push([pid, signal]),
     exit: (code) => exits.push(code),
   };
-  return { environment, attempts, exits, signal: (name) => environment.signals.emit(name, name) };
+  return { environment, attempts, exits, kills, signal: (name) => environment.signals.emit(name, name) };
 }
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
@@ -166,6 +167,20 @@ test('an upgrade before the ready report is refused with GRACE_ERR_NOT_READY', a
   const grace = new Grace({ controlDir: false, logger: quiet, autoReady: false }, fake.environment);
   await assert.rejects(grace.upgrade(), { code: 'GRACE_ERR_NOT_READY' });
   await grace.close();
+});
+
+test('an upgrade signal during the probation is passed on to the successor, which serves; an API upgrade is refused', async (t) => {
+  const { grace, fake } = await serving(t, { probation: 60_000 });
+  const upgrade = grace.upgrade();
+  await waitFor(() => fake.attempts.length === 1, { what: 'the spawn' });
+  fake.attempts[0].resolve(fakeSuccessor(999_003));
+  await upgrade;
+  fake.signal('SIGUSR2');
+  assert.deepEqual(fake.kills, [[999_003, 'SIGUSR2']]);
+  assert.equal(fake.attempts.length, 1, 'no second successor of its own');
+  await assert.rejects(grace.upgrade(), { code: 'GRACE_ERR_CLOSING', message: /handing over to its successor/ });
+  assert.equal(fake.kills.length, 1);
+  await closeIfOpen(grace);
 });
 
 /** A Grace whose server answers `status` on /healthz, with `healthCheck` among the options. */

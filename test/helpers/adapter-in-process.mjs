@@ -69,3 +69,34 @@ export async function assertDrainOverKeepAlive(t, { server, grace, gate }) {
   assert.equal(grace.state, 'closed');
   assert.equal(server.listening, false);
 }
+
+/**
+ * `healthCheck: '/healthz'` through an adapter: `start(status)` builds the app whose /healthz
+ * answers `status` and returns its Grace once the app listens. A 2xx makes it ready; a 503 stops
+ * it (in process: no exit) with the answer in an error line, and the app never reports ready.
+ */
+export async function assertHealthCheckThroughAdapter(start) {
+  for (const [status, expected] of [
+    [503, 'closed'],
+    [200, 'ready'],
+  ]) {
+    const errors = [];
+    const logger = { debug() {}, info() {}, warn() {}, error: (_fields, message) => errors.push(message) };
+    const grace = await start(status, { ...IN_PROCESS, controlDir: false, healthCheck: '/healthz', logger });
+    let readyEvents = 0;
+    grace.on('ready', () => readyEvents++);
+    await waitForState(grace, expected);
+    if (expected === 'closed') {
+      assert.equal(readyEvents, 0);
+      assert.match(errors.join('\n'), /health check failed, stopping with exit code 1: GET \/healthz answered 503/);
+    } else await grace.close();
+  }
+}
+
+async function waitForState(grace, state, timeout = 5_000) {
+  const deadline = Date.now() + timeout;
+  while (grace.state !== state) {
+    if (Date.now() > deadline) throw new Error(`state ${grace.state}, expected ${state} within ${timeout} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

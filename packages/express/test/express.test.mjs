@@ -7,7 +7,14 @@ import express5 from 'express';
 import express4 from 'express4';
 import request from 'supertest';
 import { graceRestart } from '@grace-restart/express';
-import { IN_PROCESS, assertDrainOverKeepAlive, closeServer, gated, whenReady } from '../../../test/helpers/adapter-in-process.mjs';
+import {
+  IN_PROCESS,
+  assertDrainOverKeepAlive,
+  assertHealthCheckThroughAdapter,
+  closeServer,
+  gated,
+  whenReady,
+} from '../../../test/helpers/adapter-in-process.mjs';
 
 /** An app with graceRestart mounted and routes that report what a handler sees. */
 function createApp(t, express, options = {}) {
@@ -134,4 +141,16 @@ test('requests do not pass through the mounted sub-app: its router layer is take
   app.get('/', (req, res) => res.json({ generation: req.graceRestart.generation }));
   const res = await request(app).get('/');
   assert.equal(res.body.generation, 1, 'the handle is still on every request');
+});
+
+test('healthCheck as a path is requested through the Express app before the ready report', async (t) => {
+  await assertHealthCheckThroughAdapter(async (status, options) => {
+    const restart = graceRestart(options);
+    const app = express5();
+    app.use(restart);
+    app.get('/healthz', (_req, res) => res.status(status).send('x'));
+    const server = app.listen(0, '127.0.0.1');
+    t.after(() => closeServer(server));
+    return restart.grace;
+  });
 });

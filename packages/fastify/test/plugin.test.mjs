@@ -9,6 +9,7 @@ import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import Fastify from 'fastify';
 import graceRestart from '@grace-restart/fastify';
+import { assertHealthCheckThroughAdapter } from '../../../test/helpers/adapter-in-process.mjs';
 import { request } from '../../../test/helpers/load.mjs';
 import { waitFor } from '../../../test/helpers/process.mjs';
 import { resolveLocalhostTo } from './fixtures/localhost.mjs';
@@ -207,4 +208,15 @@ test('an http2 instance gets GOAWAY and its open stream completes', async (t) =>
   assert.equal(result.forced, 0);
   await closing;
   assert.deepEqual(order, ['slow-start', 'slow-done', 'onClose']);
+});
+
+test('healthCheck as a path is requested through Fastify before the ready report', async (t) => {
+  await assertHealthCheckThroughAdapter(async (status, options) => {
+    const app = Fastify();
+    await app.register(graceRestart, options);
+    app.get('/healthz', async (_req, reply) => reply.code(status).send('x'));
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    t.after(() => app.close().catch(() => undefined));
+    return app.graceRestart.grace;
+  });
 });

@@ -7,7 +7,14 @@ import Koa3 from 'koa';
 import Koa2 from 'koa2';
 import request from 'supertest';
 import { graceRestart } from '@grace-restart/koa';
-import { IN_PROCESS, assertDrainOverKeepAlive, closeServer, gated, whenReady } from '../../../test/helpers/adapter-in-process.mjs';
+import {
+  IN_PROCESS,
+  assertDrainOverKeepAlive,
+  assertHealthCheckThroughAdapter,
+  closeServer,
+  gated,
+  whenReady,
+} from '../../../test/helpers/adapter-in-process.mjs';
 
 /** An app wrapped by graceRestart, with routes that report what a middleware sees. */
 function createApp(t, Koa, options = {}) {
@@ -110,3 +117,17 @@ for (const [major, Koa] of [
   [2, Koa2],
 ])
   describe(`Koa ${major}`, () => behaviours(Koa));
+
+test('healthCheck as a path is requested through the Koa app before the ready report', async (t) => {
+  await assertHealthCheckThroughAdapter(async (status, options) => {
+    const app = new Koa3();
+    const grace = graceRestart(app, options);
+    app.use((ctx) => {
+      ctx.status = ctx.path === '/healthz' ? status : 200;
+      ctx.body = 'x';
+    });
+    const server = app.listen(0, '127.0.0.1');
+    t.after(() => closeServer(server));
+    return grace;
+  });
+});

@@ -213,7 +213,7 @@ test('healthCheck failing (500, a throwing function, a timeout): never ready, st
   ];
   for (const [options, status] of cases) {
     const errors = [];
-    const logger = { ...quiet, error: (fields, message) => errors.push(message) };
+    const logger = { ...quiet, error: (_fields, message) => errors.push(message) };
     const { grace, fake } = await checked(t, status, { ...options, logger });
     let readyEvents = 0;
     grace.on('ready', () => readyEvents++);

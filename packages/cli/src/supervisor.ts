@@ -515,9 +515,10 @@ export class Supervisor {
     this.#consecutiveCrashes = now - record.startedAt >= STABLE_AFTER_MS ? 1 : this.#consecutiveCrashes + 1;
     // A new release crashing soon after its promotion: the previous release's workers take over (if the state allows).
     const previous = this.#releases.rollbackTarget(record.generation, this.#crashes, now);
-    if (previous !== undefined) {
+    if (previous !== undefined && supervisorTransition(this.#life.kind, 'bad-release').action !== 'ignore') {
       log.error({ workerPid: record.pid, code, signal, slot: record.slot }, 'worker crashed');
-      if (this.#dispatch('bad-release', { release: previous }) !== 'ignore') return;
+      this.#dispatch('bad-release', { release: previous });
+      return;
     }
     if (this.#crashes.length >= (this.#o.maxCrashes ?? CRASH_LOOP_COUNT)) {
       const message = `crash loop: workers crashed ${this.#crashes.length} times within ${CRASH_WINDOW_MS / 1000} s (last: worker ${record.pid}, ${signal ?? `exit code ${code}`}); giving up`;

@@ -29,6 +29,7 @@ export class Releases {
   readonly #windowMs: number;
   readonly #logger: Logger;
   #promoted: Promoted;
+  #rollbacks = 0;
 
   /** @param windowMs How long after a promotion a crash loop rolls back (0: never). */
   constructor(startDir: string, generation: number, windowMs: number, logger: Logger) {
@@ -61,8 +62,14 @@ export class Releases {
     );
   }
 
+  /** Rollbacks to a previous release since this supervisor started. */
+  get rollbacks(): number {
+    return this.#rollbacks;
+  }
+
   /** The workers of `generation`, started from `dir`, replaced every slot. */
   promote(dir: string, generation: number, rollback: boolean): void {
+    if (rollback) this.#rollbacks += 1;
     const previous = rollback || dir === this.#promoted.dir ? undefined : this.#promoted.dir;
     this.#promoted = { dir, generation, at: Date.now(), previous };
   }

@@ -91,6 +91,8 @@ export interface SupervisorStatus {
   lastUpgrade: UpgradeOutcome | undefined;
   /** The directory the workers' release runs from (a `current` symlink resolved). */
   release: string;
+  /** Bad releases rolled back to the previous one since this supervisor started. */
+  rollbacks: number;
 }
 
 /**
@@ -238,6 +240,7 @@ export class Supervisor {
       })),
       lastUpgrade: this.#lastUpgrade,
       release: this.#releases.current,
+      rollbacks: this.#releases.rollbacks,
     };
   }
 

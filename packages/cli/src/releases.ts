@@ -81,7 +81,8 @@ export class Releases {
    */
   rollbackTarget(generation: number, crashTimes: readonly number[], now: number): string | undefined {
     const { previous, at } = this.#promoted;
-    if (previous === undefined || generation !== this.#promoted.generation || now - at > this.#windowMs) return undefined;
+    if (this.#windowMs === 0 || previous === undefined || generation !== this.#promoted.generation || now - at > this.#windowMs)
+      return undefined;
     return crashTimes.filter((t) => t >= at).length >= BAD_RELEASE_CRASHES ? previous : undefined;
   }
 

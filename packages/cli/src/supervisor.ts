@@ -29,14 +29,14 @@
  */
 import { realpathSync } from 'node:fs';
 import { type Logger, removePidFile, writePidFile } from '@grace-restart/core';
-import { type InheritedFd, signalExitCode, type UpgradeOutcome } from '@grace-restart/core/internal';
+import { type AnswerCounts, type InheritedFd, signalExitCode, type UpgradeOutcome } from '@grace-restart/core/internal';
 import type { HandoverResult, SupervisorHandover, SupervisorHandoverOutcome } from './supervisor-handover.js';
 import { type SupervisorAction, type SupervisorEvent, type SupervisorStateName, supervisorTransition } from './supervisor-lifecycle.js';
 import type { SupervisorService } from './supervisor-service.js';
 import { MemoryWatch } from './memory-limit.js';
 import { BAD_RELEASE_CRASHES, Releases } from './releases.js';
 import type { WorkerCommand } from './worker-command.js';
-import { type WorkerRecord, type WorkerState, WorkerPool } from './workers.js';
+import { type GenerationAnswers, type WorkerRecord, type WorkerState, WorkerPool } from './workers.js';
 
 export type { WorkerState };
 
@@ -87,7 +87,9 @@ export interface SupervisorStatus {
   state: SupervisorStateName;
   generation: number;
   uptimeMs: number;
-  workers: { pid: number; slot: number; generation: number; state: WorkerState; uptimeMs: number }[];
+  workers: { pid: number; slot: number; generation: number; state: WorkerState; uptimeMs: number; answers: AnswerCounts | undefined }[];
+  /** Answers per generation since this supervisor started (each worker reports every second). */
+  generations: GenerationAnswers[];
   lastUpgrade: UpgradeOutcome | undefined;
   /** The directory the workers' release runs from (a `current` symlink resolved). */
   release: string;
@@ -237,7 +239,9 @@ export class Supervisor {
         generation: w.generation,
         state: w.state,
         uptimeMs: now - w.startedAt,
+        answers: w.answers,
       })),
+      generations: this.#workers.answersByGeneration(),
       lastUpgrade: this.#lastUpgrade,
       release: this.#releases.current,
       rollbacks: this.#releases.rollbacks,

@@ -8,6 +8,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from '@grace-restart/core';
 import {
+  type AnswerCounts,
   awaitReady,
   type ConnectionRelay,
   ENV,
@@ -46,6 +47,13 @@ export interface WorkerRecord {
    * it runs with `moveConnections` (it then also understands `retire`); else undefined.
    */
   adopts: string[] | undefined;
+  /** How the worker answered, as it last reported (every second while it changes). */
+  answers: AnswerCounts | undefined;
+}
+
+/** A generation's answers: its workers' reports, those of the workers gone included. */
+export interface GenerationAnswers extends AnswerCounts {
+  generation: number;
 }
 
 /** A worker's ready report. */
@@ -71,6 +79,8 @@ export class WorkerPool {
   readonly #records = new Set<WorkerRecord>();
   /** Connections being relayed from retiring workers to their replacements. */
   readonly #relays = new Set<ConnectionRelay>();
+  /** The last answers of the workers that exited, summed per generation. */
+  readonly #answersOfGone = new Map<number, AnswerCounts>();
 
   constructor(options: WorkerPoolOptions) {
     this.#o = options;
@@ -129,6 +139,7 @@ export class WorkerPool {
       state: 'starting',
       startedAt: Date.now(),
       adopts: undefined,
+      answers: undefined,
     };
     this.#records.add(record);
     worker.on('message', (message: unknown) => this.#onMessage(record, message));
@@ -166,10 +177,35 @@ export class WorkerPool {
     this.#o.logger.debug({ workerPid: record.pid, ...body }, `worker ${body.type}`);
     // A drain this supervisor asked for is a retirement already; one it did not is someone else's signal.
     if (body.type === 'drain-start' && record.state !== 'retiring') record.state = 'draining';
+    if (body.type === 'answers') record.answers = readAnswers(body);
+  }
+
+  /** Answers per generation, oldest first: the live workers' last reports plus the sums of those gone. */
+  answersByGeneration(): GenerationAnswers[] {
+    const sums = new Map<number, AnswerCounts>();
+    const add = (generation: number, counts: AnswerCounts, live: boolean): void => {
+      const sum = sums.get(generation) ?? { requests: 0, errors5xx: 0, unanswered: 0 };
+      sum.requests += counts.requests;
+      sum.errors5xx += counts.errors5xx;
+      // A gone worker's unanswered requests were lost with it, or answered after its last report.
+      if (live) sum.unanswered += counts.unanswered;
+      sums.set(generation, sum);
+    };
+    for (const [generation, counts] of this.#answersOfGone) add(generation, counts, false);
+    for (const record of this.#records) if (record.answers !== undefined) add(record.generation, record.answers, true);
+    return [...sums].sort(([a], [b]) => a - b).map(([generation, counts]) => ({ generation, ...counts }));
   }
 
   #onExit(record: WorkerRecord, code: number | null, signal: string | null): void {
     this.#records.delete(record);
+    if (record.answers !== undefined) {
+      const gone = this.#answersOfGone.get(record.generation) ?? { requests: 0, errors5xx: 0, unanswered: 0 };
+      this.#answersOfGone.set(record.generation, {
+        requests: gone.requests + record.answers.requests,
+        errors5xx: gone.errors5xx + record.answers.errors5xx,
+        unanswered: 0,
+      });
+    }
     // A worker that dies while starting is spawn's failure: an upgrade rolls back, a restart retries.
     if (record.state === 'retiring' || record.state === 'starting') {
       this.#o.logger.info({ workerPid: record.pid, code, signal }, 'worker exited');
@@ -257,4 +293,10 @@ function notReadyReason(race: Exclude<ReadyRace<ReadyReport>, { kind: 'ready' }>
       throw new Error(`no reason for ${String(unknown)}`);
     }
   }
+}
+
+/** A worker's `answers` message, checked: counts are whole numbers, anything else reads as 0. */
+function readAnswers(body: Partial<AnswerCounts>): AnswerCounts {
+  const count = (value: unknown): number => (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : 0);
+  return { requests: count(body.requests), errors5xx: count(body.errors5xx), unanswered: count(body.unanswered) };
 }

@@ -7,6 +7,7 @@
  * what systemd hears a SystemdLink (systemd-link.ts), the process around it a
  * GraceEnvironment (grace-environment.ts).
  */
+import { type AnswerCounter, type AnswerCounts, countAnswers } from './answer-counts.js';
 import { EventEmitter } from 'node:events';
 import type { Server } from 'node:net';
 import type { ListenOptions } from './address.js';
@@ -51,6 +52,7 @@ export class Grace extends EventEmitter<GraceEvents> {
   readonly #miswiring: Miswiring;
   readonly #lifecycle: Lifecycle;
   readonly #signals: InstalledSignals;
+  readonly #answers: AnswerCounter;
 
   /** @param environment Not public API: the process around the instance (a fake one in in-process tests). */
   constructor(options?: GraceOptions, environment: GraceEnvironment = processEnvironment) {
@@ -117,6 +119,9 @@ export class Grace extends EventEmitter<GraceEvents> {
       },
     );
     this.#signals = this.#installSignals();
+    const supervision = this.#supervision;
+    const report = supervision && ((counts: AnswerCounts): void => supervision.notify({ type: 'answers', ...counts }));
+    this.#answers = countAnswers((server) => this.#listeners.serves(server), report, this.#lifecycle.closed);
   }
 
   /** Current lifecycle state. */
@@ -327,6 +332,7 @@ export class Grace extends EventEmitter<GraceEvents> {
       generation: this.generation,
       parentPid: this.parentPid,
       uptimeMs: Date.now() - this.#createdAt,
+      answers: this.#answers.counts,
     };
   }
 }

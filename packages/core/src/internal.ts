@@ -29,3 +29,4 @@ export { relayConnections } from './connection-relay.js';
 export type { ConnectionRelay } from './connection-relay.js';
 export type { SelfStatus } from './self-control.js';
 export { OPTION_DEFAULTS } from './options.js';
+export type { AnswerCounts } from './answer-counts.js';

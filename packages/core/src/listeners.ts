@@ -58,6 +58,11 @@ export class ListenerSet {
     return this.#listeners.map((l) => l.tracker);
   }
 
+  /** Whether `server` is one of this set's (no array built: asked once per request by the answer counts). */
+  serves(server: Server): boolean {
+    return this.#listeners.some((l) => l.server === server);
+  }
+
   get servers(): Server[] {
     return this.#listeners.map((l) => l.server);
   }

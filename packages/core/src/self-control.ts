@@ -3,6 +3,7 @@
  * answers for it): `grace-restart status` gets its state, `grace-restart upgrade` starts an
  * upgrade and gets its outcome in the supervisor's shape, one row for this process.
  */
+import type { AnswerCounts } from './answer-counts.js';
 import { controlSocketPath, serveControl, type ControlServer, type UpgradeOutcome } from './control.js';
 import { UpgradeError } from './errors.js';
 import type { Upgraded } from './grace-life.js';
@@ -16,6 +17,8 @@ export interface SelfStatus {
   generation: number;
   parentPid: number | undefined;
   uptimeMs: number;
+  /** How this process answered since it started. */
+  answers: AnswerCounts;
 }
 
 /** What the socket asks of the process. */

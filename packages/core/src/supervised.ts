@@ -9,6 +9,7 @@
  * instead of SIGTERM, and moves its idle keep-alive connections to the supervisor, which
  * relays them to the replacement (connection-relay.ts).
  */
+import type { AnswerCounts } from './answer-counts.js';
 import cluster from 'node:cluster';
 import type { Socket } from 'node:net';
 import type { ConnectionChannel } from './connection-handoff.js';
@@ -26,7 +27,9 @@ export type WorkerMessage =
    */
   | { type: 'ready'; generation: number; adopts?: string[] }
   | { type: 'drain-start'; reason: 'upgrade' | 'stop'; connections: number }
-  | { type: 'drain-end'; reason: 'upgrade' | 'stop'; durationMs: number; forced: number };
+  | { type: 'drain-end'; reason: 'upgrade' | 'stop'; durationMs: number; forced: number }
+  /** How this worker answered so far (answer-counts.ts), every second while it changes. */
+  | ({ type: 'answers' } & AnswerCounts);
 
 /** Messages the supervisor sends a worker, wrapped the same way. */
 export type SupervisorMessage =

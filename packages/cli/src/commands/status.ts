@@ -31,7 +31,8 @@ export async function status(argv: string[]): Promise<number> {
 function describeStatus(s: SupervisorStatus | SelfStatus): string {
   if (s.mode === 'self') {
     const parent = s.parentPid === undefined ? '' : `, took over from ${s.parentPid}`;
-    return `process ${s.pid}: ${s.state}, generation ${s.generation}, up ${Math.round(s.uptimeMs / 1000)}s${parent} (self-upgrading)`;
+    const answered = s.answers === undefined ? '' : `\n  answered ${s.answers.requests} requests, ${s.answers.errors5xx} with 5xx`;
+    return `process ${s.pid}: ${s.state}, generation ${s.generation}, up ${Math.round(s.uptimeMs / 1000)}s${parent} (self-upgrading)${answered}`;
   }
   const rows = s.workers.map(
     (w) =>
@@ -46,5 +47,6 @@ function describeStatus(s: SupervisorStatus | SelfStatus): string {
     ...rollback,
     `  ${'PID'.padEnd(8)} ${'SLOT'.padEnd(5)} ${'GENERATION'.padEnd(11)} ${'STATE'.padEnd(9)} UPTIME`,
     ...rows,
+    ...(s.generations ?? []).map((g) => `  generation ${g.generation}: answered ${g.requests} requests, ${g.errors5xx} with 5xx`),
   ].join('\n');
 }

@@ -5,6 +5,7 @@
  *   grace-restart upgrade [--pid-file F | --pid N]       trigger an upgrade, print the outcome
  *   grace-restart status  [--pid-file F | --pid N]       generation, workers, uptime
  */
+import type { CanarySettings } from './canary.js';
 import { canReadRss, parseSize } from './memory-limit.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -48,6 +49,11 @@ const USAGE = `Usage:
                             promotion are replaced by the previous release's (0: never;
                             default ${FLAG_DEFAULTS.rollbackWindow})
       --max-memory SIZE     replace a worker whose RSS stays above SIZE (512M, 1G)
+      --canary-window MS    the first new worker of an upgrade serves its slot this long;
+                            the others are replaced only if its error rate (5xx, unanswered)
+                            is at most --canary-max-errors points worse than the old
+                            workers', else it is rolled back (default 0: no canary)
+      --canary-max-errors N percentage points (default ${FLAG_DEFAULTS.canaryMaxErrors})
       --control-dir DIR     private directory of the control socket
       --log-level LEVEL     debug, info (default), warn, error, silent
   grace-restart upgrade [--pid-file PATH | --pid N] [--timeout MS] [--json] [--control-dir DIR] [--supervisor]
@@ -100,6 +106,7 @@ interface RunFlags {
     | 'maxCrashes'
     | 'rollbackWindow'
     | 'maxMemory'
+    | 'canary'
   >;
 }
 
@@ -111,6 +118,18 @@ function maxMemoryFlag(value: string | undefined): number | undefined {
   if (bytes < 16 * 1024 ** 2) throw usageError(`--max-memory ${value} is below 16M: no Node worker fits in it`);
   if (!canReadRss()) throw usageError('--max-memory needs /proc/<pid>/status to read worker memory (Linux)');
   return bytes;
+}
+
+/** `--canary-window MS` and `--canary-max-errors POINTS`: no canary without a window. */
+function canaryFlags(window: string | undefined, maxErrors: string | undefined): CanarySettings | undefined {
+  const windowMs = integer(window, '--canary-window', 0);
+  const points = maxErrors === undefined ? FLAG_DEFAULTS.canaryMaxErrors : Number(maxErrors);
+  if (maxErrors !== undefined && (!/^[0-9]+(\.[0-9]+)?$/.test(maxErrors) || points > 100)) {
+    throw usageError(`--canary-max-errors must be a number of percentage points from 0 to 100, got "${maxErrors}"`);
+  }
+  if (maxErrors !== undefined && windowMs === 0)
+    throw usageError('--canary-max-errors needs --canary-window: without a window there is no canary');
+  return windowMs === 0 ? undefined : { windowMs, maxErrorPoints: points };
 }
 
 function readRunFlags(argv: string[]): RunFlags {
@@ -129,6 +148,8 @@ function readRunFlags(argv: string[]): RunFlags {
       'max-crashes': { type: 'string' },
       'rollback-window': { type: 'string' },
       'max-memory': { type: 'string' },
+      'canary-window': { type: 'string' },
+      'canary-max-errors': { type: 'string' },
       'control-dir': { type: 'string' },
       'log-level': { type: 'string' },
     },
@@ -161,6 +182,7 @@ function readRunFlags(argv: string[]): RunFlags {
     maxCrashes,
     rollbackWindow: integer(values['rollback-window'], '--rollback-window', FLAG_DEFAULTS.rollbackWindow),
     maxMemory: maxMemoryFlag(values['max-memory']),
+    canary: canaryFlags(values['canary-window'], values['canary-max-errors']),
   };
   return { logger, command, startDir, pidFile: values['pid-file'], controlDir: values['control-dir'], settings };
 }

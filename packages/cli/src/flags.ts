@@ -17,6 +17,8 @@ export const FLAG_DEFAULTS = {
   watchInterval: 1_000,
   maxCrashes: CRASH_LOOP_COUNT,
   rollbackWindow: ROLLBACK_WINDOW_MS,
+  /** Percentage points of errors a canary may have above the old workers'. */
+  canaryMaxErrors: 1,
   /** How long `grace-restart upgrade` waits for the outcome. */
   upgradeTimeout: 60_000,
 } as const;

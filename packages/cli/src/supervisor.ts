@@ -34,6 +34,7 @@ import type { HandoverResult, SupervisorHandover, SupervisorHandoverOutcome } fr
 import { type SupervisorAction, type SupervisorEvent, type SupervisorStateName, supervisorTransition } from './supervisor-lifecycle.js';
 import type { SupervisorService } from './supervisor-service.js';
 import { MemoryWatch } from './memory-limit.js';
+import { type CanarySettings, type CanaryVerdict, judgeCanary } from './canary.js';
 import { BAD_RELEASE_CRASHES, Releases } from './releases.js';
 import type { WorkerCommand } from './worker-command.js';
 import { type GenerationAnswers, type WorkerRecord, type WorkerState, WorkerPool } from './workers.js';
@@ -67,6 +68,8 @@ export interface SupervisorOptions {
    * previous release (ms; 0: never). Default {@link ROLLBACK_WINDOW_MS}.
    */
   rollbackWindow?: number;
+  /** The first new worker of a rolling upgrade is a canary judged by its answers (`--canary-window`); undefined: none. */
+  canary?: CanarySettings | undefined;
   /** A ready worker whose RSS stays above this many bytes is replaced (`--max-memory`); undefined: no limit. */
   maxMemory?: number | undefined;
   logger: Logger;
@@ -493,12 +496,57 @@ export class Supervisor {
       const old = this.#workers.inSlot(slot).filter((w) => w !== fresh);
       replaced.push({ slot, oldPid: old[0]?.pid, newPid: fresh.pid, readyMs: Date.now() - slotStart });
       for (const w of old) this.#workers.retire(w, fresh);
+      if (slot === 0 && release === undefined && this.#o.canary !== undefined) {
+        const verdict = await this.#judge(fresh, this.#o.canary, signal);
+        if (!verdict.ok) return this.#canaryFailed(trigger, startedAt, replaced, verdict, signal);
+      }
     }
     this.#generation = generation;
     this.#releases.promote(target, generation, release !== undefined);
     const outcome: UpgradeOutcome = { ok: true, trigger, generation, durationMs: Date.now() - startedAt, replaced };
     this.#lastUpgrade = outcome;
     log.info({ ...outcome }, 'upgrade done');
+    return outcome;
+  }
+
+  /** The canary serves its slot through the window; its answers against the old generation's decide. */
+  async #judge(canary: WorkerRecord, settings: CanarySettings, signal: AbortSignal): Promise<CanaryVerdict> {
+    const log = this.#o.logger;
+    log.info(
+      { workerPid: canary.pid, windowMs: settings.windowMs },
+      `canary: worker ${canary.pid} serves slot 0 before the others are replaced`,
+    );
+    const oldGeneration = this.#generation;
+    const verdict = await judgeCanary(
+      {
+        canary: () => (this.#workers.all().includes(canary) ? (canary.answers ?? { requests: 0, errors5xx: 0, unanswered: 0 }) : undefined),
+        baseline: () => this.#workers.answersByGeneration().find((g) => g.generation === oldGeneration),
+      },
+      settings,
+      signal,
+    );
+    const fields = { workerPid: canary.pid, canary: verdict.canary, baseline: verdict.baseline };
+    if (verdict.ok) log.info(fields, verdict.note ?? 'canary passed: replacing the other workers');
+    else log.error(fields, verdict.note ?? 'canary failed');
+    return verdict;
+  }
+
+  /** The canary failed: a worker of the old release takes slot 0 back (the canary's connections move to it). */
+  async #canaryFailed(
+    trigger: string,
+    startedAt: number,
+    replaced: UpgradeOutcome['replaced'],
+    verdict: CanaryVerdict,
+    signal: AbortSignal,
+  ): Promise<UpgradeOutcome> {
+    const log = this.#o.logger;
+    const back = await this.#workers.spawn(this.#generation, 0, signal, this.#releases.current).catch((error: unknown) => {
+      log.error({}, `could not start a worker of the old release for slot 0, the canary serves on: ${(error as Error).message}`);
+      return undefined;
+    });
+    if (back !== undefined) for (const w of this.#workers.inSlot(0)) if (w !== back) this.#workers.retire(w, back);
+    const outcome = this.#failed(trigger, startedAt, replaced, verdict.note ?? 'canary failed');
+    log.error({ ...outcome }, `upgrade failed, old workers keep serving: ${outcome.error}`);
     return outcome;
   }
 

@@ -30,3 +30,4 @@ export type { ConnectionRelay } from './connection-relay.js';
 export type { SelfStatus } from './self-control.js';
 export { OPTION_DEFAULTS } from './options.js';
 export type { AnswerCounts } from './answer-counts.js';
+export { abortableDelay } from './timing.js';

@@ -34,8 +34,9 @@ import type { HandoverResult, SupervisorHandover, SupervisorHandoverOutcome } fr
 import { type SupervisorAction, type SupervisorEvent, type SupervisorStateName, supervisorTransition } from './supervisor-lifecycle.js';
 import type { SupervisorService } from './supervisor-service.js';
 import { MemoryWatch } from './memory-limit.js';
-import { type CanarySettings, type CanaryVerdict, judgeCanary } from './canary.js';
+import type { CanarySettings } from './canary.js';
 import { BAD_RELEASE_CRASHES, Releases } from './releases.js';
+import { failedOutcome, rollingUpgrade } from './rolling-upgrade.js';
 import type { WorkerCommand } from './worker-command.js';
 import { type GenerationAnswers, type WorkerRecord, type WorkerState, WorkerPool } from './workers.js';
 
@@ -373,7 +374,11 @@ export class Supervisor {
   /** A rolling upgrade to what the start directory points to now, or (a rollback) to `release`. */
   #startRollingUpgrade(trigger: string, release?: string): void {
     const abort = new AbortController();
-    const promise = this.#rollingUpgrade(trigger, abort.signal, release).then((outcome) => {
+    const { logger, service, workers: slots, canary } = this.#o;
+    const context = { workers: this.#workers, releases: this.#releases, slots, canary, logger, service, generation: this.#generation };
+    const promise = rollingUpgrade(context, trigger, abort.signal, release).then((outcome) => {
+      this.#lastUpgrade = outcome;
+      if (outcome.ok) this.#generation = outcome.generation;
       this.#dispatch('upgrade-done', { outcome });
       return outcome;
     });
@@ -383,8 +388,8 @@ export class Supervisor {
   #refuseUpgrade(trigger: string, from: SupervisorLife): void {
     // The table refuses upgrades while starting, handing over, handed over or stopping.
     const why = from.kind === 'upgrading-supervisor' ? 'the supervisor itself is being upgraded' : `the supervisor is ${describe(from)}`;
-    const outcome = this.#failed(trigger, Date.now(), [], why);
-    this.#o.logger.warn({ trigger }, `ignoring the upgrade: ${outcome.error}`);
+    this.#lastUpgrade = failedOutcome(trigger, this.#generation, Date.now(), [], why);
+    this.#o.logger.warn({ trigger }, `ignoring the upgrade: ${why}`);
   }
 
   /** Why a supervisor upgrade is refused in the state `life` (the table says whether it is). */
@@ -471,96 +476,6 @@ export class Supervisor {
     const ready = this.#workers.ready();
     this.#o.logger.info({ signal, workerPids: ready.map((w) => w.pid) }, `forwarding ${signal} to the workers`);
     for (const w of ready) w.worker.process.kill(signal);
-  }
-
-  async #rollingUpgrade(trigger: string, signal: AbortSignal, release?: string): Promise<UpgradeOutcome> {
-    const log = this.#o.logger;
-    const startedAt = Date.now();
-    const generation = this.#generation + 1;
-    const target = release ?? this.#releases.resolveTarget();
-    if (release === undefined) this.#releases.checkUpgrade(target);
-    const replaced: UpgradeOutcome['replaced'] = [];
-    log.info({ trigger, generation }, 'upgrade started');
-    this.#o.service.upgradeStarted(generation);
-    for (let slot = 0; slot < this.#o.workers; slot++) {
-      const slotStart = Date.now();
-      let fresh: WorkerRecord;
-      try {
-        fresh = await this.#workers.spawn(generation, slot, signal, release);
-      } catch (error) {
-        const outcome = this.#failed(trigger, startedAt, replaced, (error as Error).message);
-        log.error({ ...outcome }, `upgrade failed, old workers keep serving: ${outcome.error}`);
-        return outcome;
-      }
-      // Every other worker of the slot goes, including one a crash restart brought meanwhile.
-      const old = this.#workers.inSlot(slot).filter((w) => w !== fresh);
-      replaced.push({ slot, oldPid: old[0]?.pid, newPid: fresh.pid, readyMs: Date.now() - slotStart });
-      for (const w of old) this.#workers.retire(w, fresh);
-      if (slot === 0 && release === undefined && this.#o.canary !== undefined) {
-        const verdict = await this.#judge(fresh, this.#o.canary, signal);
-        if (!verdict.ok) return this.#canaryFailed(trigger, startedAt, replaced, verdict, signal);
-      }
-    }
-    this.#generation = generation;
-    this.#releases.promote(target, generation, release !== undefined);
-    const outcome: UpgradeOutcome = { ok: true, trigger, generation, durationMs: Date.now() - startedAt, replaced };
-    this.#lastUpgrade = outcome;
-    log.info({ ...outcome }, 'upgrade done');
-    return outcome;
-  }
-
-  /** The canary serves its slot through the window; its answers against the old generation's decide. */
-  async #judge(canary: WorkerRecord, settings: CanarySettings, signal: AbortSignal): Promise<CanaryVerdict> {
-    const log = this.#o.logger;
-    log.info(
-      { workerPid: canary.pid, windowMs: settings.windowMs },
-      `canary: worker ${canary.pid} serves slot 0 before the others are replaced`,
-    );
-    const oldGeneration = this.#generation;
-    const verdict = await judgeCanary(
-      {
-        canary: () => (this.#workers.all().includes(canary) ? (canary.answers ?? { requests: 0, errors5xx: 0, unanswered: 0 }) : undefined),
-        baseline: () => this.#workers.answersByGeneration().find((g) => g.generation === oldGeneration),
-      },
-      settings,
-      signal,
-    );
-    const fields = { workerPid: canary.pid, canary: verdict.canary, baseline: verdict.baseline };
-    if (verdict.ok) log.info(fields, verdict.note ?? 'canary passed: replacing the other workers');
-    else log.error(fields, verdict.note ?? 'canary failed');
-    return verdict;
-  }
-
-  /** The canary failed: a worker of the old release takes slot 0 back (the canary's connections move to it). */
-  async #canaryFailed(
-    trigger: string,
-    startedAt: number,
-    replaced: UpgradeOutcome['replaced'],
-    verdict: CanaryVerdict,
-    signal: AbortSignal,
-  ): Promise<UpgradeOutcome> {
-    const log = this.#o.logger;
-    const back = await this.#workers.spawn(this.#generation, 0, signal, this.#releases.current).catch((error: unknown) => {
-      log.error({}, `could not start a worker of the old release for slot 0, the canary serves on: ${(error as Error).message}`);
-      return undefined;
-    });
-    if (back !== undefined) for (const w of this.#workers.inSlot(0)) if (w !== back) this.#workers.retire(w, back);
-    const outcome = this.#failed(trigger, startedAt, replaced, verdict.note ?? 'canary failed');
-    log.error({ ...outcome }, `upgrade failed, old workers keep serving: ${outcome.error}`);
-    return outcome;
-  }
-
-  #failed(trigger: string, startedAt: number, replaced: UpgradeOutcome['replaced'], error: string): UpgradeOutcome {
-    const outcome: UpgradeOutcome = {
-      ok: false,
-      trigger,
-      generation: this.#generation,
-      durationMs: Date.now() - startedAt,
-      replaced,
-      error,
-    };
-    this.#lastUpgrade = outcome;
-    return outcome;
   }
 
   #restartAfterCrash(record: WorkerRecord, code: number | null, signal: string | null): void {

@@ -162,8 +162,10 @@ export class Lifecycle {
   #stopUnhealthy(event: LifeEvent): undefined {
     const reason = event.type === 'unhealthy' ? event.reason : 'unknown';
     this.#c.options.logger.error({ reason }, `health check failed, stopping with exit code 1: ${reason}`);
+    // A successor tells its predecessor, which speaks for the service (a STOPPING=1 from here would
+    // stop the unit); a first start tells systemd, whose start then fails.
     if (this.#c.readyFd !== undefined) reportUnhealthy(this.#c.readyFd, reason);
-    this.#c.link.stoppingBecause(`health check failed: ${reason}`);
+    else this.#c.link.stoppingBecause(`health check failed: ${reason}`);
     this.#life = { name: 'stopping', exit: this.#c.options.exit, exitCode: 1, ownsAddresses: false };
     this.#track(this.#stopAndDrain(undefined));
     return undefined;

@@ -477,6 +477,77 @@ TimeoutStopSec=45
   );
 }
 
+/**
+ * A release that dies 3 s after its ready report, under Type=notify (issue #28): within the
+ * probation (10 s by default) the old process is still systemd's main process and holds the
+ * sockets, so it serves again; the unit stays active and never restarts.
+ */
+async function coreNotifyBadRelease(c) {
+  const port = await freePort();
+  const unit = 'app-core-bad-release.service';
+  const behaviour = '/run/grace-behaviour';
+  const setBehaviour = (text) => c.run('sh', '-c', `echo '${text}' > ${behaviour}`);
+  setBehaviour('ok');
+  installUnit(
+    unit,
+    `[Service]
+Type=notify
+NotifyAccess=all
+Environment=PORT=${port} HOST=127.0.0.1 BEHAVIOUR_FILE=${behaviour}
+ExecStart=/usr/local/bin/node ${REPO}/packages/core/test/fixtures/server.mjs
+ExecReload=/bin/kill -USR2 $MAINPID
+ExecStop=/bin/sh -c 'kill -TERM $MAINPID; while kill -0 $MAINPID 2>/dev/null; do sleep 0.2; done'
+TimeoutStopSec=45
+`,
+  );
+  c.run('systemctl', 'daemon-reload');
+  const label = 'self-upgrade, Type=notify, a release that dies 3 s after its ready report';
+  c.run('systemctl', 'start', unit);
+  const mainPid = show(c, unit, 'MainPID');
+  const load = startLoad({ port, connections: 20 });
+  await waitFor(() => load.stats.ok > 300, { what: 'load to flow' });
+  setBehaviour('crash-after-ready:3000');
+  await c.runAsync('systemctl', 'reload', unit);
+  const status = await waitFor(
+    () => {
+      const text = show(c, unit, 'StatusText');
+      return /died: serving generation 1 again/.test(text) && text;
+    },
+    { timeout: 30_000, what: 'the old process to serve again' },
+  ).catch(() => show(c, unit, 'StatusText'));
+  const ok = load.stats.ok;
+  await waitFor(() => load.stats.ok > ok + 300, { what: 'load to flow on the old process' }).catch(() => undefined);
+  const result = await load.stop();
+  const refused = result.errors.ECONNREFUSED ?? 0;
+  check(
+    `${label}: the old process serves again, the unit never stops`,
+    show(c, unit, 'ActiveState') === 'active' &&
+      show(c, unit, 'MainPID') === mainPid &&
+      show(c, unit, 'NRestarts') === '0' &&
+      refused === 0 &&
+      result.failed <= 20,
+    `StatusText "${status}", MainPID ${mainPid}→${show(c, unit, 'MainPID')}, unit ${show(c, unit, 'ActiveState')}, NRestarts=${show(c, unit, 'NRestarts')}; ${result.ok} requests, ${result.failed} failed (at most 1 per connection: the request in flight on the dying release), ${refused} refused: ${JSON.stringify(result.errors)}`,
+    unit,
+  );
+  setBehaviour('ok');
+  await c.runAsync('systemctl', 'reload', unit);
+  const moved = await waitFor(
+    () => {
+      const p = show(c, unit, 'MainPID');
+      return p !== mainPid && p !== '0' && c.run('kill', '-0', mainPid).status !== 0 && p;
+    },
+    { timeout: 30_000, what: 'MainPID to move to the fixed release' },
+  ).catch(() => undefined);
+  check(`${label}: the fixed release is promoted after its probation`, moved !== undefined, `MainPID ${mainPid}→${moved}`, unit);
+  const stop = timed(() => c.run('systemctl', 'stop', unit));
+  check(
+    `${label}: stop`,
+    stop.status === 0 && show(c, unit, 'Result') === 'success',
+    `exit ${stop.status}, Result=${show(c, unit, 'Result')}`,
+    unit,
+  );
+}
+
 /** The supervisor as Type=simple: it runs, but cannot be replaced (systemd would stop the unit). */
 async function simpleSupervisorUnit(c) {
   const port = await freePort();
@@ -691,6 +762,7 @@ try {
     ['simpleSupervisorUnit', () => simpleSupervisorUnit(container)],
     ['activatedSupervisorUnit', () => activatedSupervisorUnit(container)],
     ['coreNotifyUnit', () => coreNotifyUnit(container)],
+    ['coreNotifyBadRelease', () => coreNotifyBadRelease(container)],
     ['forkingUnit', () => forkingUnit(container)],
     ['simpleSelfUpgrade', () => simpleSelfUpgrade(container)],
     ['notifyUnit', () => notifyUnit(container, { socket: false })],

@@ -150,6 +150,8 @@ export class Supervisor {
   readonly #workers: WorkerPool;
   readonly #startedAt = Date.now();
   #life: SupervisorLife = { kind: 'starting' };
+  /** Events dispatched so far: tells a nested dispatch from the action's own change of state. */
+  #dispatched = 0;
   #generation: number;
   #lastUpgrade: UpgradeOutcome | undefined;
   #crashes: number[] = [];
@@ -268,8 +270,12 @@ export class Supervisor {
     const from = this.#life;
     const { to, action } = supervisorTransition(from.kind, event);
     this.#o.logger.debug({ event, from: from.kind, to, action }, `supervisor ${event}: ${action}`);
+    const seq = ++this.#dispatched;
     this.#act(action, from, detail);
-    if (this.#life.kind !== to) throw new Error(`supervisor lifecycle: ${action} left ${this.#life.kind}, the table says ${to}`);
+    // An action may dispatch in turn (a crash that turns out to be a bad release): then the state is that event's.
+    if (seq === this.#dispatched && this.#life.kind !== to) {
+      throw new Error(`supervisor lifecycle: ${action} left ${this.#life.kind}, the table says ${to}`);
+    }
     return action;
   }
 

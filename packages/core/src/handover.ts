@@ -3,7 +3,7 @@
  * to the replacement the supervisor relays to). Phases, in order:
  *
  *   probation   the successor serves; this process keeps its listening sockets and moves its
- *               idle keep-alive connections, and every connection it accepts, to the successor,
+ *               idle keep-alive connections, and the connections it accepts, to the successor,
  *               until the successor has served the `probation` option's time (a supervised
  *               worker has none: the supervisor deals with its replacement's failures). Were the
  *               successor to die now, the sockets' accept queue survives here: no connect is

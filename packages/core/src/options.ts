@@ -36,7 +36,8 @@ export interface GraceOptions {
   killTimeout?: number;
   /**
    * After a successor's ready report, how long this process keeps its listening sockets and
-   * watches it (ms). New connections go straight to the successor meanwhile (moved at accept);
+   * watches it (ms). The connections it accepts meanwhile move to the successor (most at once;
+   * those waiting their turn at the move's pace are served here);
    * if the successor exits within this time, this process serves again with no connection
    * refused: a release that crashes in its first seconds of real traffic is rolled back.
    * Default 10000, or what `GRACE_RESTART_PROBATION` says when it is set; an explicit option

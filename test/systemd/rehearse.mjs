@@ -299,6 +299,11 @@ TimeoutStopSec=45
     (r) => r.json,
     (e) => ({ error: e.code }),
   );
+  // A worker answers as soon as it listens; the supervisor's READY=1 comes once both are ready.
+  await waitFor(() => show(c, unit, 'StatusText').startsWith('serving, generation 1, 2 workers'), {
+    timeout: 10_000,
+    what: 'the supervisor to report both workers',
+  }).catch(() => undefined);
   const mainPid = show(c, unit, 'MainPID');
   check(
     `${label}: the first connection starts it`,

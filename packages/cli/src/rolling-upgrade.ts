@@ -41,6 +41,7 @@ export async function rollingUpgrade(
   const replaced: UpgradeOutcome['replaced'] = [];
   const failed = (error: string): UpgradeOutcome => {
     const outcome = failedOutcome(trigger, c.generation, startedAt, replaced, error);
+    if (signal.aborted) outcome.aborted = true;
     c.logger.error({ ...outcome }, `upgrade failed, old workers keep serving: ${error}`);
     return outcome;
   };

@@ -44,22 +44,36 @@ async function startSupervisor(t, { cwd, workers, runArgs = [], port = 0 }) {
   return { supervisor, port: listening.address.port, pidFile };
 }
 
+/**
+ * releases/v1 (good) and v2 (`bad`) under `current` → v1, a supervisor running v1 and keep-alive
+ * load flowing; `upgrade()` switches `current` to v2 and runs `grace-restart upgrade`.
+ */
+async function deployedUnderLoad(t, { bad, workers = 2, runArgs = [], port = 0 }) {
+  const root = mkdtempSync(join(tmpdir(), 'grace-cli-releases-'));
+  writeReleases(root, { v1: 'ok', v2: bad });
+  switchCurrent(root, 'v1');
+  const started = await startSupervisor(t, { cwd: join(root, 'current'), workers, runArgs, port });
+  const load = startLoad({ port: started.port, connections: LOAD_CONNECTIONS });
+  t.after(() => load.stop());
+  await waitFor(() => load.stats.ok > 200, { what: 'load to flow' });
+  const upgrade = () => {
+    switchCurrent(root, 'v2');
+    return cli(['upgrade', '--pid-file', started.pidFile]);
+  };
+  return { ...started, root, load, upgrade };
+}
+
 const status = async (pidFile) => JSON.parse((await cli(['status', '--pid-file', pidFile, '--json'])).stdout);
 const count = (text, phrase) => text.split(phrase).length - 1;
 
 test('a release whose workers crash 3 s after the upgrade is replaced by the previous release: the service stays up', async (t) => {
-  const root = mkdtempSync(join(tmpdir(), 'grace-cli-releases-'));
-  writeReleases(root, { v1: 'ok', v2: 'crash-after-ready:3000' });
-  switchCurrent(root, 'v1');
   // A fixed port: when every worker of the bad release has crashed, cluster closes the socket and
   // the previous release's first worker binds it again (on port 0 that would be another port).
-  const { supervisor, port, pidFile } = await startSupervisor(t, { cwd: join(root, 'current'), workers: 2, port: await freePort() });
-  const load = startLoad({ port, connections: LOAD_CONNECTIONS });
-  t.after(() => load.stop());
-  await waitFor(() => load.stats.ok > 200, { what: 'load to flow' });
-
-  switchCurrent(root, 'v2');
-  const result = await cli(['upgrade', '--pid-file', pidFile]);
+  const { supervisor, port, pidFile, root, load, upgrade } = await deployedUnderLoad(t, {
+    bad: 'crash-after-ready:3000',
+    port: await freePort(),
+  });
+  const result = await upgrade();
   // The upgrade itself succeeds: v2's workers are ready; they crash later.
   assert.equal(result.code, 0, result.stdout + result.stderr);
   assert.match(result.stdout, /upgraded to generation 2/);
@@ -154,16 +168,11 @@ test('--max-memory refuses what it cannot read as a size, with exit code 2', asy
 });
 
 test('a canary answering 500 to one request in ten fails its window: the other workers are never replaced', async (t) => {
-  const root = mkdtempSync(join(tmpdir(), 'grace-cli-canary-'));
-  writeReleases(root, { v1: 'ok', v2: 'status-500-tenth' });
-  switchCurrent(root, 'v1');
-  const runArgs = ['--canary-window', '3000'];
-  const { port, pidFile } = await startSupervisor(t, { cwd: join(root, 'current'), workers: 2, runArgs });
-  const load = startLoad({ port, connections: LOAD_CONNECTIONS });
-  t.after(() => load.stop());
-  await waitFor(() => load.stats.ok > 200, { what: 'load to flow' });
-  switchCurrent(root, 'v2');
-  const result = await cli(['upgrade', '--pid-file', pidFile]);
+  const { port, pidFile, root, load, upgrade } = await deployedUnderLoad(t, {
+    bad: 'status-500-tenth',
+    runArgs: ['--canary-window', '3000'],
+  });
+  const result = await upgrade();
   assert.equal(result.code, 1, result.stdout + result.stderr);
   assert.match(
     result.stdout,
@@ -190,15 +199,8 @@ test('a canary answering 500 to one request in ten fails its window: the other w
 });
 
 test('a good release passes its canary window and replaces every worker, losing nothing', async (t) => {
-  const root = mkdtempSync(join(tmpdir(), 'grace-cli-canary-ok-'));
-  writeReleases(root, { v1: 'ok', v2: 'ok' });
-  switchCurrent(root, 'v1');
-  const { port, pidFile } = await startSupervisor(t, { cwd: join(root, 'current'), workers: 2, runArgs: ['--canary-window', '2000'] });
-  const load = startLoad({ port, connections: LOAD_CONNECTIONS });
-  t.after(() => load.stop());
-  await waitFor(() => load.stats.ok > 200, { what: 'load to flow' });
-  switchCurrent(root, 'v2');
-  const result = await cli(['upgrade', '--pid-file', pidFile]);
+  const { port, load, upgrade } = await deployedUnderLoad(t, { bad: 'ok', runArgs: ['--canary-window', '2000'] });
+  const result = await upgrade();
   assert.equal(result.code, 0, result.stdout + result.stderr);
   assert.match(result.stdout, /upgraded to generation 2/);
   for (let i = 0; i < 10; i++) assert.equal((await request({ port })).json.version, 'v2');

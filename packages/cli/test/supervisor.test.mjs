@@ -101,6 +101,26 @@ test('a release that crashes at boot: old workers keep serving and upgrade exits
   assert.deepEqual((await workerPids(pidFile)).sort(), before.sort());
 });
 
+test('an upgrade cut short by a stop of the supervisor: exit 1, or 0 under systemd (INVOCATION_ID), whose stop it was', async (t) => {
+  for (const [env, expected] of [
+    [{}, 1],
+    [{ INVOCATION_ID: 'f00d' }, 0],
+  ]) {
+    const behaviour = join(tempDir(), 'behaviour');
+    writeFileSync(behaviour, 'ok');
+    const { supervisor, pidFile } = await startSupervisor(t, { workers: 1, env: { BEHAVIOUR_FILE: behaviour } });
+    writeFileSync(behaviour, 'slow-boot:4000');
+    const after = supervisor.stderr.length;
+    const upgrading = cli(['upgrade', '--pid-file', pidFile], { env: { ...process.env, ...env } });
+    await waitFor(() => supervisor.stderr.slice(after).includes('upgrade started'), { what: 'the upgrade to start' });
+    process.kill(supervisor.pid, 'SIGTERM');
+    const result = await upgrading;
+    assert.equal(result.code, expected, result.stdout + result.stderr);
+    assert.match(result.stdout, /upgrade failed after \d+ ms, still serving generation 1: .*the supervisor is stopping/);
+    assert.deepEqual(await supervisor.exited, { code: 0, signal: null });
+  }
+});
+
 test('a stop signal to a waiting `grace-restart upgrade` ends the wait, not the upgrade: exit 143, or 0 for SIGTERM under systemd (INVOCATION_ID), which is stopping the unit', async (t) => {
   const behaviour = join(tempDir(), 'behaviour');
   writeFileSync(behaviour, 'ok');

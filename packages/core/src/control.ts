@@ -60,6 +60,8 @@ export interface UpgradeOutcome {
   replaced: { slot: number; oldPid: number | undefined; newPid: number; readyMs: number }[];
   /** Why the upgrade failed, when it did. */
   error?: string;
+  /** The upgrade was cut short because the service is stopping: its failure is the stop's, not the release's. */
+  aborted?: boolean;
   /** A self-upgrading process: how long it watched its successor after the ready report (ms) before answering. */
   probationMs?: number;
 }

@@ -62,6 +62,7 @@ async function upgradeOutcome(handlers: SelfControlHandlers): Promise<UpgradeOut
     return { ok: true, trigger: 'control', generation, durationMs, replaced, probationMs: handlers.probationMs };
   } catch (error) {
     const reason = error instanceof UpgradeError ? ` (${error.reason})` : '';
+    const aborted = error instanceof UpgradeError && error.reason === 'aborted';
     return {
       ok: false,
       trigger: 'control',
@@ -69,6 +70,7 @@ async function upgradeOutcome(handlers: SelfControlHandlers): Promise<UpgradeOut
       durationMs: Date.now() - startedAt,
       replaced: [],
       error: `${(error as Error).message}${reason}`,
+      ...(aborted ? { aborted } : {}),
     };
   }
 }

@@ -38,7 +38,10 @@ export async function upgrade(argv: string[]): Promise<number> {
     if (values.json) process.stdout.write(jsonLine(response));
     else if (outcome) process.stdout.write(`${describeOutcome(outcome)}\n`);
     else process.stdout.write(`upgrade failed: ${String(response['error'])}\n`);
-    return response['ok'] === true ? 0 : 1;
+    if (response['ok'] === true) return 0;
+    // A stop cut the upgrade short. Run by systemd (ExecReload=), that stop is systemd's own: exit 0,
+    // as on the SIGTERM it sends, or the stopped unit would be left `failed` (whichever comes first).
+    return outcome?.aborted === true && process.env['INVOCATION_ID'] !== undefined ? 0 : 1;
   }
   return upgradeSelf(pid, values['pid-file'], timeout, values.json === true);
 }

@@ -15,6 +15,15 @@ import { request, startLoad } from './helpers/load.mjs';
 import { followJsonEvents, freePort, isAlive, runCli as cli, waitFor } from './helpers/process.mjs';
 
 const ACTIVATE = '/usr/bin/systemd-socket-activate';
+
+/**
+ * `env` plus the probation the suite's runner sets (scripts/run-tests.sh), which
+ * systemd-socket-activate would drop: the tests here time their keep-alive connections by it.
+ */
+function withSuiteSettings(env) {
+  const probation = process.env.GRACE_RESTART_PROBATION;
+  return probation === undefined ? env : { GRACE_RESTART_PROBATION: probation, ...env };
+}
 const example = (name) => fileURLToPath(new URL(`../examples/${name}/dist/server.js`, import.meta.url));
 const TWO_LISTENERS = fileURLToPath(new URL('./fixtures/two-listeners.mjs', import.meta.url));
 
@@ -37,7 +46,7 @@ async function activate(t, { script, sockets, fdnames, env = {}, connect }) {
   const args = sockets.flatMap((s) => ['-l', s]);
   if (fdnames) args.push(`--fdname=${fdnames.join(':')}`);
   // systemd-socket-activate passes only PATH, HOME, TERM and what -E names.
-  for (const [key, value] of Object.entries(env)) args.push('-E', `${key}=${value}`);
+  for (const [key, value] of Object.entries(withSuiteSettings(env))) args.push('-E', `${key}=${value}`);
   const child = spawn(ACTIVATE, [...args, '--', process.execPath, script], { stdio: ['ignore', 'pipe', 'pipe'] });
   const pids = new Set([child.pid]);
   const output = followJsonEvents(child, { onEvent: (e) => typeof e.pid === 'number' && pids.add(e.pid) });
@@ -183,7 +192,7 @@ async function activateSupervisor(t, { script, sockets, fdnames, env = {}, worke
   const pidFile = join(dir, 'sup.pid');
   const args = sockets.flatMap((s) => ['-l', s]);
   if (fdnames) args.push(`--fdname=${fdnames.join(':')}`);
-  for (const [key, value] of Object.entries(env)) args.push('-E', `${key}=${value}`);
+  for (const [key, value] of Object.entries(withSuiteSettings(env))) args.push('-E', `${key}=${value}`);
   const run = [BIN, 'run', '--workers', String(workers), '--pid-file', pidFile, '--', 'node', script];
   const child = spawn(ACTIVATE, [...args, '--', process.execPath, ...run], { stdio: ['ignore', 'pipe', 'pipe'] });
   const output = followJsonEvents(child);

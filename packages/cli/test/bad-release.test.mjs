@@ -99,10 +99,11 @@ test('a release whose workers crash 3 s after the upgrade is replaced by the pre
   const ok = load.stats.ok;
   await waitFor(() => load.stats.ok > ok + 200, { what: 'load to flow on the previous release' });
   const stats = await load.stop();
-  // What may fail: the requests in flight on a crashing worker (reset), at most one per load
-  // connection per crash; and connects refused while no worker held the socket (both workers of
-  // the bad release had crashed, cluster closed it until the previous release's first worker
-  // listened again). Counted and printed; a socket-activated supervisor keeps its socket open.
+  // What may fail, per load connection and per crash: the request in flight on the crashing worker
+  // (reset), and, when that crash left no worker, the connect waiting in the backlog of the socket
+  // cluster then closed (reset): at most 2. Then connects are refused until the previous
+  // release's first worker binds the socket again: counted and printed, not bounded (the clients
+  // reconnect in a tight loop; a socket-activated supervisor keeps its socket open meanwhile).
   const crashes = count(supervisor.stderr, '"worker crashed');
   assert.ok(crashes >= 2, `crashes logged: ${crashes}`);
   t.diagnostic(`load: ${JSON.stringify(stats)}; ${crashes} crashes`);
@@ -111,7 +112,7 @@ test('a release whose workers crash 3 s after the upgrade is replaced by the pre
     [],
     JSON.stringify(stats.errors),
   );
-  assert.ok((stats.errors.ECONNRESET ?? 0) <= LOAD_CONNECTIONS * crashes, `${JSON.stringify(stats.errors)} for ${crashes} crashes`);
+  assert.ok((stats.errors.ECONNRESET ?? 0) <= 2 * LOAD_CONNECTIONS * crashes, `${JSON.stringify(stats.errors)} for ${crashes} crashes`);
 });
 
 test('an upgrade that runs the same directory again warns that it cannot be rolled back to', async (t) => {

@@ -6,7 +6,7 @@
  * promoted only if its error rate is not worse than the old generation's by more than the limit.
  * An error is a 5xx answer or a request left unanswered (a hang, a reset) at the window's end.
  */
-import { type AnswerCounts, abortableDelay } from '@grace-restart/core/internal';
+import { type AnswerCounts, abortableDelay, NO_ANSWERS } from '@grace-restart/core/internal';
 
 /** `--canary-window` and `--canary-max-errors`. */
 export interface CanarySettings {
@@ -43,8 +43,6 @@ export interface CanarySubject {
   baseline(): AnswerCounts | undefined;
 }
 
-const ZERO: AnswerCounts = { requests: 0, errors5xx: 0, unanswered: 0 };
-
 /** The error rate between two readings; requests still unanswered at the end count as errors. */
 export function errorRate(before: AnswerCounts, after: AnswerCounts): ErrorRate {
   const unanswered = Math.max(0, after.unanswered - before.unanswered);
@@ -59,16 +57,17 @@ export function errorRate(before: AnswerCounts, after: AnswerCounts): ErrorRate 
  * nothing meanwhile (`--workers 1`: the canary took all the traffic).
  */
 export async function judgeCanary(subject: CanarySubject, settings: CanarySettings, signal: AbortSignal): Promise<CanaryVerdict> {
-  const canaryStart = subject.canary() ?? ZERO;
-  const baselineStart = subject.baseline() ?? ZERO;
+  const canaryStart = subject.canary() ?? NO_ANSWERS;
+  const baselineStart = subject.baseline() ?? NO_ANSWERS;
   await abortableDelay(settings.windowMs + REPORT_LAG_MS, signal);
   const canaryEnd = subject.canary();
   const baselineEnd = subject.baseline() ?? baselineStart;
   const windowed = errorRate(baselineStart, baselineEnd);
-  const baseline = windowed.requests >= CANARY_MIN_REQUESTS ? windowed : errorRate(ZERO, baselineEnd);
-  if (signal.aborted) return { ok: false, canary: errorRate(ZERO, ZERO), baseline, note: 'aborted: the supervisor is stopping' };
+  const baseline = windowed.requests >= CANARY_MIN_REQUESTS ? windowed : errorRate(NO_ANSWERS, baselineEnd);
+  if (signal.aborted)
+    return { ok: false, canary: errorRate(NO_ANSWERS, NO_ANSWERS), baseline, note: 'aborted: the supervisor is stopping' };
   if (canaryEnd === undefined)
-    return { ok: false, canary: errorRate(ZERO, ZERO), baseline, note: 'the canary worker exited during its window' };
+    return { ok: false, canary: errorRate(NO_ANSWERS, NO_ANSWERS), baseline, note: 'the canary worker exited during its window' };
   const canary = errorRate(canaryStart, canaryEnd);
   if (canary.requests < CANARY_MIN_REQUESTS) {
     return { ok: true, canary, baseline, note: `the canary answered ${canary.requests} requests, too few to judge: promoted` };

@@ -6,7 +6,7 @@
  * supervisor's lifecycle decides when one runs; this file is what it does.
  */
 import type { Logger } from '@grace-restart/core';
-import type { UpgradeOutcome } from '@grace-restart/core/internal';
+import { NO_ANSWERS, type UpgradeOutcome } from '@grace-restart/core/internal';
 import { type CanarySettings, type CanaryVerdict, judgeCanary } from './canary.js';
 import type { Releases } from './releases.js';
 import type { SupervisorService } from './supervisor-service.js';
@@ -97,7 +97,7 @@ async function judge(
   );
   const verdict = await judgeCanary(
     {
-      canary: () => (c.workers.all().includes(canary) ? (canary.answers ?? { requests: 0, errors5xx: 0, unanswered: 0 }) : undefined),
+      canary: () => (c.workers.all().includes(canary) ? (canary.answers ?? NO_ANSWERS) : undefined),
       baseline: () => c.workers.answersByGeneration().find((g) => g.generation === c.generation),
     },
     settings,

@@ -9,11 +9,13 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from '@grace-restart/core';
 import {
   type AnswerCounts,
+  addAnswers,
   awaitReady,
   type ConnectionRelay,
   ENV,
   type InheritedFd,
   listenFdsEnv,
+  NO_ANSWERS,
   type ReadyRace,
   readWorkerMessage,
   relayConnections,
@@ -183,14 +185,10 @@ export class WorkerPool {
   /** Answers per generation, oldest first: the live workers' last reports plus the sums of those gone. */
   answersByGeneration(): GenerationAnswers[] {
     const sums = new Map<number, AnswerCounts>();
-    const add = (generation: number, counts: AnswerCounts, live: boolean): void => {
-      const sum = sums.get(generation) ?? { requests: 0, errors5xx: 0, unanswered: 0 };
-      sum.requests += counts.requests;
-      sum.errors5xx += counts.errors5xx;
-      // A gone worker's unanswered requests were lost with it, or answered after its last report.
-      if (live) sum.unanswered += counts.unanswered;
-      sums.set(generation, sum);
+    const add = (generation: number, counts: AnswerCounts, unanswered: boolean): void => {
+      sums.set(generation, addAnswers(sums.get(generation) ?? NO_ANSWERS, counts, { unanswered }));
     };
+    // A gone worker's unanswered requests were lost with it (#answersOfGone keeps none).
     for (const [generation, counts] of this.#answersOfGone) add(generation, counts, false);
     for (const record of this.#records) if (record.answers !== undefined) add(record.generation, record.answers, true);
     return [...sums].sort(([a], [b]) => a - b).map(([generation, counts]) => ({ generation, ...counts }));
@@ -199,12 +197,8 @@ export class WorkerPool {
   #onExit(record: WorkerRecord, code: number | null, signal: string | null): void {
     this.#records.delete(record);
     if (record.answers !== undefined) {
-      const gone = this.#answersOfGone.get(record.generation) ?? { requests: 0, errors5xx: 0, unanswered: 0 };
-      this.#answersOfGone.set(record.generation, {
-        requests: gone.requests + record.answers.requests,
-        errors5xx: gone.errors5xx + record.answers.errors5xx,
-        unanswered: 0,
-      });
+      const gone = this.#answersOfGone.get(record.generation) ?? NO_ANSWERS;
+      this.#answersOfGone.set(record.generation, addAnswers(gone, record.answers, { unanswered: false }));
     }
     // A worker that dies while starting is spawn's failure: an upgrade rolls back, a restart retries.
     if (record.state === 'retiring' || record.state === 'starting') {

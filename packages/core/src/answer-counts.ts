@@ -19,6 +19,18 @@ export interface AnswerCounts {
   unanswered: number;
 }
 
+/** No answers yet. Frozen: sum into a copy ({@link addAnswers}). */
+export const NO_ANSWERS: Readonly<AnswerCounts> = Object.freeze({ requests: 0, errors5xx: 0, unanswered: 0 });
+
+/** `a` + `b`; without `unanswered` of `b` when those requests died with a process (or were answered after its last report). */
+export function addAnswers(a: Readonly<AnswerCounts>, b: Readonly<AnswerCounts>, options: { unanswered: boolean }): AnswerCounts {
+  return {
+    requests: a.requests + b.requests,
+    errors5xx: a.errors5xx + b.errors5xx,
+    unanswered: a.unanswered + (options.unanswered ? b.unanswered : 0),
+  };
+}
+
 const REQUEST_START = 'http.server.request.start';
 const RESPONSE_FINISH = 'http.server.response.finish';
 
@@ -64,7 +76,8 @@ export const ANSWERS_REPORT_MS = 1_000;
 
 /**
  * Counts the answers of the servers `serves` accepts until `until` settles; with `report` (a
- * supervised worker), reports them every ANSWERS_REPORT_MS while they change.
+ * supervised worker), reports them every ANSWERS_REPORT_MS while they change, and once more
+ * when `until` settles: a worker's last second of answers would otherwise die with it.
  */
 export function countAnswers(
   serves: (server: Server) => boolean,
@@ -74,19 +87,18 @@ export function countAnswers(
   const counter = new AnswerCounter(serves);
   counter.start();
   let last = '';
-  const timer =
-    report === undefined
-      ? undefined
-      : setInterval(() => {
-          const counts = counter.counts;
-          const now = JSON.stringify(counts);
-          if (now === last) return;
-          last = now;
-          report(counts);
-        }, ANSWERS_REPORT_MS).unref();
+  const reportIfChanged = (): void => {
+    const counts = counter.counts;
+    const now = JSON.stringify(counts);
+    if (now === last) return;
+    last = now;
+    report?.(counts);
+  };
+  const timer = report === undefined ? undefined : setInterval(reportIfChanged, ANSWERS_REPORT_MS).unref();
   const end = (): void => {
     clearInterval(timer);
     counter.stop();
+    reportIfChanged();
   };
   until.then(end, end);
   return counter;

@@ -121,7 +121,9 @@ export class Grace extends EventEmitter<GraceEvents> {
     this.#signals = this.#installSignals();
     const supervision = this.#supervision;
     const report = supervision && ((counts: AnswerCounts): void => supervision.notify({ type: 'answers', ...counts }));
-    this.#answers = countAnswers((server) => this.#listeners.serves(server), report, this.#lifecycle.closed);
+    // Counted until the drain ends (a process that exits never sees `closed` settle): its last report then says all it answered.
+    const drained = new Promise((resolve) => this.once('drain-end', resolve));
+    this.#answers = countAnswers((server) => this.#listeners.serves(server), report, Promise.race([drained, this.#lifecycle.closed]));
   }
 
   /** Current lifecycle state. */

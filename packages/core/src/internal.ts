@@ -29,5 +29,5 @@ export { relayConnections } from './connection-relay.js';
 export type { ConnectionRelay } from './connection-relay.js';
 export type { SelfStatus } from './self-control.js';
 export { OPTION_DEFAULTS } from './options.js';
-export type { AnswerCounts } from './answer-counts.js';
+export { type AnswerCounts, addAnswers, NO_ANSWERS } from './answer-counts.js';
 export { abortableDelay } from './timing.js';

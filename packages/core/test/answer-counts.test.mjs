@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { test } from 'node:test';
-import { AnswerCounter } from '../dist/answer-counts.js';
+import { AnswerCounter, countAnswers } from '../dist/answer-counts.js';
 import { request } from '../../../test/helpers/load.mjs';
 
 function listening(handler) {
@@ -44,4 +44,28 @@ test('a request that is never answered counts as unanswered', async (t) => {
   held[0].end();
   await pending;
   assert.deepEqual(counter.counts, { requests: 1, errors5xx: 0, unanswered: 0 });
+});
+
+test('a supervised worker reports its last answers when counting ends, not only every second', async (t) => {
+  const server = await listening((_req, res) => res.end());
+  t.after(() => server.close());
+  const reports = [];
+  let end;
+  const until = new Promise((resolve) => {
+    end = resolve;
+  });
+  countAnswers(
+    (s) => s === server,
+    (counts) => reports.push(counts),
+    until,
+  );
+  // Well inside the first second: the periodic report has not run yet.
+  for (let i = 0; i < 3; i++) await request({ port: server.address().port });
+  end();
+  await until;
+  await new Promise(setImmediate);
+  assert.deepEqual(reports.at(-1), { requests: 3, errors5xx: 0, unanswered: 0 });
+  await request({ port: server.address().port });
+  await new Promise(setImmediate);
+  assert.equal(reports.length, 1, 'nothing counted or reported after the end');
 });

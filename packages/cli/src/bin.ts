@@ -25,6 +25,7 @@ import { reportFailure, usageError } from './cli-errors.js';
 import { status } from './commands/status.js';
 import { upgrade } from './commands/upgrade.js';
 import { FLAG_DEFAULTS, integer, parseFlags } from './flags.js';
+import { holdListeners, type ListenSpec, parseListenFlag } from './held-listeners.js';
 import { Supervisor, type SupervisorOptions } from './supervisor.js';
 import { createSupervisorHandover } from './supervisor-handover.js';
 import { SupervisorService } from './supervisor-service.js';
@@ -35,6 +36,9 @@ const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.
 const USAGE = `Usage:
   grace-restart run [options] -- node [node options] <script> [args]
       --workers N|auto      workers sharing the listeners (default ${FLAG_DEFAULTS.workers}; auto = CPU count)
+      --listen [HOST:]PORT  the supervisor binds the address the app listens on and holds it
+                            (repeatable; HOST an IP): a connect made while no worker runs
+                            waits instead of being refused, as under socket activation
       --pid-file PATH       write the supervisor's pid here once serving
       --ready-timeout MS    a new worker must be ready within this (default ${FLAG_DEFAULTS.readyTimeout})
       --drain-timeout MS    a retired worker is killed after this (default ${FLAG_DEFAULTS.drainTimeout})
@@ -94,6 +98,7 @@ interface RunFlags {
   startDir: string;
   pidFile: string | undefined;
   controlDir: string | undefined;
+  listen: ListenSpec[];
   settings: Pick<
     SupervisorOptions,
     | 'workers'
@@ -150,6 +155,7 @@ function readRunFlags(argv: string[]): RunFlags {
       'max-memory': { type: 'string' },
       'canary-window': { type: 'string' },
       'canary-max-errors': { type: 'string' },
+      listen: { type: 'string', multiple: true },
       'control-dir': { type: 'string' },
       'log-level': { type: 'string' },
     },
@@ -184,7 +190,8 @@ function readRunFlags(argv: string[]): RunFlags {
     maxMemory: maxMemoryFlag(values['max-memory']),
     canary: canaryFlags(values['canary-window'], values['canary-max-errors']),
   };
-  return { logger, command, startDir, pidFile: values['pid-file'], controlDir: values['control-dir'], settings };
+  const listen = (values.listen ?? []).map(parseListenFlag);
+  return { logger, command, startDir, pidFile: values['pid-file'], controlDir: values['control-dir'], listen, settings };
 }
 
 /**
@@ -210,8 +217,12 @@ function takeServiceEnv(logger: Logger) {
 }
 
 async function run(argv: string[]): Promise<number> {
-  const { logger, command, startDir, pidFile, controlDir, settings } = readRunFlags(argv);
-  const { listeners, notifier, predecessor } = takeServiceEnv(logger);
+  const { logger, command, startDir, pidFile, controlDir, listen, settings } = readRunFlags(argv);
+  const { listeners: inherited, notifier, predecessor } = takeServiceEnv(logger);
+  const held = listen.length > 0 && inherited.length === 0 ? holdListeners(listen, logger) : undefined;
+  if (listen.length > 0 && inherited.length > 0)
+    logger.info({}, '--listen: the sockets are inherited (socket activation, or the supervisor this one replaces): serving on those');
+  const listeners = held?.fds ?? inherited;
   const service = new SupervisorService(notifier, logger, predecessor);
   const controlSocket = controlSocketPath(process.pid, controlDir);
   let control: ControlServer | undefined;
@@ -228,6 +239,7 @@ async function run(argv: string[]): Promise<number> {
     startDir,
     pidFile,
     listeners,
+    unservedListeners: held?.unserved,
     generation: predecessor.generation,
     logger,
     service,

@@ -60,8 +60,10 @@ export interface SupervisorOptions {
   watchInterval: number;
   /** Generation of the first workers: 1, or the one after the workers of the supervisor this one replaces. */
   generation?: number;
-  /** Listening sockets this process inherited (socket activation), passed on to every worker. */
+  /** Listening sockets this process inherited (socket activation) or holds (`--listen`), passed on to every worker. */
   listeners?: readonly InheritedFd[];
+  /** After the first workers are ready: why a socket the supervisor holds (`--listen`) is not served, or undefined. */
+  unservedListeners?: () => string | undefined;
   /** Worker crashes within a minute that end the supervisor (a crash loop). Default {@link CRASH_LOOP_COUNT}. */
   maxCrashes?: number;
   /**
@@ -189,6 +191,11 @@ export class Supervisor {
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed !== undefined) {
       this.#dispatch('start-failed', { error: (failed.reason as Error).message });
+      return;
+    }
+    const unserved = this.#o.unservedListeners?.();
+    if (unserved !== undefined) {
+      this.#dispatch('start-failed', { error: unserved });
       return;
     }
     // Written while still starting: a stop that came meanwhile removes it again.

@@ -66,12 +66,14 @@ async function deployedUnderLoad(t, { bad, workers = 2, runArgs = [], port = 0 }
 const status = async (pidFile) => JSON.parse((await cli(['status', '--pid-file', pidFile, '--json'])).stdout);
 const count = (text, phrase) => text.split(phrase).length - 1;
 
-test('a release whose workers crash 3 s after the upgrade is replaced by the previous release: the service stays up', async (t) => {
-  // A fixed port: when every worker of the bad release has crashed, cluster closes the socket and
-  // the previous release's first worker binds it again (on port 0 that would be another port).
-  const { supervisor, port, pidFile, root, load, upgrade } = await deployedUnderLoad(t, {
+test('a release whose workers crash 3 s after the upgrade is replaced by the previous release: the service stays up, no connect refused (--listen)', async (t) => {
+  // --listen: the supervisor holds the socket, so the moment every worker of the bad release has
+  // crashed, connects wait in its backlog for the previous release's first worker.
+  const port = await freePort();
+  const { supervisor, pidFile, root, load, upgrade } = await deployedUnderLoad(t, {
     bad: 'crash-after-ready:3000',
-    port: await freePort(),
+    port,
+    runArgs: ['--listen', `127.0.0.1:${port}`],
   });
   const result = await upgrade();
   // The upgrade itself succeeds: v2's workers are ready; they crash later.
@@ -87,10 +89,9 @@ test('a release whose workers crash 3 s after the upgrade is replaced by the pre
   );
   assert.equal(rolledBack.generation, 3, 'the rollback is a generation of its own');
   assert.equal(rolledBack.rollbacks, 1);
-  // Answers per generation, reported by the workers every second: the first served the load.
-  await waitFor(async () => (await status(pidFile)).generations.find((g) => g.generation === 1)?.requests > 200, {
-    what: 'the answers of generation 1',
-  });
+  // Answers per generation: generation 1 served the load before the upgrade, all of it counted
+  // (a retired worker reports its last answers when its drain ends).
+  assert.ok(rolledBack.generations.find((g) => g.generation === 1)?.requests > 200, JSON.stringify(rolledBack.generations));
   assert.equal(rolledBack.release, realpathSync(join(root, 'releases', 'v1')));
   assert.equal((await request({ port })).json.version, 'v1');
   assert.match(supervisor.stderr, /bad release: the workers of generation 2 crashed 2 times within \d+ s of its promotion; rolling back/);
@@ -99,20 +100,39 @@ test('a release whose workers crash 3 s after the upgrade is replaced by the pre
   const ok = load.stats.ok;
   await waitFor(() => load.stats.ok > ok + 200, { what: 'load to flow on the previous release' });
   const stats = await load.stop();
-  // What may fail, per load connection and per crash: the request in flight on the crashing worker
-  // (reset), and, when that crash left no worker, the connect waiting in the backlog of the socket
-  // cluster then closed (reset): at most 2. Then connects are refused until the previous
-  // release's first worker binds the socket again: counted and printed, not bounded (the clients
-  // reconnect in a tight loop; a socket-activated supervisor keeps its socket open meanwhile).
+  // What may fail: per load connection and per crash, the request in flight on the crashing
+  // worker (reset). Nothing is refused: the socket never closes.
   const crashes = count(supervisor.stderr, '"worker crashed');
   assert.ok(crashes >= 2, `crashes logged: ${crashes}`);
   t.diagnostic(`load: ${JSON.stringify(stats)}; ${crashes} crashes`);
   assert.deepEqual(
-    Object.keys(stats.errors).filter((k) => k !== 'ECONNRESET' && k !== 'ECONNREFUSED'),
+    Object.keys(stats.errors).filter((k) => k !== 'ECONNRESET'),
     [],
     JSON.stringify(stats.errors),
   );
-  assert.ok((stats.errors.ECONNRESET ?? 0) <= 2 * LOAD_CONNECTIONS * crashes, `${JSON.stringify(stats.errors)} for ${crashes} crashes`);
+  assert.ok((stats.errors.ECONNRESET ?? 0) <= LOAD_CONNECTIONS * crashes, `${JSON.stringify(stats.errors)} for ${crashes} crashes`);
+});
+
+test('--listen on an address the app does not listen on stops the supervisor at start with exit 1 and says why', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'grace-cli-listen-'));
+  writeReleases(root, { v1: 'ok' });
+  const port = await freePort();
+  // The app listens on 127.0.0.1:0 (PORT unset); the held socket would never be accepted on.
+  const cwd = join(root, 'releases', 'v1');
+  const result = await cli(['run', '--listen', `127.0.0.1:${port}`, '--', 'node', 'server.mjs'], {
+    cwd,
+    env: { ...process.env, PWD: cwd, PORT: '0' },
+  });
+  assert.equal(result.code, 1, result.stdout + result.stderr);
+  assert.match(result.stderr, new RegExp(`--listen 127\\.0\\.0\\.1:${port}: no worker listens there`));
+});
+
+test('--listen refuses what is not [HOST:]PORT with an IP host, with exit code 2', async () => {
+  for (const value of ['localhost:3000', '3000x', '127.0.0.1:0', '[::1]:70000', '']) {
+    const result = await cli(['run', '--listen', value, '--', 'node', APP]);
+    assert.equal(result.code, 2, `${value}: ${result.stdout}${result.stderr}`);
+    assert.match(result.stderr, /--listen must be PORT, IPV4:PORT or \[IPV6\]:PORT/);
+  }
 });
 
 test('an upgrade that runs the same directory again warns that it cannot be rolled back to', async (t) => {

@@ -31,3 +31,6 @@ export type { SelfStatus } from './self-control.js';
 export { OPTION_DEFAULTS } from './options.js';
 export { type AnswerCounts, addAnswers, NO_ANSWERS } from './answer-counts.js';
 export { abortableDelay } from './timing.js';
+export { bindWithoutListening } from './server-internals.js';
+export type { BoundTcpSocket } from './server-internals.js';
+export { addressName } from './address.js';

@@ -1,6 +1,6 @@
 /**
  * The only places grace-restart depends on Node's internals or libuv's behaviour: the fd
- * of a listening socket, keeping unix socket files, the response a socket is writing, and
+ * of a listening socket, a socket bound without accepting on it, keeping unix socket files, the response a socket is writing, and
  * what the live connection handoff reads to tell that a keep-alive socket sits between two
  * requests. Each is covered by packages/core/test/api.test.mjs or
  * packages/core/test/server-internals.test.mjs, so a Node release that changes one fails
@@ -10,7 +10,7 @@
 import { mkdtempSync, rmdirSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import type { EventEmitter } from 'node:events';
-import { Server as NetServer, Socket, type Server } from 'node:net';
+import net, { isIP, Server as NetServer, Socket, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 
@@ -402,4 +402,36 @@ export function pipelinedHandleWriter(endpoint: object, onRefused: (socket: Sock
       if (unanswered.length === 0) stop();
     },
   };
+}
+
+/** A TCP socket bound and not listened on by this process ({@link bindWithoutListening}). */
+export interface BoundTcpSocket {
+  readonly fd: number;
+  close(): void;
+}
+
+/**
+ * Binds a TCP socket to `host` (an IP address; undefined: every address, as `listen(port)`
+ * does) and `port` without accepting on it, for `grace-restart run --listen`: the supervisor
+ * holds it as systemd holds a `.socket` unit's and its workers listen on their copies. The
+ * first worker's listen(2) puts the socket in the LISTEN state, which lasts while any process
+ * holds it, so a connect made while no worker runs waits in its backlog instead of being
+ * refused.
+ *
+ * Node has no public API for this: every `listen()` also accepts, which would take connections
+ * away from the workers. `net._createServerHandle` is what cluster's primary uses to bind a
+ * socket its workers listen on. Returns a negative errno when the bind fails, and undefined
+ * when this Node has no such function (the caller lets cluster bind, as without --listen).
+ */
+export function bindWithoutListening(host: string | undefined, port: number): BoundTcpSocket | number | undefined {
+  const create = (net as unknown as { _createServerHandle?: unknown })._createServerHandle;
+  if (typeof create !== 'function') return undefined;
+  const family = host === undefined ? undefined : isIP(host);
+  const handle: unknown = create(host ?? null, port, family, undefined, 0);
+  if (typeof handle === 'number') return handle;
+  const wrap = handle as { fd?: unknown; close?: unknown } | null;
+  if (typeof wrap?.fd !== 'number' || wrap.fd < 0 || typeof wrap.close !== 'function') return undefined;
+  const fd = wrap.fd;
+  const close = wrap.close.bind(wrap) as () => void;
+  return { fd, close };
 }

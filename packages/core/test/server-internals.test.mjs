@@ -17,6 +17,7 @@ import { adoptConnection } from '../dist/connection-handoff.js';
 import { moveConnections } from '../dist/connection-mover.js';
 import { ConnectionTracker } from '../dist/drain.js';
 import {
+  bindWithoutListening,
   claimAdoptedSocket,
   missingMoveInternals,
   pausedByHttp,
@@ -400,4 +401,40 @@ test('listenOnInheritedFd: a cluster worker listens on its own copy of an inheri
   }
   assert.ok(existsSync(socketPath), 'the unix socket file is still there');
   assert.equal(output.stderr.includes('Error'), false, output.stderr);
+});
+
+/** A child serving `{pid}` on the listening socket it inherits at fd 3. */
+function serveOnFd3(fd) {
+  const code =
+    "require('node:http').createServer((q, s) => s.end(JSON.stringify({ pid: process.pid }))).listen({ fd: 3 }, () => console.log('up'))";
+  const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit', fd] });
+  return { child, up: once(child.stdout, 'data') };
+}
+
+test('bindWithoutListening: a socket bound and never accepted on keeps the connects made while no process listens in its backlog (grace-restart run --listen)', async (t) => {
+  const port = await freePort();
+  const bound = bindWithoutListening('127.0.0.1', port);
+  assert.equal(typeof bound?.fd, 'number', 'this Node has net._createServerHandle');
+  t.after(() => bound.close());
+  await assert.rejects(request({ port }), { code: 'ECONNREFUSED' }, 'bound, not listening: nobody accepts, not even this process');
+
+  const first = serveOnFd3(bound.fd);
+  await first.up;
+  assert.equal((await request({ port })).json.pid, first.child.pid);
+  first.child.kill('SIGKILL');
+  await once(first.child, 'exit');
+  // Nobody listens now, but the socket stays in LISTEN: this connect waits, and the next process answers it.
+  const waiting = request({ port });
+  const second = serveOnFd3(bound.fd);
+  t.after(() => second.child.kill('SIGKILL'));
+  assert.equal((await waiting).json.pid, second.child.pid);
+});
+
+test('bindWithoutListening: a Node without net._createServerHandle gets undefined (the supervisor then lets cluster bind)', (t) => {
+  const original = net._createServerHandle;
+  t.after(() => {
+    net._createServerHandle = original;
+  });
+  delete net._createServerHandle;
+  assert.equal(bindWithoutListening('127.0.0.1', 1), undefined);
 });

@@ -11,14 +11,20 @@ import {
   type AnswerCounts,
   addAnswers,
   awaitReady,
+  type BootPriority,
+  bootNice,
+  bootPriorityEnv,
+  describeBootPriority,
   type ConnectionRelay,
   ENV,
   type InheritedFd,
   listenFdsEnv,
   NO_ANSWERS,
+  planBootPriority,
   type ReadyRace,
   readWorkerMessage,
   relayConnections,
+  spawnAtBootPriority,
   type SupervisorMessage,
   stopChild,
   WORKER_MESSAGE_KEY,
@@ -76,6 +82,8 @@ export interface WorkerPoolOptions {
   onUnbiddenExit: (record: WorkerRecord, code: number | null, signal: string | null) => void;
 }
 
+const NOT_NICED: BootPriority = { mode: 'off', why: 'no other worker serves' };
+
 export class WorkerPool {
   readonly #o: WorkerPoolOptions;
   readonly #records = new Set<WorkerRecord>();
@@ -84,8 +92,16 @@ export class WorkerPool {
   /** The last answers of the workers that exited, summed per generation. */
   readonly #answersOfGone = new Map<number, AnswerCounts>();
 
+  /** How a worker boots while others serve (GRACE_RESTART_BOOT_NICE, issue #29); planned once, logged once. */
+  readonly #bootPriority: BootPriority;
+
   constructor(options: WorkerPoolOptions) {
     this.#o = options;
+    this.#bootPriority = planBootPriority(bootNice(undefined, process.env));
+    options.logger.info(
+      { bootPriority: describeBootPriority(this.#bootPriority) },
+      'boot priority of the workers started while others serve',
+    );
     // Must be set before the first fork: the supervisor binds, the workers accept.
     cluster.schedulingPolicy = cluster.SCHED_NONE;
   }
@@ -127,12 +143,17 @@ export class WorkerPool {
       stdio,
     });
     const activation = inherited.length === 0 ? {} : listenFdsEnv(inherited.map((l) => l.name));
-    const worker = cluster.fork({
-      ...activation,
-      [ENV.supervisor]: String(process.pid),
-      [ENV.generation]: String(generation),
-      PWD: startDir,
-    });
+    // Niced while it boots only when another worker serves: then its boot's CPU comes from them.
+    const priority = this.ready().length > 0 ? this.#bootPriority : NOT_NICED;
+    const worker = spawnAtBootPriority(priority, () =>
+      cluster.fork({
+        ...activation,
+        ...bootPriorityEnv(priority),
+        [ENV.supervisor]: String(process.pid),
+        [ENV.generation]: String(generation),
+        PWD: startDir,
+      }),
+    );
     const record: WorkerRecord = {
       worker,
       pid: worker.process.pid ?? 0,

@@ -5,6 +5,7 @@
  * switch. Each state's data lives in the state (grace-life.ts): the upgrade under way in
  * `upgrading`, the Handover (handover.ts) in `handed-off`, how the process ends in `stopping`.
  */
+import { describeBootPriority, planBootPriority, returnFromBootPriority } from './boot-priority.js';
 import type { EventEmitter } from 'node:events';
 import { GraceError, UpgradeError } from './errors.js';
 import { foregroundWrapper, foregroundWrapperMessage } from './foreground-wrapper.js';
@@ -172,6 +173,8 @@ export class Lifecycle {
   }
 
   #reportReady(): undefined {
+    // Full priority before the ready report: the moved connections come right after it.
+    const priority = returnFromBootPriority();
     this.#life = { name: 'ready', relisten: undefined };
     this.#c.miswiring.dispose();
     this.#c.listeners.closeUnclaimed();
@@ -191,7 +194,8 @@ export class Lifecycle {
     const wrapper = this.#c.generation === 1 && !this.#c.supervision ? foregroundWrapper() : undefined;
     if (wrapper !== undefined) log.warn({ wrapperPid: wrapper.pid }, foregroundWrapperMessage(wrapper, this.#c.options.pidFile));
     const ready = { pid: process.pid, generation: this.#c.generation, durationMs: Date.now() - this.#c.createdAt };
-    log.info(ready, 'ready');
+    if (priority?.startsWith('back') === false) log.error({ pid: process.pid }, `boot priority: ${priority}`);
+    log.info(priority === undefined ? ready : { ...ready, bootPriority: priority }, 'ready');
     this.#c.events.emit('ready', ready);
     return undefined;
   }
@@ -262,7 +266,8 @@ export class Lifecycle {
     const log = this.#c.options.logger;
     const startedAt = Date.now();
     this.#c.events.emit('upgrade-start', { generation: this.#c.generation, trigger });
-    log.info({ generation: this.#c.generation, trigger }, 'upgrade started');
+    const bootPriority = planBootPriority(this.#c.options.bootNice);
+    log.info({ generation: this.#c.generation, trigger, bootPriority: describeBootPriority(bootPriority) }, 'upgrade started');
     this.#c.link.reloading(this.#c.generation + 1);
     let ready: Awaited<ReturnType<GraceEnvironment['spawnSuccessor']>>;
     try {
@@ -277,6 +282,7 @@ export class Lifecycle {
         signal,
         ipc: this.#c.options.moveConnections,
         env: this.#c.link.env,
+        bootPriority,
       });
     } catch (error) {
       const failure =

@@ -19,6 +19,7 @@
  *    is not ready within the timeout, the parent stops it (SIGTERM, then SIGKILL) and keeps
  *    serving: a rollback.
  */
+import { type BootPriority, bootPriorityEnv, spawnAtBootPriority } from './boot-priority.js';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, fstatSync, realpathSync, writeSync } from 'node:fs';
 import type { Socket } from 'node:net';
@@ -182,6 +183,8 @@ export interface SpawnSuccessorOptions {
   ipc?: boolean;
   /** More environment for the successor (systemd's NOTIFY_SOCKET, which this process took out of its own). */
   env?: Readonly<Record<string, string>> | undefined;
+  /** Start it niced until its ready report (boot-priority.ts); default: as this process. */
+  bootPriority?: BootPriority;
 }
 
 /** A successor that reported ready. */
@@ -193,13 +196,15 @@ export interface ReadySuccessor {
   adopts: readonly string[];
 }
 
+const NOT_NICED: BootPriority = { mode: 'off', why: 'not asked for' };
+
 /**
  * Starts a successor and waits for its ready report. Rejects with an {@link UpgradeError}
  * after stopping the successor and releasing the channel if it exits, times out, or the
  * attempt is aborted.
  */
 export function spawnSuccessor(options: SpawnSuccessorOptions): Promise<ReadySuccessor> {
-  const { command, listeners, startedAt } = options;
+  const { command, listeners, startedAt, bootPriority = NOT_NICED } = options;
   const readyIndex = LISTEN_FDS_START + listeners.length;
   const env = {
     ...process.env,
@@ -208,6 +213,7 @@ export function spawnSuccessor(options: SpawnSuccessorOptions): Promise<ReadySuc
     [ENV_READY_FD]: String(readyIndex),
     [ENV_GENERATION]: String(options.generation + 1),
     [ENV_PARENT_PID]: String(process.pid),
+    ...bootPriorityEnv(bootPriority),
   };
   const stdio: ('inherit' | 'pipe' | 'ipc' | number)[] = ['inherit', 'inherit', 'inherit', ...listeners.map((l) => l.fd), 'pipe'];
   if (options.ipc === true) stdio.push('ipc');
@@ -215,7 +221,7 @@ export function spawnSuccessor(options: SpawnSuccessorOptions): Promise<ReadySuc
   const elapsed = (): number => Date.now() - startedAt;
   let child: ChildProcess;
   try {
-    child = spawn(command.file, command.args, { cwd: command.cwd, env, stdio });
+    child = spawnAtBootPriority(bootPriority, () => spawn(command.file, command.args, { cwd: command.cwd, env, stdio }));
   } catch (cause) {
     return Promise.reject(new UpgradeError('spawn', `could not start the successor: ${String(cause)}`, { durationMs: elapsed(), cause }));
   }

@@ -34,3 +34,6 @@ export { abortableDelay } from './timing.js';
 export { bindWithoutListening } from './server-internals.js';
 export type { BoundTcpSocket } from './server-internals.js';
 export { addressName } from './address.js';
+export { bootPriorityEnv, describeBootPriority, planBootPriority, spawnAtBootPriority } from './boot-priority.js';
+export type { BootPriority } from './boot-priority.js';
+export { bootNice } from './options.js';

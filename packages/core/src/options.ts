@@ -45,6 +45,15 @@ export interface GraceOptions {
    */
   probation?: number;
   /**
+   * How much lower the CPU priority of a successor is while it boots (nice value steps, 0 to
+   * 19; 0: not lowered). It returns to this process's priority at its ready report, so the boot
+   * takes CPU from idle time before it takes it from the process that serves. Applied only where
+   * the successor can return by itself (CAP_SYS_NICE, or an RLIMIT_NICE reaching this process's
+   * nice value: systemd `LimitNICE=+0`, Docker `--ulimit nice=20`); the upgrade's log line says
+   * which. Default 10, or what `GRACE_RESTART_BOOT_NICE` says; an explicit option wins.
+   */
+  bootNice?: number;
+  /**
    * Must pass before the process reports ready: a path (`'/healthz'`, requested in process from
    * the app's own HTTP server, any 2xx passes) or a function that throws or rejects when the
    * process cannot serve. A successor that fails it is stopped and the upgrade rolled back with
@@ -103,6 +112,7 @@ export const OPTION_DEFAULTS = {
   idleGrace: 3_000,
   killTimeout: 5_000,
   probation: 10_000,
+  bootNice: 10,
   healthCheckTimeout: 5_000,
   hookTimeout: 10_000,
   shutdownDelay: 0,
@@ -133,6 +143,7 @@ const KNOWN: Readonly<Record<keyof GraceOptions, true>> = {
   idleGrace: true,
   killTimeout: true,
   probation: true,
+  bootNice: true,
   healthCheck: true,
   healthCheckTimeout: true,
   hookTimeout: true,
@@ -216,6 +227,23 @@ function probationDefault(env: NodeJS.ProcessEnv): number {
   return ms;
 }
 
+/** Environment variable that sets the default of `bootNice` (an operator's knob). */
+export const BOOT_NICE_ENV = 'GRACE_RESTART_BOOT_NICE';
+
+/** `bootNice`: 0 to 19 nice steps, from the option, else the environment, else OPTION_DEFAULTS'. */
+export function bootNice(option: unknown, env: NodeJS.ProcessEnv): number {
+  if (option !== undefined) {
+    if (typeof option !== 'number' || !Number.isInteger(option) || option < 0 || option > 19)
+      fail(`option "bootNice" must be a whole number from 0 to 19, got ${JSON.stringify(option)}`);
+    return option as number;
+  }
+  const value = env[BOOT_NICE_ENV];
+  if (value === undefined || value === '') return OPTION_DEFAULTS.bootNice;
+  if (!/^(0|1?[0-9])$/.test(value))
+    fail(`environment variable ${BOOT_NICE_ENV} must be a whole number from 0 to 19, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
 /**
  * Validates user options and applies defaults (one of which `env` may set); throws a
  * GraceError naming the bad option or variable.
@@ -259,6 +287,7 @@ export function resolveOptions(input: unknown = {}, env: NodeJS.ProcessEnv = pro
     healthCheck: healthCheck(o['healthCheck']),
     healthCheckTimeout: duration(o['healthCheckTimeout'], 'healthCheckTimeout', OPTION_DEFAULTS.healthCheckTimeout),
     probation: o['probation'] === undefined ? probationDefault(env) : duration(o['probation'], 'probation', OPTION_DEFAULTS.probation),
+    bootNice: bootNice(o['bootNice'], env),
     hookTimeout: duration(o['hookTimeout'], 'hookTimeout', OPTION_DEFAULTS.hookTimeout),
     controlDir: (controlDir as string | false | undefined) ?? defaultControlDirectory(),
     shutdownDelay: duration(o['shutdownDelay'], 'shutdownDelay', OPTION_DEFAULTS.shutdownDelay),

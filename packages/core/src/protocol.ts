@@ -14,6 +14,8 @@ export const ENV = {
   parentPid: 'GRACE_RESTART_PARENT_PID',
   /** pid of the `grace-restart run` supervisor of this worker. */
   supervisor: 'GRACE_RESTART_SUPERVISOR',
+  /** Set on a child started niced (boot-priority.ts): the nice value it returns to at its ready report. */
+  niceAfterBoot: 'GRACE_RESTART_NICE_AFTER_BOOT',
 } as const;
 
 /**

@@ -1,8 +1,9 @@
 // The bad-release matrix (issue #28): for each kind of bad release × self-upgrade and
 // `grace-restart run --workers 2`, under keep-alive load, with the default settings and a
-// `healthCheck` of '/healthz' (and, under `run`, `--listen` on the app's address so that the
-// supervisor holds the socket, and a 5 s canary for the releases that answer badly rather than
-// crash): is the bad release rolled back, how long until the verdict, how
+// `healthCheck` of '/healthz' (for the releases that answer badly rather than crash, a canary:
+// self-upgrading, the `canary` option over the default 10 s probation; under `run` a 5 s
+// `--canary-window`; and under `run`, `--listen` on the app's address so that the supervisor
+// holds the socket): is the bad release rolled back, how long until the verdict, how
 // many requests failed and how many connects were refused.
 //
 //   node test/faults/bad-release-matrix.mjs [--rows crash-at-boot,...] [--modes self,run2] [--out FILE.md]
@@ -56,7 +57,10 @@ function start(mode, cwd, pidFile, behaviour, port) {
   // The defaults the issue measures: the 10 s probation, whatever the caller's environment says.
   // A fixed port, as a service has; under `run` the supervisor holds it (--listen).
   const env = { PORT: String(port), PWD: cwd, HEALTH_CHECK: '/healthz', GRACE_RESTART_PROBATION: '' };
-  if (mode === 'self') return startFixture(join(cwd, 'server.mjs'), { cwd, env: { ...env, PID_FILE: pidFile } });
+  if (mode === 'self') {
+    const canary = CANARY.includes(behaviour) ? { CANARY: '1' } : {};
+    return startFixture(join(cwd, 'server.mjs'), { cwd, env: { ...env, ...canary, PID_FILE: pidFile } });
+  }
   const canary = CANARY.includes(behaviour) ? ['--canary-window', '5000'] : [];
   return startFixture(BIN, {
     cwd,

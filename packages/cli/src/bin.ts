@@ -250,6 +250,7 @@ async function run(argv: string[]): Promise<number> {
   // Serve the control socket before the PID file exists: whoever reads the pid finds it.
   control = await serveControl(controlSocket, async (request) => {
     if (request.cmd === 'status') return { ok: true, status: supervisor.status() };
+    if (request.cmd === 'canary-failed') return { ok: false, error: "a supervisor is nobody's successor" };
     if (request.cmd === 'upgrade-supervisor') {
       const outcome = await supervisor.upgradeSupervisor('control');
       return { ok: outcome.ok, supervisorUpgrade: outcome };

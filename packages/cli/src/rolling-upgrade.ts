@@ -7,7 +7,7 @@
  */
 import type { Logger } from '@grace-restart/core';
 import { NO_ANSWERS, type UpgradeOutcome } from '@grace-restart/core/internal';
-import { type CanarySettings, type CanaryVerdict, judgeCanary } from './canary.js';
+import { type CanarySettings, type CanaryVerdict, judgeCanaryWindow } from './canary.js';
 import type { Releases } from './releases.js';
 import type { SupervisorService } from './supervisor-service.js';
 import type { WorkerPool, WorkerRecord } from './workers.js';
@@ -95,7 +95,7 @@ async function judge(
     { workerPid: canary.pid, windowMs: settings.windowMs },
     `canary: worker ${canary.pid} serves slot 0 before the others are replaced`,
   );
-  const verdict = await judgeCanary(
+  const verdict = await judgeCanaryWindow(
     {
       canary: () => (c.workers.all().includes(canary) ? (canary.answers ?? NO_ANSWERS) : undefined),
       baseline: () => c.workers.answersByGeneration().find((g) => g.generation === c.generation),

@@ -2,7 +2,8 @@
 // workers (bad-release.test.mjs runs real ones).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CANARY_MIN_REQUESTS, errorRate, judgeCanary } from '../dist/canary.js';
+import { CANARY_MIN_REQUESTS, errorRate } from '@grace-restart/core/internal';
+import { judgeCanaryWindow as judgeCanary } from '../dist/canary.js';
 
 const counts = (requests, errors5xx = 0, unanswered = 0) => ({ requests, errors5xx, unanswered });
 

@@ -16,7 +16,12 @@ import { join } from 'node:path';
  * A request on the control socket. `upgrade-supervisor` replaces a `grace-restart run`
  * supervisor process itself (its workers with it); a self-upgrading process refuses it.
  */
-export type ControlRequest = { cmd: 'status' } | { cmd: 'upgrade' } | { cmd: 'upgrade-supervisor' };
+export type ControlRequest =
+  | { cmd: 'status' }
+  | { cmd: 'upgrade' }
+  | { cmd: 'upgrade-supervisor' }
+  /** From the predecessor of a self-upgrading successor: its canary failed (`reason`), stop. */
+  | { cmd: 'canary-failed'; reason: string };
 
 /** The default control directory: `$TMPDIR/grace-restart-<uid>`. */
 export function defaultControlDirectory(): string {
@@ -139,8 +144,9 @@ function listenPrivately(server: Server, path: string): Promise<void> {
 
 function parseRequest(line: string): ControlRequest | undefined {
   try {
-    const value = JSON.parse(line) as { cmd?: unknown };
+    const value = JSON.parse(line) as { cmd?: unknown; reason?: unknown };
     if (value.cmd === 'status' || value.cmd === 'upgrade' || value.cmd === 'upgrade-supervisor') return { cmd: value.cmd };
+    if (value.cmd === 'canary-failed') return { cmd: value.cmd, reason: String(value.reason).slice(0, 1_000) };
   } catch {
     // not JSON
   }

@@ -21,7 +21,7 @@ export class GraceError extends Error {
 }
 
 /** Why an upgrade attempt did not produce a serving successor (`unhealthy`: it failed its `healthCheck`). */
-export type UpgradeFailureReason = 'spawn' | 'exited' | 'timeout' | 'aborted' | 'unhealthy';
+export type UpgradeFailureReason = 'spawn' | 'exited' | 'timeout' | 'aborted' | 'unhealthy' | 'canary';
 
 /**
  * An upgrade that was rolled back: the old process keeps serving, the successor

@@ -45,7 +45,7 @@ export type Life =
 /** A lifecycle event with what it carries. */
 export type LifeEvent =
   | { readonly type: 'ready' | 'healthy' }
-  | { readonly type: 'unhealthy'; readonly reason: string }
+  | { readonly type: 'unhealthy' | 'canary-failed'; readonly reason: string }
   | { readonly type: 'upgrade'; readonly trigger: string }
   | { readonly type: 'stop'; readonly trigger: string; readonly exit: boolean }
   | { readonly type: 'stop-again' | 'reload'; readonly signal: NodeJS.Signals }

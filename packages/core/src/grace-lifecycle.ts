@@ -5,6 +5,8 @@
  * switch. Each state's data lives in the state (grace-life.ts): the upgrade under way in
  * `upgrading`, the Handover (handover.ts) in `handed-off`, how the process ends in `stopping`.
  */
+import type { AnswerCounts } from './answer-counts.js';
+import { SuccessorCanary } from './successor-canary.js';
 import { describeBootPriority, planBootPriority, returnFromBootPriority } from './boot-priority.js';
 import type { EventEmitter } from 'node:events';
 import { GraceError, UpgradeError } from './errors.js';
@@ -45,6 +47,8 @@ export interface LifecycleContext {
   /** Whether this process takes connections moved to it (it says so in its ready report). */
   readonly adopting: boolean;
   readonly createdAt: number;
+  /** What this process answered so far (answer-counts.ts): the `canary` option's baseline. */
+  readonly ownAnswers: () => AnswerCounts;
   /** The Grace instance, whose events the lifecycle emits. */
   readonly events: EventEmitter<GraceEvents>;
   uninstallSignals(): void;
@@ -101,6 +105,8 @@ export class Lifecycle {
         return this.#reportReady();
       case 'stop-unhealthy':
         return this.#stopUnhealthy(event);
+      case 'stop-failed-canary':
+        return this.#stopFailedCanary(event);
       case 'spawn-successor':
         return this.#spawnSuccessor(event);
       case 'join-upgrade':
@@ -170,6 +176,28 @@ export class Lifecycle {
     this.#life = { name: 'stopping', exit: this.#c.options.exit, exitCode: 1, ownsAddresses: false };
     this.#track(this.#stopAndDrain(undefined));
     return undefined;
+  }
+
+  /**
+   * The predecessor serves again and speaks for the service (systemd's main process still):
+   * drain what this process holds and exit 1, with no STOPPING=1, no socket file removed.
+   */
+  #stopFailedCanary(event: LifeEvent): undefined {
+    const reason = event.type === 'canary-failed' ? event.reason : 'unknown';
+    this.#c.options.logger.error(
+      { parentPid: this.#c.parentPid, reason },
+      `${reason}: stopping with exit code 1, the previous process serves again`,
+    );
+    this.#life = { name: 'stopping', exit: this.#c.options.exit, exitCode: 1, ownsAddresses: false };
+    this.#track(this.#stopAndDrain(undefined));
+    return undefined;
+  }
+
+  /** From the control socket: true when this process is a successor that serves (it then stops). */
+  canaryFailed(reason: string): boolean {
+    if (this.#c.parentPid === undefined || this.#life.name !== 'ready') return false;
+    this.dispatch({ type: 'canary-failed', reason });
+    return true;
   }
 
   #reportReady(): undefined {
@@ -380,7 +408,7 @@ export class Lifecycle {
     const log = this.#c.options.logger;
     let handover: Handover;
     if (event.type === 'successor-ready') {
-      handover = new Handover(event.successor, this.#c.options.probation);
+      handover = new Handover(event.successor, this.#c.options.probation, this.#successorCanary(event.successor.pid));
       const { pid, generation, durationMs } = event.result;
       log.info({ successorPid: pid, generation, durationMs }, 'upgrade ready: draining this process');
     } else if (event.type === 'replaced' && this.#c.supervision !== undefined) {
@@ -394,6 +422,13 @@ export class Lifecycle {
     this.#life = { name: 'handed-off', handover };
     this.#track(this.#handOver(handover));
     return undefined;
+  }
+
+  /** The judge of the `canary` option for this successor, when the option is on (and the successor has a control socket). */
+  #successorCanary(pid: number | undefined): SuccessorCanary | undefined {
+    const { canary, controlDir, logger } = this.#c.options;
+    if (canary === undefined || pid === undefined || controlDir === false) return undefined;
+    return new SuccessorCanary(pid, controlDir, canary.maxErrorPoints, this.#c.ownAnswers, logger);
   }
 
   /** The successor never got ready (or died before this process let go): this process serves on. */
@@ -480,6 +515,9 @@ export class Lifecycle {
 
   async #handOver(handover: Handover): Promise<void> {
     const moved = await handover.run(this.#handoverContext());
+    // The successor failed its canary: it drains and exits; this process serves again at once.
+    const failure = handover.canaryFailure;
+    if (failure !== undefined) this.dispatch({ type: 'successor-lost', error: failure });
     if (moved === undefined) return; // the successor died: this process serves again (#serveAgain)
     if (await this.#shutdown.drain('upgrade', moved, handover.drainSignal)) this.dispatch({ type: 'drain-done', reason: 'upgrade' });
   }

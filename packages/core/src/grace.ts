@@ -100,13 +100,18 @@ export class Grace extends EventEmitter<GraceEvents> {
         control:
           controlDirOwned === undefined
             ? Promise.resolve(undefined)
-            : openSelfControl(controlDirOwned, { status, upgrade, probationMs: this.#options.probation }, log),
+            : openSelfControl(
+                controlDirOwned,
+                { status, upgrade, probationMs: this.#options.probation, canaryFailed: (reason) => this.#lifecycle.canaryFailed(reason) },
+                log,
+              ),
         generation: this.generation,
         parentPid: this.parentPid,
         readyFd: this.#readyFd,
         startDir: env.startDir,
         adopting: this.#adoptMovedConnections(),
         createdAt: this.#createdAt,
+        ownAnswers: () => this.#answers.counts,
         events: this,
         uninstallSignals: () => this.#signals.uninstall(),
       },

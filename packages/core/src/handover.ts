@@ -12,6 +12,10 @@
  *               connections accepted until then move too, until the move ends
  *   draining    what did not move drains here (shutdown.ts drains, ended by `drainSignal`)
  *
+ * With the `canary` option the probation ends with a verdict on the successor's answers
+ * (successor-canary.ts): a successor that fails is told to stop, the move ends, and `run`
+ * returns undefined with `canaryFailure` set: this process serves again.
+ *
  * Two ways out early, one method each: `hurry()` (told to stop: the probation and the move
  * end, the drain goes on, nothing is taken back) and `cancel()` (the successor died: every
  * phase ends, this process serves again). The successor's connections and channel live here
@@ -21,6 +25,7 @@ import type { Logger } from './logger.js';
 import { moveConnections, type MoveChannel } from './connection-mover.js';
 import type { ListenerSet } from './listeners.js';
 import type { UpgradeError } from './errors.js';
+import type { CanaryReading, SuccessorCanary } from './successor-canary.js';
 import { abortableDelay, deferred } from './timing.js';
 
 /**
@@ -70,15 +75,25 @@ export class Handover {
   readonly #hurry = new AbortController();
   /** Ends every phase: the successor died. */
   readonly #cancel = new AbortController();
+  /** Judges the successor at the probation's end (the `canary` option), or undefined. */
+  readonly #canary: SuccessorCanary | undefined;
+  /** Ends the move: the canary failed. */
+  readonly #canaryFailed = new AbortController();
 
   /**
    * @param probationMs How long this process keeps its sockets and watches the successor: the
    * `probation` option for a successor of its own; 0 for a supervised worker's replacement,
    * whose failures the supervisor deals with (it restarts the slot).
    */
-  constructor(successor: Successor, probationMs: number) {
+  constructor(successor: Successor, probationMs: number, canary?: SuccessorCanary) {
     this.successor = successor;
     this.#probationEnds = Date.now() + probationMs;
+    this.#canary = canary;
+  }
+
+  /** Why the successor failed its canary, once it has: this process serves again. */
+  get canaryFailure(): UpgradeError | undefined {
+    return this.#canaryFailed.signal.aborted ? (this.#canaryFailed.signal.reason as UpgradeError) : undefined;
   }
 
   /**
@@ -118,9 +133,17 @@ export class Handover {
     // Connections start moving at once; the listening sockets stay through the probation.
     const intake = deferred();
     const moving = this.#move(context, intake.promise);
+    const start = await this.#canary?.read();
     await abortableDelay(this.#probationEnds - Date.now(), this.#hurry.signal);
+    if (start !== undefined && !this.#hurry.signal.aborted) await this.#judge(start);
     if (this.cancelled) {
       intake.resolve();
+      return undefined;
+    }
+    if (this.canaryFailure !== undefined) {
+      // The sockets on their way are answered (or come back) before this process serves alone.
+      intake.resolve();
+      await moving;
       return undefined;
     }
     this.#verdict.resolve(undefined);
@@ -129,6 +152,17 @@ export class Handover {
     intake.resolve();
     const moved = await moving;
     return this.cancelled ? undefined : moved;
+  }
+
+  /** The canary's verdict; a failed successor is told to stop, and the move ends. */
+  async #judge(start: CanaryReading): Promise<void> {
+    const canary = this.#canary;
+    const failure = canary === undefined ? undefined : await canary.judge(start);
+    // Died or told to stop while judged: that decides, not the verdict.
+    if (failure === undefined || canary === undefined || this.cancelled || this.#hurry.signal.aborted) return;
+    this.#verdict.resolve(failure);
+    this.#canaryFailed.abort(failure);
+    await canary.tellFailed(failure);
   }
 
   /**
@@ -150,7 +184,7 @@ export class Handover {
       maxDuration: Math.max(MOVE_STALL_MS, context.idleGrace),
       ackTimeout: MOVE_ACK_TIMEOUT_MS,
       // In a supervised worker, also when the supervisor stops relaying (the replacement exited).
-      signal: relayEnded === undefined ? this.#hurry.signal : AbortSignal.any([this.#hurry.signal, relayEnded]),
+      signal: AbortSignal.any([this.#hurry.signal, this.#canaryFailed.signal, ...(relayEnded === undefined ? [] : [relayEnded])]),
       // Straight to the successor, a socket it did not answer before its death comes back here.
       unansweredComeBack: relayEnded === undefined,
       intake,

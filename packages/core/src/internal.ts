@@ -37,3 +37,5 @@ export { addressName } from './address.js';
 export { bootPriorityEnv, describeBootPriority, planBootPriority, spawnAtBootPriority } from './boot-priority.js';
 export type { BootPriority } from './boot-priority.js';
 export { bootNice } from './options.js';
+export { CANARY_MIN_REQUESTS, errorRate, formatRate, judgeCanary } from './canary-verdict.js';
+export type { CanaryReadings, CanaryVerdict, ErrorRate } from './canary-verdict.js';

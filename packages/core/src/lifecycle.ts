@@ -38,6 +38,11 @@ export type LifecycleEvent =
   | 'healthy'
   /** The health check failed or timed out: this process must not serve. */
   | 'unhealthy'
+  /**
+   * The predecessor judged this successor's answers through its probation worse than its own
+   * (the `canary` option): it serves again, this process must stop without speaking for the service.
+   */
+  | 'canary-failed'
   /** SIGUSR2, `grace.upgrade()`, or `grace-restart upgrade`. */
   | 'upgrade'
   /** SIGTERM/SIGINT, or `grace.close()`. */
@@ -73,6 +78,7 @@ export type LifecycleAction =
   | 'check-health'
   | 'report-ready'
   | 'stop-unhealthy'
+  | 'stop-failed-canary'
   | 'spawn-successor'
   | 'join-upgrade'
   | 'refuse-upgrade'
@@ -132,6 +138,7 @@ export const LIFECYCLE: Readonly<Record<LifecycleState, Row>> = {
     // Only after 'serve-again': the addresses could not be bound again, so nothing serves.
     'relisten-failed': { to: 'stopping', action: 'stop-serving' },
     replaced: { to: 'handed-off', action: 'drain-for-upgrade' },
+    'canary-failed': { to: 'stopping', action: 'stop-failed-canary' },
   },
   upgrading: {
     upgrade: stay('upgrading', 'join-upgrade'),

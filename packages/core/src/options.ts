@@ -54,6 +54,18 @@ export interface GraceOptions {
    */
   bootNice?: number;
   /**
+   * Judges the successor by its answers through its probation: at the probation's end its error
+   * rate (5xx answers, and requests left unanswered) is compared with this process's, over the
+   * probation or, when this process served too little meanwhile, over its life. Worse by more
+   * than `maxErrorPoints` percentage points (default 1), and the successor is stopped, its
+   * clients come back here, and the upgrade fails with both rates (`UpgradeError` reason
+   * `canary`). The successor serves what this process moves to it through the probation, so a
+   * bad release fails the requests it answers badly until then. Fewer than 20 answers are too
+   * few to judge: promoted, logged. Needs the control socket (`controlDir`). Default off; under
+   * `grace-restart run` the supervisor's `--canary-window` judges instead.
+   */
+  canary?: boolean | { maxErrorPoints?: number };
+  /**
    * Must pass before the process reports ready: a path (`'/healthz'`, requested in process from
    * the app's own HTTP server, any 2xx passes) or a function that throws or rejects when the
    * process cannot serve. A successor that fails it is stopped and the upgrade rolled back with
@@ -122,8 +134,9 @@ export const OPTION_DEFAULTS = {
 
 /** Options with every default applied: {@link GraceOptions}' names, none of them optional. */
 export type ResolvedOptions = Required<
-  Omit<GraceOptions, 'stopSignals' | 'pidFile' | 'onDrain' | 'onShutdown' | 'onReload' | 'healthCheck'>
+  Omit<GraceOptions, 'stopSignals' | 'pidFile' | 'onDrain' | 'onShutdown' | 'onReload' | 'healthCheck' | 'canary'>
 > & {
+  canary: { maxErrorPoints: number } | undefined;
   healthCheck: HealthCheck | undefined;
   stopSignals: readonly NodeJS.Signals[];
   pidFile: string | undefined;
@@ -144,6 +157,7 @@ const KNOWN: Readonly<Record<keyof GraceOptions, true>> = {
   killTimeout: true,
   probation: true,
   bootNice: true,
+  canary: true,
   healthCheck: true,
   healthCheckTimeout: true,
   hookTimeout: true,
@@ -227,6 +241,19 @@ function probationDefault(env: NodeJS.ProcessEnv): number {
   return ms;
 }
 
+/** `canary`: off, or on with its limit (percentage points, default 1); it reads the successor's answers on its control socket. */
+function canary(option: unknown, controlDir: unknown): ResolvedOptions['canary'] {
+  if (option === undefined || option === false) return undefined;
+  const given = option === true ? {} : option;
+  if (typeof given !== 'object' || given === null || Array.isArray(given) || Object.keys(given).some((k) => k !== 'maxErrorPoints'))
+    fail(`option "canary" must be true, false or { maxErrorPoints }, got ${JSON.stringify(option)}`);
+  const points = (given as { maxErrorPoints?: unknown }).maxErrorPoints ?? 1;
+  if (typeof points !== 'number' || !(points >= 0 && points <= 100))
+    fail(`option "canary.maxErrorPoints" must be a number of percentage points from 0 to 100, got ${JSON.stringify(points)}`);
+  if (controlDir === false) fail('option "canary" reads the successor\'s answers on its control socket: it needs "controlDir"');
+  return { maxErrorPoints: points as number };
+}
+
 /** Environment variable that sets the default of `bootNice` (an operator's knob). */
 export const BOOT_NICE_ENV = 'GRACE_RESTART_BOOT_NICE';
 
@@ -288,6 +315,7 @@ export function resolveOptions(input: unknown = {}, env: NodeJS.ProcessEnv = pro
     healthCheckTimeout: duration(o['healthCheckTimeout'], 'healthCheckTimeout', OPTION_DEFAULTS.healthCheckTimeout),
     probation: o['probation'] === undefined ? probationDefault(env) : duration(o['probation'], 'probation', OPTION_DEFAULTS.probation),
     bootNice: bootNice(o['bootNice'], env),
+    canary: canary(o['canary'], controlDir),
     hookTimeout: duration(o['hookTimeout'], 'hookTimeout', OPTION_DEFAULTS.hookTimeout),
     controlDir: (controlDir as string | false | undefined) ?? defaultControlDirectory(),
     shutdownDelay: duration(o['shutdownDelay'], 'shutdownDelay', OPTION_DEFAULTS.shutdownDelay),

@@ -28,6 +28,8 @@ export interface SelfControlHandlers {
   upgrade(): Promise<Upgraded>;
   /** The `probation` option: how long the verdict takes after the ready report. */
   probationMs: number;
+  /** The predecessor judged this process's answers and found them worse than its own: stop (false: not a successor on probation). */
+  canaryFailed(reason: string): boolean;
 }
 
 /** Opens `<dir>/<pid>.sock`; without it (an unusable directory) signals still work, so it is only logged. */
@@ -35,6 +37,8 @@ export async function openSelfControl(dir: string, handlers: SelfControlHandlers
   try {
     return await serveControl(controlSocketPath(process.pid, dir), async (request) => {
       if (request.cmd === 'status') return { ok: true, status: handlers.status() };
+      if (request.cmd === 'canary-failed')
+        return handlers.canaryFailed(request.reason) ? { ok: true } : { ok: false, error: 'not a successor serving its probation' };
       if (request.cmd === 'upgrade-supervisor')
         return { ok: false, error: 'this process upgrades itself, it has no supervisor: upgrade it without --supervisor' };
       const outcome = await upgradeOutcome(handlers);

@@ -134,3 +134,66 @@ test('a release that fails its health check never serves: rolled back with the r
   assert.equal(stats.failed, 0, JSON.stringify(stats.errors));
   assert.equal(await servingPid({ port }), fixture.pid);
 });
+
+test('canary: a release answering 500 to one request in ten fails at the end of its probation; it drains, the old process serves again, upgrade exits 1 with both rates', async (t) => {
+  const dir = tempDir();
+  const behaviour = join(dir, 'behaviour');
+  const pidFile = join(dir, 'app.pid');
+  writeFileSync(behaviour, 'ok');
+  // A 3 s probation: the canary's window.
+  const { fixture, port } = await startServer(t, {
+    GRACE_RESTART_PROBATION: '3000',
+    BEHAVIOUR_FILE: behaviour,
+    PID_FILE: pidFile,
+    CANARY: '1',
+  });
+  const load = startLoad({ port, connections: LOAD_CONNECTIONS });
+  t.after(() => load.stop());
+  await waitFor(() => load.stats.ok > 200, { what: 'load to flow' });
+  writeFileSync(behaviour, 'status-500-tenth');
+  const after = fixture.events.length;
+  const okBefore = load.stats.ok;
+  const result = await runCli(['upgrade', '--pid-file', pidFile]);
+  assert.equal(result.code, 1, result.stdout + result.stderr);
+  assert.match(
+    result.stdout,
+    /still serving generation 1: successor (\d+): canary failed: \d+\.\d% \(\d+ of \d+\) errors against 0\.0% \(0 of \d+\) for this process \(limit: 1 points worse\) \(canary\)/,
+  );
+  const successor = Number(/successor (\d+): canary failed/.exec(result.stdout)[1]);
+  const failed = await fixture.waitForEvent({ event: 'upgrade-failed' }, { after });
+  assert.equal(failed.reason, 'canary');
+  await waitFor(() => !isAlive(successor), { what: `the failed successor ${successor} to drain and exit` });
+  assert.ok(isAlive(fixture.pid), 'the old process serves on');
+  assert.equal(await servingPid({ port }), fixture.pid);
+  assert.equal(readFileSync(pidFile, 'utf8').trim(), String(fixture.pid), 'the PID file names the old process again');
+
+  const ok = load.stats.ok;
+  await waitFor(() => load.stats.ok > ok + 200, { what: 'load to flow on the old process' });
+  const stats = await load.stop();
+  // What fails: the bad release's own 500s while it served its probation (all the traffic moved
+  // to it: about one in ten of the requests of that window). Nothing else: no reset, no refusal.
+  assert.deepEqual(
+    Object.keys(stats.errors).filter((k) => k !== 'http 500'),
+    [],
+    JSON.stringify(stats.errors),
+  );
+  const duringUpgrade = stats.ok + stats.failed - okBefore;
+  t.diagnostic(`${stats.failed} answered 500 of ${duringUpgrade} requests from the upgrade on`);
+  assert.ok(stats.failed <= duringUpgrade / 10 + LOAD_CONNECTIONS, `${stats.failed} of ${duringUpgrade}`);
+});
+
+test('canary: a good release passes its probation verdict and is promoted, nothing lost', async (t) => {
+  const dir = tempDir();
+  const pidFile = join(dir, 'app.pid');
+  const { fixture, port } = await startServer(t, { GRACE_RESTART_PROBATION: '3000', PID_FILE: pidFile, CANARY: '1' });
+  const load = startLoad({ port, connections: LOAD_CONNECTIONS });
+  t.after(() => load.stop());
+  await waitFor(() => load.stats.ok > 200, { what: 'load to flow' });
+  const result = await runCli(['upgrade', '--pid-file', pidFile]);
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  assert.match(result.stdout, /served through its 3000 ms probation/);
+  await waitFor(() => !isAlive(fixture.pid), { what: 'the old process to exit' });
+  assert.notEqual(await servingPid({ port }), fixture.pid);
+  const stats = await load.stop();
+  assert.equal(stats.failed, 0, JSON.stringify(stats.errors));
+});

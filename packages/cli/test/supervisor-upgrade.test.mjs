@@ -25,12 +25,13 @@ const status = async (pidFile) => JSON.parse((await cli(['status', '--pid-file',
  * `grace-restart run` on a fixed port (a port-0 listener gets a new port from a new supervisor),
  * 2 workers. Every supervisor and worker seen is SIGKILLed at the end.
  */
-async function startSupervisor(t, { app = APP, env = {}, workers = 2 } = {}) {
+async function startSupervisor(t, { app = APP, env = {}, workers = 2, listen = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'grace-sup-upgrade-'));
   const pidFile = join(dir, 'sup.pid');
   const port = await freePort();
+  const held = listen ? ['--listen', `127.0.0.1:${port}`] : [];
   const sup = startFixture(BIN, {
-    args: ['run', '--workers', String(workers), '--pid-file', pidFile, '--', 'node', app],
+    args: ['run', '--workers', String(workers), '--pid-file', pidFile, ...held, '--', 'node', app],
     env: { PORT: String(port), HOST: '127.0.0.1', ...env },
   });
   const supervisors = new Set([sup.pid]);
@@ -98,6 +99,34 @@ test('3 supervisor upgrades under keep-alive load: no failed request; each time 
   assert.equal(existsSync(pidFile), false, 'the PID file is removed at the final stop');
   // Nothing holds the socket any more. /proc shows a process as a zombie while its other threads
   // still close its fds: a connect in that moment is accepted and reset, so wait for the refusal.
+  await waitFor(
+    () =>
+      request({ port, timeout: 2_000 }).then(
+        () => false,
+        (error) => error.code === 'ECONNREFUSED',
+      ),
+    { what: 'connects to be refused after the final stop' },
+  );
+});
+
+test('--listen: the supervisor holds the socket from the start; a supervisor upgrade under load hands it on (the new one inherits it, --listen is not bound twice), 0 failed, and the final stop closes it', async (t) => {
+  const { sup, pidFile, port, supervisors } = await startSupervisor(t, { listen: true });
+  assert.ok(listensOn(sup.pid, port), 'the first supervisor holds the listening socket');
+  const load = startLoad({ port, connections: 20 });
+  t.after(() => load.stop());
+  await waitFor(() => load.stats.ok > 300, { what: 'load to flow' });
+  const result = await cli(['upgrade', '--supervisor', '--pid-file', pidFile]);
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  const now = readPid(pidFile);
+  supervisors.add(now);
+  assert.ok(listensOn(now, port), 'the new supervisor holds the listening socket');
+  await waitFor(() => !isAlive(sup.pid), { what: 'the old supervisor to exit' });
+  const ok = load.stats.ok;
+  await waitFor(() => load.stats.ok > ok + 200, { what: 'load to flow after the supervisor upgrade' });
+  const stats = await load.stop();
+  assert.equal(stats.failed, 0, JSON.stringify(stats.errors));
+  process.kill(now, 'SIGTERM');
+  await waitFor(() => !isAlive(now), { what: 'the new supervisor to stop' });
   await waitFor(
     () =>
       request({ port, timeout: 2_000 }).then(

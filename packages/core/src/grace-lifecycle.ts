@@ -517,7 +517,12 @@ export class Lifecycle {
     const moved = await handover.run(this.#handoverContext());
     // The successor failed its canary: it drains and exits; this process serves again at once.
     const failure = handover.canaryFailure;
-    if (failure !== undefined) this.dispatch({ type: 'successor-lost', error: failure });
+    if (failure !== undefined) {
+      this.dispatch({ type: 'successor-lost', error: failure });
+      // Told to stop while the canary was judged: nothing else drains this process.
+      if (this.#life.name === 'stopping') await this.#stopAndDrain(undefined);
+      return;
+    }
     if (moved === undefined) return; // the successor died: this process serves again (#serveAgain)
     if (await this.#shutdown.drain('upgrade', moved, handover.drainSignal)) this.dispatch({ type: 'drain-done', reason: 'upgrade' });
   }

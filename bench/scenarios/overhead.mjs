@@ -7,7 +7,8 @@
 // (CPU frequency, other tenants) hits both alike; we report the mean over rounds.
 import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
-import { adapterApp, bareApp } from '../lib/apps.mjs';
+import { join } from 'node:path';
+import { adapterApp, bareApp, ROOT } from '../lib/apps.mjs';
 import { freePort, startProcess, waitForHttp } from '../lib/procs.mjs';
 
 // Linux reports process CPU time in clock ticks of 10 ms (CLK_TCK 100).
@@ -104,6 +105,13 @@ export async function runOverhead({ frameworks, rounds, durationS, warmupS = 1, 
       `  overhead control (bare node vs itself): ${row.bare.rps} vs ${row.grace.rps} req/s, difference ${row.overheadPct.toFixed(1)} %, CPU/request ${row.cpuOverheadPct.toFixed(1)} %`,
     );
     results.push(row);
+    // What counting answers costs (issue #28), against the floor the A/A row just measured.
+    const counting = join(ROOT, 'bench', 'apps', 'node-counting.mjs');
+    const cost = { ...(await measurePair('node', { bare, grace: counting }, settings)), framework: 'node, answer counting only' };
+    log(
+      `  answer counting (bare node vs bare node counting answers): ${cost.bare.rps} vs ${cost.grace.rps} req/s, difference ${cost.overheadPct.toFixed(1)} %, CPU/request ${cost.cpuOverheadPct.toFixed(1)} %`,
+    );
+    results.push(cost);
   }
   for (const framework of frameworks) {
     const adapter = adapterApp(framework);

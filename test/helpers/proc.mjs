@@ -1,5 +1,6 @@
 // What /proc says about a process, read from outside: its children and its threads' nice values.
 import { readdirSync, readFileSync } from 'node:fs';
+import { waitFor } from './process.mjs';
 
 /** The nice value of each thread of `pid` (field 19 of /proc/<pid>/task/<tid>/stat), or undefined once it is gone. */
 export function threadNices(pid) {
@@ -21,4 +22,9 @@ export function childrenOf(pid) {
   } catch {
     return [];
   }
+}
+
+/** Waits for a child of `pid` (other than those in `except`) whose runtime has started its threads; its pid. */
+export function newChildWithThreads(pid, { except = [], what = 'the new child and its threads' } = {}) {
+  return waitFor(() => childrenOf(pid).find((child) => !except.includes(child) && (threadNices(child)?.length ?? 0) > 1), { what });
 }

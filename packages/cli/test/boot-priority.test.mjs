@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { childrenOf, threadNices } from '../../../test/helpers/proc.mjs';
+import { childrenOf, newChildWithThreads, threadNices } from '../../../test/helpers/proc.mjs';
 import { runCli as cli, startFixture, waitFor } from '../../../test/helpers/process.mjs';
 
 const BIN = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
@@ -34,9 +34,7 @@ test('run: a worker started while another serves boots at nice 10 and serves at 
 
   writeFileSync(behaviour, 'slow-boot:2000');
   const upgrade = cli(['upgrade', '--pid-file', pidFile]);
-  const fresh = await waitFor(() => childrenOf(supervisor.pid).find((pid) => pid !== first && (threadNices(pid)?.length ?? 0) > 1), {
-    what: 'the new worker and its threads',
-  });
+  const fresh = await newChildWithThreads(supervisor.pid, { except: [first], what: 'the new worker and its threads' });
   const booting = threadNices(fresh);
   assert.ok(
     booting.every((n) => n === 10),

@@ -61,6 +61,21 @@ function listensOn(pid, port) {
   });
 }
 
+/**
+ * Nothing holds the socket any more. /proc shows a process as a zombie while its other threads
+ * still close its fds: a connect in that moment is accepted and reset, so wait for the refusal.
+ */
+function refusedAfterStop(port) {
+  return waitFor(
+    () =>
+      request({ port, timeout: 2_000 }).then(
+        () => false,
+        (error) => error.code === 'ECONNREFUSED',
+      ),
+    { what: 'connects to be refused after the final stop' },
+  );
+}
+
 test('3 supervisor upgrades under keep-alive load: no failed request; each time the PID file names the new supervisor, which holds the socket, and the old one exits', async (t) => {
   const { sup, pidFile, port, supervisors } = await startSupervisor(t);
   const load = startLoad({ port, connections: 20 });
@@ -97,16 +112,7 @@ test('3 supervisor upgrades under keep-alive load: no failed request; each time 
   process.kill(old, 'SIGTERM');
   await waitFor(() => !isAlive(old), { what: 'the last supervisor to stop' });
   assert.equal(existsSync(pidFile), false, 'the PID file is removed at the final stop');
-  // Nothing holds the socket any more. /proc shows a process as a zombie while its other threads
-  // still close its fds: a connect in that moment is accepted and reset, so wait for the refusal.
-  await waitFor(
-    () =>
-      request({ port, timeout: 2_000 }).then(
-        () => false,
-        (error) => error.code === 'ECONNREFUSED',
-      ),
-    { what: 'connects to be refused after the final stop' },
-  );
+  await refusedAfterStop(port);
 });
 
 test('--listen: the supervisor holds the socket from the start; a supervisor upgrade under load hands it on (the new one inherits it, --listen is not bound twice), 0 failed, and the final stop closes it', async (t) => {
@@ -127,14 +133,7 @@ test('--listen: the supervisor holds the socket from the start; a supervisor upg
   assert.equal(stats.failed, 0, JSON.stringify(stats.errors));
   process.kill(now, 'SIGTERM');
   await waitFor(() => !isAlive(now), { what: 'the new supervisor to stop' });
-  await waitFor(
-    () =>
-      request({ port, timeout: 2_000 }).then(
-        () => false,
-        (error) => error.code === 'ECONNREFUSED',
-      ),
-    { what: 'connects to be refused after the final stop' },
-  );
+  await refusedAfterStop(port);
 });
 
 test('SIGUSR1 upgrades the supervisor too', async (t) => {

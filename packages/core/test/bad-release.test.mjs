@@ -16,6 +16,15 @@ const tempDir = () => mkdtempSync(join(tmpdir(), 'grace-probation-test-'));
 const DEFAULT_PROBATION = { GRACE_RESTART_PROBATION: '' };
 const LOAD_CONNECTIONS = 10;
 
+/** After a rollback: the old process answers and is named in the PID file again, and the load flows on it; the load's figures. */
+async function servesAgain({ fixture, port, pidFile, load }) {
+  assert.equal(await servingPid({ port }), fixture.pid);
+  assert.equal(readFileSync(pidFile, 'utf8').trim(), String(fixture.pid), 'the PID file names the old process again');
+  const ok = load.stats.ok;
+  await waitFor(() => load.stats.ok > ok + 200, { what: 'load to flow on the old process' });
+  return load.stop();
+}
+
 test('a release that dies 3 s after its ready report is rolled back: no connect refused, upgrade exits 1', async (t) => {
   const dir = tempDir();
   const behaviour = join(dir, 'behaviour');
@@ -45,12 +54,7 @@ test('a release that dies 3 s after its ready report is rolled back: no connect 
     false,
     'the old process had not let go: the probation was still on',
   );
-  assert.equal(await servingPid({ port }), fixture.pid);
-  assert.equal(readFileSync(pidFile, 'utf8').trim(), String(fixture.pid), 'the PID file names the old process again');
-
-  const ok = load.stats.ok;
-  await waitFor(() => load.stats.ok > ok + 200, { what: 'load to flow on the old process' });
-  const stats = await load.stop();
+  const stats = await servesAgain({ fixture, port, pidFile, load });
   // What may fail: the request in flight on each keep-alive connection that had moved to the
   // bad release when it died (reset), so at most one per load connection. Never a refused connect.
   assert.deepEqual(
@@ -164,12 +168,7 @@ test('canary: a release answering 500 to one request in ten fails at the end of 
   assert.equal(failed.reason, 'canary');
   await waitFor(() => !isAlive(successor), { what: `the failed successor ${successor} to drain and exit` });
   assert.ok(isAlive(fixture.pid), 'the old process serves on');
-  assert.equal(await servingPid({ port }), fixture.pid);
-  assert.equal(readFileSync(pidFile, 'utf8').trim(), String(fixture.pid), 'the PID file names the old process again');
-
-  const ok = load.stats.ok;
-  await waitFor(() => load.stats.ok > ok + 200, { what: 'load to flow on the old process' });
-  const stats = await load.stop();
+  const stats = await servesAgain({ fixture, port, pidFile, load });
   // What fails: the bad release's own 500s while it served its probation (all the traffic moved
   // to it: about one in ten of the requests of that window). Nothing else: no reset, no refusal.
   assert.deepEqual(

@@ -6,8 +6,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { runCli, waitFor } from '../../../test/helpers/process.mjs';
-import { childrenOf, threadNices } from '../../../test/helpers/proc.mjs';
+import { runCli } from '../../../test/helpers/process.mjs';
+import { newChildWithThreads, threadNices } from '../../../test/helpers/proc.mjs';
 import { hasCapSysNice, planBootPriority, rlimitNiceFloor } from '../dist/boot-priority.js';
 import { resolveOptions } from '../dist/options.js';
 import { startServer } from './helpers.mjs';
@@ -68,9 +68,7 @@ test('a successor boots at nice 10, every thread of it, and serves at nice 0 aft
   // The successor's boot lasts 2 s: long enough to read its threads while it boots.
   writeFileSync(behaviour, 'slow-boot:2000');
   const upgrade = runCli(['upgrade', '--pid-file', pidFile]);
-  const successor = await waitFor(() => childrenOf(fixture.pid).find((pid) => (threadNices(pid)?.length ?? 0) > 1), {
-    what: 'the successor and its threads',
-  });
+  const successor = await newChildWithThreads(fixture.pid, { what: 'the successor and its threads' });
   const booting = threadNices(successor);
   assert.ok(
     booting.every((n) => n === 10),
@@ -94,9 +92,7 @@ test("GRACE_RESTART_BOOT_NICE=0: the successor boots at its parent's priority", 
   const { fixture } = await startServer(t, { BEHAVIOUR_FILE: behaviour, PID_FILE: pidFile, GRACE_RESTART_BOOT_NICE: '0' });
   writeFileSync(behaviour, 'slow-boot:2000');
   const upgrade = runCli(['upgrade', '--pid-file', pidFile]);
-  const successor = await waitFor(() => childrenOf(fixture.pid).find((pid) => (threadNices(pid)?.length ?? 0) > 1), {
-    what: 'the successor and its threads',
-  });
+  const successor = await newChildWithThreads(fixture.pid, { what: 'the successor and its threads' });
   assert.ok(
     threadNices(successor).every((n) => n === 0),
     `successor threads while booting: ${threadNices(successor)}`,

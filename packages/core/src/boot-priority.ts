@@ -79,19 +79,26 @@ export function bootPriorityEnv(plan: BootPriority): Record<string, string> {
 
 /**
  * Runs `spawn` (synchronous: child_process.spawn, cluster.fork) with this thread lowered to the
- * plan's nice value, then raises it again. A raise that fails (privileges gone since the plan)
- * is thrown after the spawn, as an Error that says this process now serves niced.
+ * plan's nice value, then raises it again. Neither may fail the spawn: a lowering refused (a
+ * seccomp filter) starts the child at this process's priority, and a raise refused (privileges
+ * gone since the plan) is a process warning on stderr, since this process then serves niced.
  */
 export function spawnAtBootPriority<T>(plan: BootPriority, spawn: () => T): T {
   if (plan.mode === 'off') return spawn();
-  setPriority(0, plan.nice);
-  let result: T;
   try {
-    result = spawn();
-  } finally {
-    setPriority(0, plan.restore);
+    setPriority(0, plan.nice);
+  } catch {
+    return spawn();
   }
-  return result;
+  try {
+    return spawn();
+  } finally {
+    try {
+      setPriority(0, plan.restore);
+    } catch (error) {
+      process.emitWarning(`grace-restart: could not return to nice ${plan.restore} after starting a process niced: ${String(error)}`);
+    }
+  }
 }
 
 /**

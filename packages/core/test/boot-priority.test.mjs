@@ -5,10 +5,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { syncBuiltinESMExports } from 'node:module';
+import os from 'node:os';
 import { test } from 'node:test';
 import { runCli } from '../../../test/helpers/process.mjs';
 import { newChildWithThreads, threadNices } from '../../../test/helpers/proc.mjs';
-import { hasCapSysNice, planBootPriority, rlimitNiceFloor } from '../dist/boot-priority.js';
+import { hasCapSysNice, planBootPriority, rlimitNiceFloor, spawnAtBootPriority } from '../dist/boot-priority.js';
 import { resolveOptions } from '../dist/options.js';
 import { startServer } from './helpers.mjs';
 
@@ -45,6 +47,42 @@ test('the plan: niced where the child can return (CAP_SYS_NICE, or RLIMIT_NICE r
   assert.match(off.why, /without CAP_SYS_NICE or an RLIMIT_NICE of 20 \(systemd LimitNICE=\+0, docker --ulimit nice=20\)/);
   assert.equal(planBootPriority(0, 0, { status: ROOT_STATUS, limits: '' }).mode, 'off');
   assert.equal(planBootPriority(10, 19, { status: ROOT_STATUS, limits: '' }).mode, 'off', 'already at 19');
+});
+
+test('spawnAtBootPriority: a refused lowering still spawns, at this priority; a refused raise spawns and warns', (t) => {
+  const original = os.setPriority;
+  t.after(() => {
+    os.setPriority = original;
+    syncBuiltinESMExports();
+  });
+  const plan = { mode: 'niced', nice: 10, restore: 0, why: 'test' };
+  const calls = [];
+  os.setPriority = (_pid, value) => {
+    calls.push(value);
+    throw Object.assign(new Error('EPERM'), { code: 'EPERM' });
+  };
+  syncBuiltinESMExports();
+  assert.equal(
+    spawnAtBootPriority(plan, () => 'spawned'),
+    'spawned',
+  );
+  assert.deepEqual(calls, [10], 'no raise after a refused lowering');
+
+  const warnings = [];
+  const onWarning = (w) => warnings.push(w.message);
+  process.on('warning', onWarning);
+  t.after(() => process.off('warning', onWarning));
+  os.setPriority = (_pid, value) => {
+    if (value === 0) throw new Error('EACCES');
+  };
+  syncBuiltinESMExports();
+  assert.equal(
+    spawnAtBootPriority(plan, () => 'spawned'),
+    'spawned',
+  );
+  return new Promise((resolve) => setImmediate(resolve)).then(() =>
+    assert.match(warnings.join('\n'), /could not return to nice 0 after starting a process niced: Error: EACCES/),
+  );
 });
 
 test('bootNice: the option wins over GRACE_RESTART_BOOT_NICE; both are checked', () => {

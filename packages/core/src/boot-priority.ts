@@ -104,14 +104,16 @@ export function spawnAtBootPriority<T>(plan: BootPriority, spawn: () => T): T {
 /**
  * In a child started niced: every thread back to the nice value the parent gave (and the
  * variable taken out of the environment, so the child's own children do not read it).
- * Returns what happened, for the ready log line; undefined when this process was not niced.
+ * Returns what happened, for the ready log line (`ok` false: some thread could not return, or
+ * the value was not one); undefined when this process was not niced.
  */
-export function returnFromBootPriority(env: NodeJS.ProcessEnv = process.env): string | undefined {
+export function returnFromBootPriority(env: NodeJS.ProcessEnv = process.env): { ok: boolean; text: string } | undefined {
   const value = env[ENV.niceAfterBoot];
   delete env[ENV.niceAfterBoot];
   if (value === undefined) return undefined;
   const restore = /^-?[0-9]{1,2}$/.test(value) ? Number(value) : Number.NaN;
-  if (!(restore >= -20 && restore <= 19)) return `ignored ${ENV.niceAfterBoot}=${JSON.stringify(value)}: not a nice value`;
+  if (!(restore >= -20 && restore <= 19))
+    return { ok: false, text: `ignored ${ENV.niceAfterBoot}=${JSON.stringify(value)}: not a nice value` };
   const failed: string[] = [];
   for (const tid of threadIds()) {
     try {
@@ -121,7 +123,8 @@ export function returnFromBootPriority(env: NodeJS.ProcessEnv = process.env): st
       if ((error as NodeJS.ErrnoException).code !== 'ESRCH') failed.push(`${tid}: ${(error as Error).message}`);
     }
   }
-  return failed.length === 0 ? `back to nice ${restore}` : `could not return to nice ${restore}: ${failed.join('; ')}`;
+  if (failed.length === 0) return { ok: true, text: `back to nice ${restore}` };
+  return { ok: false, text: `could not return to nice ${restore}: ${failed.join('; ')}` };
 }
 
 function threadIds(): number[] {

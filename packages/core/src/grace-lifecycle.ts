@@ -222,8 +222,8 @@ export class Lifecycle {
     const wrapper = this.#c.generation === 1 && !this.#c.supervision ? foregroundWrapper() : undefined;
     if (wrapper !== undefined) log.warn({ wrapperPid: wrapper.pid }, foregroundWrapperMessage(wrapper, this.#c.options.pidFile));
     const ready = { pid: process.pid, generation: this.#c.generation, durationMs: Date.now() - this.#c.createdAt };
-    if (priority?.startsWith('back') === false) log.error({ pid: process.pid }, `boot priority: ${priority}`);
-    log.info(priority === undefined ? ready : { ...ready, bootPriority: priority }, 'ready');
+    if (priority?.ok === false) log.error({ pid: process.pid }, `boot priority: ${priority.text}`);
+    log.info(priority === undefined ? ready : { ...ready, bootPriority: priority.text }, 'ready');
     this.#c.events.emit('ready', ready);
     return undefined;
   }

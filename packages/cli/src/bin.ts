@@ -29,6 +29,7 @@ import { holdListeners, type ListenSpec, parseListenFlag } from './held-listener
 import { Supervisor, type SupervisorOptions } from './supervisor.js';
 import { createSupervisorHandover } from './supervisor-handover.js';
 import { SupervisorService } from './supervisor-service.js';
+import { bootNiceFromEnv, planWorkerBootPriority, predecessorServes } from './worker-boot-priority.js';
 import { parseWorkerCommand, scriptPath, type WorkerCommand } from './worker-command.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -99,6 +100,8 @@ interface RunFlags {
   pidFile: string | undefined;
   controlDir: string | undefined;
   listen: ListenSpec[];
+  /** GRACE_RESTART_BOOT_NICE or its default (issue #29). */
+  bootNice: number;
   settings: Pick<
     SupervisorOptions,
     | 'workers'
@@ -191,7 +194,8 @@ function readRunFlags(argv: string[]): RunFlags {
     canary: canaryFlags(values['canary-window'], values['canary-max-errors']),
   };
   const listen = (values.listen ?? []).map(parseListenFlag);
-  return { logger, command, startDir, pidFile: values['pid-file'], controlDir: values['control-dir'], listen, settings };
+  const bootNice = bootNiceFromEnv(process.env);
+  return { logger, command, startDir, pidFile: values['pid-file'], controlDir: values['control-dir'], listen, bootNice, settings };
 }
 
 /**
@@ -217,8 +221,9 @@ function takeServiceEnv(logger: Logger) {
 }
 
 async function run(argv: string[]): Promise<number> {
-  const { logger, command, startDir, pidFile, controlDir, listen, settings } = readRunFlags(argv);
+  const { logger, command, startDir, pidFile, controlDir, listen, bootNice, settings } = readRunFlags(argv);
   const { listeners: inherited, notifier, predecessor } = takeServiceEnv(logger);
+  const bootPriority = planWorkerBootPriority(bootNice, logger);
   const held = listen.length > 0 && inherited.length === 0 ? holdListeners(listen, logger) : undefined;
   if (listen.length > 0 && inherited.length > 0)
     logger.info({}, '--listen: the sockets are inherited (socket activation, or the supervisor this one replaces): serving on those');
@@ -232,9 +237,11 @@ async function run(argv: string[]): Promise<number> {
     await flushLogger(logger);
     process.exit(code);
   };
-  const handover = createSupervisorHandover({ inherited: listeners, controlSocket, startDir, ...settings, logger, service });
+  const handover = createSupervisorHandover({ inherited: listeners, controlSocket, startDir, ...settings, bootPriority, logger, service });
   const supervisor = new Supervisor({
     ...settings,
+    bootPriority,
+    othersServe: predecessorServes(predecessor.parentPid),
     command,
     startDir,
     pidFile,

@@ -20,6 +20,7 @@ import { resolve } from 'node:path';
 import type { Logger } from '@grace-restart/core';
 import {
   awaitReady,
+  type BootPriority,
   ownListeningSockets,
   PROBATION_MS,
   spawnSuccessor,
@@ -89,6 +90,7 @@ export interface HandOverOptions {
   killTimeout: number;
   /** Environment the new supervisor needs besides the handoff's (systemd's NOTIFY_SOCKET). */
   env: Readonly<Record<string, string>> | undefined;
+  bootPriority?: BootPriority | undefined;
   signal: AbortSignal;
 }
 
@@ -107,6 +109,7 @@ export async function startNewSupervisor(options: HandOverOptions): Promise<numb
     startedAt: Date.now(),
     signal: options.signal,
     env: options.env,
+    bootPriority: options.bootPriority,
   });
   const { child, pid } = successor;
   // The probation: surviving PROBATION_MS is passing it; there is no ready report to wait for.
@@ -141,6 +144,8 @@ export interface SupervisorHandoverDeps {
   startDir: string;
   readyTimeout: number;
   killTimeout: number;
+  /** The new supervisor boots niced while this one's workers serve (issue #29); it returns before it starts its own. */
+  bootPriority?: BootPriority;
   logger: Logger;
   service: SupervisorService;
 }

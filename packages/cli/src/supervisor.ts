@@ -29,7 +29,7 @@
  */
 import { realpathSync } from 'node:fs';
 import { type Logger, removePidFile, writePidFile } from '@grace-restart/core';
-import { type AnswerCounts, type InheritedFd, signalExitCode, type UpgradeOutcome } from '@grace-restart/core/internal';
+import { type AnswerCounts, type BootPriority, type InheritedFd, signalExitCode, type UpgradeOutcome } from '@grace-restart/core/internal';
 import type { HandoverResult, SupervisorHandover, SupervisorHandoverOutcome } from './supervisor-handover.js';
 import { type SupervisorAction, type SupervisorEvent, type SupervisorStateName, supervisorTransition } from './supervisor-lifecycle.js';
 import type { SupervisorService } from './supervisor-service.js';
@@ -75,6 +75,10 @@ export interface SupervisorOptions {
   canary?: CanarySettings | undefined;
   /** A ready worker whose RSS stays above this many bytes is replaced (`--max-memory`); undefined: no limit. */
   maxMemory?: number | undefined;
+  /** How a worker (and a new supervisor) boots while others serve (issue #29); default: not niced. */
+  bootPriority?: BootPriority;
+  /** Whether processes other than this supervisor's workers serve now (the supervisor this one replaces). */
+  othersServe?: () => boolean;
   logger: Logger;
   /** What the supervisor tells systemd and the supervisor it replaces. */
   service: SupervisorService;
@@ -170,6 +174,8 @@ export class Supervisor {
     this.#workers = new WorkerPool({
       ...options,
       listeners: options.listeners ?? [],
+      bootPriority: options.bootPriority ?? { mode: 'off', why: 'not asked for' },
+      othersServe: options.othersServe ?? (() => false),
       // Not told to go: a crash, an exit of the app's own, or a signal from someone else.
       onUnbiddenExit: (record, code, signal) => this.#dispatch('crash', { exited: { record, code, signal } }),
     });

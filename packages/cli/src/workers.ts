@@ -12,15 +12,12 @@ import {
   addAnswers,
   awaitReady,
   type BootPriority,
-  bootNice,
   bootPriorityEnv,
-  describeBootPriority,
   type ConnectionRelay,
   ENV,
   type InheritedFd,
   listenFdsEnv,
   NO_ANSWERS,
-  planBootPriority,
   type ReadyRace,
   readWorkerMessage,
   relayConnections,
@@ -78,6 +75,10 @@ export interface WorkerPoolOptions {
   drainTimeout: number;
   killTimeout: number;
   logger: Logger;
+  /** How a worker boots while others serve (GRACE_RESTART_BOOT_NICE, issue #29), planned by the CLI. */
+  bootPriority: BootPriority;
+  /** Whether processes other than this pool's serve the service now (the supervisor this one replaces). */
+  othersServe: () => boolean;
   /** A ready (or draining) worker exited without being told to: a crash, for the lifecycle to answer. */
   onUnbiddenExit: (record: WorkerRecord, code: number | null, signal: string | null) => void;
 }
@@ -92,16 +93,8 @@ export class WorkerPool {
   /** The last answers of the workers that exited, summed per generation. */
   readonly #answersOfGone = new Map<number, AnswerCounts>();
 
-  /** How a worker boots while others serve (GRACE_RESTART_BOOT_NICE, issue #29); planned once, logged once. */
-  readonly #bootPriority: BootPriority;
-
   constructor(options: WorkerPoolOptions) {
     this.#o = options;
-    this.#bootPriority = planBootPriority(bootNice(undefined, process.env));
-    options.logger.info(
-      { bootPriority: describeBootPriority(this.#bootPriority) },
-      'boot priority of the workers started while others serve',
-    );
     // Must be set before the first fork: the supervisor binds, the workers accept.
     cluster.schedulingPolicy = cluster.SCHED_NONE;
   }
@@ -144,7 +137,8 @@ export class WorkerPool {
     });
     const activation = inherited.length === 0 ? {} : listenFdsEnv(inherited.map((l) => l.name));
     // Niced while it boots only when another worker serves: then its boot's CPU comes from them.
-    const priority = this.ready().length > 0 ? this.#bootPriority : NOT_NICED;
+    const othersServe = this.ready().length > 0 || this.#o.othersServe();
+    const priority = othersServe ? this.#o.bootPriority : NOT_NICED;
     const worker = spawnAtBootPriority(priority, () =>
       cluster.fork({
         ...activation,

@@ -34,8 +34,14 @@ export { abortableDelay } from './timing.js';
 export { bindWithoutListening } from './server-internals.js';
 export type { BoundTcpSocket } from './server-internals.js';
 export { addressName } from './address.js';
-export { bootPriorityEnv, describeBootPriority, planBootPriority, spawnAtBootPriority } from './boot-priority.js';
-export type { BootPriority } from './boot-priority.js';
-export { bootNice } from './options.js';
+export {
+  type BootPriority,
+  bootPriorityEnv,
+  describeBootPriority,
+  planBootPriority,
+  returnFromBootPriority,
+  spawnAtBootPriority,
+} from './boot-priority.js';
+export { BOOT_NICE_ENV, bootNice } from './options.js';
 export { CANARY_MIN_REQUESTS, errorRate, formatRate, judgeCanary } from './canary-verdict.js';
 export type { CanaryReadings, CanaryVerdict, ErrorRate } from './canary-verdict.js';

@@ -14,6 +14,12 @@
 // The clients share the machine with the servers: per slot it also records its own event-loop
 // delay (the lateness of a 10 ms timer), the time an answer that has arrived may wait here for
 // the CPU before it is timed.
+//
+// With `rate` the load is open-loop, as wrk2 generates it: each connection has a schedule (one
+// request every connections/rate seconds) and a request's latency runs from the moment the
+// schedule meant to send it, not from when the connection was free again. A server that stalls
+// for 50 ms is then charged for every request it made wait, not for one (coordinated omission).
+// The slot's `svc` histogram keeps the latency from the actual send beside it.
 import http from 'node:http';
 import { Histogram } from './histogram.mjs';
 
@@ -37,7 +43,8 @@ const GEN_RE = /"generation":(\d+)/;
 /**
  * Starts `connections` concurrent request loops (per port), each on its own keep-alive socket.
  * Options: host, port, path, connections, timeout (ms, per request), thinkMs (pause between a
- * loop's requests: idle keep-alive connections for the scaling scenario), onNewPid(pid) (the first answer from a new server pid),
+ * loop's requests: idle keep-alive connections for the scaling scenario), rate (requests per second
+ * in all, open-loop: see above), onNewPid(pid) (the first answer from a new server pid),
  * onAnswer({ loop, began, at, pid }) (every successful answer that names its pid; times in ms since start).
  */
 export function startLoad({
@@ -48,6 +55,7 @@ export function startLoad({
   connections = 50,
   timeout = 4000,
   thinkMs = 0,
+  rate,
   onNewPid,
   onAnswer,
 }) {
@@ -69,7 +77,14 @@ export function startLoad({
 
   const slotAt = (ms) => {
     const i = Math.floor(ms / SLOT_MS);
-    return (slots[i] ??= { ok: 0, failed: 0, connects: 0, hist: new Histogram(), lag: new Histogram() });
+    return (slots[i] ??= {
+      ok: 0,
+      failed: 0,
+      connects: 0,
+      hist: new Histogram(),
+      ...(rate ? { svc: new Histogram() } : {}),
+      lag: new Histogram(),
+    });
   };
   let expectedAt = performance.now() + LAG_PROBE_MS;
   const probeLag = () => {
@@ -95,7 +110,7 @@ export function startLoad({
       slotAt(performance.now() - t0).connects += 1;
     });
   };
-  const succeed = (began, body, loop) => {
+  const succeed = (began, sent, body, loop) => {
     const now = performance.now() - t0;
     state.ok += 1;
     // Pauses in service: any stretch above 50 ms without one successful answer.
@@ -104,6 +119,7 @@ export function startLoad({
     const slot = slotAt(now);
     slot.ok += 1;
     slot.hist.recordMs(now - began);
+    slot.svc?.recordMs(now - sent);
     const pidMatch = PID_RE.exec(body);
     if (pidMatch) {
       const pid = Number(pidMatch[1]);
@@ -122,9 +138,11 @@ export function startLoad({
     }
   };
 
-  const once = (loop, target) =>
+  // `intended`: when the loop's schedule meant to send this request (open loop), else now.
+  const once = (loop, target, intended) =>
     new Promise((resolve) => {
-      const began = performance.now() - t0;
+      const sent = performance.now() - t0;
+      const began = intended ?? sent;
       state.inflight += 1;
       let done = false;
       const finish = (outcome) => {
@@ -138,7 +156,9 @@ export function startLoad({
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (d) => (body += d));
-        res.on('end', () => finish(() => (res.statusCode >= 200 && res.statusCode < 300 ? succeed(began, body, loop) : fail('non2xx'))));
+        res.on('end', () =>
+          finish(() => (res.statusCode >= 200 && res.statusCode < 300 ? succeed(began, sent, body, loop) : fail('non2xx'))),
+        );
         res.on('error', (err) => finish(() => fail(classify(err), err.code ?? err.message)));
         res.on('aborted', () => finish(() => fail('reset', 'aborted')));
       });
@@ -149,15 +169,27 @@ export function startLoad({
     });
 
   const pause = (ms) => new Promise((r) => setTimeout(r, ms));
-  const loops = Array.from({ length: loopCount }, async (_, i) => {
-    const target = i % targets.length;
+  const closedLoop = async (i, target) => {
     // Spread idle loops over the think interval, so the connections do not fire in lockstep.
     if (thinkMs > 0) await pause(Math.random() * thinkMs);
     while (running) {
       await once(i, target);
       if (thinkMs > 0 && running) await pause(thinkMs * (0.5 + Math.random()));
     }
-  });
+  };
+  const everyMs = rate ? (loopCount * 1000) / rate : 0;
+  const openLoop = async (i, target) => {
+    // Phases spread over one interval, so the connections do not fire in lockstep.
+    let intended = performance.now() - t0 + Math.random() * everyMs;
+    while (running) {
+      const wait = intended - (performance.now() - t0);
+      if (wait > 0) await pause(wait);
+      if (!running) break;
+      await once(i, target, intended);
+      intended += everyMs;
+    }
+  };
+  const loops = Array.from({ length: loopCount }, (_, i) => (rate ? openLoop : closedLoop)(i, i % targets.length));
 
   return {
     startedAt,
@@ -191,7 +223,10 @@ export function startLoad({
   };
 }
 
-/** Merged latency histogram of the slots overlapping [fromMs, toMs); `key: 'lag'` the clients' own event-loop delay. */
+/**
+ * Merged latency histogram of the slots overlapping [fromMs, toMs); `key: 'lag'` the clients' own
+ * event-loop delay, `key: 'svc'` the latency from the actual send (open loop).
+ */
 export function histogramBetween(slots, fromMs, toMs, key = 'hist') {
   const h = new Histogram();
   const first = Math.max(0, Math.floor(fromMs / SLOT_MS));

@@ -23,6 +23,10 @@ import {
 
 const baseEnv = (port) => ({ PORT: String(port), HOST: '127.0.0.1', NODE_ENV: 'production' });
 
+/** `node args` as [file, args], behind `wrap` (a command that execs the rest: setpriv, to run the app as another user). */
+const nodeCommand = (wrap, args) =>
+  wrap.length === 0 ? [process.execPath, args] : [wrap[0], [...wrap.slice(1), process.execPath, ...args]];
+
 /** Stops the given pids: `signal` first, SIGKILL for whatever is left after `graceMs`. */
 async function stopPids(pids, signal = 'SIGTERM', graceMs = 5000) {
   const alive = [...pids].filter(isAlive);
@@ -60,13 +64,13 @@ function graceMethod({ id, label, move }) {
     app: 'adapter',
     move,
     unavailable: (framework) => adapterApp(framework).missing,
-    async start({ framework, port, dir, env = {} }) {
+    async start({ framework, port, dir, env = {}, wrap = [] }) {
       const pidFile = join(dir, `${framework}-${port}.pid`);
       const pids = new Set();
       const drains = [];
       const moveEnv = move === undefined ? {} : { GRACE_RESTART_MOVE_CONNECTIONS: move ? '1' : '0' };
       // Successors write to the same stdout, so their lines come through this one pipe.
-      const proc = startProcess(process.execPath, [adapterApp(framework).path], {
+      const proc = startProcess(...nodeCommand(wrap, [adapterApp(framework).path]), {
         env: { ...baseEnv(port), PID_FILE: pidFile, ...moveEnv, ...env },
         onEvent: (e) => {
           if (typeof e.pid === 'number') pids.add(e.pid);
@@ -195,7 +199,7 @@ function supervisorMethod(workers) {
     label: `grace-restart run, ${workers} worker${workers > 1 ? 's' : ''}`,
     app: 'adapter',
     unavailable: (framework) => cliBin().missing ?? adapterApp(framework).missing,
-    async start({ framework, port, dir, env = {} }) {
+    async start({ framework, port, dir, env = {}, wrap = [] }) {
       const pidFile = join(dir, `supervisor-${framework}-${workers}-${port}.pid`);
       const pids = new Set();
       const args = [
@@ -211,7 +215,7 @@ function supervisorMethod(workers) {
         process.execPath,
         adapterApp(framework).path,
       ];
-      const proc = startProcess(process.execPath, args, {
+      const proc = startProcess(...nodeCommand(wrap, args), {
         env: { ...baseEnv(port), ...env },
         onEvent: (e) => typeof e.pid === 'number' && pids.add(e.pid),
       });

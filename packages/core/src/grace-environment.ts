@@ -20,8 +20,8 @@ export interface GraceEnvironment {
   readonly signals: SignalSource;
   /** Starts the successor and resolves once it reported ready (handoff.ts). */
   spawnSuccessor(options: SpawnSuccessorOptions): Promise<ReadySuccessor>;
-  /** Sends a signal to another process (the supervisor, for a worker's SIGUSR2). */
-  kill(pid: number, signal: NodeJS.Signals): void;
+  /** Sends a signal to another process (the supervisor, for a worker's SIGUSR2); 0 asks whether it runs. */
+  kill(pid: number, signal: NodeJS.Signals | 0): void;
   /** Ends the process. */
   exit(code: number): void;
 }

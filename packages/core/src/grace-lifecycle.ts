@@ -193,11 +193,26 @@ export class Lifecycle {
     return undefined;
   }
 
-  /** From the control socket: true when this process is a successor that serves (it then stops). */
+  /**
+   * From the control socket: true when this process is a successor that serves while its
+   * predecessor still runs (it then stops). Once the predecessor has let go, nobody could serve
+   * again in its place: a verdict then (from whoever can reach the socket) is refused.
+   */
   canaryFailed(reason: string): boolean {
-    if (this.#c.parentPid === undefined || this.#life.name !== 'ready') return false;
+    const { parentPid } = this.#c;
+    if (parentPid === undefined || this.#life.name !== 'ready' || !this.#runs(parentPid)) return false;
     this.dispatch({ type: 'canary-failed', reason });
     return true;
+  }
+
+  #runs(pid: number): boolean {
+    try {
+      this.#c.environment.kill(pid, 0);
+      return true;
+    } catch (error) {
+      // EPERM: it runs, as another user (a predecessor started under a different uid).
+      return (error as NodeJS.ErrnoException).code === 'EPERM';
+    }
   }
 
   #reportReady(): undefined {

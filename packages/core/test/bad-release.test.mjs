@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { request, startLoad } from '../../../test/helpers/load.mjs';
 import { isAlive, runCli, waitFor } from '../../../test/helpers/process.mjs';
+import { controlSocketPath, sendControl } from '../dist/internal.js';
 import { servingPid, startServer } from './helpers.mjs';
 
 const tempDir = () => mkdtempSync(join(tmpdir(), 'grace-probation-test-'));
@@ -192,7 +193,14 @@ test('canary: a good release passes its probation verdict and is promoted, nothi
   assert.equal(result.code, 0, result.stdout + result.stderr);
   assert.match(result.stdout, /served through its 3000 ms probation/);
   await waitFor(() => !isAlive(fixture.pid), { what: 'the old process to exit' });
-  assert.notEqual(await servingPid({ port }), fixture.pid);
+  const successor = await servingPid({ port });
+  assert.notEqual(successor, fixture.pid);
+  // Its predecessor gone, nobody could serve in its place: a late verdict on its socket is refused.
+  const late = await sendControl(controlSocketPath(successor), { cmd: 'canary-failed', reason: 'too late' }, 5_000);
+  assert.deepEqual(late, { ok: false, error: 'not a successor serving its probation' });
+  const ok = load.stats.ok;
+  await waitFor(() => load.stats.ok > ok + 200, { what: 'load to flow on the successor' });
+  assert.equal(await servingPid({ port }), successor);
   const stats = await load.stop();
   assert.equal(stats.failed, 0, JSON.stringify(stats.errors));
 });

@@ -176,6 +176,11 @@ const fail = (message: string): never => {
   throw new GraceError('GRACE_ERR_OPTIONS', `grace-restart: ${message}`);
 };
 
+/** An environment variable that sets an option's default is malformed: the operator's to fix, so its own code. */
+const failEnv = (name: string, expected: string, value: string): never => {
+  throw new GraceError('GRACE_ERR_ENV', `grace-restart: environment variable ${name} must be ${expected}, got ${JSON.stringify(value)}`);
+};
+
 function duration(value: unknown, name: string, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 2 ** 31 - 1) {
@@ -222,7 +227,7 @@ function moveConnectionsDefault(env: NodeJS.ProcessEnv): boolean {
   if (value === undefined || value === '') return true;
   if (value === '1' || value === 'true') return true;
   if (value === '0' || value === 'false') return false;
-  return fail(`environment variable ${MOVE_CONNECTIONS_ENV} must be 1 or 0 (true or false), got ${JSON.stringify(value)}`);
+  return failEnv(MOVE_CONNECTIONS_ENV, '1 or 0 (true or false)', value);
 }
 
 /** Environment variable that sets the default of `probation`, in ms (an operator's knob). */
@@ -234,9 +239,7 @@ function probationDefault(env: NodeJS.ProcessEnv): number {
   if (value === undefined || value === '') return OPTION_DEFAULTS.probation;
   const ms = /^(0|[1-9][0-9]{0,9})$/.test(value) ? Number(value) : Number.NaN;
   if (!(ms <= 2 ** 31 - 1)) {
-    return fail(
-      `environment variable ${PROBATION_ENV} must be a whole number of milliseconds (0 to 2147483647), got ${JSON.stringify(value)}`,
-    );
+    return failEnv(PROBATION_ENV, 'a whole number of milliseconds (0 to 2147483647)', value);
   }
   return ms;
 }
@@ -266,8 +269,7 @@ export function bootNice(option: unknown, env: NodeJS.ProcessEnv): number {
   }
   const value = env[BOOT_NICE_ENV];
   if (value === undefined || value === '') return OPTION_DEFAULTS.bootNice;
-  if (!/^(0|1?[0-9])$/.test(value))
-    fail(`environment variable ${BOOT_NICE_ENV} must be a whole number from 0 to 19, got ${JSON.stringify(value)}`);
+  if (!/^(0|1?[0-9])$/.test(value)) failEnv(BOOT_NICE_ENV, 'a whole number from 0 to 19', value);
   return Number(value);
 }
 

@@ -49,7 +49,7 @@ test('GRACE_RESTART_PROBATION sets the default probation; a malformed value name
       () => resolveOptions({}, { GRACE_RESTART_PROBATION: bad }),
       (error) =>
         error instanceof GraceError &&
-        error.code === 'GRACE_ERR_OPTIONS' &&
+        error.code === 'GRACE_ERR_ENV' &&
         error.message.includes(
           `GRACE_RESTART_PROBATION must be a whole number of milliseconds (0 to 2147483647), got ${JSON.stringify(bad)}`,
         ),

@@ -90,10 +90,10 @@ test('bootNice: the option wins over GRACE_RESTART_BOOT_NICE; both are checked',
   assert.equal(resolveOptions({}, { GRACE_RESTART_BOOT_NICE: '0' }).bootNice, 0);
   assert.equal(resolveOptions({ bootNice: 5 }, { GRACE_RESTART_BOOT_NICE: '0' }).bootNice, 5);
   assert.throws(() => resolveOptions({ bootNice: 20 }, {}), /option "bootNice" must be a whole number from 0 to 19, got 20/);
-  assert.throws(
-    () => resolveOptions({}, { GRACE_RESTART_BOOT_NICE: 'low' }),
-    /GRACE_RESTART_BOOT_NICE must be a whole number from 0 to 19, got "low"/,
-  );
+  assert.throws(() => resolveOptions({}, { GRACE_RESTART_BOOT_NICE: 'low' }), {
+    code: 'GRACE_ERR_ENV',
+    message: /GRACE_RESTART_BOOT_NICE must be a whole number from 0 to 19, got "low"/,
+  });
 });
 
 test('a successor boots at nice 10, every thread of it, and serves at nice 0 after its ready report; the parent never left nice 0', async (t) => {

@@ -190,6 +190,7 @@ test('a bad GRACE_RESTART_MOVE_CONNECTIONS stops the app at start with a message
   const { code } = await fixture.exited;
   assert.equal(code, 1);
   assert.match(fixture.stderr, /GRACE_RESTART_MOVE_CONNECTIONS must be 1 or 0/);
+  assert.match(fixture.stderr, /GRACE_ERR_ENV/);
 });
 
 test('connections move during the probation: the old process holds none before it stops accepting', async (t) => {

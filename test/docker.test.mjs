@@ -16,6 +16,7 @@ import { installApp, packAll } from './helpers/consumer.mjs';
 import { buildNodeImage, startEngine, whyNoEngine, writeTree } from './helpers/docker-engine.mjs';
 import { request, startDrainingLoad, startLoad } from './helpers/load.mjs';
 import { freePort, waitFor } from './helpers/process.mjs';
+import { childrenOf, threadNices } from './helpers/proc.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const APP_IMAGE = 'grace-restart-test/app';
@@ -178,6 +179,9 @@ test("the docs' Dockerfile: the supervisor is PID 1, and docker stop under keep-
   const name = await runContainer(t, port);
   const { cmdline } = await pidOne(name);
   assert.match(cmdline, /grace-restart run --workers 2/, 'PID 1 is the supervisor');
+  // Docker's default capabilities lack SYS_NICE and its RLIMIT_NICE is 0: no boot priority, and the log says what to set.
+  const logs = await docker(['logs', name]);
+  assert.match(logs.stdout + logs.stderr, /"bootPriority":"off: it could not return to nice 0 [^"]*docker --ulimit nice=20\)"/);
   // The docs' other way in: the CLI inside the container, against PID 1.
   const upgraded = await docker(['exec', name, 'node_modules/.bin/grace-restart', 'upgrade', '--pid', '1']);
   assert.equal(upgraded.code, 0, `grace-restart upgrade --pid 1: ${upgraded.stdout}${upgraded.stderr}`);
@@ -189,14 +193,24 @@ test("the docs' Dockerfile: the supervisor is PID 1, and docker stop under keep-
   await stopUnderLoad(t, name, port);
 });
 
-test('docker kill -s USR2 upgrades the release on a mounted volume under keep-alive load with 0 failed; then docker stop drains', {
+test('docker kill -s USR2 upgrades the release on a mounted volume under keep-alive load with 0 failed, new workers booting niced under --ulimit nice=20; then docker stop drains', {
   skip: skipReason,
   timeout: 300_000,
 }, async (t) => {
   const port = await freePort();
   const release = releaseVolume(t);
-  const name = await runContainer(t, port, ['-v', `${release}:/app/dist`]);
+  // docs/operations.md's one-liner for boot priority in Docker (whose capabilities lack SYS_NICE).
+  const name = await runContainer(t, port, ['--ulimit', 'nice=20', '-v', `${release}:/app/dist`]);
   await upgradeUnderLoad(t, name, port, release);
+  const logs = await docker(['logs', name]);
+  assert.match(logs.stdout + logs.stderr, /"bootPriority":"nice 10 until ready \(RLIMIT_NICE allows nice 0\)"/);
+  const workers = childrenOf((await pidOne(name)).pid);
+  assert.equal(workers.length, 2);
+  for (const pid of workers)
+    assert.ok(
+      threadNices(pid)?.every((n) => n === 0),
+      `worker ${pid} serves niced: ${threadNices(pid)}`,
+    );
   await stopUnderLoad(t, name, port);
 });
 

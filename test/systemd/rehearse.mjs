@@ -753,6 +753,57 @@ TimeoutStopSec=45
   }
 }
 
+/**
+ * Boot priority (issue #29) as docs/operations.md sets it up: a root service keeps CAP_SYS_NICE,
+ * a `User=nobody` service gets back to nice 0 with `LimitNICE=+0`, and one without it boots its
+ * successor un-niced (the log says why). After a reload every thread of the new main process
+ * runs at nice 0.
+ */
+async function bootPriorityUnits(c) {
+  const cases = [
+    { name: 'root', extra: '', plan: 'nice 10 until ready (CAP_SYS_NICE)', niced: true },
+    { name: 'limitnice', extra: 'User=nobody\nLimitNICE=+0\n', plan: 'nice 10 until ready (RLIMIT_NICE allows nice 0)', niced: true },
+    { name: 'user', extra: 'User=nobody\n', plan: 'off: it could not return to nice 0', niced: false },
+  ];
+  for (const k of cases) {
+    const port = await freePort();
+    const unit = `app-nice-${k.name}.service`;
+    installUnit(
+      unit,
+      `[Service]
+Type=notify
+NotifyAccess=all
+${k.extra}WorkingDirectory=${REPO}/examples/fastify
+Environment=PORT=${port} HOST=127.0.0.1 GRACE_RESTART_PROBATION=1000
+ExecStart=/usr/local/bin/node dist/server.js
+ExecReload=/bin/kill -USR2 $MAINPID
+`,
+    );
+    c.run('systemctl', 'daemon-reload');
+    const start = c.run('systemctl', 'start', unit);
+    const before = show(c, unit, 'MainPID');
+    c.run('systemctl', 'reload', unit);
+    const now = await waitFor(
+      () => {
+        const p = show(c, unit, 'MainPID');
+        return p !== before && p !== '0' && c.run('kill', '-0', before).status !== 0 && p;
+      },
+      { timeout: 30_000, what: 'MainPID to move to the successor' },
+    ).catch(() => undefined);
+    const journal = c.run('journalctl', '--no-pager', '-o', 'cat', '-u', unit).stdout;
+    const plan = /"bootPriority":"([^"]*)"/.exec(journal)?.[1] ?? 'none';
+    const returned = journal.includes('"bootPriority":"back to nice 0"');
+    const nices = now ? c.run('ps', '-L', '-o', 'ni=', '-p', now).stdout.trim().split(/\s+/) : [];
+    check(
+      `boot priority, ${k.extra ? k.extra.trim().replaceAll('\n', ' ') : 'a root service'}: the successor ${k.niced ? 'boots niced and returns' : 'is not niced'}`,
+      start.status === 0 && plan.startsWith(k.plan) && returned === k.niced && nices.length > 0 && nices.every((n) => n === '0'),
+      `start exit ${start.status}; upgrade started: "${plan}"; ready: ${returned ? 'back to nice 0' : 'no return'}; MainPID ${before}→${now}, its threads' nice ${nices.join(',')}`,
+      unit,
+    );
+    c.run('systemctl', 'stop', unit);
+  }
+}
+
 if (process.getuid?.() !== 0) {
   console.error('run as root: debootstrap, systemd-nspawn and nsenter need it');
   process.exit(2);
@@ -772,6 +823,7 @@ try {
     ['simpleSelfUpgrade', () => simpleSelfUpgrade(container)],
     ['notifyUnit', () => notifyUnit(container, { socket: false })],
     ['activatedNotifyUnit', () => notifyUnit(container, { socket: true })],
+    ['bootPriorityUnits', () => bootPriorityUnits(container)],
   ];
   for (const [name, run] of scenarios) if (only === undefined || only.includes(name)) await run();
 } catch (error) {

@@ -2,7 +2,8 @@
 // grace-restart process of this user that answers on a control socket is the target; with
 // several, they are listed and nothing is touched. Each test has its own control directory.
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -54,4 +55,23 @@ test('two apps in the control directory: both listed with what they are, exit 2,
     !a.events.some((e) => e.event === 'upgrade-start') && !b.events.some((e) => e.event === 'upgrade-start'),
     'nothing was upgraded',
   );
+});
+
+test('a SIGKILLed app leaves its control socket; the next app to start there removes it, and only a dead one', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'grace-discover-'));
+  const killed = await startApp(t, dir);
+  killed.child.kill('SIGKILL');
+  await killed.exited;
+  const left = join(dir, `${killed.pid}.sock`);
+  assert.ok(existsSync(left), 'SIGKILL left the socket file');
+  // A socket whose pid this process cannot see but that answers: another pid namespace's, kept.
+  const foreign = join(dir, `${2 ** 22 + 1}.sock`);
+  const listener = net.createServer((socket) => socket.end());
+  await new Promise((resolve) => listener.listen(foreign, resolve));
+  t.after(() => listener.close());
+  const next = await startApp(t, dir);
+  await waitFor(() => !existsSync(left), { what: `the dead socket ${left} to be removed` });
+  assert.ok(existsSync(foreign), 'a socket that answers is kept');
+  const status = await runCli(['status', '--control-dir', dir, '--json']);
+  assert.equal(JSON.parse(status.stdout).pid, next.pid);
 });

@@ -7,10 +7,10 @@
  * which it has the umask's mode) — never a TCP port. One JSON request line, one JSON
  * response line. The socket file is removed when the process exits.
  */
-import { lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 /**
  * A request on the control socket. `upgrade-supervisor` replaces a `grace-restart run`
@@ -82,6 +82,7 @@ export async function serveControl(path: string, handle: (request: ControlReques
   } catch {
     // none
   }
+  removeDeadSockets(dirname(path));
   const server = createServer((socket) => {
     let buffered = '';
     socket.setEncoding('utf8');
@@ -151,6 +152,47 @@ function parseRequest(line: string): ControlRequest | undefined {
     // not JSON
   }
   return undefined;
+}
+
+/**
+ * Removes the sockets of processes that are gone: a SIGKILLed process leaves its `<pid>.sock`
+ * behind, and `grace-restart status` would list it until its pid is reused. A socket counts as
+ * dead only when its pid does not run here and a connect to it is refused: a directory shared
+ * across pid namespaces (a bind-mounted /tmp) may hold the live socket of a pid this process
+ * cannot see. Best effort, in the background: the directory is this user's (0700, checked).
+ */
+function removeDeadSockets(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = /^([1-9][0-9]{0,9})\.sock$/.exec(name)?.[1];
+    if (pid === undefined || runs(Number(pid))) continue;
+    const path = join(dir, name);
+    const probe = createConnection(path);
+    probe.unref();
+    probe.on('connect', () => probe.destroy());
+    probe.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ECONNREFUSED') return;
+      try {
+        if (lstatSync(path).isSocket()) unlinkSync(path);
+      } catch {
+        // gone meanwhile
+      }
+    });
+  }
+}
+
+function runs(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** Sends one request and resolves with the parsed response. */

@@ -8,7 +8,7 @@
 //   npm run build
 //   node bench/latency.mjs [--frameworks fastify,express,koa] [--methods grace,supervisor-1,supervisor-2]
 //                          [--boot-nice 10,0] [--loads 0.5,0.75,closed] [--user nobody]
-//                          [--lever none|batch|duty:RUN/STOP] [--out FILE.md]
+//                          [--lever none|batch|duty:RUN/STOP] [--x REQ_PER_S] [--out FILE.md]
 //
 // --user runs the apps (and their cold starts) as that user through setpriv, with no capability
 // and the rlimits it inherits (RLIMIT_NICE 0 here): the unprivileged rows, where boot priority
@@ -38,6 +38,7 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '50' },
     user: { type: 'string' },
     lever: { type: 'string', default: 'none' },
+    x: { type: 'string' },
     out: { type: 'string' },
   },
 });
@@ -67,8 +68,11 @@ async function measureApp({ framework, methodId, bootNice }) {
   const port = await freePort();
   const handle = await method.start({ framework, port, dir, env, wrap });
   try {
-    const x = await maxThroughput({ port, connections });
-    log(`${framework} / ${methodId} / boot nice ${bootNice}: X = ${x.rps} req/s (closed loop, ${connections} connections)`);
+    // --x gives X instead of measuring it (a smoke run, or loads comparable across runs).
+    const x = values.x ? { rps: Number(values.x) } : await maxThroughput({ port, connections });
+    log(
+      `${framework} / ${methodId} / boot nice ${bootNice}: X = ${x.rps} req/s (${values.x ? 'given' : `closed loop, ${connections} connections`})`,
+    );
     const levels = [];
     for (const load of loads) {
       const rate = load === 'closed' ? undefined : load * x.rps;

@@ -782,6 +782,7 @@ ExecReload=/bin/kill -USR2 $MAINPID
     c.run('systemctl', 'daemon-reload');
     const start = c.run('systemctl', 'start', unit);
     const before = show(c, unit, 'MainPID');
+    const rlimit = /^Max nice priority.*$/m.exec(c.run('cat', `/proc/${before}/limits`).stdout)?.[0].replace(/\s+/g, ' ');
     c.run('systemctl', 'reload', unit);
     const now = await waitFor(
       () => {
@@ -797,7 +798,7 @@ ExecReload=/bin/kill -USR2 $MAINPID
     check(
       `boot priority, ${k.extra ? k.extra.trim().replaceAll('\n', ' ') : 'a root service'}: the successor ${k.niced ? 'boots niced and returns' : 'is not niced'}`,
       start.status === 0 && plan.startsWith(k.plan) && returned === k.niced && nices.length > 0 && nices.every((n) => n === '0'),
-      `start exit ${start.status}; upgrade started: "${plan}"; ready: ${returned ? 'back to nice 0' : 'no return'}; MainPID ${before}→${now}, its threads' nice ${nices.join(',')}`,
+      `start exit ${start.status} (${rlimit}, LimitNICE=${show(c, unit, 'LimitNICE')}); upgrade started: "${plan}"; ready: ${returned ? 'back to nice 0' : 'no return'}; MainPID ${before}→${now}, its threads' nice ${nices.join(',')}`,
       unit,
     );
     c.run('systemctl', 'stop', unit);

@@ -13,7 +13,8 @@ import { runCli as cli, startFixture, waitFor } from '../../../test/helpers/proc
 const BIN = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
 const APP = fileURLToPath(new URL('../../core/test/fixtures/server.mjs', import.meta.url));
 
-test('run: a worker started while another serves boots at nice 10 and serves at nice 0; the first worker booted at nice 0', async (t) => {
+/** `grace-restart run --workers 1` of core's fixture, boot priority at its default; its behaviour and PID files. */
+function startSupervisor(t) {
   const dir = mkdtempSync(join(tmpdir(), 'grace-cli-nice-'));
   const behaviour = join(dir, 'behaviour');
   const pidFile = join(dir, 'sup.pid');
@@ -23,6 +24,11 @@ test('run: a worker started while another serves boots at nice 10 and serves at 
     env: { PORT: '0', BEHAVIOUR_FILE: behaviour, GRACE_RESTART_BOOT_NICE: '' },
   });
   t.after(() => supervisor.cleanup());
+  return { supervisor, behaviour, pidFile };
+}
+
+test('run: a worker started while another serves boots at nice 10 and serves at nice 0; the first worker booted at nice 0', async (t) => {
+  const { supervisor, behaviour, pidFile } = startSupervisor(t);
   await supervisor.waitForEvent({ event: 'listening' });
   await waitFor(() => childrenOf(supervisor.pid).length === 1, { what: 'the first worker' });
   const [first] = childrenOf(supervisor.pid);
@@ -53,15 +59,7 @@ test('run: a worker started while another serves boots at nice 10 and serves at 
 });
 
 test('upgrade --supervisor: the new supervisor boots niced and returns before it starts workers, which boot niced while the old ones serve and serve at nice 0', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'grace-cli-nice-'));
-  const behaviour = join(dir, 'behaviour');
-  const pidFile = join(dir, 'sup.pid');
-  writeFileSync(behaviour, 'ok');
-  const supervisor = startFixture(BIN, {
-    args: ['run', '--workers', '1', '--pid-file', pidFile, '--', 'node', APP],
-    env: { PORT: '0', BEHAVIOUR_FILE: behaviour, GRACE_RESTART_BOOT_NICE: '' },
-  });
-  t.after(() => supervisor.cleanup());
+  const { supervisor, behaviour, pidFile } = startSupervisor(t);
   await supervisor.waitForEvent({ event: 'ready' });
   const [oldWorker] = childrenOf(supervisor.pid);
 

@@ -120,6 +120,15 @@ function installUnit(name, text) {
 }
 
 const show = (c, unit, prop) => c.run('systemctl', 'show', '-p', prop, '--value', unit).stdout.trim();
+/** The unit's MainPID once it is another process than `before` and `before` has exited; undefined after 30 s. */
+const mainPidMovedFrom = (c, unit, before, what) =>
+  waitFor(
+    () => {
+      const p = show(c, unit, 'MainPID');
+      return p !== before && p !== '0' && c.run('kill', '-0', before).status !== 0 && p;
+    },
+    { timeout: 30_000, what },
+  ).catch(() => undefined);
 /** Children of `pid` inside the container (its pid namespace). */
 const childrenIn = (c, pid) => c.run('cat', `/proc/${pid}/task/${pid}/children`).stdout.trim().split(/\s+/).filter(Boolean).map(Number);
 const timed = (fn) => {
@@ -453,13 +462,7 @@ TimeoutStopSec=45
   for (let i = 0; i < 3; i++) {
     const before = mainPid;
     await c.runAsync('systemctl', 'reload', unit);
-    const now = await waitFor(
-      () => {
-        const p = show(c, unit, 'MainPID');
-        return p !== before && p !== '0' && c.run('kill', '-0', before).status !== 0 && p;
-      },
-      { timeout: 30_000, what: 'MainPID to move to the successor' },
-    ).catch(() => undefined);
+    const now = await mainPidMovedFrom(c, unit, before, 'MainPID to move to the successor');
     moves.push(`${before}→${now}`);
     if (now) mainPid = now;
   }
@@ -536,13 +539,7 @@ TimeoutStopSec=45
   );
   setBehaviour('ok');
   await c.runAsync('systemctl', 'reload', unit);
-  const moved = await waitFor(
-    () => {
-      const p = show(c, unit, 'MainPID');
-      return p !== mainPid && p !== '0' && c.run('kill', '-0', mainPid).status !== 0 && p;
-    },
-    { timeout: 30_000, what: 'MainPID to move to the fixed release' },
-  ).catch(() => undefined);
+  const moved = await mainPidMovedFrom(c, unit, mainPid, 'MainPID to move to the fixed release');
   check(`${label}: the fixed release is promoted after its probation`, moved !== undefined, `MainPID ${mainPid}→${moved}`, unit);
   const stop = timed(() => c.run('systemctl', 'stop', unit));
   check(
@@ -707,13 +704,7 @@ TimeoutStopSec=45
     const before = mainPid;
     const r = timed(() => c.run('systemctl', 'reload', unit));
     // ExecReload only sends SIGUSR2: the upgrade completes after systemctl returns.
-    const now = await waitFor(
-      () => {
-        const p = show(c, unit, 'MainPID');
-        return p !== before && p !== '0' && c.run('kill', '-0', before).status !== 0 && p;
-      },
-      { timeout: 30_000, what: 'MainPID to move to the successor and the old process to exit' },
-    ).catch(() => undefined);
+    const now = await mainPidMovedFrom(c, unit, before, 'MainPID to move to the successor and the old process to exit');
     rounds.push({ status: r.status, from: before, to: now, active: show(c, unit, 'ActiveState') });
     if (now) mainPid = now;
     const okBefore = load.stats.ok;
@@ -784,13 +775,7 @@ ExecReload=/bin/kill -USR2 $MAINPID
     const before = show(c, unit, 'MainPID');
     const rlimit = /^Max nice priority.*$/m.exec(c.run('cat', `/proc/${before}/limits`).stdout)?.[0].replace(/\s+/g, ' ');
     c.run('systemctl', 'reload', unit);
-    const now = await waitFor(
-      () => {
-        const p = show(c, unit, 'MainPID');
-        return p !== before && p !== '0' && c.run('kill', '-0', before).status !== 0 && p;
-      },
-      { timeout: 30_000, what: 'MainPID to move to the successor' },
-    ).catch(() => undefined);
+    const now = await mainPidMovedFrom(c, unit, before, 'MainPID to move to the successor');
     const journal = c.run('journalctl', '--no-pager', '-o', 'cat', '-u', unit).stdout;
     const plan = /"bootPriority":"([^"]*)"/.exec(journal)?.[1] ?? 'none';
     const returned = journal.includes('"bootPriority":"back to nice 0"');

@@ -10,6 +10,7 @@ import {
   bootNice,
   describeBootPriority,
   planBootPriority,
+  processRuns,
   returnFromBootPriority,
 } from '@grace-restart/core/internal';
 import { usageError } from './cli-errors.js';
@@ -39,14 +40,5 @@ export function planWorkerBootPriority(nice: number, logger: Logger): BootPriori
 
 /** Whether the supervisor this one replaces (its pid from the handoff) still runs, so its workers serve. */
 export function predecessorServes(parentPid: number | undefined): () => boolean {
-  if (parentPid === undefined) return () => false;
-  return () => {
-    try {
-      process.kill(parentPid, 0);
-      return true;
-    } catch (error) {
-      // EPERM: alive, another user's (not ours to signal, but it runs).
-      return (error as NodeJS.ErrnoException).code === 'EPERM';
-    }
-  };
+  return parentPid === undefined ? () => false : () => processRuns(parentPid);
 }

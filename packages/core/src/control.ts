@@ -11,6 +11,7 @@ import { lstatSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { processRuns } from './process-runs.js';
 
 /**
  * A request on the control socket. `upgrade-supervisor` replaces a `grace-restart run`
@@ -170,7 +171,7 @@ function removeDeadSockets(dir: string): void {
   }
   for (const name of names) {
     const pid = /^([1-9][0-9]{0,9})\.sock$/.exec(name)?.[1];
-    if (pid === undefined || runs(Number(pid))) continue;
+    if (pid === undefined || processRuns(Number(pid))) continue;
     const path = join(dir, name);
     const probe = createConnection(path);
     probe.unref();
@@ -183,15 +184,6 @@ function removeDeadSockets(dir: string): void {
         // gone meanwhile
       }
     });
-  }
-}
-
-function runs(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -23,6 +23,7 @@ import type { ListenerSet } from './listeners.js';
 import type { Miswiring } from './miswiring.js';
 import type { ResolvedOptions } from './options.js';
 import { removePidFile, writePidFile } from './pid-file.js';
+import { processRuns } from './process-runs.js';
 import type { ControlServer } from './control.js';
 import { signalExitCode } from './signals.js';
 import type { Supervision } from './supervised.js';
@@ -200,19 +201,14 @@ export class Lifecycle {
    */
   canaryFailed(reason: string): boolean {
     const { parentPid } = this.#c;
-    if (parentPid === undefined || this.#life.name !== 'ready' || !this.#runs(parentPid)) return false;
+    if (
+      parentPid === undefined ||
+      this.#life.name !== 'ready' ||
+      !processRuns(parentPid, (pid, signal) => this.#c.environment.kill(pid, signal))
+    )
+      return false;
     this.dispatch({ type: 'canary-failed', reason });
     return true;
-  }
-
-  #runs(pid: number): boolean {
-    try {
-      this.#c.environment.kill(pid, 0);
-      return true;
-    } catch (error) {
-      // EPERM: it runs, as another user (a predecessor started under a different uid).
-      return (error as NodeJS.ErrnoException).code === 'EPERM';
-    }
   }
 
   #reportReady(): undefined {

@@ -43,5 +43,6 @@ export {
   spawnAtBootPriority,
 } from './boot-priority.js';
 export { BOOT_NICE_ENV, bootNice } from './options.js';
+export { processRuns } from './process-runs.js';
 export { CANARY_MIN_REQUESTS, errorRate, formatRate, judgeCanary } from './canary-verdict.js';
 export type { CanaryReadings, CanaryVerdict, ErrorRate } from './canary-verdict.js';

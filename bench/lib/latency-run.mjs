@@ -110,10 +110,11 @@ async function coldWindow(load, lengthMs, { framework, dir, env, wrap }) {
 
 const pcts = (h) => ({ p50: round2(h.percentileMs(50)), p99: round2(h.percentileMs(99)), p999: round2(h.percentileMs(99.9)), n: h.total });
 
+const spansOf = (windows, kind) => windows.filter((w) => w.kind === kind).map((w) => [w.from, w.to]);
+
 /** Percentiles of each window and of all windows of a kind merged; `key` as in histogramBetween. */
 function byKind(slots, windows, kind, key = 'hist') {
-  const mine = windows.filter((w) => w.kind === kind);
-  const spans = mine.map((w) => [w.from, w.to]);
+  const spans = spansOf(windows, kind);
   return { all: pcts(histogramOver(slots, spans, key)), each: spans.map(([a, b]) => pcts(histogramBetween(slots, a, b, key))) };
 }
 
@@ -126,14 +127,7 @@ function summarizeLevel({ stats, windows, level, offered }) {
   const firstControl = windows.find((w) => w.kind === 'control');
   const controlP99s = control.each.map((c) => c.p99);
   const controlP999s = control.each.map((c) => c.p999);
-  const lagOf = (kind) =>
-    round2(
-      histogramOver(
-        stats.slots,
-        windows.filter((w) => w.kind === kind).map((w) => [w.from, w.to]),
-        'lag',
-      ).percentileMs(99),
-    );
+  const lagOf = (kind) => round2(histogramOver(stats.slots, spansOf(windows, kind), 'lag').percentileMs(99));
   return {
     level,
     offered,

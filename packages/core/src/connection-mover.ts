@@ -19,8 +19,9 @@
  * the fd on the ack (or, unacknowledged, when the move ends: the successor died, say). Each
  * connection's path through all this is the table in core's README.
  *
- * The move is paced by the successor (a slow start, adoption-pace.ts): only as many sockets are
- * on their way as it adopts within a few milliseconds, and the rest are served here meanwhile.
+ * The move is paced by the successor (adoption-pace.ts): only as many sockets are on their way
+ * as it adopts within a few milliseconds, and the rest are served here meanwhile. And by time
+ * (`slowStart`): a cold successor takes the load as its JIT warms, not all at once.
  *
  * The move itself runs in one of three phases; the intake (whether the servers still accept) is
  * beside them, since a move can be told to finish while the servers still accept:
@@ -103,6 +104,12 @@ export interface MoveSettings {
   unansweredComeBack?: boolean;
   /** At most this many sockets on their way at once (default MOVE_WINDOW; the pace of the successor's acks sets fewer). */
   maxInFlight?: number;
+  /**
+   * A slow start over this long (ms; 0 or unset: none): by time t of it, at most the share
+   * t / slowStart of the connections here has been sent, and the warm old process serves the
+   * rest meanwhile (HAProxy's `slowstart`). The deadlines count from its end.
+   */
+  slowStart?: number;
   /**
    * Settles when the servers stop accepting. Until then new connections keep coming (and
    * move at once), so the move neither ends when none is left nor counts its deadlines.
@@ -189,7 +196,13 @@ class ConnectionMove {
   /** Since when some socket has been in flight (for ackWaitMs). */
   #busySince = 0;
   #lookQueued = false;
-  readonly #timers: { deadline?: NodeJS.Timeout; cap?: NodeJS.Timeout; ack?: NodeJS.Timeout; poll?: NodeJS.Timeout } = {};
+  readonly #timers: {
+    deadline?: NodeJS.Timeout;
+    cap?: NodeJS.Timeout;
+    ack?: NodeJS.Timeout;
+    poll?: NodeJS.Timeout;
+    rampEnd?: NodeJS.Timeout;
+  } = {};
   #resolve: (result: MoveResult) => void = () => {};
 
   constructor(listeners: readonly MovableListener[], rest: SocketsAtRest, child: MoveChannel, settings: MoveSettings) {
@@ -251,7 +264,7 @@ class ConnectionMove {
   #pump(): void {
     if (this.#phase !== 'sending') return;
     if (this.#settings.signal?.aborted) return this.#stopSending();
-    while (this.#flights.size < Math.min(this.#maxWindow, this.#pace.window())) {
+    while (this.#flights.size < Math.min(this.#maxWindow, this.#pace.window(), this.#rampRoom())) {
       const next = this.#rest.next();
       if (next === undefined) break;
       this.#send(next.socket, next.listener);
@@ -259,6 +272,20 @@ class ConnectionMove {
     }
     if (this.#flights.size === 0 && !this.#intakeOpen && this.#rest.remaining() === 0) this.#end();
     // else: wait for answers, a response to finish or a new connection, or a deadline.
+  }
+
+  /**
+   * How many more sockets may be in flight under the slow start: the share of those here
+   * that its elapsed time allows, less those already sent and not come back. Counted as
+   * in flight too, so that the pump's window compares like with like.
+   */
+  #rampRoom(): number {
+    const ramp = this.#settings.slowStart ?? 0;
+    const elapsed = Date.now() - this.#started;
+    if (ramp <= 0 || elapsed >= ramp) return Number.POSITIVE_INFINITY;
+    const sent = this.#result.moved + this.#flights.size;
+    const allowed = Math.ceil(((sent + this.#rest.remaining()) * elapsed) / ramp);
+    return this.#flights.size + Math.max(0, allowed - sent);
   }
 
   /** Sends `socket`, in the same tick as the check that it is at rest. */
@@ -417,8 +444,14 @@ class ConnectionMove {
     this.#timers.ack = setTimeout(() => this.#giveUp(`no ack within ${this.#settings.ackTimeout} ms`), this.#settings.ackTimeout);
   }
 
-  // The deadlines count from the moment the intake closes: before, the move waits for more.
+  // The deadlines count from the moment the intake closes (before, the move waits for more),
+  // or from the end of the slow start (during it, sockets wait for their share of its time).
   #armDeadlines(): void {
+    const rampLeft = this.#started + (this.#settings.slowStart ?? 0) - Date.now();
+    if (rampLeft > 0) {
+      this.#timers.rampEnd = setTimeout(() => this.#armDeadlines(), rampLeft);
+      return;
+    }
     this.#timers.deadline = setTimeout(() => this.#end(), this.#settings.deadline);
     this.#timers.cap = setTimeout(() => this.#end(), this.#settings.maxDuration);
   }
@@ -437,6 +470,7 @@ class ConnectionMove {
     clearTimeout(this.#timers.deadline);
     clearTimeout(this.#timers.cap);
     clearTimeout(this.#timers.ack);
+    clearTimeout(this.#timers.rampEnd);
     // Unanswered, a socket may be the successor's already: close this copy, never serve it
     // here too (two readers would split its bytes).
     for (const flight of this.#flights.takeAll()) this.#flights.release(flight);

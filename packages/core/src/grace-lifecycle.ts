@@ -539,11 +539,12 @@ export class Lifecycle {
   }
 
   #handoverContext(): HandoverContext {
-    const { moveConnections, idleGrace, logger } = this.#c.options;
+    const { moveConnections, idleGrace, slowStart, logger } = this.#c.options;
     return {
       listeners: this.#c.listeners,
       moveConnections,
       idleGrace,
+      slowStart,
       logger,
       letGo: (successorPid, hurried) => {
         // From now on systemd follows the successor (MAINPID=): this process's exit does not end the unit.

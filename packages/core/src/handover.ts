@@ -54,9 +54,10 @@ export interface Successor {
 /** What a handover works with. */
 export interface HandoverContext {
   listeners: ListenerSet;
-  /** `moveConnections` and `idleGrace` of the options. */
+  /** `moveConnections`, `idleGrace` and `slowStart` of the options. */
   moveConnections: boolean;
   idleGrace: number;
+  slowStart: number;
   logger: Logger;
   /**
    * This process stops accepting: the successor served through its probation and speaks for
@@ -183,6 +184,7 @@ export class Handover {
       deadline: MOVE_STALL_MS,
       maxDuration: Math.max(MOVE_STALL_MS, context.idleGrace),
       ackTimeout: MOVE_ACK_TIMEOUT_MS,
+      slowStart: context.slowStart,
       // In a supervised worker, also when the supervisor stops relaying (the replacement exited).
       signal: AbortSignal.any([this.#hurry.signal, this.#canaryFailed.signal, ...(relayEnded === undefined ? [] : [relayEnded])]),
       // Straight to the successor, a socket it did not answer before its death comes back here.

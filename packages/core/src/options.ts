@@ -54,6 +54,16 @@ export interface GraceOptions {
    */
   bootNice?: number;
   /**
+   * A slow start of the connection move (ms; 0: none): for this long after the successor's
+   * ready report, at most the elapsed share of this process's keep-alive connections has moved
+   * to it, and this warm process serves the others meanwhile (HAProxy's `slowstart`). A cold
+   * successor given every connection at once answers slowly until its JIT warms up; over 1 s it
+   * takes the load as it warms. It delays this process's exit only where it outlasts the
+   * probation. Default 1000, or
+   * what `GRACE_RESTART_SLOW_START` says; an explicit option wins.
+   */
+  slowStart?: number;
+  /**
    * Judges the successor by its answers through its probation: at the probation's end its error
    * rate (5xx answers, and requests left unanswered) is compared with this process's, over the
    * probation or, when this process served too little meanwhile, over its life. Worse by more
@@ -125,6 +135,7 @@ export const OPTION_DEFAULTS = {
   killTimeout: 5_000,
   probation: 10_000,
   bootNice: 10,
+  slowStart: 1_000,
   healthCheckTimeout: 5_000,
   hookTimeout: 10_000,
   shutdownDelay: 0,
@@ -157,6 +168,7 @@ const KNOWN: Readonly<Record<keyof GraceOptions, true>> = {
   killTimeout: true,
   probation: true,
   bootNice: true,
+  slowStart: true,
   canary: true,
   healthCheck: true,
   healthCheckTimeout: true,
@@ -233,15 +245,24 @@ function moveConnectionsDefault(env: NodeJS.ProcessEnv): boolean {
 /** Environment variable that sets the default of `probation`, in ms (an operator's knob). */
 export const PROBATION_ENV = 'GRACE_RESTART_PROBATION';
 
-/** The default of `probation`: the environment's value when it gives one, else OPTION_DEFAULTS'. */
-function probationDefault(env: NodeJS.ProcessEnv): number {
-  const value = env[PROBATION_ENV];
-  if (value === undefined || value === '') return OPTION_DEFAULTS.probation;
+/** Environment variable that sets the default of `slowStart`, in ms (an operator's knob). */
+export const SLOW_START_ENV = 'GRACE_RESTART_SLOW_START';
+
+/** A duration's default from `env[name]` when it gives one, else `fallback`. */
+function durationFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const value = env[name];
+  if (value === undefined || value === '') return fallback;
   const ms = /^(0|[1-9][0-9]{0,9})$/.test(value) ? Number(value) : Number.NaN;
   if (!(ms <= 2 ** 31 - 1)) {
-    return failEnv(PROBATION_ENV, 'a whole number of milliseconds (0 to 2147483647)', value);
+    return failEnv(name, 'a whole number of milliseconds (0 to 2147483647)', value);
   }
   return ms;
+}
+
+/** A duration option given explicitly, else its environment variable's value, else its default. */
+function durationOrEnv(option: unknown, name: 'probation' | 'slowStart', envName: string, env: NodeJS.ProcessEnv): number {
+  const fallback = OPTION_DEFAULTS[name];
+  return option === undefined ? durationFromEnv(env, envName, fallback) : duration(option, name, fallback);
 }
 
 /** `canary`: off, or on with its limit (percentage points, default 1); it reads the successor's answers on its control socket. */
@@ -315,8 +336,9 @@ export function resolveOptions(input: unknown = {}, env: NodeJS.ProcessEnv = pro
     killTimeout: duration(o['killTimeout'], 'killTimeout', OPTION_DEFAULTS.killTimeout),
     healthCheck: healthCheck(o['healthCheck']),
     healthCheckTimeout: duration(o['healthCheckTimeout'], 'healthCheckTimeout', OPTION_DEFAULTS.healthCheckTimeout),
-    probation: o['probation'] === undefined ? probationDefault(env) : duration(o['probation'], 'probation', OPTION_DEFAULTS.probation),
+    probation: durationOrEnv(o['probation'], 'probation', PROBATION_ENV, env),
     bootNice: bootNice(o['bootNice'], env),
+    slowStart: durationOrEnv(o['slowStart'], 'slowStart', SLOW_START_ENV, env),
     canary: canary(o['canary'], controlDir),
     hookTimeout: duration(o['hookTimeout'], 'hookTimeout', OPTION_DEFAULTS.hookTimeout),
     controlDir: (controlDir as string | false | undefined) ?? defaultControlDirectory(),

@@ -28,6 +28,7 @@ test('bad options are rejected with the option named', () => {
     [{ onDrain: 'close' }, /"onDrain" must be a function/],
     [{ drainTimeOut: 5 }, /unknown option "drainTimeOut"/],
     [{ probation: 1.5 }, /"probation" must be a whole number of milliseconds/],
+    [{ slowStart: -1 }, /"slowStart" must be a whole number of milliseconds/],
   ];
   for (const [options, message] of cases) {
     assert.throws(
@@ -38,25 +39,28 @@ test('bad options are rejected with the option named', () => {
   assert.throws(() => createGrace('fast'), /options must be an object/);
 });
 
-test('GRACE_RESTART_PROBATION sets the default probation; a malformed value names the variable; the option wins', () => {
-  assert.equal(resolveOptions({}, {}).probation, 10_000);
-  assert.equal(resolveOptions({}, { GRACE_RESTART_PROBATION: '' }).probation, 10_000);
-  assert.equal(resolveOptions({}, { GRACE_RESTART_PROBATION: '2500' }).probation, 2_500);
-  assert.equal(resolveOptions({}, { GRACE_RESTART_PROBATION: '0' }).probation, 0);
-  assert.equal(resolveOptions({ probation: 3_000 }, { GRACE_RESTART_PROBATION: 'nonsense' }).probation, 3_000);
-  for (const bad of ['10s', '-1', '1e4', ' 100', '007', '2147483648']) {
-    assert.throws(
-      () => resolveOptions({}, { GRACE_RESTART_PROBATION: bad }),
-      (error) =>
-        error instanceof GraceError &&
-        error.code === 'GRACE_ERR_ENV' &&
-        error.message.includes(
-          `GRACE_RESTART_PROBATION must be a whole number of milliseconds (0 to 2147483647), got ${JSON.stringify(bad)}`,
-        ),
-      bad,
-    );
-  }
-});
+for (const { name, option, fallback } of [
+  { name: 'GRACE_RESTART_PROBATION', option: 'probation', fallback: 10_000 },
+  { name: 'GRACE_RESTART_SLOW_START', option: 'slowStart', fallback: 1_000 },
+]) {
+  test(`${name} sets the default ${option}; a malformed value names the variable; the option wins`, () => {
+    assert.equal(resolveOptions({}, {})[option], fallback);
+    assert.equal(resolveOptions({}, { [name]: '' })[option], fallback);
+    assert.equal(resolveOptions({}, { [name]: '2500' })[option], 2_500);
+    assert.equal(resolveOptions({}, { [name]: '0' })[option], 0);
+    assert.equal(resolveOptions({ [option]: 3_000 }, { [name]: 'nonsense' })[option], 3_000);
+    for (const bad of ['10s', '-1', '1e4', ' 100', '007', '2147483648']) {
+      assert.throws(
+        () => resolveOptions({}, { [name]: bad }),
+        (error) =>
+          error instanceof GraceError &&
+          error.code === 'GRACE_ERR_ENV' &&
+          error.message.includes(`${name} must be a whole number of milliseconds (0 to 2147483647), got ${JSON.stringify(bad)}`),
+        bad,
+      );
+    }
+  });
+}
 
 test('server.listen signatures are understood', () => {
   const cb = () => undefined;

@@ -195,7 +195,8 @@ test('a bad GRACE_RESTART_MOVE_CONNECTIONS stops the app at start with a message
 
 test('connections move during the probation: the old process holds none before it stops accepting', async (t) => {
   const connections = 8;
-  const { fixture, port } = await startServer(t, INSPECTABLE);
+  // No slow start (default 1 s, as long as the tests' probation): 8 idle sockets move at once.
+  const { fixture, port } = await startServer(t, { ...INSPECTABLE, GRACE_RESTART_SLOW_START: '0' });
   const client = keepAliveClient(port, connections);
   t.after(() => client.close());
   await client.burst();

@@ -193,3 +193,36 @@ test('the channel closes with sockets unanswered: straight to the successor, the
   assert.equal(result.moved, 0);
   assert.match(await exchange(clients[0]), /^HTTP\/1\.1 200/, 'served here again');
 });
+
+test('a slow start sends the k-th of n connections no sooner than k/n of its time, and serves the rest here meanwhile', {
+  timeout: 30_000,
+}, async (t) => {
+  const count = 3;
+  // Long enough that the exchanges below end, even on a loaded machine, before the second turn (2 s).
+  const slowStart = 6_000;
+  const { listeners, clients, serverSockets } = await serverWithClients(t, count);
+  const channel = new FakeChannel();
+  const sentAt = [];
+  const send = channel.send.bind(channel);
+  channel.send = (message, socket, options, callback) => {
+    sentAt.push(performance.now());
+    // Adopted at once: only the slow start holds the next one back.
+    setImmediate(() => channel.answer([message[CONNECTION_MESSAGE_KEY].id]));
+    return send(message, socket, options, callback);
+  };
+  const started = performance.now();
+  const moving = moveConnections(listeners, channel, settings({ slowStart }));
+  await waitFor(() => channel.sent.length >= 1, { what: 'the first socket to be sent' });
+  // Adopted, this process's copy is closed, and in that same tick the move sends whatever may go.
+  await waitFor(() => channel.sent[0].socket.destroyed, { what: 'the first socket to be adopted' });
+  assert.equal(channel.sent.length, 1, 'the others wait their turn');
+  const waiting = clients.filter((_, i) => serverSockets[i] !== channel.sent[0].socket);
+  for (const answer of await Promise.all(waiting.map((c) => exchange(c))))
+    assert.match(answer, /^HTTP\/1\.1 200/, 'a connection waiting its turn is served here');
+  assert.equal(channel.sent.length, 1, 'the others still wait their turn');
+  const result = await moving;
+  assert.equal(result.moved, count);
+  // Each send is allowed once ceil(n · elapsed / slowStart) reaches its place; a timer is never early.
+  for (const [k, at] of sentAt.entries())
+    assert.ok(at - started >= (k * slowStart) / count - 1, `send ${k} at ${Math.round(at - started)} ms`);
+});

@@ -14,6 +14,8 @@ export const CLI_ERROR_EXIT_CODES = {
   GRACE_ERR_PID_FILE: 1,
   /** No process has the pid given or read (a stale PID file, most often). */
   GRACE_ERR_NO_PROCESS: 1,
+  /** The process with that pid runs as another user, whom this one may not signal. */
+  GRACE_ERR_PERMISSION: 1,
   /** The process with that pid is not a grace-restart process (or not the kind the command needs). */
   GRACE_ERR_NOT_GRACE: 1,
 } as const;

@@ -32,7 +32,8 @@ export function bootNiceFromEnv(env: NodeJS.ProcessEnv): number {
 export function planWorkerBootPriority(nice: number, logger: Logger): BootPriority {
   const returned = returnFromBootPriority();
   if (returned?.ok === true) logger.info({}, `boot priority: ${returned.text} before starting workers`);
-  if (returned?.ok === false) logger.warn({}, `boot priority: ${returned.text}`);
+  // A supervisor left niced serves its workers' relays and signals late: as core logs a worker so left, at error.
+  if (returned?.ok === false) logger.error({}, `boot priority: ${returned.text}`);
   const plan = planBootPriority(nice);
   logger.info({ bootPriority: describeBootPriority(plan) }, 'boot priority of the workers started while others serve');
   return plan;

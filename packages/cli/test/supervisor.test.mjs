@@ -291,6 +291,29 @@ test('bad input gets a clear message and a non-zero exit', async () => {
   assert.match(garbage.stderr, /cannot read a pid/);
 });
 
+/** Runs the CLI as uid nobody through setpriv; why it cannot, when it cannot (not root, or the checkout unreadable to nobody). */
+function cliAsNobody(args) {
+  if (process.getuid?.() !== 0) return { cannot: 'not root: setpriv cannot change the uid' };
+  const asNobody = (nodeArgs) =>
+    spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, ...nodeArgs], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+  const probe = asNobody(['-e', `require('fs').accessSync(${JSON.stringify(BIN)}, require('fs').constants.R_OK)`]);
+  if (probe.error || probe.status !== 0) return { cannot: `nobody cannot read ${BIN}: ${probe.stderr || probe.error?.message}` };
+  const result = asNobody([BIN, ...args]);
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+test('a target that runs as another user is named so, not called gone (EPERM is not ESRCH)', (t) => {
+  // This test process runs as root: uid nobody may not signal it.
+  const result = cliAsNobody(['status', '--pid', String(process.pid), '--json']);
+  if (result.cannot) return t.skip(result.cannot);
+  assert.equal(result.code, 1, result.stderr);
+  assert.match(result.stderr, new RegExp(`process ${process.pid} runs as another user: run this command as its user \\(or root\\)`));
+  assert.equal(JSON.parse(result.stdout).code, 'GRACE_ERR_PERMISSION');
+});
+
 test('SIGUSR2 sent to a worker is passed on to the supervisor: a rolling upgrade, no crash, no failed request', async (t) => {
   const { supervisor, port, pidFile } = await startSupervisor(t, { workers: 2 });
   const load = startLoad({ port, connections: 10 });

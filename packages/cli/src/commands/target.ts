@@ -29,7 +29,10 @@ export async function targetPid(values: TargetFlags): Promise<number> {
   const pid = values.pid !== undefined ? pidFromFlag(values.pid, values['control-dir']) : pidFromFile(values['pid-file'] as string);
   try {
     process.kill(pid, 0);
-  } catch {
+  } catch (error) {
+    // EPERM: it runs, as another user; signalling it needs that user (or root).
+    if ((error as NodeJS.ErrnoException).code === 'EPERM')
+      throw new CliError('GRACE_ERR_PERMISSION', `process ${pid} runs as another user: run this command as its user (or root)`);
     throw new CliError('GRACE_ERR_NO_PROCESS', `no process ${pid} is running (stale PID file?)`);
   }
   return pid;

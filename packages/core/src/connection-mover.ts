@@ -264,7 +264,9 @@ class ConnectionMove {
   #pump(): void {
     if (this.#phase !== 'sending') return;
     if (this.#settings.signal?.aborted) return this.#stopSending();
-    while (this.#flights.size < Math.min(this.#maxWindow, this.#pace.window(), this.#rampRoom())) {
+    // The slow start's room, counted once per pump: it walks every connection here.
+    const window = Math.min(this.#maxWindow, this.#pace.window(), this.#rampRoom());
+    while (this.#flights.size < window) {
       const next = this.#rest.next();
       if (next === undefined) break;
       this.#send(next.socket, next.listener);

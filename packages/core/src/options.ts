@@ -58,9 +58,9 @@ export interface GraceOptions {
    * ready report, at most the elapsed share of this process's keep-alive connections has moved
    * to it, and this warm process serves the others meanwhile (HAProxy's `slowstart`). A cold
    * successor given every connection at once answers slowly until its JIT warms up; over 1 s it
-   * takes the load as it warms. It delays this process's exit only where it outlasts the
-   * probation. Default 1000, or
-   * what `GRACE_RESTART_SLOW_START` says; an explicit option wins.
+   * takes the load as it warms (Express warms more slowly: 3000 served it better). It delays
+   * this process's exit only where it outlasts the probation. Default 1000, or what
+   * `GRACE_RESTART_SLOW_START` says; an explicit option wins.
    */
   slowStart?: number;
   /**

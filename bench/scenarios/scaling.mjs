@@ -50,7 +50,9 @@ async function freshConnectionRate(port, n) {
 }
 
 async function measure({ dir, ports, connections, thinkMs, upgrades, settleMs, afterMs = 800, freshRate: withFreshRate = true }) {
-  const handle = await METHODS.grace.start({ framework: 'node', port: ports[0], dir, env: { PORTS: ports.join(',') } });
+  // The move's capacity, not its pacing: no slow start (core's default spreads the move over 1 s).
+  const env = { PORTS: ports.join(','), GRACE_RESTART_SLOW_START: '0' };
+  const handle = await METHODS.grace.start({ framework: 'node', port: ports[0], dir, env });
   const load = startLoad({ ports, connections, thinkMs, timeout: 10_000, onNewPid: track });
   const samples = [];
   try {

@@ -8,12 +8,13 @@
 //   npm run build
 //   node bench/latency.mjs [--frameworks fastify,express,koa] [--methods grace,supervisor-1,supervisor-2]
 //                          [--boot-nice 10,0] [--loads 0.5,0.75,closed] [--user nobody]
-//                          [--lever none|batch|duty:RUN/STOP] [--x REQ_PER_S] [--out FILE.md]
+//                          [--lever none|batch|duty:RUN/STOP] [--x REQ_PER_S] [--pin] [--out FILE.md]
 //
 // --user runs the apps (and their cold starts) as that user through setpriv, with no capability
 // and the rlimits it inherits (RLIMIT_NICE 0 here): the unprivileged rows, where boot priority
 // is off and the upgrade is held against the floor instead. --lever applies one of the unprivileged
-// levers of lib/levers.mjs to each successor from outside.
+// levers of lib/levers.mjs to each successor from outside. --pin puts the load generator on a
+// core of its own and the apps on the others (lib/pinning.mjs).
 //
 // Writes FILE.md and FILE.json (default bench/results/<date>-latency.md).
 import '../test/helpers/short-probation.mjs';
@@ -27,6 +28,7 @@ import { maxThroughput, runLevel } from './lib/latency-run.mjs';
 import { parseLever } from './lib/levers.mjs';
 import { renderLatency } from './lib/report-latency.mjs';
 import { METHODS } from './lib/methods.mjs';
+import { pinLoadGenerator } from './lib/pinning.mjs';
 import { cleanupAll, freePort, installExitHandlers, onCleanup } from './lib/procs.mjs';
 
 const { values } = parseArgs({
@@ -39,6 +41,7 @@ const { values } = parseArgs({
     user: { type: 'string' },
     lever: { type: 'string', default: 'none' },
     x: { type: 'string' },
+    pin: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
 });
@@ -55,7 +58,9 @@ onCleanup(() => rmSync(dir, { recursive: true, force: true }));
 // The apps write their PID files here, as whichever user they run as.
 if (values.user) chmodSync(dir, 0o1777);
 const idOf = (flag) => execFileSync('id', [flag, values.user], { encoding: 'utf8' }).trim();
-const wrap = values.user ? ['setpriv', `--reuid=${idOf('-u')}`, `--regid=${idOf('-g')}`, '--clear-groups'] : [];
+const pinning = pinLoadGenerator(values.pin);
+const asUser = values.user ? ['setpriv', `--reuid=${idOf('-u')}`, `--regid=${idOf('-g')}`, '--clear-groups'] : [];
+const wrap = [...asUser, ...pinning.wrap];
 const log = (line) => console.log(line);
 const fmt = (x) => (x === undefined ? '–' : String(x));
 
@@ -114,6 +119,7 @@ const run = {
   machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model?.trim(), node: process.version, uid: process.getuid?.() },
   probationMs: Number(process.env.GRACE_RESTART_PROBATION),
   connections,
+  pinning: pinning.label,
   loadAverageBefore: Math.round(loadBefore * 100) / 100,
   durationS: Math.round((Date.now() - started) / 1000),
   rows,

@@ -4,17 +4,18 @@
 // upgrade cut into phases by the intended send time of each request:
 //   before   the second before the trigger (the noise)
 //   boot     trigger until the first answer from the new version (the successor boots, the old serves)
-//   move     the 1.5 s from then (connections move, the successor warms up)
-//   after    from then until 3 s after the trigger
+//   move     from then until the old process's last answer (connections move, the successor warms up)
+//   after    the second after that
 // Each pair of `slowStart` and boot nice (GRACE_RESTART_SLOW_START and _BOOT_NICE, read by the old
 // process, inherited by every successor) runs in its own app, the pairs alternating round by
 // round, so that drift of the machine falls on all of them alike. Not part of `npm run bench`;
 // run it after a build:
 //
-//   node bench/upgrade-phases.mjs [--framework fastify] [--slow-start 0,1000] [--boot-nice 10,0]
-//                                 [--rate REQ_PER_S | --load 0.5] [--rounds 2] [--upgrades 4] [--out FILE.md]
+//   node bench/upgrade-phases.mjs [--framework fastify] [--slow-start 0,3000] [--boot-nice 10,0]
+//                                 [--rate REQ_PER_S | --load 0.5] [--rounds 2] [--upgrades 4] [--pin] [--out FILE.md]
 //
 // --load is a share of the app's closed-loop throughput X, measured once before the first round.
+// --pin puts the load generator on a core of its own and the apps on the others (lib/pinning.mjs).
 // Writes FILE.md and FILE.json (default bench/results/<date>-upgrade-phases.md).
 import '../test/helpers/short-probation.mjs';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,18 +26,21 @@ import { ROOT } from './lib/apps.mjs';
 import { maxThroughput } from './lib/latency-run.mjs';
 import { histogramBetween, startLoad } from './lib/load.mjs';
 import { METHODS } from './lib/methods.mjs';
+import { pinLoadGenerator } from './lib/pinning.mjs';
 import { cleanupAll, freePort, installExitHandlers, onCleanup, sleep, waitGone } from './lib/procs.mjs';
 import { median } from './lib/stats.mjs';
 
 const { values } = parseArgs({
   options: {
     framework: { type: 'string', default: 'fastify' },
-    'slow-start': { type: 'string', default: '0,1000' },
+    'slow-start': { type: 'string', default: '0,3000' },
     'boot-nice': { type: 'string', default: '10' },
     rate: { type: 'string' },
     load: { type: 'string', default: '0.5' },
     rounds: { type: 'string', default: '2' },
     upgrades: { type: 'string', default: '4' },
+    pin: { type: 'boolean', default: false },
+    timeline: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
 });
@@ -46,11 +50,11 @@ const settings = values['slow-start']
 const rounds = Number(values.rounds);
 const upgrades = Number(values.upgrades);
 const CONNECTIONS = 50;
-const MOVE_MS = 1500;
-const AFTER_UNTIL_MS = 3000;
+const AFTER_MS = 1000;
 /** Up to this many answers per app (about a minute at 10 000 req/s), kept in typed arrays: no garbage for the loader's GC. */
 const MAX_ANSWERS = 1 << 21;
 
+const pinning = pinLoadGenerator(values.pin);
 installExitHandlers();
 const dir = mkdtempSync(join(tmpdir(), 'grace-restart-phases-'));
 onCleanup(() => rmSync(dir, { recursive: true, force: true }));
@@ -88,22 +92,32 @@ function answerLog() {
       for (let i = 0; i < count; i++) if (began[i] >= from && began[i] < to && newer(pid[i]) && !(began[i] >= first)) first = began[i];
       return first;
     },
+    /** The latest intended send from `from` on of an answer `pick(pid)` picks. */
+    lastSent(from, pick) {
+      let last;
+      for (let i = 0; i < count; i++) if (began[i] >= from && pick(pid[i]) && !(began[i] <= last)) last = began[i];
+      return last;
+    },
   };
 }
 
 /** One upgrade's phases (see the header), from the answers and the clients' own event-loop lag. */
 function phasesOf(log, slots, { at: t0, old }) {
-  const ready = log.firstSent(t0, t0 + AFTER_UNTIL_MS, (pid) => pid !== old);
+  const ready = log.firstSent(t0, Number.POSITIVE_INFINITY, (pid) => pid !== old);
   if (ready === undefined) return { error: 'the new version never answered' };
-  const p99 = (from, to) => quantile(log.latencies(from, to), 0.99);
+  const moved = Math.max(ready, log.lastSent(t0, (pid) => pid === old) ?? ready);
+  const p99 = (from, to, newer) => quantile(log.latencies(from, to, newer), 0.99);
   const lag = (from, to) => histogramBetween(slots, from, to, 'lag').percentileMs(99);
   return {
     readyMs: ready - t0,
     before: p99(t0 - 1000, t0),
     boot: p99(t0, ready),
-    move: p99(ready, ready + MOVE_MS),
-    after: p99(ready + MOVE_MS, t0 + AFTER_UNTIL_MS),
-    clientLag: { boot: lag(t0, ready), move: lag(ready, ready + MOVE_MS) },
+    moveMs: moved - ready,
+    move: p99(ready, moved),
+    // Who answered slowly in the move: the old process, or the new version warming up.
+    moveBy: { old: p99(ready, moved, (pid) => pid === old), new: p99(ready, moved, (pid) => pid !== old) },
+    after: p99(moved, moved + AFTER_MS),
+    clientLag: { boot: lag(t0, ready), move: lag(ready, moved) },
   };
 }
 
@@ -111,7 +125,7 @@ function phasesOf(log, slots, { at: t0, old }) {
 async function runApp({ slowStart, bootNice }, rate) {
   const port = await freePort();
   const env = { GRACE_RESTART_SLOW_START: String(slowStart), GRACE_RESTART_BOOT_NICE: String(bootNice) };
-  const handle = await METHODS.grace.start({ framework: values.framework, port, dir, env });
+  const handle = await METHODS.grace.start({ framework: values.framework, port, dir, env, wrap: pinning.wrap });
   const log = answerLog();
   const load = startLoad({ port, connections: CONNECTIONS, rate, onAnswer: log.record });
   const triggers = [];
@@ -120,17 +134,31 @@ async function runApp({ slowStart, bootNice }, rate) {
     await sleep(4000);
     for (let i = 0; i < upgrades; i++) {
       const old = handle.currentPid();
-      triggers.push({ at: load.now(), old });
+      triggers.push({ at: load.now(), wall: Date.now(), old });
       await handle.trigger();
       await waitGone(old, 30_000);
-      // The next trigger's "before" second starts after this upgrade's "after" phase.
-      await sleep(Math.max(0, triggers[i].at + AFTER_UNTIL_MS + 1000 - load.now()));
+      // The old process's last answer came before it exited: its "after" second, then the next "before" one.
+      await sleep(AFTER_MS + 1000);
     }
   } finally {
     stats = await load.stop();
     await handle.stop();
   }
+  if (values.timeline) for (const t of triggers) printTimeline(log, t);
   return { failed: stats.failed, upgrades: triggers.map((t) => phasesOf(log, stats.slots, t)) };
+}
+
+/** --timeline: per 100 ms from the trigger, how many answers the old and the new processes gave and their p99. */
+function printTimeline(log, { at: t0, wall, old }) {
+  console.log(`  upgrade at ${new Date(wall).toISOString()} (${wall}), old pid ${old}`);
+  const end = (log.lastSent(t0, (pid) => pid === old) ?? t0) + AFTER_MS;
+  for (let from = t0; from < end; from += 100) {
+    const o = log.latencies(from, from + 100, (pid) => pid === old);
+    const n = log.latencies(from, from + 100, (pid) => pid !== old);
+    console.log(
+      `    +${String(Math.round(from - t0)).padStart(4)} ms  old ${String(o.length).padStart(4)} p99 ${r1(quantile(o, 0.99)).padStart(6)}  new ${String(n.length).padStart(4)} p99 ${r1(quantile(n, 0.99)).padStart(6)}`,
+    );
+  }
 }
 
 const PHASES = ['before', 'boot', 'move', 'after'];
@@ -146,12 +174,12 @@ function render(run) {
   const lines = [
     `# Where an upgrade's latency lies in time, ${run.date}`,
     '',
-    `Machine: ${run.machine.cpus} × ${run.machine.cpuModel}, Node ${run.machine.node}, uid ${run.machine.uid}; load average ${run.loadAverageBefore} before the run. ${run.framework}, self-upgrade (SIGUSR2), probation ${run.probationMs} ms; ${CONNECTIONS} keep-alive connections, open loop at ${run.rate} req/s (${run.rateFrom}); latency from the intended send. ${run.rounds} rounds × ${run.upgrades} upgrades per setting, the settings alternating; ${run.durationS} s in all.`,
+    `Machine: ${run.machine.cpus} × ${run.machine.cpuModel}, Node ${run.machine.node}, uid ${run.machine.uid}; load average ${run.loadAverageBefore} before the run; CPU pinning: ${run.pinning ?? 'none'}. ${run.framework}, self-upgrade (SIGUSR2), probation ${run.probationMs} ms; ${CONNECTIONS} keep-alive connections, open loop at ${run.rate} req/s (${run.rateFrom}); latency from the intended send. ${run.rounds} rounds × ${run.upgrades} upgrades per setting, the settings alternating; ${run.durationS} s in all.`,
     '',
-    `Phases, by each request's intended send: **before** the second before the trigger (the noise); **boot** the trigger until the new version's first answer; **move** the ${MOVE_MS / 1000} s from then; **after** from then until ${AFTER_UNTIL_MS / 1000} s after the trigger. Per setting, each phase's p99 over its upgrades: median (min–max), in ms. The physical floor of every phase is the loopback round trip, below 0.1 ms here; the noise is the **before** column.`,
+    `Phases, by each request's intended send: **before** the second before the trigger (the noise); **boot** the trigger until the new version's first answer; **move** from then until the old process's last answer (its length is a column); **after** the ${AFTER_MS / 1000} s after that. Per setting, each phase's p99 over its upgrades: median (min–max), in ms. The physical floor of every phase is the loopback round trip, below 0.1 ms here; the noise is the **before** column.`,
     '',
-    '| slowStart (ms) | boot nice | upgrades | failed | trigger → new version answers | before | boot | move | after | client lag p99: boot / move |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| slowStart (ms) | boot nice | upgrades | failed | trigger → new version answers | move lasts | before | boot | move | after | move by old / new process | client lag p99: boot / move |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const row of run.rows) {
     const cell = (pick) => {
@@ -160,22 +188,22 @@ function render(run) {
     };
     const errors = row.upgrades.filter((u) => u.error).length;
     lines.push(
-      `| ${row.slowStart} | ${row.bootNice} | ${row.upgrades.length}${errors ? ` (${errors} without an answer from the new version)` : ''} | ${row.failed} | ${cell((u) => u.readyMs)} | ${PHASES.map((p) => cell((u) => u[p])).join(' | ')} | ${r1(summary(row.upgrades, (u) => u.clientLag.boot).median)} / ${r1(summary(row.upgrades, (u) => u.clientLag.move).median)} |`,
+      `| ${row.slowStart} | ${row.bootNice} | ${row.upgrades.length}${errors ? ` (${errors} without an answer from the new version)` : ''} | ${row.failed} | ${cell((u) => u.readyMs)} | ${cell((u) => u.moveMs)} | ${PHASES.map((p) => cell((u) => u[p])).join(' | ')} | ${r1(summary(row.upgrades, (u) => u.moveBy.old).median)} / ${r1(summary(row.upgrades, (u) => u.moveBy.new).median)} | ${r1(summary(row.upgrades, (u) => u.clientLag.boot).median)} / ${r1(summary(row.upgrades, (u) => u.clientLag.move).median)} |`,
     );
   }
   lines.push(
     '',
     'Each upgrade, in order (p99 in ms):',
     '',
-    '| slowStart | boot nice | round | # | new version answers after | before | boot | move | after |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| slowStart | boot nice | round | # | new version answers after | move lasts | before | boot | move | after |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   );
   for (const row of run.rows)
     for (const [i, u] of row.upgrades.entries())
       lines.push(
         u.error
-          ? `| ${row.slowStart} | ${row.bootNice} | ${u.round} | ${i + 1} | ${u.error} | | | | |`
-          : `| ${row.slowStart} | ${row.bootNice} | ${u.round} | ${i + 1} | ${r1(u.readyMs)} | ${PHASES.map((p) => r1(u[p])).join(' | ')} |`,
+          ? `| ${row.slowStart} | ${row.bootNice} | ${u.round} | ${i + 1} | ${u.error} | | | | | |`
+          : `| ${row.slowStart} | ${row.bootNice} | ${u.round} | ${i + 1} | ${r1(u.readyMs)} | ${r1(u.moveMs)} | ${PHASES.map((p) => r1(u[p])).join(' | ')} |`,
       );
   return `${lines.join('\n')}\n`;
 }
@@ -189,7 +217,7 @@ let rateFrom = 'given';
 try {
   if (!values.rate) {
     const port = await freePort();
-    const handle = await METHODS.grace.start({ framework: values.framework, port, dir });
+    const handle = await METHODS.grace.start({ framework: values.framework, port, dir, wrap: pinning.wrap });
     const x = await maxThroughput({ port, connections: CONNECTIONS }).finally(() => handle.stop());
     rate = Math.round(Number(values.load) * x.rps);
     rateFrom = `${values.load} × X, X = ${x.rps} req/s closed-loop`;
@@ -200,7 +228,7 @@ try {
       const r = await runApp(row, rate);
       row.failed += r.failed;
       row.upgrades.push(...r.upgrades.map((u) => ({ round, ...u })));
-      const moves = r.upgrades.map((u) => r1(u.move)).join(', ');
+      const moves = r.upgrades.map((u) => `${r1(u.move)} (old ${r1(u.moveBy?.old)}, new ${r1(u.moveBy?.new)})`).join(', ');
       console.log(
         `  round ${round}, slowStart ${row.slowStart}, boot nice ${row.bootNice}: ${r.failed} failed; move-phase p99 ${moves} ms`,
       );
@@ -212,6 +240,7 @@ const run = {
   date: new Date().toISOString().slice(0, 10),
   machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model?.trim(), node: process.version, uid: process.getuid?.() },
   framework: values.framework,
+  pinning: pinning.label,
   probationMs: Number(process.env.GRACE_RESTART_PROBATION),
   rate,
   rateFrom,

@@ -102,7 +102,7 @@ async function coldWindow(load, lengthMs, { framework, dir, env, wrap }) {
   track(proc.pid);
   const coldMs = await firstAnswer(port, started, started + Math.max(lengthMs, 20_000));
   await sleep(from + lengthMs - load.now());
-  // The wrapper (setpriv) execs node, so this pid is the app's.
+  // The wrappers (setpriv, taskset) exec node, so this pid is the app's.
   killQuietly(proc.pid);
   await waitGone(proc.pid, 5000);
   return { kind: 'cold', from, to: from + lengthMs, coldMs, error: coldMs === undefined ? 'the cold app never answered' : undefined };

@@ -47,7 +47,7 @@ export function renderLatency(run) {
   const lines = [
     `# Upgrade latency against noise and floor, ${run.date}`,
     '',
-    `Machine: ${run.machine.cpus} × ${run.machine.cpuModel}, Node ${run.machine.node}, uid ${run.machine.uid}; load average ${run.loadAverageBefore} before the run; ${run.connections} keep-alive connections; probation ${run.probationMs} ms; ${run.durationS} s in all.`,
+    `Machine: ${run.machine.cpus} × ${run.machine.cpuModel}, Node ${run.machine.node}, uid ${run.machine.uid}; load average ${run.loadAverageBefore} before the run; CPU pinning: ${run.pinning ?? 'none'}; ${run.connections} keep-alive connections; probation ${run.probationMs} ms; ${run.durationS} s in all.`,
     '',
     "Per app: X is its closed-loop throughput; 0.5X and 0.75X are open-loop (latency from the intended send), the saturated row closed-loop. Each level runs 3 upgrades (trigger until the old processes are gone + 2 s), 10 control windows of the first upgrade window's length (their p99s' median and spread: the noise) and 3 cold starts of the same app on another port beside it (the floor), alternating. Targets (issue #29): with boot priority, upgrade p99 ≤ " +
       `${TARGETS.p99VsControl}× and p99.9 ≤ ${TARGETS.p999VsControl}× the controls' medians; without it, upgrade p99 ≤ ${TARGETS.p99VsCold}× the cold-start windows' p99. Times in ms.`,

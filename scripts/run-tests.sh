@@ -14,6 +14,8 @@ export PATH
 # The suite upgrades hundreds of times; the default probation (10 s, the old process watching its
 # successor before it lets go) would add 9 s to each. Tests of the probation set their own.
 export GRACE_RESTART_PROBATION="${GRACE_RESTART_PROBATION:-1000}"
+# Likewise the move's slow start (default 3 s): 1 s keeps each upgrade as short as the probation.
+export GRACE_RESTART_SLOW_START="${GRACE_RESTART_SLOW_START:-1000}"
 
 files=()
 for file in packages/*/test/*.test.mjs test/*.test.mjs; do

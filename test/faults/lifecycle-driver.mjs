@@ -13,6 +13,7 @@
 // Reproducible by its seed:
 //   node test/faults/lifecycle-driver.mjs [--seeds 1,2,3] [--steps 40] [--mode self|supervisor|both] [--write]
 import '../helpers/short-probation.mjs';
+import '../helpers/short-slow-start.mjs';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';

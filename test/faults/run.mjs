@@ -5,6 +5,7 @@
 // --only matches scenario names by substring; --write saves the table as markdown in
 // bench/results/faults-<YYYY-MM-DD>[-long].md. Exit code 1 when any verdict is not pass.
 import '../helpers/short-probation.mjs';
+import '../helpers/short-slow-start.mjs';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';

@@ -10,6 +10,7 @@
 // one line per row and, with --out, writes the table as Markdown. The short form runs in
 // `npm test` (test/move-fuzzer.test.mjs); the long form and its table: test/fuzz/README.md.
 import '../helpers/short-probation.mjs';
+import '../helpers/short-slow-start.mjs';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

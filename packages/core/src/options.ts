@@ -57,10 +57,10 @@ export interface GraceOptions {
    * A slow start of the connection move (ms; 0: none): for this long after the successor's
    * ready report, at most the elapsed share of this process's keep-alive connections has moved
    * to it, and this warm process serves the others meanwhile (HAProxy's `slowstart`). A cold
-   * successor given every connection at once answers slowly until its JIT warms up; over 1 s it
-   * takes the load as it warms (Express warms more slowly: 3000 served it better). It delays
-   * this process's exit only where it outlasts the probation. Default 1000, or what
-   * `GRACE_RESTART_SLOW_START` says; an explicit option wins.
+   * successor given every connection at once answers slowly until its JIT warms up; over 3 s it
+   * takes the load as it warms (Express, Fastify, Koa and `node:http` all answered faster over
+   * 3 s than over 1 s, docs/benchmarks.md). It delays this process's exit only where it outlasts
+   * the probation. Default 3000, or what `GRACE_RESTART_SLOW_START` says; an explicit option wins.
    */
   slowStart?: number;
   /**
@@ -135,7 +135,7 @@ export const OPTION_DEFAULTS = {
   killTimeout: 5_000,
   probation: 10_000,
   bootNice: 10,
-  slowStart: 1_000,
+  slowStart: 3_000,
   healthCheckTimeout: 5_000,
   hookTimeout: 10_000,
   shutdownDelay: 0,

@@ -41,7 +41,7 @@ test('bad options are rejected with the option named', () => {
 
 for (const { name, option, fallback } of [
   { name: 'GRACE_RESTART_PROBATION', option: 'probation', fallback: 10_000 },
-  { name: 'GRACE_RESTART_SLOW_START', option: 'slowStart', fallback: 1_000 },
+  { name: 'GRACE_RESTART_SLOW_START', option: 'slowStart', fallback: 3_000 },
 ]) {
   test(`${name} sets the default ${option}; a malformed value names the variable; the option wins`, () => {
     assert.equal(resolveOptions({}, {})[option], fallback);

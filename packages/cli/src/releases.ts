@@ -56,6 +56,15 @@ export class Releases {
   /** Says, at upgrade time, whether the release being replaced stays available to roll back to. */
   checkUpgrade(target: string): void {
     if (this.#windowMs === 0 || target !== this.#promoted.dir) return;
+    // A container started without WORKDIR (or a unit without WorkingDirectory=) starts in /: no
+    // release lives there, so "replaced in place" would send the operator looking for the wrong thing.
+    if (target === '/') {
+      this.#logger.warn(
+        { release: target },
+        'the supervisor started in /, so it cannot tell one release from the next and a crash-looping release cannot be rolled back: start it in the release directory (systemd WorkingDirectory=, Docker WORKDIR) through a symlink switched at each deploy',
+      );
+      return;
+    }
     this.#logger.warn(
       { release: target },
       `the new release runs from the same directory as the current one (${target}): files replaced in place cannot be rolled back to if it crash-loops; deploy each release to its own directory and switch a symlink`,

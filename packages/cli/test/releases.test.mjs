@@ -44,6 +44,16 @@ test('two crashes of the newest generation within the window roll back to the re
   assert.equal(releases.rollbackTarget(3, [later, later], later), undefined, 'a rollback is not rolled back');
 });
 
+test('started in /, an upgrade warns that releases cannot be told apart, not that files were replaced in place', () => {
+  warnings.length = 0;
+  const releases = new Releases('/', 1, 60_000, logger);
+  releases.checkUpgrade(releases.resolveTarget());
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0], /started in \/, so it cannot tell one release from the next/);
+  assert.match(warnings[0], /WorkingDirectory=.*WORKDIR/);
+  assert.doesNotMatch(warnings[0], /replaced in place/);
+});
+
 test('an upgrade from the same directory warns that it cannot be rolled back to; a window of 0 disables it all', () => {
   const { current } = layout();
   warnings.length = 0;

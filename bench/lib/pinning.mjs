@@ -3,6 +3,11 @@
 // process and the booting successor share every core, and the loader's ~0.6 core at 10 000 req/s
 // is CPU the boot takes from the serving process as much as from the loader: a real service's
 // clients are on other machines.
+//
+// BENCH_WRAP=script replaces taskset (with --pin only): the script gets node's path and its
+// arguments, and must pin and exec them itself. It is how the profiles in docs/benchmarks.md were
+// taken, e.g. `exec taskset --cpu-list 0 "$1" --cpu-prof --cpu-prof-dir=/tmp/prof "${@:2}"`;
+// the app's successors inherit node's flags, so each process writes its own profile.
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 

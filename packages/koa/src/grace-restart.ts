@@ -45,6 +45,7 @@ export function graceRestart<StateT, ContextT>(app: Koa<StateT, ContextT>, optio
     throw new GraceError('GRACE_ERR_OPTIONS', 'grace-restart: graceRestart() was already called for this Koa app');
   }
   const grace = options instanceof Grace ? options : createGrace(options);
+  loadFetchGlobals();
   Object.defineProperty(app.context, 'graceRestart', { value: grace, enumerable: true });
   // Koa's own listen is `http.createServer(app.callback()).listen(...args)`: the same, adopted first.
   const listen = (...args: unknown[]): http.Server => {
@@ -53,6 +54,17 @@ export function graceRestart<StateT, ContextT>(app: Koa<StateT, ContextT>, optio
   };
   app.listen = listen as Koa['listen'];
   return grace;
+}
+
+/**
+ * Koa 3's `ctx.body =` tests every JSON body with `instanceof ReadableStream`, `Blob` and
+ * `Response`, globals Node loads on first use by compiling its bundled undici (~25 ms of CPU, more
+ * on a busy core). Touched here, that happens in the boot, at boot priority, and not in the first
+ * answers a new version gives while connections move to it: Koa's move p99 at half load went
+ * from 50.7 to 27.7 ms (docs/benchmarks.md). On Koa 2 it only loads what fetch() would.
+ */
+function loadFetchGlobals(): void {
+  void globalThis.Response;
 }
 
 function isKoaApp(value: unknown): value is Koa {

@@ -1,8 +1,10 @@
 // Request-level behaviour of @grace-restart/koa with a real Koa app and real sockets.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import Koa3 from 'koa';
 import Koa2 from 'koa2';
 import request from 'supertest';
@@ -130,4 +132,25 @@ test('healthCheck as a path is requested through the Koa app before the ready re
     t.after(() => closeServer(server));
     return grace;
   });
+});
+
+test('graceRestart(app) loads the globals Koa 3 tests each JSON body against at boot, not in the first answer', (t) => {
+  // A fresh process: this one may have loaded them already. moduleLoadList is Node's list of the
+  // built-in modules it loaded (undocumented): without it this test cannot tell, and says so.
+  const script = `
+    const loaded = () => process.moduleLoadList.some((m) => m.includes('undici'));
+    if (!Array.isArray(process.moduleLoadList)) { console.log('null'); process.exit(0); }
+    const { default: Koa } = await import('koa');
+    const { graceRestart } = await import('@grace-restart/koa');
+    const before = loaded();
+    graceRestart(new Koa(), { upgradeSignal: false, stopSignals: false, exit: false });
+    console.log(JSON.stringify({ before, after: loaded() }));
+    process.exit(0);`;
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: fileURLToPath(new URL('..', import.meta.url)),
+    encoding: 'utf8',
+  });
+  const seen = JSON.parse(out);
+  if (seen === null) return t.skip('process.moduleLoadList is missing in this Node: cannot see which built-ins loaded');
+  assert.deepEqual(seen, { before: false, after: true });
 });

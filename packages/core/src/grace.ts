@@ -17,11 +17,12 @@ import { processEnvironment, type GraceEnvironment } from './grace-environment.j
 import type { GraceEvents, GraceState, UpgradeResult } from './grace-events.js';
 import { AutoReady, type ReadyWhen, type Upgraded } from './grace-life.js';
 import { Hooks, type Hook } from './hooks.js';
-import { Lifecycle, PASSED_ON } from './grace-lifecycle.js';
+import { Lifecycle, PASSED_ON, type LifecycleContext } from './grace-lifecycle.js';
 import { parseListenArgs } from './listen-args.js';
 import { appHeardListenError, ListenerSet } from './listeners.js';
 import { Miswiring } from './miswiring.js';
 import { resolveOptions, type GraceOptions, type ResolvedOptions } from './options.js';
+import type { ProcessEnv } from './process-env.js';
 import { openSelfControl, type SelfStatus } from './self-control.js';
 import { createServiceNotifier } from './service-notify.js';
 import { installSignalHandlers, type InstalledSignals } from './signals.js';
@@ -86,49 +87,60 @@ export class Grace extends EventEmitter<GraceEvents> {
     const { controlDir } = this.#options;
     const controlDirOwned = controlDir !== false && !this.#supervision ? controlDir : undefined;
     this.#miswiring = new Miswiring(this.#listeners, controlDirOwned, log);
+    this.#lifecycle = new Lifecycle(this.#lifecycleContext(env, controlDirOwned), {
+      name: 'starting',
+      autoReady: new AutoReady(
+        () => this.ready(),
+        () => this.#readyWhen(),
+      ),
+    });
+    this.#signals = this.#installSignals();
+    this.#answers = this.#countAnswers();
+  }
+
+  /** What the lifecycle works with, built from the options and what this process inherited. */
+  #lifecycleContext(env: ProcessEnv, controlDirOwned: string | undefined): LifecycleContext {
     const status = (): SelfStatus => this.#status();
     const upgrade = (): Promise<Upgraded> => this.#lifecycle.upgradeWithVerdict('control');
-    this.#lifecycle = new Lifecycle(
-      {
-        options: this.#options,
-        environment,
-        listeners: this.#listeners,
-        link: new SystemdLink(this.#supervision ? undefined : createServiceNotifier(env.notify, log)),
-        supervision: this.#supervision,
-        hooks: this.#hooks,
-        miswiring: this.#miswiring,
-        control:
-          controlDirOwned === undefined
-            ? Promise.resolve(undefined)
-            : openSelfControl(
-                controlDirOwned,
-                { status, upgrade, probationMs: this.#options.probation, canaryFailed: (reason) => this.#lifecycle.canaryFailed(reason) },
-                log,
-              ),
-        generation: this.generation,
-        parentPid: this.parentPid,
-        readyFd: this.#readyFd,
-        startDir: env.startDir,
-        adopting: this.#adoptMovedConnections(),
-        createdAt: this.#createdAt,
-        ownAnswers: () => this.#answers.counts,
-        events: this,
-        uninstallSignals: () => this.#signals.uninstall(),
-      },
-      {
-        name: 'starting',
-        autoReady: new AutoReady(
-          () => this.ready(),
-          () => this.#readyWhen(),
-        ),
-      },
-    );
-    this.#signals = this.#installSignals();
+    const log = this.#options.logger;
+    return {
+      options: this.#options,
+      environment: this.#environment,
+      listeners: this.#listeners,
+      link: new SystemdLink(this.#supervision ? undefined : createServiceNotifier(env.notify, log)),
+      supervision: this.#supervision,
+      hooks: this.#hooks,
+      miswiring: this.#miswiring,
+      control:
+        controlDirOwned === undefined
+          ? Promise.resolve(undefined)
+          : openSelfControl(
+              controlDirOwned,
+              { status, upgrade, probationMs: this.#options.probation, canaryFailed: (reason) => this.#lifecycle.canaryFailed(reason) },
+              log,
+            ),
+      generation: this.generation,
+      parentPid: this.parentPid,
+      readyFd: this.#readyFd,
+      startDir: env.startDir,
+      adopting: this.#adoptMovedConnections(),
+      createdAt: this.#createdAt,
+      ownAnswers: () => this.#answers.counts,
+      events: this,
+      uninstallSignals: () => this.#signals.uninstall(),
+    };
+  }
+
+  /**
+   * Counts this process's answers for the canary verdict, reported to the supervisor when there
+   * is one. Counted until the drain ends (a process that exits never sees `closed` settle): its
+   * last report then says all it answered.
+   */
+  #countAnswers(): AnswerCounter {
     const supervision = this.#supervision;
     const report = supervision && ((counts: AnswerCounts): void => supervision.notify({ type: 'answers', ...counts }));
-    // Counted until the drain ends (a process that exits never sees `closed` settle): its last report then says all it answered.
     const drained = new Promise((resolve) => this.once('drain-end', resolve));
-    this.#answers = countAnswers((server) => this.#listeners.serves(server), report, Promise.race([drained, this.#lifecycle.closed]));
+    return countAnswers((server) => this.#listeners.serves(server), report, Promise.race([drained, this.#lifecycle.closed]));
   }
 
   /** Current lifecycle state. */

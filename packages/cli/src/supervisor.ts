@@ -297,15 +297,9 @@ export class Supervisor {
     const log = this.#o.logger;
     switch (action) {
       case 'serve':
-        this.#life = { kind: 'running' };
-        this.#watch();
-        this.#watchMemory();
-        log.info({ workerPids: this.#workers.pids(), generation: this.#generation }, 'supervisor ready');
-        this.#o.service.ready(this.#serving());
-        return;
+        return this.#serve();
       case 'fail-start':
-        this.#life = { kind: 'stopping', failure: `could not start: ${given(d.error, 'error')}`, done: this.#workers.stopAll() };
-        return this.#whenDrained(this.#life.done);
+        return this.#failStart(given(d.error, 'error'));
       case 'rolling-upgrade':
         return this.#startRollingUpgrade(given(d.trigger, 'trigger'));
       case 'join-upgrade':
@@ -335,13 +329,7 @@ export class Supervisor {
       case 'drain-and-stop':
         return this.#stopOnRequest(given(d.signal, 'signal'), from);
       case 'keep-draining':
-        log.info(
-          { signal: d.signal },
-          from.kind === 'handed-over'
-            ? `${d.signal}: this supervisor is already draining its workers after handing over`
-            : `${d.signal}: this supervisor is already stopping`,
-        );
-        return;
+        return this.#keepDraining(from, d.signal);
       case 'kill-now':
         return this.#killNow(given(d.signal, 'signal'));
       case 'forward-hup':
@@ -362,9 +350,7 @@ export class Supervisor {
       case 'roll-back-release':
         return this.#rollBackRelease(given(d.release, 'release'));
       case 'give-up':
-        if (from.kind === 'upgrading' || from.kind === 'upgrading-supervisor') from.abort.abort();
-        this.#life = { kind: 'stopping', failure: `stopped: ${given(d.error, 'error')}`, done: this.#drain('crash-loop', from) };
-        return this.#whenDrained(this.#life.done);
+        return this.#giveUp(from, given(d.error, 'error'));
       case 'exit':
         return this.#exit(from);
       case 'ignore':
@@ -374,6 +360,35 @@ export class Supervisor {
         throw new Error(`supervisor lifecycle: no code for the action ${String(unhandled)}`);
       }
     }
+  }
+
+  #serve(): void {
+    this.#life = { kind: 'running' };
+    this.#watch();
+    this.#watchMemory();
+    this.#o.logger.info({ workerPids: this.#workers.pids(), generation: this.#generation }, 'supervisor ready');
+    this.#o.service.ready(this.#serving());
+  }
+
+  #failStart(error: string): void {
+    this.#life = { kind: 'stopping', failure: `could not start: ${error}`, done: this.#workers.stopAll() };
+    this.#whenDrained(this.#life.done);
+  }
+
+  #keepDraining(from: SupervisorLife, signal: EventDetail['signal']): void {
+    this.#o.logger.info(
+      { signal },
+      from.kind === 'handed-over'
+        ? `${signal}: this supervisor is already draining its workers after handing over`
+        : `${signal}: this supervisor is already stopping`,
+    );
+  }
+
+  /** A crash loop: the workers keep dying, so the supervisor drains what is left and stops. */
+  #giveUp(from: SupervisorLife, error: string): void {
+    if (from.kind === 'upgrading' || from.kind === 'upgrading-supervisor') from.abort.abort();
+    this.#life = { kind: 'stopping', failure: `stopped: ${error}`, done: this.#drain('crash-loop', from) };
+    this.#whenDrained(this.#life.done);
   }
 
   #whenDrained(done: Promise<void>): void {

@@ -61,7 +61,9 @@ export function graceRestart<StateT, ContextT>(app: Koa<StateT, ContextT>, optio
  * `Response`, globals Node loads on first use by compiling its bundled undici (~25 ms of CPU, more
  * on a busy core). Touched here, that happens in the boot, at boot priority, and not in the first
  * answers a new version gives while connections move to it: Koa's move p99 at half load went
- * from 50.7 to 27.7 ms (docs/benchmarks.md). On Koa 2 it only loads what fetch() would.
+ * from 50.7 to 27.7 ms (docs/benchmarks.md, Node 20). Node 22 and later load them already when
+ * `node:http` is imported as ESM (core does), so there it costs nothing; on Koa 2 it only loads
+ * what fetch() would.
  */
 function loadFetchGlobals(): void {
   void globalThis.Response;

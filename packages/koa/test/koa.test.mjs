@@ -143,7 +143,7 @@ test('graceRestart(app) loads the globals Koa 3 tests each JSON body against at 
     const { default: Koa } = await import('koa');
     const { graceRestart } = await import('@grace-restart/koa');
     const before = loaded();
-    graceRestart(new Koa(), { upgradeSignal: false, stopSignals: false, exit: false });
+    graceRestart(new Koa(), { upgradeSignal: false, stopSignals: false, exit: false, controlDir: false });
     console.log(JSON.stringify({ before, after: loaded() }));
     process.exit(0);`;
   const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {

@@ -140,46 +140,35 @@ function canaryFlags(window: string | undefined, maxErrors: string | undefined):
   return windowMs === 0 ? undefined : { windowMs, maxErrorPoints: points };
 }
 
+/** `grace-restart run`'s flags, as `node:util` parseArgs takes them. */
+const RUN_FLAG_SPEC = {
+  workers: { type: 'string' },
+  'pid-file': { type: 'string' },
+  'ready-timeout': { type: 'string' },
+  'drain-timeout': { type: 'string' },
+  'kill-timeout': { type: 'string' },
+  'shutdown-delay': { type: 'string' },
+  watch: { type: 'string' },
+  'watch-interval': { type: 'string' },
+  'max-crashes': { type: 'string' },
+  'rollback-window': { type: 'string' },
+  'max-memory': { type: 'string' },
+  'canary-window': { type: 'string' },
+  'canary-max-errors': { type: 'string' },
+  listen: { type: 'string', multiple: true },
+  'control-dir': { type: 'string' },
+  'log-level': { type: 'string' },
+} as const;
+
 function readRunFlags(argv: string[]): RunFlags {
-  const { values, positionals } = parseFlags(
-    'run',
-    argv,
-    {
-      workers: { type: 'string' },
-      'pid-file': { type: 'string' },
-      'ready-timeout': { type: 'string' },
-      'drain-timeout': { type: 'string' },
-      'kill-timeout': { type: 'string' },
-      'shutdown-delay': { type: 'string' },
-      watch: { type: 'string' },
-      'watch-interval': { type: 'string' },
-      'max-crashes': { type: 'string' },
-      'rollback-window': { type: 'string' },
-      'max-memory': { type: 'string' },
-      'canary-window': { type: 'string' },
-      'canary-max-errors': { type: 'string' },
-      listen: { type: 'string', multiple: true },
-      'control-dir': { type: 'string' },
-      'log-level': { type: 'string' },
-    },
-    true,
-  );
+  const { values, positionals } = parseFlags('run', argv, RUN_FLAG_SPEC, true);
   const workers = values.workers === 'auto' ? availableParallelism() : integer(values.workers, '--workers', FLAG_DEFAULTS.workers, 256);
   if (workers < 1) throw usageError('--workers must be at least 1');
-  const level = values['log-level'] ?? 'info';
-  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(level))
-    throw usageError(`--log-level must be debug, info, warn, error or silent, got "${level}"`);
-  const logger = createJsonLogger(level as 'info');
-  let command: WorkerCommand;
-  try {
-    command = parseWorkerCommand(positionals);
-  } catch (error) {
-    throw usageError((error as Error).message);
-  }
+  const logger = loggerAtLevel(values['log-level'] ?? 'info');
+  const startDir = startDirectory();
+  const command = appCommand(positionals, startDir);
   const maxCrashes = integer(values['max-crashes'], '--max-crashes', FLAG_DEFAULTS.maxCrashes, 1_000_000);
   if (maxCrashes < 1) throw usageError('--max-crashes must be at least 1');
-  const startDir = startDirectory();
-  if (!existsSync(scriptPath(command, startDir))) throw usageError(`cannot find the app to run: ${scriptPath(command, startDir)}`);
   const settings = {
     workers,
     readyTimeout: integer(values['ready-timeout'], '--ready-timeout', FLAG_DEFAULTS.readyTimeout),
@@ -196,6 +185,25 @@ function readRunFlags(argv: string[]): RunFlags {
   const listen = (values.listen ?? []).map(parseListenFlag);
   const bootNice = bootNiceFromEnv(process.env);
   return { logger, command, startDir, pidFile: values['pid-file'], controlDir: values['control-dir'], listen, bootNice, settings };
+}
+
+/** The JSON logger `--log-level` asks for. */
+function loggerAtLevel(level: string): Logger {
+  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(level))
+    throw usageError(`--log-level must be debug, info, warn, error or silent, got "${level}"`);
+  return createJsonLogger(level as 'info');
+}
+
+/** The app to run (after `--`, or a script), which must exist in the start directory. */
+function appCommand(positionals: string[], startDir: string): WorkerCommand {
+  let command: WorkerCommand;
+  try {
+    command = parseWorkerCommand(positionals);
+  } catch (error) {
+    throw usageError((error as Error).message);
+  }
+  if (!existsSync(scriptPath(command, startDir))) throw usageError(`cannot find the app to run: ${scriptPath(command, startDir)}`);
+  return command;
 }
 
 /**

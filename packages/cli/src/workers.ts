@@ -115,39 +115,13 @@ export class WorkerPool {
   }
 
   /**
-   * Forks a worker and resolves once it reports ready; rejects (after stopping it) if it
-   * exits, errors, is not ready in time, or `signal` aborts (a stop).
-   */
-  /**
    * Forks a worker of `generation` for `slot`, from the start directory (whatever release it
-   * points to now) or, for a rollback, from the release directory `release`.
+   * points to now) or, for a rollback, from the release directory `release`. Resolves once it
+   * reports ready; rejects (after stopping it) if it exits, errors, is not ready in time, or
+   * `signal` aborts (a stop).
    */
   spawn(generation: number, slot: number, signal?: AbortSignal, release?: string): Promise<WorkerRecord> {
-    const { command } = this.#o;
-    const startDir = release ?? this.#o.startDir;
-    const inherited = this.#o.listeners;
-    // The inherited sockets at the worker's fds 3, 4, … (in this order), the IPC channel after them.
-    const stdio = inherited.length === 0 ? undefined : ['inherit', 'inherit', 'inherit', ...inherited.map((l) => l.fd), 'ipc'];
-    cluster.setupPrimary({
-      exec: releaseScript(command, this.#o.startDir, startDir),
-      args: command.args,
-      execArgv: command.execArgv,
-      cwd: startDir,
-      stdio,
-    });
-    const activation = inherited.length === 0 ? {} : listenFdsEnv(inherited.map((l) => l.name));
-    // Niced while it boots only when another worker serves: then its boot's CPU comes from them.
-    const othersServe = this.ready().length > 0 || this.#o.othersServe();
-    const priority = othersServe ? this.#o.bootPriority : NOT_NICED;
-    const worker = spawnAtBootPriority(priority, () =>
-      cluster.fork({
-        ...activation,
-        ...bootPriorityEnv(priority),
-        [ENV.supervisor]: String(process.pid),
-        [ENV.generation]: String(generation),
-        PWD: startDir,
-      }),
-    );
+    const worker = this.#fork(generation, release ?? this.#o.startDir);
     const record: WorkerRecord = {
       worker,
       pid: worker.process.pid ?? 0,
@@ -163,7 +137,40 @@ export class WorkerPool {
     worker.once('exit', (code, sig) => this.#onExit(record, code, sig));
     // A spawn that fails (EAGAIN, ENOMEM) or a kill that is refused (EPERM) is reported here.
     worker.on('error', (error: Error) => this.#o.logger.error({ workerPid: record.pid, slot, err: error.message }, 'worker error'));
+    return this.#awaitReadyReport(record, signal);
+  }
 
+  /** Forks the worker process itself: the inherited sockets, the environment, the boot priority. */
+  #fork(generation: number, startDir: string): Worker {
+    const { command } = this.#o;
+    const inherited = this.#o.listeners;
+    // The inherited sockets at the worker's fds 3, 4, … (in this order), the IPC channel after them.
+    const stdio = inherited.length === 0 ? undefined : ['inherit', 'inherit', 'inherit', ...inherited.map((l) => l.fd), 'ipc'];
+    cluster.setupPrimary({
+      exec: releaseScript(command, this.#o.startDir, startDir),
+      args: command.args,
+      execArgv: command.execArgv,
+      cwd: startDir,
+      stdio,
+    });
+    const activation = inherited.length === 0 ? {} : listenFdsEnv(inherited.map((l) => l.name));
+    // Niced while it boots only when another worker serves: then its boot's CPU comes from them.
+    const othersServe = this.ready().length > 0 || this.#o.othersServe();
+    const priority = othersServe ? this.#o.bootPriority : NOT_NICED;
+    return spawnAtBootPriority(priority, () =>
+      cluster.fork({
+        ...activation,
+        ...bootPriorityEnv(priority),
+        [ENV.supervisor]: String(process.pid),
+        [ENV.generation]: String(generation),
+        PWD: startDir,
+      }),
+    );
+  }
+
+  /** Resolves with `record` marked ready at its worker's ready report; else stops it and rejects. */
+  #awaitReadyReport(record: WorkerRecord, signal: AbortSignal | undefined): Promise<WorkerRecord> {
+    const { worker } = record;
     return awaitReady(worker, {
       timeout: this.#o.readyTimeout,
       signal,
@@ -184,7 +191,7 @@ export class WorkerPool {
         return record;
       }
       void this.#terminate(record);
-      throw new Error(`worker ${record.pid} (slot ${slot}) ${notReadyReason(race, this.#o.readyTimeout)}`);
+      throw new Error(`worker ${record.pid} (slot ${record.slot}) ${notReadyReason(race, this.#o.readyTimeout)}`);
     });
   }
 

@@ -234,31 +234,37 @@ export function spawnSuccessor(options: SpawnSuccessorOptions): Promise<ReadySuc
   return awaitReady(child, {
     timeout: options.readyTimeout,
     signal: options.signal,
-    onReady: (ready: (message: ReadyLine | undefined) => void) => {
-      let buffered = '';
-      const onData = (chunk: string): void => {
-        buffered += chunk;
-        if (buffered.includes('\n')) ready(parseReadyLine(buffered.slice(0, buffered.indexOf('\n'))));
-      };
-      channel?.on('data', onData);
-      return () => channel?.removeListener('data', onData);
-    },
+    onReady: (ready: (message: ReadyLine | undefined) => void) => onReadyLine(channel, ready),
   }).then((race) => {
     channel?.destroy();
     const report = race.kind === 'ready' ? race.report : undefined;
-    if (report !== undefined && report.pid === child.pid && report.unhealthy === undefined) {
-      // As before the race was shared: an error of the successor from now on (a kill refused) is
-      // not this process's crash.
-      child.on('error', ignoreError);
-      child.unref();
-      // Adoption needs the channel on both ends: the successor could claim it without one.
-      const adopts = child.connected ? report.adopts : [];
-      if (!child.connected || adopts.length === 0) closeChannel(child);
-      return { pid: report.pid, child, adopts };
-    }
+    if (report !== undefined && report.pid === child.pid && report.unhealthy === undefined) return readySuccessor(child, report);
     const error = notReadyError(race, child.pid, options.readyTimeout, elapsed());
     return stopChild(child, options.killTimeout).then(() => Promise.reject(error));
   });
+}
+
+/** Calls `ready` with the first line the successor writes on `channel`; returns the unsubscribe. */
+function onReadyLine(channel: Socket | null | undefined, ready: (message: ReadyLine | undefined) => void): () => void {
+  let buffered = '';
+  const onData = (chunk: string): void => {
+    buffered += chunk;
+    if (buffered.includes('\n')) ready(parseReadyLine(buffered.slice(0, buffered.indexOf('\n'))));
+  };
+  channel?.on('data', onData);
+  return () => channel?.removeListener('data', onData);
+}
+
+/** A successor that reported ready: from now on it lives on its own. */
+function readySuccessor(child: ChildProcess, report: ReadyLine): ReadySuccessor {
+  // As before the race was shared: an error of the successor from now on (a kill refused) is
+  // not this process's crash.
+  child.on('error', ignoreError);
+  child.unref();
+  // Adoption needs the channel on both ends: the successor could claim it without one.
+  const adopts = child.connected ? report.adopts : [];
+  if (!child.connected || adopts.length === 0) closeChannel(child);
+  return { pid: report.pid, child, adopts };
 }
 
 /** The UpgradeError for a successor that did not report ready (or reported nonsense). */

@@ -12,7 +12,8 @@
 // run it after a build:
 //
 //   node bench/upgrade-phases.mjs [--framework fastify] [--slow-start 0,3000] [--boot-nice 10,0]
-//                                 [--rate REQ_PER_S | --load 0.5] [--rounds 2] [--upgrades 4] [--pin] [--out FILE.md]
+//                                 [--rate REQ_PER_S | --load 0.5] [--rounds 2] [--upgrades 4] [--connections 50]
+//                                 [--pin] [--out FILE.md]
 //
 // --load is a share of the app's closed-loop throughput X, measured once before the first round.
 // --pin puts the load generator on a core of its own and the apps on the others (lib/pinning.mjs).
@@ -39,6 +40,7 @@ const { values } = parseArgs({
     load: { type: 'string', default: '0.5' },
     rounds: { type: 'string', default: '2' },
     upgrades: { type: 'string', default: '4' },
+    connections: { type: 'string', default: '50' },
     pin: { type: 'boolean', default: false },
     timeline: { type: 'boolean', default: false },
     out: { type: 'string' },
@@ -49,7 +51,9 @@ const settings = values['slow-start']
   .flatMap((slowStart) => values['boot-nice'].split(',').map((bootNice) => ({ slowStart: Number(slowStart), bootNice: Number(bootNice) })));
 const rounds = Number(values.rounds);
 const upgrades = Number(values.upgrades);
-const CONNECTIONS = 50;
+const CONNECTIONS = Number(values.connections);
+if (!Number.isInteger(CONNECTIONS) || CONNECTIONS < 1)
+  throw new Error(`--connections must be a positive whole number, got ${values.connections}`);
 const AFTER_MS = 1000;
 /** Up to this many answers per app (about a minute at 10 000 req/s), kept in typed arrays: no garbage for the loader's GC. */
 const MAX_ANSWERS = 1 << 21;
